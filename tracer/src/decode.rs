@@ -1,0 +1,287 @@
+//! Decoding raw ring-buffer records into [`Event`]s, and rendering them as one text line
+//! (like `perf script`) or one JSON object.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+use tracer_common::{EVENT_SIZE, Event, EventKind, NET_RX_SOFTIRQ};
+
+use crate::names::Names;
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The record is not exactly one event long.
+    #[error("event record of {0} bytes, expected {EVENT_SIZE}")]
+    Size(usize),
+    /// The kind byte names no known tracepoint.
+    #[error("unknown event kind {0}")]
+    Kind(u8),
+}
+
+/// Decodes one record as the eBPF side wrote it (native endianness).
+pub fn decode(bytes: &[u8]) -> Result<(Event, EventKind), DecodeError> {
+    if bytes.len() != EVENT_SIZE {
+        return Err(DecodeError::Size(bytes.len()));
+    }
+    // SAFETY: the length is checked above; Event is repr(C) plain data valid for any bits,
+    // and read_unaligned copies without requiring alignment of the source.
+    let event: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let kind = EventKind::from_u8(event.kind).ok_or(DecodeError::Kind(event.kind))?;
+    Ok((event, kind))
+}
+
+/// The NUL-terminated name field as text.
+pub fn name(event: &Event) -> String {
+    let end = event.name.iter().position(|&b| b == 0).unwrap_or(event.name.len());
+    String::from_utf8_lossy(&event.name[..end]).into_owned()
+}
+
+/// Softirq vector names (include/linux/interrupt.h), stable since 2.6.
+pub fn softirq_name(vec: u32) -> &'static str {
+    const NAMES: [&str; 10] =
+        ["HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU"];
+    NAMES.get(vec as usize).copied().unwrap_or("?")
+}
+
+/// `prev_state` of sched_switch as the letters `ps` and perf print (R, S, D, ...).
+pub fn task_state(state: u64) -> String {
+    const LETTERS: [char; 8] = ['S', 'D', 'T', 't', 'X', 'Z', 'P', 'I'];
+    if state == 0 {
+        return "R".to_owned();
+    }
+    let mut out = String::new();
+    for (bit, letter) in LETTERS.iter().enumerate() {
+        if state & (1 << bit) != 0 {
+            out.push(*letter);
+        }
+    }
+    if state & (1 << 8) != 0 && out.is_empty() {
+        out.push('R'); // preempted while TASK_RUNNING with the "max" bit set
+    }
+    if out.is_empty() { format!("{state:#x}") } else { out }
+}
+
+/// The kind-specific fields of one event, as (key, value) pairs in a fixed order.
+pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static str, Value)> {
+    use EventKind as K;
+    let addr = |v: u64| json!(format!("{v:#x}"));
+    match kind {
+        K::IrqHandlerEntry => vec![
+            ("irq", json!(event.arg0)),
+            ("name", json!(names.irq(event.arg0))),
+        ],
+        K::IrqHandlerExit => vec![
+            ("irq", json!(event.arg0)),
+            ("ret", json!(if event.arg1 == 1 { "handled" } else { "unhandled" })),
+        ],
+        K::SoftirqRaise | K::SoftirqEntry | K::SoftirqExit => vec![
+            ("vec", json!(event.arg0)),
+            ("action", json!(softirq_name(event.arg0))),
+        ],
+        K::NapiPoll => vec![
+            ("napi", addr(event.addr)),
+            ("dev", json!(name(event))),
+            ("work", json!(event.arg0)),
+            ("budget", json!(event.arg1)),
+        ],
+        K::NetifReceiveSkb | K::NetifRx => vec![
+            ("skbaddr", addr(event.addr)),
+            ("len", json!(event.arg0)),
+            ("dev", json!(name(event))),
+        ],
+        K::NapiGroReceiveEntry => vec![
+            ("skbaddr", addr(event.addr)),
+            ("len", json!(event.arg0)),
+            ("dev", json!(name(event))),
+            ("napi_id", json!(event.arg1)),
+            ("queue", json!(event.arg2)),
+        ],
+        K::SkDataReady => vec![
+            ("skaddr", addr(event.addr)),
+            ("family", json!(event.arg0)),
+            ("protocol", json!(event.arg1)),
+        ],
+        K::SchedWaking | K::SchedWakeup => vec![
+            ("pid", json!(event.arg0)),
+            ("comm", json!(name(event))),
+            ("prio", json!(event.arg2)),
+            ("target_cpu", json!(event.arg1)),
+        ],
+        K::SchedSwitch => vec![
+            ("prev_pid", json!(event.tid)),
+            ("prev_comm", json!(names.comm(event.tid))),
+            ("prev_state", json!(task_state(event.addr))),
+            ("next_pid", json!(event.arg1)),
+            ("next_comm", json!(name(event))),
+            ("next_prio", json!(event.arg2)),
+        ],
+        K::SkbCopyDatagramIovec => vec![
+            ("skbaddr", addr(event.addr)),
+            ("len", json!(event.arg0 as i32)),
+        ],
+        K::KfreeSkb => vec![
+            ("skbaddr", addr(event.addr)),
+            ("location", addr(event.addr2)),
+            ("protocol", json!(event.arg1)),
+            ("reason", json!(names.drop_reason(event.arg0))),
+        ],
+        K::ConsumeSkb => vec![("skbaddr", addr(event.addr)), ("location", addr(event.addr2))],
+        K::SockRecvLength => vec![
+            ("sk", addr(event.addr)),
+            ("family", json!(event.arg2 >> 16)),
+            ("protocol", json!(event.arg2 & 0xffff)),
+            ("ret", json!(event.arg0 as i32)),
+            ("flags", json!(format!("{:#x}", event.arg1))),
+        ],
+        K::SysEnterRecvfrom | K::SysEnterRead => {
+            vec![("fd", json!(event.arg0)), ("size", json!(event.addr2))]
+        }
+        K::SysEnterRecvmmsg | K::SysEnterReadv => {
+            vec![("fd", json!(event.arg0)), ("vlen", json!(event.addr2))]
+        }
+        K::SysEnterRecvmsg => vec![("fd", json!(event.arg0))],
+        K::SysExitRecvfrom | K::SysExitRecvmsg | K::SysExitRecvmmsg | K::SysExitRead
+        | K::SysExitReadv => vec![("ret", json!(event.addr as i64))],
+    }
+}
+
+/// One JSON object: `ts`, `cpu`, `kind`, the current task, then the kind's own fields.
+pub fn to_json(event: &Event, kind: EventKind, names: &Names) -> Value {
+    let mut object = Map::new();
+    object.insert("ts".into(), json!(event.ts));
+    object.insert("cpu".into(), json!(event.cpu));
+    object.insert("kind".into(), json!(kind.name()));
+    object.insert("task_pid".into(), json!(event.tgid));
+    object.insert("task_tid".into(), json!(event.tid));
+    object.insert("task_comm".into(), json!(names.comm(event.tid)));
+    for (key, value) in fields(event, kind, names) {
+        object.insert(key.into(), value);
+    }
+    Value::Object(object)
+}
+
+/// One text line, like `perf script`: task, tid/pid, cpu, seconds, kind, fields.
+pub fn to_text(event: &Event, kind: EventKind, names: &Names) -> String {
+    let mut line = format!(
+        "{:>16} {:>7}/{:<7} [{:03}] {:>5}.{:09}: {:<24}",
+        names.comm(event.tid),
+        event.tid,
+        event.tgid,
+        event.cpu,
+        event.ts / 1_000_000_000,
+        event.ts % 1_000_000_000,
+        kind.name(),
+    );
+    for (key, value) in fields(event, kind, names) {
+        match value {
+            Value::String(text) => write!(line, " {key}={text}"),
+            other => write!(line, " {key}={other}"),
+        }
+        .expect("writing to a String cannot fail");
+    }
+    if matches!(kind, EventKind::SoftirqRaise | EventKind::SoftirqEntry) && event.arg0 == NET_RX_SOFTIRQ
+    {
+        line.push_str(" *");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(event: &Event) -> Vec<u8> {
+        // SAFETY: Event is plain data without padding.
+        unsafe { std::slice::from_raw_parts((event as *const Event).cast::<u8>(), EVENT_SIZE) }
+            .to_vec()
+    }
+
+    fn named(text: &str) -> [u8; 16] {
+        let mut name = [0; 16];
+        name[..text.len()].copy_from_slice(text.as_bytes());
+        name
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_records() {
+        let event = Event {
+            ts: 1_234_567_890_123,
+            addr: 0xffff_8880_1234_5678,
+            tgid: 42,
+            tid: 43,
+            arg0: 98,
+            cpu: 1,
+            kind: EventKind::NetifReceiveSkb as u8,
+            name: named("lo"),
+            ..Event::ZERO
+        };
+        let raw = bytes(&event);
+        assert_eq!(decode(&raw), Ok((event, EventKind::NetifReceiveSkb)));
+        assert_eq!(decode(&raw[..63]), Err(DecodeError::Size(63)));
+        let mut bad = raw.clone();
+        bad[46] = 0; // the kind byte
+        assert_eq!(decode(&bad), Err(DecodeError::Kind(0)));
+        bad[46] = 200;
+        assert_eq!(decode(&bad).unwrap_err().to_string(), "unknown event kind 200");
+    }
+
+    #[test]
+    fn json_has_the_common_and_own_fields() {
+        let names = Names::default();
+        let event = Event {
+            ts: 5,
+            cpu: 1,
+            tgid: 7,
+            tid: 8,
+            arg0: 99,
+            arg1: 0,
+            arg2: 120,
+            kind: EventKind::SchedWaking as u8,
+            name: named("reader"),
+            ..Event::ZERO
+        };
+        let value = to_json(&event, EventKind::SchedWaking, &names);
+        assert_eq!(value["ts"], 5);
+        assert_eq!(value["cpu"], 1);
+        assert_eq!(value["kind"], "sched_waking");
+        assert_eq!(value["pid"], 99);
+        assert_eq!(value["comm"], "reader");
+        assert_eq!(value["task_pid"], 7);
+
+        let exit = Event { addr: (-11i64) as u64, kind: EventKind::SysExitRecvfrom as u8, ..event };
+        assert_eq!(to_json(&exit, EventKind::SysExitRecvfrom, &names)["ret"], -11);
+        let recv_len = Event {
+            addr: 0xabc,
+            arg0: 32,
+            arg1: 0x40,
+            arg2: 2 << 16 | 17,
+            kind: EventKind::SockRecvLength as u8,
+            ..event
+        };
+        let value = to_json(&recv_len, EventKind::SockRecvLength, &names);
+        assert_eq!((value["sk"].as_str(), value["ret"].as_i64()), (Some("0xabc"), Some(32)));
+        assert_eq!((value["family"].as_u64(), value["protocol"].as_u64()), (Some(2), Some(17)));
+    }
+
+    #[test]
+    fn text_line_names_kind_and_fields() {
+        let names = Names::default();
+        let event = Event {
+            ts: 3_000_000_123,
+            cpu: 0,
+            addr: 1, // TASK_INTERRUPTIBLE
+            tid: 10,
+            arg1: 11,
+            kind: EventKind::SchedSwitch as u8,
+            name: named("next"),
+            ..Event::ZERO
+        };
+        let line = to_text(&event, EventKind::SchedSwitch, &names);
+        assert!(line.contains("3.000000123: sched_switch"), "{line}");
+        assert!(line.contains("prev_state=S next_pid=11 next_comm=next"), "{line}");
+        assert_eq!(task_state(0), "R");
+        assert_eq!(task_state(2), "D");
+        assert_eq!(softirq_name(3), "NET_RX");
+    }
+}

@@ -1,0 +1,14 @@
+//! tracer: follow every received packet from the NIC's hard interrupt to the moment recv()
+//! returns it, with eBPF programs on kernel tracepoints.
+//!
+//! Data flow: [`probes`] load the programs and [`source`] reads their fixed-size records;
+//! [`decode`] turns records into events and lines; [`names`] resolves numbers to names.
+
+pub mod caps;
+pub mod decode;
+pub mod duration;
+pub mod names;
+pub mod probes;
+pub mod source;
+pub mod tracefs;
+pub mod traffic;

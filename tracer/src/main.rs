@@ -1,0 +1,74 @@
+//! The `tracer` command line.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Follow every received packet from the NIC interrupt to recv() returning, with eBPF.
+///
+/// Needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on kernels before 5.8).
+#[derive(Debug, Parser)]
+#[command(name = "tracer", version, propagate_version = true)]
+struct Cli {
+    /// More detail on stderr, including the eBPF programs' own log messages.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the raw event stream, one decoded event per line (like `perf script`).
+    Events(cli::events::EventsArgs),
+    /// Make loopback UDP traffic and show the events it causes (a self-contained demo).
+    Demo(cli::demo::DemoArgs),
+    /// Internal: the demo's traffic process (a UDP reader and sender on loopback).
+    #[command(hide = true)]
+    Traffic(cli::demo::TrafficArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tracer: error: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Events(args) => cli::events::run(args, cli.verbose).await,
+            Command::Demo(args) => cli::demo::run(args, cli.verbose).await,
+            Command::Traffic(args) => cli::demo::traffic(args),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tracer: error: {err:#}");
+            ExitCode::from(cli::exit_code(&err))
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    use std::io::Write as _;
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(log::LevelFilter::Warn);
+    if verbose {
+        // Our own detail and the eBPF programs' messages; aya's loader chatter stays out.
+        builder.filter_level(log::LevelFilter::Info).filter_module("tracer", log::LevelFilter::Debug);
+    }
+    builder
+        .parse_env("TRACER_LOG")
+        .format(|buf, record| {
+            let level = record.level().as_str().to_lowercase();
+            writeln!(buf, "tracer: {level}: {}", record.args())
+        })
+        .init();
+}

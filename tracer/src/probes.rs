@@ -1,0 +1,278 @@
+//! Loading and attaching the eBPF programs: open -> set globals -> load -> attach.
+//!
+//! Each tracepoint is attached on its own; one that this kernel lacks (or whose layout does
+//! not fit) is reported by name and the others still attach.
+
+use std::{collections::BTreeMap, fs, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use tracer_common::{ANY_CPU, EventKind, IGNORE_SLOTS};
+
+use crate::tracefs::{self, FormatDir, Layout, TracefsError};
+
+/// The compiled eBPF object, embedded at build time.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+/// Default ring buffer size: 8 MiB holds 131072 events (64 B each).
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// What to trace and how.
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Keep events of this process (tgid) only, as current task or as subject.
+    pub pid: Option<u32>,
+    /// Keep events on this CPU only.
+    pub cpu: Option<u32>,
+    /// Tracepoints to leave out, as `category:name` or `name`.
+    pub without: Vec<String>,
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    pub ring_bytes: u32,
+    /// Forward the programs' aya-log messages to the `log` crate.
+    pub kernel_log: bool,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self { pid: None, cpu: None, without: Vec::new(), ring_bytes: DEFAULT_RING_BYTES, kernel_log: false }
+    }
+}
+
+/// Errors of loading and attaching, with the context a user needs.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Not allowed to load eBPF programs.
+    #[error("{0}")]
+    Permission(String),
+    /// tracefs trouble.
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+    /// `--pid` names no running process.
+    #[error("no process with pid {0}")]
+    NoSuchPid(u32),
+    /// `--cpu` names no online CPU.
+    #[error("no CPU {cpu}: this machine has CPUs 0-{last}")]
+    NoSuchCpu { cpu: u32, last: u32 },
+    /// Ring buffer size the kernel would reject.
+    #[error("ring buffer size {0} is not a power of two of at least 4096 bytes")]
+    RingSize(u32),
+    /// The object failed to load (verifier, maps).
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A map the object must contain is missing or of another type.
+    #[error("eBPF map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    /// Every tracepoint failed.
+    #[error("no tracepoint could be attached")]
+    NothingAttached,
+}
+
+/// Loaded and attached programs, and the maps user space reads.
+pub struct Probes {
+    ebpf: Ebpf,
+    /// Offsets and availability read from tracefs.
+    pub layout: Layout,
+    /// Kinds whose program is attached.
+    pub attached: Vec<EventKind>,
+    /// Kinds that are not attached, with the reason (missing tracepoint, `--without`,
+    /// unexpected layout, or the attach error).
+    pub skipped: Vec<(EventKind, String)>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Probes {
+    /// Checks permissions and options, reads tracefs, loads and attaches every program.
+    pub fn load(options: &ProbeOptions) -> Result<Self, ProbeError> {
+        crate::caps::check().map_err(ProbeError::Permission)?;
+        if !(options.ring_bytes.is_power_of_two() && options.ring_bytes >= 4096) {
+            return Err(ProbeError::RingSize(options.ring_bytes));
+        }
+        if let Some(pid) = options.pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            return Err(ProbeError::NoSuchPid(pid));
+        }
+        if let Some(cpu) = options.cpu {
+            let count = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            let possible = possible_cpus().unwrap_or(count);
+            if cpu >= possible {
+                return Err(ProbeError::NoSuchCpu { cpu, last: possible - 1 });
+            }
+        }
+        let root = tracefs::ensure_mounted()?;
+        let layout = Layout::resolve(&FormatDir(root), &options.without)?;
+
+        let filter_tgid = options.pid.unwrap_or(0);
+        let filter_cpu = options.cpu.unwrap_or(ANY_CPU);
+        let ignored = ignored_tgids();
+        if ignored.len() > 1 {
+            log::info!("not tracing the readers of our output: pids {:?}", &ignored[1..]);
+        }
+        let mut ignore = [0u32; IGNORE_SLOTS];
+        for (slot, tgid) in ignore.iter_mut().zip(&ignored) {
+            *slot = *tgid;
+        }
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &layout.offsets, true)
+            .override_global("FILTER_TGID", &filter_tgid, true)
+            .override_global("FILTER_CPU", &filter_cpu, true)
+            .override_global("IGNORE_TGIDS", &ignore, true)
+            .map_max_entries("EVENTS", options.ring_bytes)
+            .load(EBPF_OBJECT)?;
+
+        let logger = if options.kernel_log {
+            match aya_log::EbpfLogger::init(&mut ebpf) {
+                Ok(logger) => Some(logger),
+                Err(err) => {
+                    log::warn!("kernel-side log unavailable: {err}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        if let Some(pid) = options.pid {
+            let map = ebpf.map_mut("FILTER_TIDS").expect("FILTER_TIDS is in the object");
+            let mut tids: HashMap<_, u32, u8> =
+                HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "FILTER_TIDS", source })?;
+            for tid in threads_of(pid) {
+                tids.insert(tid, 1, 0).map_err(|source| ProbeError::Map { name: "FILTER_TIDS", source })?;
+            }
+        }
+
+        let mut attached = Vec::new();
+        let mut skipped: Vec<(EventKind, String)> = layout
+            .unavailable
+            .iter()
+            .map(|(kind, why)| (*kind, why.to_string()))
+            .collect();
+        for &kind in &layout.available {
+            match attach(&mut ebpf, kind) {
+                Ok(()) => attached.push(kind),
+                Err(why) => skipped.push((kind, why)),
+            }
+        }
+        if attached.is_empty() {
+            return Err(ProbeError::NothingAttached);
+        }
+        Ok(Self { ebpf, layout, attached, skipped, logger })
+    }
+
+    /// The event ring buffer; call once.
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Map {
+            name: "EVENTS",
+            source: aya::maps::MapError::InvalidName { name: "EVENTS".into() },
+        })?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map { name: "EVENTS", source })
+    }
+
+    /// Events lost to a full ring buffer so far, per CPU (index = CPU).
+    pub fn lost_per_cpu(&self) -> Result<Vec<u64>, ProbeError> {
+        let map = self.ebpf.map("LOST").expect("LOST is in the object");
+        let lost: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name: "LOST", source })?;
+        let values = lost.get(&0, 0).map_err(|source| ProbeError::Map { name: "LOST", source })?;
+        Ok(values.iter().copied().collect())
+    }
+
+    /// Drop reason names of this kernel.
+    pub fn drop_reasons(&self) -> BTreeMap<u64, String> {
+        self.layout.drop_reasons.clone()
+    }
+
+    /// Forwards pending kernel-side log records (with `kernel_log`).
+    pub fn flush_kernel_log(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+    }
+}
+
+/// Loads and attaches the program of one kind; the error text names the tracepoint.
+fn attach(ebpf: &mut Ebpf, kind: EventKind) -> Result<(), String> {
+    let (category, name) = kind.tracepoint();
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("{category}:{name}: no such program in the eBPF object"))?
+        .try_into()
+        .map_err(|err| format!("{category}:{name}: {err}"))?;
+    program.load().map_err(|err| format!("{category}:{name}: load failed: {err}"))?;
+    program
+        .attach(category, name)
+        .map_err(|err| format!("{category}:{name}: attach failed: {err}"))?;
+    Ok(())
+}
+
+/// This process, then the processes that read its stdout when that is a pipe (`| grep`):
+/// tracing them would trace our own output being consumed.
+fn ignored_tgids() -> Vec<u32> {
+    let me = std::process::id();
+    let mut tgids = vec![me];
+    let Ok(stdout) = fs::read_link("/proc/self/fd/1") else { return tgids };
+    let stdout = stdout.to_string_lossy().into_owned();
+    if !stdout.starts_with("pipe:") {
+        return tgids;
+    }
+    let Ok(procs) = fs::read_dir("/proc") else { return tgids };
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me || tgids.len() >= IGNORE_SLOTS {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else { continue };
+        let reads_our_pipe = fds.flatten().any(|fd| {
+            let same_pipe = fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == stdout);
+            same_pipe && opened_read_only(&entry.path(), &fd.file_name().to_string_lossy())
+        });
+        if reads_our_pipe {
+            tgids.push(pid);
+        }
+    }
+    tgids
+}
+
+/// Whether `/proc/<pid>/fdinfo/<fd>` says the fd is open for reading only (O_RDONLY).
+fn opened_read_only(proc_dir: &Path, fd: &str) -> bool {
+    let Ok(info) = fs::read_to_string(proc_dir.join("fdinfo").join(fd)) else { return false };
+    info.lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
+        .is_some_and(|flags| flags & 0o3 == 0)
+}
+
+/// The thread ids of a process at this moment.
+fn threads_of(pid: u32) -> Vec<u32> {
+    let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()).collect()
+        })
+        .unwrap_or_default();
+    if tids.is_empty() {
+        tids.push(pid);
+    }
+    tids
+}
+
+/// Number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. `0-1`).
+fn possible_cpus() -> Option<u32> {
+    let text = fs::read_to_string("/sys/devices/system/cpu/possible").ok()?;
+    let last = text.trim().rsplit(['-', ',']).next()?.parse::<u32>().ok()?;
+    Some(last + 1)
+}
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes")
+            .field("attached", &self.attached)
+            .field("skipped", &self.skipped)
+            .finish_non_exhaustive()
+    }
+}
+

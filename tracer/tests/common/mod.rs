@@ -1,0 +1,127 @@
+//! Helpers of the kernel tests: run the real tracer binary, run peer processes.
+
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::{
+    fs::File,
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// Whether kernel tests can run here. In CI (CI=true) they must: a missing capability fails
+/// the test instead of skipping it.
+pub fn kernel_tests_enabled(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{test}: kernel tests must run in CI, but this process is not root");
+    }
+    eprintln!("\n!!! SKIPPING kernel test {test}: not root (loading eBPF programs needs root) !!!\n");
+    false
+}
+
+/// The tracer binary under test.
+pub fn tracer_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tracer")
+}
+
+/// A running `tracer` whose stdout goes to a file (not a pipe: the tracer ignores the
+/// readers of its output pipe, and the test process is also a traffic sender).
+pub struct RunningTracer {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+    stdout_path: std::path::PathBuf,
+}
+
+impl RunningTracer {
+    /// Starts `tracer <args>` and waits until it says it is tracing.
+    pub fn start(args: &[&str], dir: &Path) -> Self {
+        let stdout_path = dir.join("tracer.out");
+        let stdout = File::create(&stdout_path).expect("create tracer output file");
+        let mut child = Command::new(tracer_bin())
+            .args(args)
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tracer");
+        let stderr = child.stderr.take().expect("tracer stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut tracer = Self { child, stderr_lines: rx, stderr_seen: Vec::new(), stdout_path };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match tracer.stderr_lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    let ready = line.contains("tracepoints; Ctrl-C to stop");
+                    tracer.stderr_seen.push(line);
+                    if ready {
+                        return tracer;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let status = tracer.child.wait().expect("wait tracer");
+        panic!("tracer did not start ({status}); stderr:\n{}", tracer.stderr_seen.join("\n"));
+    }
+
+    /// Stops it with SIGINT (as Ctrl-C does) and returns (stdout, stderr lines).
+    pub fn stop(mut self) -> (String, Vec<String>) {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("wait tracer");
+        self.stderr_seen.extend(self.stderr_lines.iter());
+        assert!(status.success(), "tracer exited with {status}; stderr:\n{}", self.stderr_seen.join("\n"));
+        let stdout = std::fs::read_to_string(&self.stdout_path).expect("read tracer output");
+        (stdout, self.stderr_seen)
+    }
+}
+
+/// Parses the JSON lines of `tracer events --json`.
+pub fn json_events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("bad JSON line {line:?}: {err}")))
+        .collect()
+}
+
+/// Total lost events from the tracer's closing stderr line `... lost N (cpu0=..)`.
+pub fn lost_total(stderr: &[String]) -> u64 {
+    let line = stderr
+        .iter()
+        .find(|line| line.contains(" events; lost "))
+        .unwrap_or_else(|| panic!("no lost-count line in stderr:\n{}", stderr.join("\n")));
+    line.split(" lost ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the lost count in {line:?}"))
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the clock bpf_ktime_get_ns reads).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// This thread's id.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}

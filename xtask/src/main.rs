@@ -1,0 +1,215 @@
+//! Project tasks: `cargo xtask setup | build | run | test`.
+//!
+//! `setup` installs what building and tracing need (idempotent, quiet when all is in place);
+//! the other tasks call it first.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+/// bpf-linker must be built against the LLVM major of the nightly rustc (22 here).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_MAJOR: &str = "22";
+/// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests.
+const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "iproute2", "bpftool"];
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Project tasks for tracer")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain pieces (nightly rust-src, LLVM 22, bpf-linker) and mount tracefs.
+    Setup,
+    /// Set up, then build the tracer (eBPF object embedded).
+    Build {
+        /// Build with optimisations.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build in release mode and run the tracer (default: `demo`).
+    Run {
+        /// Arguments for `tracer` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run every test: unit tests and the kernel tests (root needed).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<()> {
+    let root = workspace_root();
+    match task {
+        Task::Setup => setup(),
+        Task::Build { release } => {
+            setup()?;
+            cargo(&root, &["build", if release { "--release" } else { "--quiet" }])
+        }
+        Task::Run { args } => {
+            setup()?;
+            cargo(&root, &["build", "--release", "--quiet", "--package", "tracer"])?;
+            let args = if args.is_empty() { vec!["demo".to_owned()] } else { args };
+            let status = Command::new(root.join("target/release/tracer"))
+                .args(&args)
+                .status()
+                .context("running target/release/tracer")?;
+            if !status.success() {
+                bail!("tracer exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Test { args } => {
+            setup()?;
+            let mut cargo_args = vec!["test", "--workspace", "--exclude", "tracer-ebpf"];
+            cargo_args.extend(args.iter().map(String::as_str));
+            cargo(&root, &cargo_args)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned()
+}
+
+fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Installs what is missing; prints nothing when everything is in place.
+fn setup() -> anyhow::Result<()> {
+    let mut missing: Vec<String> = Vec::new();
+    let nightly = output("rustup", &["toolchain", "list"]).unwrap_or_default();
+    if !nightly.lines().any(|line| line.starts_with("nightly")) {
+        bail!("the `nightly` Rust toolchain is missing: install it with `rustup toolchain install nightly`");
+    }
+    let components = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
+        .unwrap_or_default();
+    if !components.lines().any(|line| line.starts_with("rust-src")) {
+        step("adding rust-src to the nightly toolchain (needed for -Z build-std=core)");
+        sh("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"])?;
+    }
+
+    let apt_missing: Vec<&str> =
+        APT_PACKAGES.iter().copied().filter(|package| !dpkg_installed(package)).collect();
+    let linker_ok = output("bpf-linker", &["--version"])
+        .is_ok_and(|version| version.trim() == format!("bpf-linker {BPF_LINKER_VERSION}"));
+    if !apt_missing.is_empty() {
+        missing.extend(apt_missing.iter().map(|p| format!("Debian package {p}")));
+    }
+    if !linker_ok {
+        missing.push(format!("bpf-linker {BPF_LINKER_VERSION} (LLVM {LLVM_MAJOR})"));
+    }
+    let tracefs_ok = Path::new(TRACEFS).join("events").is_dir();
+    if !tracefs_ok {
+        missing.push(format!("tracefs at {TRACEFS}"));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+
+    let is_root = output("id", &["-u"]).is_ok_and(|uid| uid.trim() == "0");
+    let is_debian = Path::new("/etc/debian_version").exists();
+    if !is_root || (!apt_missing.is_empty() && !is_debian) {
+        bail!(
+            "setup needs {}; run `cargo xtask setup` as root on Debian, or install them yourself \
+             (LLVM {LLVM_MAJOR} development files, then `LLVM_PREFIX=/usr/lib/llvm-{LLVM_MAJOR} cargo install \
+             bpf-linker --version {BPF_LINKER_VERSION} --no-default-features --features llvm-{LLVM_MAJOR}`)",
+            missing.join(", ")
+        );
+    }
+    if !apt_missing.is_empty() {
+        step(&format!("installing Debian packages: {}", apt_missing.join(" ")));
+        sh("apt-get", &["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&apt_missing);
+        let status = Command::new("apt-get")
+            .args(&args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("apt-get install {} failed ({status})", apt_missing.join(" "));
+        }
+    }
+    if !linker_ok {
+        step(&format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (about 3 minutes)"));
+        let status = Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--force",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{LLVM_MAJOR}"),
+            ])
+            .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM_MAJOR}"))
+            .status()
+            .context("running cargo install bpf-linker")?;
+        if !status.success() {
+            bail!("cargo install bpf-linker failed ({status})");
+        }
+    }
+    if !tracefs_ok {
+        step(&format!("mounting tracefs at {TRACEFS}"));
+        sh("mount", &["-t", "tracefs", "nodev", TRACEFS])?;
+    }
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("xtask setup: {what}");
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${Status}", package])
+        .is_ok_and(|status| status.contains("install ok installed"))
+}
+
+fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!("{program} {} failed", args.join(" "));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sh(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(program).args(args).status().with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
