@@ -84,7 +84,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             setup()?;
             let mut cargo_args = vec!["test", "--workspace", "--exclude", "tracer-ebpf"];
             cargo_args.extend(args.iter().map(String::as_str));
-            cargo(&root, &cargo_args)
+            cargo_test(&root, &cargo_args)
         }
     }
 }
@@ -102,6 +102,44 @@ fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         .context("running cargo")?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, then prints one closing line with the
+/// totals of every test binary (`total: N passed, N failed, N skipped`).
+fn cargo_test(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut child = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed, mut skipped) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            passed += count("passed");
+            failed += count("failed");
+            skipped += count("ignored");
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!("total: {passed} passed, {failed} failed, {skipped} skipped");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    if passed == 0 {
+        bail!("cargo test ran no test");
     }
     Ok(())
 }
