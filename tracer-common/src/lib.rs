@@ -187,7 +187,7 @@ pub struct Event {
     pub cpu: u16,
     /// [`EventKind`] as its `u8` value.
     pub kind: u8,
-    /// Reserved, zero.
+    /// Bit set of `FLAG_*`.
     pub flags: u8,
     /// NUL-padded device name or task comm.
     pub name: [u8; NAME_LEN],
@@ -217,6 +217,21 @@ impl Event {
     };
 }
 
+/// [`Event::flags`]: events were lost on this CPU since its previous emitted event, so any
+/// state built from this CPU's events may have a gap here.
+pub const FLAG_LOST_BEFORE: u8 = 1;
+
+/// Per-CPU value of the `LOST` map: events lost to a full ring buffer, and how many of those
+/// have been flagged on a later event (`FLAG_LOST_BEFORE`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LostCounter {
+    /// Reserve failures on this CPU.
+    pub lost: u64,
+    /// `lost` as of the last event that carried `FLAG_LOST_BEFORE`.
+    pub reported: u64,
+}
+
 /// Value of the `FILTER_CPU` global that means "every CPU".
 pub const ANY_CPU: u32 = u32::MAX;
 
@@ -225,6 +240,10 @@ pub const IGNORE_SLOTS: usize = 4;
 
 /// NET_RX_SOFTIRQ, the softirq vector of packet reception.
 pub const NET_RX_SOFTIRQ: u32 = 3;
+
+#[cfg(feature = "user")]
+// SAFETY: two u64s, no padding, every bit pattern valid.
+unsafe impl aya::Pod for LostCounter {}
 
 #[cfg(feature = "user")]
 // SAFETY: Event is repr(C), has no padding (asserted above) and every bit pattern is valid.

@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use tracer_common::{
-    ANY_CPU, Event, EventKind, IGNORE_SLOTS, NAME_LEN, SLOT_COUNT, Slot,
+    ANY_CPU, Event, EventKind, FLAG_LOST_BEFORE, IGNORE_SLOTS, LostCounter, NAME_LEN, SLOT_COUNT, Slot,
     offsets::ABSENT,
 };
 
@@ -46,9 +46,9 @@ static FILTER_CPU: u32 = ANY_CPU;
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
-/// Per-CPU count of events lost to a full ring buffer.
+/// Per-CPU count of events lost to a full ring buffer, and how many were flagged.
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static LOST: PerCpuArray<LostCounter> = PerCpuArray::with_max_entries(1, 0);
 
 /// Threads of the `--pid` process: a sched event whose subject (the woken task, the task
 /// switched in) is one of them is kept even when another task is current.
@@ -161,12 +161,20 @@ fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
                 ..Event::ZERO
             });
             fill(event);
+            if let Some(counter) = LOST.get_ptr_mut(0) {
+                // SAFETY: a per-CPU slot, used only from this CPU with preemption off.
+                let counter = unsafe { &mut *counter };
+                if counter.lost != counter.reported {
+                    counter.reported = counter.lost;
+                    event.flags |= FLAG_LOST_BEFORE;
+                }
+            }
             entry.submit(0);
         }
         None => {
-            if let Some(lost) = LOST.get_ptr_mut(0) {
-                // SAFETY: a per-CPU slot, written only from this CPU.
-                unsafe { *lost += 1 };
+            if let Some(counter) = LOST.get_ptr_mut(0) {
+                // SAFETY: as above.
+                unsafe { (*counter).lost += 1 };
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
-use tracer_common::{EVENT_SIZE, Event, EventKind, NET_RX_SOFTIRQ};
+use tracer_common::{EVENT_SIZE, Event, EventKind, FLAG_LOST_BEFORE, NET_RX_SOFTIRQ};
 
 use crate::names::Names;
 
@@ -158,6 +158,9 @@ pub fn to_json(event: &Event, kind: EventKind, names: &Names) -> Value {
     for (key, value) in fields(event, kind, names) {
         object.insert(key.into(), value);
     }
+    if event.flags & FLAG_LOST_BEFORE != 0 {
+        object.insert("lost_before".into(), json!(true));
+    }
     Value::Object(object)
 }
 
@@ -183,6 +186,9 @@ pub fn to_text(event: &Event, kind: EventKind, names: &Names) -> String {
     if matches!(kind, EventKind::SoftirqRaise | EventKind::SoftirqEntry) && event.arg0 == NET_RX_SOFTIRQ
     {
         line.push_str(" *");
+    }
+    if event.flags & FLAG_LOST_BEFORE != 0 {
+        line.push_str(" [events lost before this one on this CPU]");
     }
     line
 }

@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use tracer_common::{ANY_CPU, EventKind, IGNORE_SLOTS};
+use tracer_common::{ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter};
 
 use crate::tracefs::{self, FormatDir, Layout, TracefsError};
 
@@ -174,10 +174,10 @@ impl Probes {
     /// Events lost to a full ring buffer so far, per CPU (index = CPU).
     pub fn lost_per_cpu(&self) -> Result<Vec<u64>, ProbeError> {
         let map = self.ebpf.map("LOST").expect("LOST is in the object");
-        let lost: PerCpuArray<_, u64> =
+        let lost: PerCpuArray<_, LostCounter> =
             PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name: "LOST", source })?;
         let values = lost.get(&0, 0).map_err(|source| ProbeError::Map { name: "LOST", source })?;
-        Ok(values.iter().copied().collect())
+        Ok(values.iter().map(|counter| counter.lost).collect())
     }
 
     /// Drop reason names of this kernel.

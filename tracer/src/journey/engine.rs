@@ -1,0 +1,710 @@
+//! The journey engine: time-ordered events in, journeys out. Pure: no kernel, no files.
+//!
+//! How a packet is followed (see DESIGN.md, "Honesty rules of the data"):
+//! - per CPU, the hard IRQ in progress, the first NET_RX raise since the last NET_RX entry
+//!   (and the NIC IRQ it was raised in), the NET_RX softirq in progress and the packets
+//!   received since the last napi_poll (napi_poll fires after each poll with its work);
+//! - a packet is its skb address from napi_gro_receive_entry/netif_receive_skb until it is
+//!   enqueued on a socket, freed, or the address shows up again;
+//! - sk_data_ready on a CPU belongs to the packet that CPU received last (the enqueue runs
+//!   inside netif_receive_skb); the first sched_waking after it is the reader's wakeup;
+//! - a socket is a FIFO of packets: a UDP read (sock_recv_length) takes the oldest datagram,
+//!   a TCP read takes every segment queued before it; the reader's next recv-family syscall
+//!   exit is the recv return.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NET_RX_SOFTIRQ};
+
+use super::record::{Journey, Missing, Stage, StageDurations};
+
+/// MSG_PEEK: a read that leaves the datagram queued.
+const MSG_PEEK: u32 = 2;
+const IPPROTO_TCP: u32 = 6;
+const IPPROTO_UDP: u32 = 17;
+const AF_INET: u32 = 2;
+
+/// A network device's interrupt, from sysfs (see `irqmap`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IrqDevice {
+    /// The netdev, e.g. `eth0`.
+    pub dev: String,
+    /// The interrupt's action name, e.g. `virtio2-input.0`.
+    pub name: String,
+}
+
+/// What the engine knows about the host besides the events.
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// Interrupts of network devices, by IRQ number.
+    pub irq_devices: HashMap<u32, IrqDevice>,
+    /// skb_drop_reason names of this kernel, by value.
+    pub drop_reasons: BTreeMap<u64, String>,
+    /// Task names known before the trace (e.g. ksoftirqd threads), by tid.
+    pub comms: HashMap<u32, String>,
+    /// Also emit packets that never reached a socket (ACKs, ARP, ...): off by default.
+    pub keep_unsocketed: bool,
+}
+
+/// Counters of what the engine saw, for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub events: u64,
+    pub journeys_emitted: u64,
+    pub complete: u64,
+    /// Incomplete journeys emitted, by reason.
+    pub incomplete: BTreeMap<String, u64>,
+    /// Packets that ended without reaching a socket and were not emitted, by reason.
+    pub unsocketed: BTreeMap<String, u64>,
+    pub dropped: u64,
+    /// Events flagged FLAG_LOST_BEFORE, per CPU.
+    pub loss_marks: BTreeMap<u16, u64>,
+    /// sched_waking of a ksoftirqd thread (NET_RX work deferred to a thread).
+    pub ksoftirqd_wakeups: u64,
+    /// Reads whose data was enqueued before the trace (or not linked to a packet).
+    pub reads_without_packet: u64,
+    /// sk_data_ready with no packet received just before on that CPU.
+    pub unlinked_data_ready: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Seen by GRO, not yet by netif_receive_skb.
+    Gro,
+    /// netif_receive_skb seen, not yet enqueued on a socket.
+    Stack,
+    /// On a socket's receive queue.
+    Queued,
+    /// Taken by a read; waiting for the syscall to return.
+    Read,
+}
+
+#[derive(Clone, Debug)]
+struct Open {
+    journey: Journey,
+    phase: Phase,
+    skb: u64,
+    sk: u64,
+    gro_ts: Option<u64>,
+    gro_cpu: Option<u16>,
+    /// The softirq context could not be known (started before the trace, lost events).
+    softirq_unknown: bool,
+    /// NET_RX was raised outside any NIC interrupt.
+    raised_without_irq: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct IrqSpan {
+    irq: u32,
+    entry: u64,
+    exit: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Raise {
+    ts: u64,
+    irq: Option<IrqSpan>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SoftirqRun {
+    entry: u64,
+    cause: Option<Raise>,
+    in_ksoftirqd: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct CpuState {
+    in_irq: Option<IrqSpan>,
+    raise: Option<Raise>,
+    softirq: Option<SoftirqRun>,
+    /// A NET_RX entry or exit has been seen: the softirq context is known.
+    softirq_known: bool,
+    /// Packets since the last napi_poll on this CPU, in order.
+    batch: Vec<u64>,
+    /// GRO entries not yet received, in order (journey ids).
+    gro_pending: Vec<u64>,
+    /// The packet received last, until its sk_data_ready.
+    last_received: Option<u64>,
+    /// The packet enqueued last, until the first sched_waking after it.
+    last_ready: Option<u64>,
+}
+
+/// Rebuilds journeys from a time-ordered event stream.
+#[derive(Debug, Default)]
+pub struct Engine {
+    config: EngineConfig,
+    cpus: Vec<CpuState>,
+    open: HashMap<u64, Open>,
+    skbs: HashMap<u64, u64>,
+    sockets: HashMap<u64, VecDeque<u64>>,
+    woken: HashMap<u32, Vec<u64>>,
+    reading: HashMap<u32, Vec<u64>>,
+    comms: HashMap<u32, String>,
+    next_id: u64,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// A new engine.
+    pub fn new(config: EngineConfig) -> Self {
+        let comms = config.comms.clone();
+        Self { config, comms, next_id: 1, ..Self::default() }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Packets followed right now (not yet emitted).
+    pub fn open_journeys(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Feeds one event (in time order); finished journeys are appended to `out`.
+    pub fn push(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        let Some(kind) = EventKind::from_u8(event.kind) else { return };
+        self.stats.events += 1;
+        let cpu = event.cpu;
+        if self.cpus.len() <= cpu as usize {
+            self.cpus.resize_with(cpu as usize + 1, CpuState::default);
+        }
+        if event.flags & FLAG_LOST_BEFORE != 0 {
+            self.on_loss(cpu);
+        }
+        use EventKind as K;
+        match kind {
+            K::IrqHandlerEntry => {
+                self.cpu(cpu).in_irq = Some(IrqSpan { irq: event.arg0, entry: event.ts, exit: None });
+            }
+            K::IrqHandlerExit => {
+                let state = self.cpu(cpu);
+                state.in_irq = None;
+                if let Some(Raise { irq: Some(span), .. }) = &mut state.raise
+                    && span.irq == event.arg0
+                    && span.exit.is_none()
+                {
+                    span.exit = Some(event.ts);
+                }
+            }
+            K::SoftirqRaise if event.arg0 == NET_RX_SOFTIRQ => {
+                let nic_irq = self.cpu(cpu).in_irq.filter(|span| self.config.irq_devices.contains_key(&span.irq));
+                let state = self.cpu(cpu);
+                if state.raise.is_none() {
+                    state.raise = Some(Raise { ts: event.ts, irq: nic_irq });
+                } else if let Some(raise) = &mut state.raise
+                    && raise.irq.is_none()
+                    && nic_irq.is_some()
+                {
+                    raise.irq = nic_irq;
+                }
+            }
+            K::SoftirqEntry if event.arg0 == NET_RX_SOFTIRQ => {
+                let in_ksoftirqd = self.comm(event.tid).starts_with("ksoftirqd/");
+                let state = self.cpu(cpu);
+                state.softirq = Some(SoftirqRun { entry: event.ts, cause: state.raise.take(), in_ksoftirqd });
+                state.softirq_known = true;
+                state.batch.clear();
+            }
+            K::SoftirqExit if event.arg0 == NET_RX_SOFTIRQ => {
+                let state = self.cpu(cpu);
+                state.softirq = None;
+                state.softirq_known = true;
+                state.batch.clear();
+                state.last_received = None;
+                state.last_ready = None;
+            }
+            K::SoftirqRaise | K::SoftirqEntry | K::SoftirqExit => {}
+            K::NapiPoll => self.on_napi_poll(event),
+            K::NapiGroReceiveEntry => self.on_gro_entry(event, out),
+            K::NetifRx => {}
+            K::NetifReceiveSkb => self.on_receive(event, out),
+            K::SkDataReady => self.on_data_ready(event),
+            K::SchedWaking => self.on_waking(event),
+            K::SchedWakeup => {
+                if let Some(ids) = self.woken.get(&event.arg0) {
+                    for id in ids {
+                        if let Some(open) = self.open.get_mut(id) {
+                            open.journey.ts.wakeup.get_or_insert(event.ts);
+                        }
+                    }
+                }
+            }
+            K::SchedSwitch => self.on_switch(event),
+            K::SkbCopyDatagramIovec => {}
+            K::KfreeSkb => self.on_free(event, true, out),
+            K::ConsumeSkb => self.on_free(event, false, out),
+            K::SockRecvLength => self.on_recv_length(event),
+            K::SysExitRecvfrom | K::SysExitRecvmsg | K::SysExitRecvmmsg | K::SysExitRead | K::SysExitReadv => {
+                self.on_syscall_exit(event, kind, out);
+            }
+            K::SysEnterRecvfrom | K::SysEnterRecvmsg | K::SysEnterRecvmmsg | K::SysEnterRead | K::SysEnterReadv => {}
+        }
+    }
+
+    /// Ends the trace: packets still queued or in a read are emitted as incomplete.
+    pub fn finish(&mut self, out: &mut Vec<Journey>) {
+        let mut ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(open) = self.open.get(&id) else { continue };
+            match open.phase {
+                Phase::Queued => self.end(id, Some("never read before the trace ended"), out),
+                Phase::Read => self.end(id, Some("recv had not returned when the trace ended"), out),
+                Phase::Gro | Phase::Stack => {
+                    self.end(id, Some("had not reached a socket when the trace ended"), out)
+                }
+            }
+        }
+    }
+
+    fn cpu(&mut self, cpu: u16) -> &mut CpuState {
+        &mut self.cpus[cpu as usize]
+    }
+
+    fn comm(&self, tid: u32) -> &str {
+        self.comms.get(&tid).map_or("", String::as_str)
+    }
+
+    /// Events were lost on `cpu` just before this one: every open journey may have a gap,
+    /// and this CPU's context is unknown until its next softirq boundary.
+    fn on_loss(&mut self, cpu: u16) {
+        *self.stats.loss_marks.entry(cpu).or_default() += 1;
+        for open in self.open.values_mut() {
+            open.journey.lost_events = true;
+        }
+        self.cpus[cpu as usize] = CpuState::default();
+    }
+
+    fn new_journey(&mut self, event: &Event, phase: Phase) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let journey = Journey {
+            id,
+            dev: crate::decode::name(event),
+            len: event.arg0,
+            skbaddr: format!("{:#x}", event.addr),
+            proto: "other".to_owned(),
+            ..Journey::default()
+        };
+        self.open.insert(
+            id,
+            Open {
+                journey,
+                phase,
+                skb: event.addr,
+                sk: 0,
+                gro_ts: None,
+                gro_cpu: None,
+                softirq_unknown: false,
+                raised_without_irq: false,
+            },
+        );
+        id
+    }
+
+    /// Stamps the NET_RX context of `cpu` onto a journey.
+    fn stamp_softirq(&mut self, id: u64, cpu: u16) {
+        let state = &self.cpus[cpu as usize];
+        let (run, known) = (state.softirq, state.softirq_known);
+        let Some(open) = self.open.get_mut(&id) else { return };
+        let journey = &mut open.journey;
+        journey.cpu_softirq = Some(cpu);
+        match run {
+            Some(run) => {
+                journey.ts.softirq_entry = Some(run.entry);
+                journey.softirq_in_ksoftirqd = run.in_ksoftirqd;
+                if let Some(cause) = run.cause {
+                    journey.ts.softirq_raise = Some(cause.ts);
+                    match cause.irq {
+                        Some(span) => {
+                            journey.irq = Some(span.irq);
+                            journey.ts.irq_entry = Some(span.entry);
+                            journey.ts.irq_exit = span.exit;
+                            journey.cpu_irq = Some(cpu);
+                            if let Some(device) = self.config.irq_devices.get(&span.irq) {
+                                journey.irq_name = Some(device.name.clone());
+                            }
+                        }
+                        None => open.raised_without_irq = true,
+                    }
+                } else {
+                    open.softirq_unknown = true;
+                }
+            }
+            None => open.softirq_unknown = !known,
+        }
+    }
+
+    fn on_gro_entry(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        self.retire_skb(event.addr, out);
+        let id = self.new_journey(event, Phase::Gro);
+        self.skbs.insert(event.addr, id);
+        self.stamp_softirq(id, event.cpu);
+        if let Some(open) = self.open.get_mut(&id) {
+            open.gro_ts = Some(event.ts);
+            open.gro_cpu = Some(event.cpu);
+        }
+        let state = self.cpu(event.cpu);
+        state.gro_pending.push(id);
+        state.batch.push(id);
+    }
+
+    fn on_receive(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        let cpu = event.cpu;
+        let continued = self
+            .skbs
+            .get(&event.addr)
+            .copied()
+            .filter(|id| self.open.get(id).is_some_and(|open| open.phase == Phase::Gro));
+        let id = match continued {
+            Some(id) => {
+                self.merge_gro_followers(id, event.ts);
+                let open = self.open.get_mut(&id).expect("checked above");
+                open.phase = Phase::Stack;
+                let journey = &mut open.journey;
+                journey.dev = crate::decode::name(event);
+                journey.len = event.arg0;
+                if open.gro_cpu != Some(cpu) {
+                    journey.cpu_stack = Some(cpu);
+                }
+                id
+            }
+            None => {
+                self.retire_skb(event.addr, out);
+                let id = self.new_journey(event, Phase::Stack);
+                self.skbs.insert(event.addr, id);
+                self.stamp_softirq(id, cpu);
+                self.cpu(cpu).batch.push(id);
+                id
+            }
+        };
+        if let Some(open) = self.open.get_mut(&id) {
+            open.journey.ts.netif_receive = Some(event.ts);
+        }
+        self.cpu(cpu).last_received = Some(id);
+    }
+
+    /// GRO entries that came after `head` on the same CPU and never reached
+    /// netif_receive_skb themselves were merged into it.
+    fn merge_gro_followers(&mut self, head: u64, now: u64) {
+        let Some(gro_cpu) = self.open.get(&head).and_then(|open| open.gro_cpu) else { return };
+        let pending = std::mem::take(&mut self.cpus[gro_cpu as usize].gro_pending);
+        let mut keep = Vec::new();
+        let mut merged = 0;
+        let mut after_head = false;
+        for id in pending {
+            if id == head {
+                after_head = true;
+                continue;
+            }
+            let still_gro = self.open.get(&id).is_some_and(|open| open.phase == Phase::Gro);
+            if !still_gro {
+                continue;
+            }
+            if after_head && self.open.get(&id).and_then(|open| open.gro_ts).is_some_and(|ts| ts <= now) {
+                merged += 1;
+                if let Some(open) = self.open.remove(&id) {
+                    self.skbs.remove(&open.skb);
+                }
+                self.count_unsocketed("merged into another packet by GRO");
+            } else {
+                keep.push(id);
+            }
+        }
+        self.cpus[gro_cpu as usize].gro_pending = keep;
+        if let Some(open) = self.open.get_mut(&head) {
+            open.journey.gro_merged += merged;
+        }
+    }
+
+    /// A new packet uses `skb`: the packet that had it before is over.
+    fn retire_skb(&mut self, skb: u64, out: &mut Vec<Journey>) {
+        let Some(old) = self.skbs.remove(&skb) else { return };
+        let Some(open) = self.open.get(&old) else { return };
+        if matches!(open.phase, Phase::Gro | Phase::Stack) {
+            self.end(old, Some("skb address reused before the packet reached a socket (its free was not traced)"), out);
+        }
+    }
+
+    fn on_napi_poll(&mut self, event: &Event) {
+        let batch = std::mem::take(&mut self.cpu(event.cpu).batch);
+        for (index, id) in batch.iter().enumerate() {
+            if let Some(open) = self.open.get_mut(id) {
+                let journey = &mut open.journey;
+                journey.napi_batch_pos = Some(index as u32 + 1);
+                journey.napi_work = Some(event.arg0);
+                journey.napi_budget = Some(event.arg1);
+            }
+        }
+    }
+
+    fn on_data_ready(&mut self, event: &Event) {
+        let Some(id) = self.cpu(event.cpu).last_received.take() else {
+            self.stats.unlinked_data_ready += 1;
+            return;
+        };
+        let Some(open) = self.open.get_mut(&id) else { return };
+        if open.phase != Phase::Stack {
+            self.stats.unlinked_data_ready += 1;
+            return;
+        }
+        open.phase = Phase::Queued;
+        open.sk = event.addr;
+        let journey = &mut open.journey;
+        journey.ts.sk_data_ready = Some(event.ts);
+        journey.skaddr = Some(format!("{:#x}", event.addr));
+        journey.proto = match event.arg1 {
+            IPPROTO_UDP => "udp".to_owned(),
+            IPPROTO_TCP => "tcp".to_owned(),
+            other => other.to_string(),
+        };
+        self.sockets.entry(event.addr).or_default().push_back(id);
+        self.cpu(event.cpu).last_ready = Some(id);
+    }
+
+    fn on_waking(&mut self, event: &Event) {
+        let woken = event.arg0;
+        let comm = crate::decode::name(event);
+        if comm.starts_with("ksoftirqd/") {
+            self.stats.ksoftirqd_wakeups += 1;
+        }
+        self.comms.insert(woken, comm);
+        let Some(id) = self.cpu(event.cpu).last_ready.take() else { return };
+        if let Some(open) = self.open.get_mut(&id)
+            && open.journey.ts.waking.is_none()
+        {
+            open.journey.ts.waking = Some(event.ts);
+            self.woken.entry(woken).or_default().push(id);
+        }
+    }
+
+    fn on_switch(&mut self, event: &Event) {
+        let next = event.arg1;
+        self.comms.insert(next, crate::decode::name(event));
+        if let Some(ids) = self.woken.remove(&next) {
+            for id in ids {
+                if let Some(open) = self.open.get_mut(&id) {
+                    open.journey.ts.switch_in = Some(event.ts);
+                    open.journey.cpu_task = Some(event.cpu);
+                }
+            }
+        }
+    }
+
+    fn on_recv_length(&mut self, event: &Event) {
+        let ret = event.arg0 as i32;
+        if ret <= 0 || event.arg1 & MSG_PEEK != 0 {
+            return;
+        }
+        let Some(queue) = self.sockets.get_mut(&event.addr) else {
+            self.stats.reads_without_packet += 1;
+            return;
+        };
+        let Some(&front) = queue.front() else {
+            self.stats.reads_without_packet += 1;
+            return;
+        };
+        let tcp = self.open.get(&front).is_some_and(|open| open.journey.proto == "tcp");
+        let taken: Vec<u64> = if tcp {
+            queue.drain(..).collect()
+        } else {
+            queue.pop_front().into_iter().collect()
+        };
+        if queue.is_empty() {
+            self.sockets.remove(&event.addr);
+        }
+        let count = taken.len() as u32;
+        let comm = self.comms.get(&event.tid).cloned();
+        for id in &taken {
+            let Some(open) = self.open.get_mut(id) else { continue };
+            open.phase = Phase::Read;
+            let journey = &mut open.journey;
+            journey.pid = Some(event.tgid);
+            journey.tid = Some(event.tid);
+            journey.comm = comm.clone();
+            journey.bytes = Some(i64::from(ret));
+            journey.read_packets = count;
+            if !tcp {
+                let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
+                journey.partial_read = (ret as u32) < journey.len.saturating_sub(headers);
+            }
+        }
+        self.reading.entry(event.tid).or_default().extend(taken);
+    }
+
+    fn on_syscall_exit(&mut self, event: &Event, kind: EventKind, out: &mut Vec<Journey>) {
+        let Some(ids) = self.reading.remove(&event.tid) else { return };
+        let syscall = kind.name().trim_start_matches("sys_exit_").to_owned();
+        for id in ids {
+            if let Some(open) = self.open.get_mut(&id) {
+                let journey = &mut open.journey;
+                journey.ts.recv_return = Some(event.ts);
+                journey.syscall = Some(syscall.clone());
+                journey.cpu_task.get_or_insert(event.cpu);
+            }
+            self.end(id, None, out);
+        }
+    }
+
+    fn on_free(&mut self, event: &Event, dropped: bool, out: &mut Vec<Journey>) {
+        let Some(&id) = self.skbs.get(&event.addr) else { return };
+        let Some(open) = self.open.get(&id) else {
+            self.skbs.remove(&event.addr);
+            return;
+        };
+        match (open.phase, dropped) {
+            (Phase::Read, _) => {}
+            (Phase::Queued, false) => {} // dequeued by the read that follows
+            (_, true) => {
+                self.skbs.remove(&event.addr);
+                let reason = self.config.drop_reasons.get(&u64::from(event.arg0)).cloned();
+                let reason = reason.unwrap_or_else(|| event.arg0.to_string());
+                if let Some(open) = self.open.get_mut(&id) {
+                    open.journey.drop_reason = Some(reason);
+                }
+                self.stats.dropped += 1;
+                self.end(id, Some("dropped"), out);
+            }
+            (Phase::Gro | Phase::Stack, false) => {
+                self.skbs.remove(&event.addr);
+                self.end(id, Some("consumed by the stack without reaching a socket"), out);
+            }
+        }
+    }
+
+    fn count_unsocketed(&mut self, reason: &str) {
+        *self.stats.unsocketed.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    /// Finishes a journey: computes stages and missing reasons, and emits it unless it never
+    /// reached a socket (counted instead, unless `keep_unsocketed`).
+    fn end(&mut self, id: u64, incomplete: Option<&str>, out: &mut Vec<Journey>) {
+        let Some(open) = self.open.remove(&id) else { return };
+        if self.skbs.get(&open.skb) == Some(&id) && open.phase != Phase::Queued {
+            self.skbs.remove(&open.skb);
+        }
+        if open.phase == Phase::Queued
+            && let Some(queue) = self.sockets.get_mut(&open.sk)
+        {
+            queue.retain(|other| *other != id);
+        }
+        let reached_socket = open.journey.ts.sk_data_ready.is_some();
+        let dropped = open.journey.drop_reason.is_some();
+        if !reached_socket && !dropped && !self.config.keep_unsocketed {
+            self.count_unsocketed(incomplete.unwrap_or("no socket"));
+            return;
+        }
+        let journey = finalize(open, incomplete);
+        self.stats.journeys_emitted += 1;
+        if journey.complete {
+            self.stats.complete += 1;
+        } else {
+            let reason = if journey.lost_events {
+                "events lost"
+            } else {
+                incomplete.unwrap_or("incomplete")
+            };
+            *self.stats.incomplete.entry(reason.to_owned()).or_default() += 1;
+        }
+        out.push(journey);
+    }
+}
+
+fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
+    Some(to?.checked_sub(from?)?)
+}
+
+/// Stage durations and missing-stage reasons of a finished journey.
+fn finalize(open: Open, incomplete: Option<&str>) -> Journey {
+    let Open { mut journey, softirq_unknown, raised_without_irq, .. } = open;
+    let ts = journey.ts.clone();
+    let mut stages = StageDurations {
+        irq: span(ts.irq_entry, ts.irq_exit),
+        softirq_wait: span(ts.irq_exit.or(ts.softirq_raise), ts.softirq_entry),
+        poll: span(ts.softirq_entry, ts.netif_receive),
+        stack: span(ts.netif_receive, ts.sk_data_ready),
+        wakeup: span(ts.sk_data_ready, ts.waking),
+        runqueue: span(ts.waking, ts.switch_in),
+        syscall: span(ts.switch_in, ts.recv_return),
+        total: None,
+    };
+    stages.total = span(ts.first(), ts.recv_return);
+    let virtual_dev = journey.dev == "lo" || journey.dev.starts_with("veth");
+    let mut missing = Vec::new();
+    let mut note = |stage: Stage, reason: &str| missing.push(Missing { stage, reason: reason.to_owned() });
+    let lost = journey.lost_events;
+    if stages.irq.is_none() {
+        let reason = if lost {
+            "events lost"
+        } else if virtual_dev {
+            "loopback and veth have no hard IRQ: the journey starts at the softirq raise"
+        } else if softirq_unknown {
+            "the softirq began before the trace"
+        } else if raised_without_irq {
+            "NET_RX was raised without a NIC interrupt (NAPI repoll or process context)"
+        } else if ts.irq_entry.is_some() {
+            "the interrupt had not returned when NET_RX ran"
+        } else {
+            "no NIC interrupt raised this softirq"
+        };
+        note(Stage::Irq, reason);
+    }
+    if stages.softirq_wait.is_none() {
+        note(
+            Stage::SoftirqWait,
+            if lost {
+                "events lost"
+            } else if softirq_unknown {
+                "the softirq began before the trace"
+            } else if ts.softirq_entry.is_none() {
+                "processed outside a NET_RX softirq (threaded NAPI or process context)"
+            } else {
+                "no NET_RX raise seen for this softirq run"
+            },
+        );
+    }
+    if stages.poll.is_none() {
+        note(Stage::Poll, if lost { "events lost" } else { "no NET_RX softirq entry for this packet" });
+    }
+    if stages.stack.is_none() {
+        let reason = if journey.drop_reason.is_some() {
+            "dropped before the socket"
+        } else if lost {
+            "events lost"
+        } else {
+            "not enqueued on a socket"
+        };
+        note(Stage::Stack, reason);
+    }
+    let reader_path = ts.sk_data_ready.is_some() && journey.drop_reason.is_none();
+    if reader_path && stages.wakeup.is_none() {
+        let reason = if lost {
+            "events lost"
+        } else {
+            "no wakeup: the reader was not blocked (already running, woken by an earlier packet, or polling)"
+        };
+        note(Stage::Wakeup, reason);
+    }
+    if reader_path && ts.waking.is_some() && stages.runqueue.is_none() {
+        note(Stage::Runqueue, if lost { "events lost" } else { "the reader was not switched in before the trace ended" });
+    }
+    if reader_path && stages.syscall.is_none() {
+        let reason = if ts.recv_return.is_none() {
+            incomplete.unwrap_or("recv did not return")
+        } else if ts.waking.is_none() {
+            "no switch in: the reader was not blocked"
+        } else {
+            "no switch in seen"
+        };
+        note(Stage::Syscall, reason);
+    }
+    if stages.total.is_none() {
+        note(Stage::Total, incomplete.unwrap_or("recv did not return"));
+    }
+    journey.complete = incomplete.is_none() && ts.recv_return.is_some() && !journey.lost_events;
+    journey.stages_ns = stages;
+    journey.missing = missing;
+    journey
+}

@@ -1,0 +1,15 @@
+//! Journeys: the engine that rebuilds each packet's path from events, the record it yields,
+//! the reorder window in front of it, and the per-stage summary behind it.
+
+pub mod engine;
+pub mod record;
+pub mod reorder;
+pub mod summary;
+
+#[cfg(test)]
+mod tests;
+
+pub use engine::{Engine, EngineConfig, EngineStats, IrqDevice};
+pub use record::{Journey, Missing, Stage, StageDurations, Stamps};
+pub use reorder::Reorder;
+pub use summary::StageSummary;

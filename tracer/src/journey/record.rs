@@ -1,0 +1,188 @@
+//! The journey record: one received packet from its interrupt to recv() returning it.
+//! Field names are the JSON record of DESIGN.md; other tools and tests depend on them.
+
+use serde::Serialize;
+
+/// The stages of a journey, in order (the vocabulary of CLI columns, JSON and metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// irq_handler_entry -> irq_handler_exit of the NIC queue interrupt.
+    Irq,
+    /// IRQ exit (or the NET_RX raise) -> the NET_RX softirq entry that polled the packet.
+    SoftirqWait,
+    /// softirq entry -> netif_receive_skb of this packet.
+    Poll,
+    /// netif_receive_skb -> sk_data_ready (socket enqueue).
+    Stack,
+    /// sk_data_ready -> sched_waking of the reader.
+    Wakeup,
+    /// sched_waking -> sched_switch onto a CPU.
+    Runqueue,
+    /// sched_switch in -> the recv-family syscall returns.
+    Syscall,
+    /// first stamp of the journey -> recv return.
+    Total,
+}
+
+impl Stage {
+    /// Every stage, in journey order.
+    pub const ALL: [Stage; 8] = [
+        Stage::Irq,
+        Stage::SoftirqWait,
+        Stage::Poll,
+        Stage::Stack,
+        Stage::Wakeup,
+        Stage::Runqueue,
+        Stage::Syscall,
+        Stage::Total,
+    ];
+
+    /// The stage's name in the JSON record and on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Irq => "irq",
+            Stage::SoftirqWait => "softirq_wait",
+            Stage::Poll => "poll",
+            Stage::Stack => "stack",
+            Stage::Wakeup => "wakeup",
+            Stage::Runqueue => "runqueue",
+            Stage::Syscall => "syscall",
+            Stage::Total => "total",
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC stamps of one journey (null where absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stamps {
+    pub irq_entry: Option<u64>,
+    pub irq_exit: Option<u64>,
+    pub softirq_raise: Option<u64>,
+    pub softirq_entry: Option<u64>,
+    pub netif_receive: Option<u64>,
+    pub sk_data_ready: Option<u64>,
+    pub waking: Option<u64>,
+    /// sched_wakeup: the reader enqueued on its target CPU (maybe remotely).
+    pub wakeup: Option<u64>,
+    pub switch_in: Option<u64>,
+    pub recv_return: Option<u64>,
+}
+
+impl Stamps {
+    /// The stamps in the order they happen, with their names. A NIC driver raises NET_RX
+    /// inside its interrupt handler, so the raise comes before the IRQ exit.
+    pub fn in_order(&self) -> [(&'static str, Option<u64>); 10] {
+        [
+            ("irq_entry", self.irq_entry),
+            ("softirq_raise", self.softirq_raise),
+            ("irq_exit", self.irq_exit),
+            ("softirq_entry", self.softirq_entry),
+            ("netif_receive", self.netif_receive),
+            ("sk_data_ready", self.sk_data_ready),
+            ("waking", self.waking),
+            ("wakeup", self.wakeup),
+            ("switch_in", self.switch_in),
+            ("recv_return", self.recv_return),
+        ]
+    }
+
+    /// The earliest stamp present.
+    pub fn first(&self) -> Option<u64> {
+        self.in_order().iter().filter_map(|(_, ts)| *ts).min()
+    }
+}
+
+/// Stage durations in nanoseconds (null where the stage is absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StageDurations {
+    pub irq: Option<u64>,
+    pub softirq_wait: Option<u64>,
+    pub poll: Option<u64>,
+    pub stack: Option<u64>,
+    pub wakeup: Option<u64>,
+    pub runqueue: Option<u64>,
+    pub syscall: Option<u64>,
+    pub total: Option<u64>,
+}
+
+impl StageDurations {
+    /// The duration of one stage.
+    pub fn get(&self, stage: Stage) -> Option<u64> {
+        match stage {
+            Stage::Irq => self.irq,
+            Stage::SoftirqWait => self.softirq_wait,
+            Stage::Poll => self.poll,
+            Stage::Stack => self.stack,
+            Stage::Wakeup => self.wakeup,
+            Stage::Runqueue => self.runqueue,
+            Stage::Syscall => self.syscall,
+            Stage::Total => self.total,
+        }
+    }
+}
+
+/// A stage that this journey does not have, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub stage: Stage,
+    pub reason: String,
+}
+
+/// One received packet's journey (the JSON lines record).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Journey {
+    /// Sequence number of the journey in this trace (order of the packet's first event).
+    pub id: u64,
+    /// Device that received it (netif_receive_skb), e.g. `eth0`, `lo`.
+    pub dev: String,
+    /// The NIC interrupt that raised the softirq which polled it; null without one.
+    pub irq: Option<u32>,
+    /// That interrupt's name, e.g. `virtio2-input.0`.
+    pub irq_name: Option<String>,
+    pub cpu_irq: Option<u16>,
+    /// CPU whose NET_RX softirq polled the packet.
+    pub cpu_softirq: Option<u16>,
+    /// CPU the reader ran on when recv() returned.
+    pub cpu_task: Option<u16>,
+    /// With RPS/backlog steering: the CPU that ran the stack for it, when not cpu_softirq.
+    pub cpu_stack: Option<u16>,
+    /// Reader's process id (tgid).
+    pub pid: Option<u32>,
+    /// Reader's thread id.
+    pub tid: Option<u32>,
+    pub comm: Option<String>,
+    /// `udp`, `tcp`, or the IP protocol number.
+    pub proto: String,
+    /// Length seen by netif_receive_skb (the IP packet).
+    pub len: u32,
+    /// Bytes returned by the read that delivered this packet.
+    pub bytes: Option<i64>,
+    /// The recv-family syscall that returned it.
+    pub syscall: Option<String>,
+    /// Position (1-based) of the packet in its NAPI poll.
+    pub napi_batch_pos: Option<u32>,
+    /// Packets that poll processed (napi_poll work).
+    pub napi_work: Option<u32>,
+    /// The poll's budget.
+    pub napi_budget: Option<u32>,
+    /// NET_RX ran in ksoftirqd instead of on IRQ exit / bottom-half enable.
+    pub softirq_in_ksoftirqd: bool,
+    /// Packets GRO merged into this one (0 without GRO merging).
+    pub gro_merged: u32,
+    /// Packets delivered by the same read (TCP reads, recvmmsg count each datagram).
+    pub read_packets: u32,
+    /// The read returned fewer bytes than the datagram's payload.
+    pub partial_read: bool,
+    pub skbaddr: String,
+    pub skaddr: Option<String>,
+    pub ts: Stamps,
+    pub stages_ns: StageDurations,
+    /// It reached recv() return with no events lost on the way.
+    pub complete: bool,
+    pub missing: Vec<Missing>,
+    /// skb_drop_reason of the kfree_skb that ended it.
+    pub drop_reason: Option<String>,
+    /// Events were lost on a CPU while this journey was open: stages may be wrong or absent.
+    pub lost_events: bool,
+}

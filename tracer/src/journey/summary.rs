@@ -1,0 +1,171 @@
+//! Per-stage latency statistics: count, p50, p90, p99, max, from log-linear histograms
+//! (16 sub-buckets per power of two: a percentile is within about 6% of the true value).
+
+use std::collections::BTreeMap;
+
+use super::record::{Journey, Stage};
+
+const SUB_BITS: u32 = 4;
+const SUB: u64 = 1 << SUB_BITS;
+
+/// A log-linear histogram of nanosecond values.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    counts: BTreeMap<u32, u64>,
+    count: u64,
+    max: u64,
+}
+
+fn bucket(value: u64) -> u32 {
+    if value < SUB {
+        return value as u32;
+    }
+    let exp = 63 - value.leading_zeros(); // >= SUB_BITS
+    let sub = (value >> (exp - SUB_BITS)) & (SUB - 1);
+    ((exp - SUB_BITS + 1) << SUB_BITS) | sub as u32
+}
+
+/// The largest value that falls in a bucket.
+fn bucket_top(index: u32) -> u64 {
+    let group = index >> SUB_BITS;
+    let sub = u64::from(index) & (SUB - 1);
+    if group == 0 {
+        return sub;
+    }
+    let exp = group + SUB_BITS - 1;
+    ((SUB | sub) << (exp - SUB_BITS)) + (1 << (exp - SUB_BITS)) - 1
+}
+
+impl Histogram {
+    /// Adds one value.
+    pub fn record(&mut self, value: u64) {
+        *self.counts.entry(bucket(value)).or_default() += 1;
+        self.count += 1;
+        self.max = self.max.max(value);
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Largest value recorded.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value at quantile `q` (0..=1), as its bucket's upper bound (capped at max).
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (&index, &n) in &self.counts {
+            seen += n;
+            if seen >= rank {
+                return Some(bucket_top(index).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+}
+
+/// Per-stage histograms of every journey seen.
+#[derive(Clone, Debug, Default)]
+pub struct StageSummary {
+    stages: BTreeMap<Stage, Histogram>,
+    /// Journeys added.
+    pub journeys: u64,
+}
+
+impl StageSummary {
+    /// Adds a journey's stage durations.
+    pub fn add(&mut self, journey: &Journey) {
+        self.journeys += 1;
+        for stage in Stage::ALL {
+            if let Some(ns) = journey.stages_ns.get(stage) {
+                self.stages.entry(stage).or_default().record(ns);
+            }
+        }
+    }
+
+    /// The histogram of one stage.
+    pub fn stage(&self, stage: Stage) -> Option<&Histogram> {
+        self.stages.get(&stage)
+    }
+
+    /// A text table: stage, count, p50, p90, p99, max.
+    pub fn table(&self) -> String {
+        let mut text = format!(
+            "{:<13} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
+            "stage", "count", "p50", "p90", "p99", "max"
+        );
+        for stage in Stage::ALL {
+            let Some(histogram) = self.stages.get(&stage) else {
+                text.push_str(&format!("{:<13} {:>8}\n", stage.name(), 0));
+                continue;
+            };
+            let q = |q| histogram.quantile(q).map_or("-".to_owned(), human_ns);
+            text.push_str(&format!(
+                "{:<13} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
+                stage.name(),
+                histogram.count(),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                human_ns(histogram.max())
+            ));
+        }
+        text
+    }
+}
+
+/// A duration in the unit that suits it: `850ns`, `12.3us`, `4.56ms`, `1.20s`.
+pub fn human_ns(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{:.1}us", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}s", ns as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_tight() {
+        let mut last = 0;
+        for value in (0..100_000u64).step_by(7).chain([u64::MAX / 2, 1 << 40]) {
+            let index = bucket(value);
+            assert!(bucket_top(index) >= value, "{value} above its bucket top");
+            if value >= SUB {
+                assert!(bucket_top(index) - value <= value / 8, "{value}: bucket too wide");
+            }
+            if value < 100_000 {
+                assert!(index >= last);
+                last = index;
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_of_a_known_distribution() {
+        let mut histogram = Histogram::default();
+        for value in 1..=1000u64 {
+            histogram.record(value * 1000);
+        }
+        let p50 = histogram.quantile(0.5).unwrap() as f64;
+        assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.07, "{p50}");
+        let p99 = histogram.quantile(0.99).unwrap() as f64;
+        assert!((p99 - 990_000.0).abs() / 990_000.0 < 0.07, "{p99}");
+        assert_eq!(histogram.quantile(1.0), Some(1_000_000));
+        assert_eq!(histogram.max(), 1_000_000);
+        assert_eq!(Histogram::default().quantile(0.5), None);
+        assert_eq!(human_ns(950), "950ns");
+        assert_eq!(human_ns(12_345), "12.3us");
+        assert_eq!(human_ns(4_560_000), "4.56ms");
+    }
+}

@@ -1,0 +1,500 @@
+//! The engine on synthetic event streams: one test per case it must get right.
+
+use std::collections::HashMap;
+
+use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NAME_LEN, NET_RX_SOFTIRQ};
+
+use super::{Engine, EngineConfig, IrqDevice, Journey, Stage};
+
+const NIC_IRQ: u32 = 38;
+const READER: u32 = 500;
+const SOCK: u64 = 0xffff_0000_5000;
+const TCP_SOCK: u64 = 0xffff_0000_6000;
+
+fn named(text: &str) -> [u8; NAME_LEN] {
+    let mut name = [0; NAME_LEN];
+    name[..text.len()].copy_from_slice(text.as_bytes());
+    name
+}
+
+/// Builds events; each call stamps the next event on a CPU at a time in microseconds.
+#[derive(Default)]
+struct Stream {
+    events: Vec<Event>,
+}
+
+impl Stream {
+    fn ev(&mut self, cpu: u16, us: u64, tid: u32, kind: EventKind, fill: impl FnOnce(&mut Event)) -> &mut Self {
+        let mut event = Event { ts: us * 1000, cpu, tgid: tid, tid, kind: kind as u8, ..Event::ZERO };
+        fill(&mut event);
+        self.events.push(event);
+        self
+    }
+    fn irq(&mut self, cpu: u16, entry: u64, exit: u64, raise: bool) -> &mut Self {
+        self.ev(cpu, entry, 0, EventKind::IrqHandlerEntry, |e| e.arg0 = NIC_IRQ);
+        if raise {
+            self.ev(cpu, entry + 1, 0, EventKind::SoftirqRaise, |e| e.arg0 = NET_RX_SOFTIRQ);
+        }
+        self.ev(cpu, exit, 0, EventKind::IrqHandlerExit, |e| {
+            e.arg0 = NIC_IRQ;
+            e.arg1 = 1;
+        })
+    }
+    fn raise(&mut self, cpu: u16, us: u64, tid: u32) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::SoftirqRaise, |e| e.arg0 = NET_RX_SOFTIRQ)
+    }
+    fn softirq_entry(&mut self, cpu: u16, us: u64, tid: u32) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::SoftirqEntry, |e| e.arg0 = NET_RX_SOFTIRQ)
+    }
+    fn softirq_exit(&mut self, cpu: u16, us: u64, tid: u32) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::SoftirqExit, |e| e.arg0 = NET_RX_SOFTIRQ)
+    }
+    fn gro(&mut self, cpu: u16, us: u64, skb: u64) -> &mut Self {
+        self.ev(cpu, us, 0, EventKind::NapiGroReceiveEntry, |e| {
+            e.addr = skb;
+            e.arg0 = 1500;
+            e.name = named("eth0");
+        })
+    }
+    fn receive(&mut self, cpu: u16, us: u64, tid: u32, skb: u64, dev: &str, len: u32) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::NetifReceiveSkb, |e| {
+            e.addr = skb;
+            e.arg0 = len;
+            e.name = named(dev);
+        })
+    }
+    fn data_ready(&mut self, cpu: u16, us: u64, tid: u32, sk: u64, protocol: u32) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::SkDataReady, |e| {
+            e.addr = sk;
+            e.arg0 = 2;
+            e.arg1 = protocol;
+        })
+    }
+    fn waking(&mut self, cpu: u16, us: u64, tid: u32, woken: u32, comm: &str) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::SchedWaking, |e| {
+            e.arg0 = woken;
+            e.arg1 = u32::from(cpu);
+            e.name = named(comm);
+        })
+    }
+    fn switch_in(&mut self, cpu: u16, us: u64, prev: u32, next: u32, comm: &str) -> &mut Self {
+        self.ev(cpu, us, prev, EventKind::SchedSwitch, |e| {
+            e.arg0 = prev;
+            e.arg1 = next;
+            e.name = named(comm);
+        })
+    }
+    fn napi_poll(&mut self, cpu: u16, us: u64, tid: u32, work: u32, budget: u32, dev: &str) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::NapiPoll, |e| {
+            e.addr = 0xaaaa;
+            e.arg0 = work;
+            e.arg1 = budget;
+            e.name = named(dev);
+        })
+    }
+    fn recv_length(&mut self, cpu: u16, us: u64, sk: u64, ret: i32, flags: u32) -> &mut Self {
+        self.ev(cpu, us, READER, EventKind::SockRecvLength, |e| {
+            e.addr = sk;
+            e.arg0 = ret as u32;
+            e.arg1 = flags;
+            e.arg2 = 2 << 16 | 17;
+        })
+    }
+    fn recv_exit(&mut self, cpu: u16, us: u64, kind: EventKind, ret: i64) -> &mut Self {
+        self.ev(cpu, us, READER, kind, |e| e.addr = ret as u64)
+    }
+    fn kfree(&mut self, cpu: u16, us: u64, skb: u64, reason: u32) -> &mut Self {
+        self.ev(cpu, us, 0, EventKind::KfreeSkb, |e| {
+            e.addr = skb;
+            e.arg0 = reason;
+        })
+    }
+    fn consume(&mut self, cpu: u16, us: u64, skb: u64) -> &mut Self {
+        self.ev(cpu, us, 0, EventKind::ConsumeSkb, |e| e.addr = skb)
+    }
+
+    fn run(&self, config: EngineConfig) -> (Vec<Journey>, Engine) {
+        let mut engine = Engine::new(config);
+        let mut out = Vec::new();
+        for event in &self.events {
+            engine.push(event, &mut out);
+        }
+        engine.finish(&mut out);
+        (out, engine)
+    }
+}
+
+fn nic_config() -> EngineConfig {
+    let mut irq_devices = HashMap::new();
+    irq_devices.insert(NIC_IRQ, IrqDevice { dev: "eth0".into(), name: "virtio2-input.0".into() });
+    let mut drop_reasons = std::collections::BTreeMap::new();
+    drop_reasons.insert(6, "SOCKET_RCVBUFF".to_owned());
+    EngineConfig { irq_devices, drop_reasons, ..EngineConfig::default() }
+}
+
+fn missing_reason(journey: &Journey, stage: Stage) -> Option<&str> {
+    journey.missing.iter().find(|m| m.stage == stage).map(|m| m.reason.as_str())
+}
+
+/// Every stamp present is in journey order.
+fn assert_ordered(journey: &Journey) {
+    let stamps: Vec<u64> = journey.ts.in_order().iter().filter_map(|(_, ts)| *ts).collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "stamps out of order: {:?}", journey.ts);
+}
+
+#[test]
+fn loopback_datagram_to_a_blocked_reader_has_every_stage_but_irq() {
+    let mut s = Stream::default();
+    // The sender (tid 900) sends: netif_rx raises NET_RX in its context.
+    s.raise(0, 100, 900)
+        .softirq_entry(0, 102, 900)
+        .receive(0, 105, 900, 0x1000, "lo", 92)
+        .data_ready(0, 110, 900, SOCK, 17)
+        .waking(0, 111, 900, READER, "reader")
+        .napi_poll(0, 115, 900, 1, 64, "(no_device)")
+        .softirq_exit(0, 116, 900)
+        .switch_in(1, 150, 0, READER, "reader")
+        .recv_length(1, 160, SOCK, 64, 0)
+        .recv_exit(1, 162, EventKind::SysExitRecvfrom, 64);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 1);
+    let j = &journeys[0];
+    assert!(j.complete, "{j:?}");
+    assert_eq!((j.dev.as_str(), j.proto.as_str(), j.len, j.bytes), ("lo", "udp", 92, Some(64)));
+    assert_eq!((j.pid, j.tid, j.comm.as_deref()), (Some(READER), Some(READER), Some("reader")));
+    assert_eq!((j.cpu_softirq, j.cpu_task, j.syscall.as_deref()), (Some(0), Some(1), Some("recvfrom")));
+    assert_eq!((j.napi_batch_pos, j.napi_work, j.napi_budget), (Some(1), Some(1), Some(64)));
+    let st = &j.stages_ns;
+    assert_eq!(st.irq, None);
+    assert_eq!(st.softirq_wait, Some(2_000));
+    assert_eq!(st.poll, Some(3_000));
+    assert_eq!(st.stack, Some(5_000));
+    assert_eq!(st.wakeup, Some(1_000));
+    assert_eq!(st.runqueue, Some(39_000));
+    assert_eq!(st.syscall, Some(12_000));
+    assert_eq!(st.total, Some(62_000));
+    assert_eq!(
+        missing_reason(j, Stage::Irq),
+        Some("loopback and veth have no hard IRQ: the journey starts at the softirq raise")
+    );
+    assert_eq!(j.missing.len(), 1);
+    assert_ordered(j);
+    assert_eq!(engine.stats().complete, 1);
+}
+
+#[test]
+fn napi_batch_one_irq_many_packets() {
+    let mut s = Stream::default();
+    s.irq(0, 10, 14, true).softirq_entry(0, 20, 0);
+    for (n, skb) in [0x1000u64, 0x2000, 0x3000].into_iter().enumerate() {
+        let t = 30 + n as u64 * 10;
+        s.receive(0, t, 0, skb, "eth0", 1000).data_ready(0, t + 1, 0, SOCK, 17);
+        if n == 0 {
+            s.waking(0, t + 2, 0, READER, "reader");
+        }
+    }
+    s.napi_poll(0, 70, 0, 3, 64, "eth0").softirq_exit(0, 71, 0).switch_in(1, 90, 0, READER, "reader");
+    for (n, t) in [100u64, 110, 120].into_iter().enumerate() {
+        s.recv_length(1, t, SOCK, 972, 0).recv_exit(1, t + 1, EventKind::SysExitRecvfrom, 972);
+        let _ = n;
+    }
+    let (journeys, _) = s.run(nic_config());
+    assert_eq!(journeys.len(), 3);
+    for (n, j) in journeys.iter().enumerate() {
+        assert_eq!(j.napi_batch_pos, Some(n as u32 + 1));
+        assert_eq!((j.napi_work, j.napi_budget), (Some(3), Some(64)));
+        assert_eq!((j.irq, j.irq_name.as_deref()), (Some(NIC_IRQ), Some("virtio2-input.0")));
+        assert_eq!((j.ts.irq_entry, j.ts.irq_exit), (Some(10_000), Some(14_000)));
+        assert_eq!(j.stages_ns.irq, Some(4_000));
+        assert_eq!(j.stages_ns.softirq_wait, Some(6_000), "irq exit -> softirq entry");
+        assert_eq!(j.cpu_irq, Some(0));
+        assert_ordered(j);
+    }
+    // Only the first packet woke the reader; the others found it already woken.
+    assert_eq!(journeys[0].stages_ns.wakeup, Some(1_000));
+    assert!(journeys[0].complete);
+    assert!(journeys[1].complete, "no wakeup is not incomplete");
+    assert_eq!(journeys[1].stages_ns.wakeup, None);
+    assert!(missing_reason(&journeys[1], Stage::Wakeup).unwrap().starts_with("no wakeup"));
+    assert_eq!(journeys[2].stages_ns.total, Some(121_000 - 10_000));
+}
+
+#[test]
+fn gro_merges_segments_into_one_journey() {
+    let mut s = Stream::default();
+    s.irq(0, 10, 12, true)
+        .softirq_entry(0, 20, 0)
+        .gro(0, 21, 0xa000)
+        .gro(0, 22, 0xb000)
+        .gro(0, 23, 0xc000)
+        .receive(0, 30, 0, 0xa000, "eth0", 4400)
+        .data_ready(0, 31, 0, TCP_SOCK, 6)
+        .napi_poll(0, 35, 0, 3, 64, "eth0")
+        .softirq_exit(0, 36, 0)
+        .recv_length(1, 50, TCP_SOCK, 4344, 0)
+        .recv_exit(1, 51, EventKind::SysExitRead, 4344);
+    let (journeys, engine) = s.run(nic_config());
+    assert_eq!(journeys.len(), 1, "{journeys:?}");
+    let j = &journeys[0];
+    assert_eq!((j.gro_merged, j.proto.as_str(), j.bytes), (2, "tcp", Some(4344)));
+    assert_eq!(j.napi_batch_pos, Some(1));
+    assert_eq!(j.syscall.as_deref(), Some("read"));
+    assert!(j.complete);
+    assert_eq!(engine.stats().unsocketed.get("merged into another packet by GRO"), Some(&2));
+}
+
+#[test]
+fn net_rx_in_ksoftirqd_is_marked_and_its_wakeup_counted() {
+    let mut s = Stream::default();
+    s.irq(1, 10, 12, true)
+        .waking(1, 13, 0, 16, "ksoftirqd/1")
+        .switch_in(1, 40, 0, 16, "ksoftirqd/1")
+        .softirq_entry(1, 41, 16)
+        .receive(1, 45, 16, 0x1000, "eth0", 100)
+        .data_ready(1, 46, 16, SOCK, 17)
+        .waking(1, 47, 16, READER, "reader")
+        .softirq_exit(1, 50, 16)
+        .switch_in(1, 60, 16, READER, "reader")
+        .recv_length(1, 61, SOCK, 72, 0)
+        .recv_exit(1, 62, EventKind::SysExitRecvmsg, 72);
+    let (journeys, engine) = s.run(nic_config());
+    let j = &journeys[0];
+    assert!(j.softirq_in_ksoftirqd);
+    assert_eq!(j.stages_ns.softirq_wait, Some(29_000), "includes the ksoftirqd scheduling delay");
+    assert_eq!(engine.stats().ksoftirqd_wakeups, 1);
+    assert!(j.complete);
+}
+
+#[test]
+fn rps_packet_processed_on_another_cpu_than_its_irq() {
+    let mut s = Stream::default();
+    s.irq(0, 10, 12, true)
+        .softirq_entry(0, 20, 0)
+        .gro(0, 22, 0x7000)
+        .napi_poll(0, 25, 0, 1, 64, "eth0")
+        .softirq_exit(0, 26, 0)
+        .raise(1, 27, 0)
+        .softirq_entry(1, 30, 0)
+        .receive(1, 32, 0, 0x7000, "eth0", 100)
+        .data_ready(1, 33, 0, SOCK, 17)
+        .softirq_exit(1, 35, 0)
+        .recv_length(1, 40, SOCK, 72, 0)
+        .recv_exit(1, 41, EventKind::SysExitRecvfrom, 72);
+    let (journeys, _) = s.run(nic_config());
+    assert_eq!(journeys.len(), 1);
+    let j = &journeys[0];
+    assert_eq!((j.cpu_irq, j.cpu_softirq, j.cpu_stack), (Some(0), Some(0), Some(1)));
+    assert_eq!(j.irq, Some(NIC_IRQ));
+    assert_eq!(j.napi_batch_pos, Some(1));
+    assert_eq!(j.stages_ns.poll, Some(12_000), "NAPI entry on CPU 0 -> receive on CPU 1");
+    assert_ordered(j);
+}
+
+#[test]
+fn reader_already_running_has_no_wakeup_stage() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 92)
+        .data_ready(0, 13, 900, SOCK, 17)
+        .softirq_exit(0, 14, 900)
+        .recv_length(1, 20, SOCK, 64, 0)
+        .recv_exit(1, 21, EventKind::SysExitRecvfrom, 64);
+    let (journeys, _) = s.run(EngineConfig::default());
+    let j = &journeys[0];
+    assert!(j.complete);
+    assert_eq!((j.stages_ns.wakeup, j.stages_ns.runqueue, j.stages_ns.syscall), (None, None, None));
+    assert!(missing_reason(j, Stage::Wakeup).unwrap().contains("not blocked"));
+    assert_eq!(missing_reason(j, Stage::Syscall), Some("no switch in: the reader was not blocked"));
+    assert_eq!(j.stages_ns.total, Some(11_000));
+}
+
+#[test]
+fn one_read_returns_several_datagrams_or_segments() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900).softirq_entry(0, 11, 900);
+    for (n, skb) in [0x1000u64, 0x2000].into_iter().enumerate() {
+        s.receive(0, 12 + n as u64 * 2, 900, skb, "lo", 92).data_ready(0, 13 + n as u64 * 2, 900, SOCK, 17);
+    }
+    for (n, skb) in [0x3000u64, 0x4000].into_iter().enumerate() {
+        s.receive(0, 20 + n as u64 * 2, 900, skb, "lo", 552).data_ready(0, 21 + n as u64 * 2, 900, TCP_SOCK, 6);
+    }
+    s.softirq_exit(0, 30, 900)
+        // recvmmsg: one sock_recv_length per datagram, one syscall exit.
+        .recv_length(1, 40, SOCK, 64, 0)
+        .recv_length(1, 41, SOCK, 64, 0)
+        .recv_exit(1, 42, EventKind::SysExitRecvmmsg, 2)
+        // One TCP read takes both segments.
+        .recv_length(1, 50, TCP_SOCK, 1000, 0)
+        .recv_exit(1, 51, EventKind::SysExitRecvfrom, 1000);
+    let (journeys, _) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 4);
+    for j in &journeys[..2] {
+        assert_eq!((j.syscall.as_deref(), j.bytes, j.read_packets), (Some("recvmmsg"), Some(64), 1));
+        assert_eq!(j.ts.recv_return, Some(42_000));
+    }
+    for j in &journeys[2..] {
+        assert_eq!((j.proto.as_str(), j.bytes, j.read_packets), ("tcp", Some(1000), 2));
+        assert_eq!(j.ts.recv_return, Some(51_000));
+    }
+    assert!(journeys.iter().all(|j| j.complete));
+}
+
+#[test]
+fn a_read_that_returns_part_of_a_datagram() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 1028) // 1000 bytes of payload
+        .data_ready(0, 13, 900, SOCK, 17)
+        .softirq_exit(0, 14, 900)
+        .recv_length(1, 20, SOCK, 100, 0)
+        .recv_exit(1, 21, EventKind::SysExitRecvfrom, 100);
+    let (journeys, _) = s.run(EngineConfig::default());
+    assert!(journeys[0].partial_read);
+    assert_eq!(journeys[0].bytes, Some(100));
+}
+
+#[test]
+fn peeking_does_not_consume_a_datagram() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 92)
+        .data_ready(0, 13, 900, SOCK, 17)
+        .softirq_exit(0, 14, 900)
+        .recv_length(1, 20, SOCK, 64, 2) // MSG_PEEK
+        .recv_exit(1, 21, EventKind::SysExitRecvfrom, 64)
+        .recv_length(1, 30, SOCK, 64, 0)
+        .recv_exit(1, 31, EventKind::SysExitRecvfrom, 64);
+    let (journeys, _) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 1);
+    assert_eq!(journeys[0].ts.recv_return, Some(31_000));
+}
+
+#[test]
+fn a_dropped_packet_ends_with_the_drop_reason() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 92)
+        .kfree(0, 13, 0x1000, 6)
+        .softirq_exit(0, 14, 900);
+    let (journeys, engine) = s.run(nic_config());
+    assert_eq!(journeys.len(), 1);
+    let j = &journeys[0];
+    assert_eq!(j.drop_reason.as_deref(), Some("SOCKET_RCVBUFF"));
+    assert!(!j.complete);
+    assert_eq!(missing_reason(j, Stage::Stack), Some("dropped before the socket"));
+    assert_eq!(engine.stats().dropped, 1);
+    assert_eq!(engine.stats().incomplete.get("dropped"), Some(&1));
+}
+
+#[test]
+fn a_packet_never_read_before_the_trace_ends() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 92)
+        .data_ready(0, 13, 900, SOCK, 17)
+        .softirq_exit(0, 14, 900);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    let j = &journeys[0];
+    assert!(!j.complete);
+    assert_eq!(missing_reason(j, Stage::Total), Some("never read before the trace ended"));
+    assert_eq!(engine.stats().incomplete.get("never read before the trace ended"), Some(&1));
+}
+
+#[test]
+fn skb_and_socket_addresses_are_reused_in_time_order() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900).softirq_entry(0, 11, 900);
+    // A packet with no socket (an ACK, say) whose free is not traced...
+    s.receive(0, 12, 900, 0x1000, "lo", 52);
+    // ...then the same address carries a datagram for the reader.
+    s.receive(0, 20, 900, 0x1000, "lo", 92).data_ready(0, 21, 900, SOCK, 17);
+    // After it is queued the skb address is used again, and queued on the same socket.
+    s.receive(0, 30, 900, 0x1000, "lo", 93).data_ready(0, 31, 900, SOCK, 17);
+    s.softirq_exit(0, 32, 900);
+    s.recv_length(1, 40, SOCK, 64, 0).recv_exit(1, 41, EventKind::SysExitRecvfrom, 64);
+    s.recv_length(1, 50, SOCK, 65, 0).recv_exit(1, 51, EventKind::SysExitRecvfrom, 65);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 2, "the ACK-like packet is counted, not emitted: {journeys:?}");
+    assert_eq!((journeys[0].len, journeys[0].bytes), (92, Some(64)));
+    assert_eq!((journeys[1].len, journeys[1].bytes), (93, Some(65)));
+    assert!(journeys.iter().all(|j| j.complete));
+    let reused = "skb address reused before the packet reached a socket (its free was not traced)";
+    assert_eq!(engine.stats().unsocketed.get(reused), Some(&1));
+}
+
+#[test]
+fn consumed_without_a_socket_is_counted_and_kept_on_request() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900).softirq_entry(0, 11, 900).receive(0, 12, 900, 0x1000, "lo", 52).consume(0, 13, 0x1000);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert!(journeys.is_empty());
+    assert_eq!(engine.stats().unsocketed.get("consumed by the stack without reaching a socket"), Some(&1));
+    let (journeys, _) = s.run(EngineConfig { keep_unsocketed: true, ..EngineConfig::default() });
+    assert_eq!(journeys.len(), 1);
+    assert_eq!(missing_reason(&journeys[0], Stage::Stack), Some("not enqueued on a socket"));
+}
+
+#[test]
+fn lost_events_mark_open_journeys() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 92)
+        .data_ready(0, 13, 900, SOCK, 17)
+        .softirq_exit(0, 14, 900);
+    // The next event on CPU 1 says events were lost there just before it.
+    s.ev(1, 20, 0, EventKind::SchedSwitch, |e| {
+        e.flags = FLAG_LOST_BEFORE;
+        e.arg1 = 77;
+    });
+    s.recv_length(1, 30, SOCK, 64, 0).recv_exit(1, 31, EventKind::SysExitRecvfrom, 64);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    let j = &journeys[0];
+    assert!(j.lost_events);
+    assert!(!j.complete, "a journey touched by loss is never complete");
+    assert_eq!(engine.stats().loss_marks.get(&1), Some(&1));
+    assert_eq!(engine.stats().incomplete.get("events lost"), Some(&1));
+}
+
+#[test]
+fn a_trace_that_starts_with_packets_in_flight() {
+    let mut s = Stream::default();
+    // The softirq was already running when the trace began; a datagram queued before the
+    // trace is read first.
+    s.recv_length(1, 5, SOCK, 64, 0).recv_exit(1, 6, EventKind::SysExitRecvfrom, 64);
+    s.receive(0, 12, 900, 0x1000, "lo", 92).data_ready(0, 13, 900, SOCK, 17).softirq_exit(0, 14, 900);
+    s.recv_length(1, 20, SOCK, 64, 0).recv_exit(1, 21, EventKind::SysExitRecvfrom, 64);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(engine.stats().reads_without_packet, 1);
+    assert_eq!(journeys.len(), 1);
+    let j = &journeys[0];
+    assert!(j.complete);
+    assert_eq!(j.stages_ns.poll, None);
+    assert_eq!(missing_reason(j, Stage::SoftirqWait), Some("the softirq began before the trace"));
+    assert_eq!(j.stages_ns.stack, Some(1_000));
+}
+
+#[test]
+fn net_rx_raised_without_a_nic_interrupt() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 0) // a NAPI repoll: raised from the softirq itself
+        .softirq_entry(0, 12, 0)
+        .receive(0, 14, 0, 0x1000, "eth0", 100)
+        .data_ready(0, 15, 0, SOCK, 17)
+        .softirq_exit(0, 16, 0)
+        .recv_length(1, 20, SOCK, 72, 0)
+        .recv_exit(1, 21, EventKind::SysExitRecvfrom, 72);
+    let (journeys, _) = s.run(nic_config());
+    let j = &journeys[0];
+    assert_eq!(j.irq, None);
+    assert_eq!(
+        missing_reason(j, Stage::Irq),
+        Some("NET_RX was raised without a NIC interrupt (NAPI repoll or process context)")
+    );
+    assert_eq!(j.stages_ns.softirq_wait, Some(2_000));
+}
