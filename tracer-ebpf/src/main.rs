@@ -38,6 +38,13 @@ static FILTER_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static IGNORE_TGIDS: [u32; IGNORE_SLOTS] = [0; IGNORE_SLOTS];
 
+/// 1: `FILTER_TGID` applies to packet-path events too (`tracer events --pid`: the current
+/// task must be the process). 0: packet-path events (IRQ, softirq, NAPI, netif, socket
+/// enqueue, skb frees) run in whatever context the packet finds and are kept for journeys;
+/// only task-context events (syscalls, recv lengths, sched) are filtered by pid.
+#[unsafe(no_mangle)]
+static FILTER_PACKET_PATH: u32 = 1;
+
 /// Keep only events on this CPU; [`ANY_CPU`] keeps every CPU.
 #[unsafe(no_mangle)]
 static FILTER_CPU: u32 = ANY_CPU;
@@ -113,6 +120,15 @@ fn context_passes(here: &Here) -> bool {
     want == 0 || here.tgid == want
 }
 
+/// For packet-path events: the pid filter applies only when `FILTER_PACKET_PATH` says so.
+#[inline(always)]
+fn packet_passes(here: &Here) -> bool {
+    if global_u32(&FILTER_PACKET_PATH) != 0 {
+        return context_passes(here);
+    }
+    cpu_passes(here) && !ignored(here.tgid)
+}
+
 /// For sched events: the current task or the subject task belongs to the traced process.
 #[inline(always)]
 fn subject_passes(here: &Here, subject_tid: u32) -> bool {
@@ -180,13 +196,16 @@ fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
     }
 }
 
-/// The programs whose only filter is the current context.
+/// The programs filtered by their context alone (`context_passes` or `packet_passes`).
 macro_rules! context_program {
     ($name:ident, $kind:ident, |$ctx:ident, $ev:ident| $fill:block) => {
+        context_program!($name, $kind, context_passes, |$ctx, $ev| $fill);
+    };
+    ($name:ident, $kind:ident, $passes:ident, |$ctx:ident, $ev:ident| $fill:block) => {
         #[tracepoint]
         pub fn $name($ctx: TracePointContext) -> u32 {
             let here = here();
-            if context_passes(&here) {
+            if $passes(&here) {
                 emit(&here, EventKind::$kind, |$ev| $fill);
             }
             0
@@ -194,47 +213,47 @@ macro_rules! context_program {
     };
 }
 
-context_program!(irq_handler_entry, IrqHandlerEntry, |ctx, ev| {
+context_program!(irq_handler_entry, IrqHandlerEntry, packet_passes, |ctx, ev| {
     ev.arg0 = field(&ctx, Slot::IrqEntryIrq);
 });
 
-context_program!(irq_handler_exit, IrqHandlerExit, |ctx, ev| {
+context_program!(irq_handler_exit, IrqHandlerExit, packet_passes, |ctx, ev| {
     ev.arg0 = field(&ctx, Slot::IrqExitIrq);
     ev.arg1 = field(&ctx, Slot::IrqExitRet);
 });
 
-context_program!(softirq_raise, SoftirqRaise, |ctx, ev| {
+context_program!(softirq_raise, SoftirqRaise, packet_passes, |ctx, ev| {
     ev.arg0 = field(&ctx, Slot::SoftirqRaiseVec);
 });
 
-context_program!(softirq_entry, SoftirqEntry, |ctx, ev| {
+context_program!(softirq_entry, SoftirqEntry, packet_passes, |ctx, ev| {
     ev.arg0 = field(&ctx, Slot::SoftirqEntryVec);
 });
 
-context_program!(softirq_exit, SoftirqExit, |ctx, ev| {
+context_program!(softirq_exit, SoftirqExit, packet_passes, |ctx, ev| {
     ev.arg0 = field(&ctx, Slot::SoftirqExitVec);
 });
 
-context_program!(napi_poll, NapiPoll, |ctx, ev| {
+context_program!(napi_poll, NapiPoll, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::NapiPollNapi);
     ev.arg0 = field(&ctx, Slot::NapiPollWork);
     ev.arg1 = field(&ctx, Slot::NapiPollBudget);
     data_loc_str(&ctx, Slot::NapiPollDev, &mut ev.name);
 });
 
-context_program!(netif_receive_skb, NetifReceiveSkb, |ctx, ev| {
+context_program!(netif_receive_skb, NetifReceiveSkb, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::RecvSkbAddr);
     ev.arg0 = field(&ctx, Slot::RecvSkbLen);
     data_loc_str(&ctx, Slot::RecvSkbDev, &mut ev.name);
 });
 
-context_program!(netif_rx, NetifRx, |ctx, ev| {
+context_program!(netif_rx, NetifRx, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::NetifRxAddr);
     ev.arg0 = field(&ctx, Slot::NetifRxLen);
     data_loc_str(&ctx, Slot::NetifRxDev, &mut ev.name);
 });
 
-context_program!(napi_gro_receive_entry, NapiGroReceiveEntry, |ctx, ev| {
+context_program!(napi_gro_receive_entry, NapiGroReceiveEntry, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::GroSkbAddr);
     ev.arg0 = field(&ctx, Slot::GroLen);
     ev.arg1 = field(&ctx, Slot::GroNapiId);
@@ -242,25 +261,25 @@ context_program!(napi_gro_receive_entry, NapiGroReceiveEntry, |ctx, ev| {
     data_loc_str(&ctx, Slot::GroDev, &mut ev.name);
 });
 
-context_program!(sk_data_ready, SkDataReady, |ctx, ev| {
+context_program!(sk_data_ready, SkDataReady, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::DataReadySk);
     ev.arg0 = field::<u16>(&ctx, Slot::DataReadyFamily) as u32;
     ev.arg1 = field::<u16>(&ctx, Slot::DataReadyProtocol) as u32;
 });
 
-context_program!(skb_copy_datagram_iovec, SkbCopyDatagramIovec, |ctx, ev| {
+context_program!(skb_copy_datagram_iovec, SkbCopyDatagramIovec, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::CopySkbAddr);
     ev.arg0 = field(&ctx, Slot::CopyLen);
 });
 
-context_program!(kfree_skb, KfreeSkb, |ctx, ev| {
+context_program!(kfree_skb, KfreeSkb, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::KfreeSkbAddr);
     ev.addr2 = field(&ctx, Slot::KfreeLocation);
     ev.arg0 = field(&ctx, Slot::KfreeReason);
     ev.arg1 = field::<u16>(&ctx, Slot::KfreeProtocol) as u32;
 });
 
-context_program!(consume_skb, ConsumeSkb, |ctx, ev| {
+context_program!(consume_skb, ConsumeSkb, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ConsumeSkbAddr);
     ev.addr2 = field(&ctx, Slot::ConsumeLocation);
 });

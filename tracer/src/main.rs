@@ -21,9 +21,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Follow every received packet: one line per journey, per-stage summaries.
+    Live(cli::live::LiveArgs),
     /// Print the raw event stream, one decoded event per line (like `perf script`).
     Events(cli::events::EventsArgs),
-    /// Make loopback UDP traffic and show the events it causes (a self-contained demo).
+    /// Make loopback UDP traffic and show its packets' journeys (a self-contained demo).
     Demo(cli::demo::DemoArgs),
     /// Internal: the demo's traffic process (a UDP reader and sender on loopback).
     #[command(hide = true)]
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Live(args) => cli::live::run(args, cli.verbose).await,
             Command::Events(args) => cli::events::run(args, cli.verbose).await,
             Command::Demo(args) => cli::demo::run(args, cli.verbose).await,
             Command::Traffic(args) => cli::demo::traffic(args),

@@ -70,6 +70,24 @@ impl Names {
     }
 }
 
+/// Comms of the ksoftirqd threads (tid -> `ksoftirqd/N`), so NET_RX work that runs in them
+/// is recognised before any sched event names them.
+pub fn kernel_thread_comms() -> HashMap<u32, String> {
+    let mut comms = HashMap::new();
+    let Ok(entries) = fs::read_dir("/proc") else { return comms };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(comm) = fs::read_to_string(entry.path().join("comm"))
+            && comm.starts_with("ksoftirqd/")
+        {
+            comms.insert(pid, comm.trim_end().to_owned());
+        }
+    }
+    comms
+}
+
 /// IRQ number -> action name from the text of `/proc/interrupts` (the last column).
 pub fn parse_interrupts(text: &str) -> HashMap<u32, String> {
     let mut irqs = HashMap::new();

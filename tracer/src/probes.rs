@@ -27,6 +27,9 @@ pub struct ProbeOptions {
     pub pid: Option<u32>,
     /// Keep events on this CPU only.
     pub cpu: Option<u32>,
+    /// Apply `pid` to packet-path events too (the current task must be the process), as
+    /// `tracer events` does; journeys need them from every context.
+    pub pid_filters_packet_path: bool,
     /// Tracepoints to leave out, as `category:name` or `name`.
     pub without: Vec<String>,
     /// Ring buffer size in bytes (a power of two, at least one page).
@@ -37,7 +40,7 @@ pub struct ProbeOptions {
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        Self { pid: None, cpu: None, without: Vec::new(), ring_bytes: DEFAULT_RING_BYTES, kernel_log: false }
+        Self { pid: None, cpu: None, pid_filters_packet_path: true, without: Vec::new(), ring_bytes: DEFAULT_RING_BYTES, kernel_log: false }
     }
 }
 
@@ -120,6 +123,7 @@ impl Probes {
             .override_global("FILTER_TGID", &filter_tgid, true)
             .override_global("FILTER_CPU", &filter_cpu, true)
             .override_global("IGNORE_TGIDS", &ignore, true)
+            .override_global("FILTER_PACKET_PATH", &u32::from(options.pid_filters_packet_path), true)
             .map_max_entries("EVENTS", options.ring_bytes)
             .load(EBPF_OBJECT)?;
 

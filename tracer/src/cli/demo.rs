@@ -1,22 +1,25 @@
-//! `tracer demo`: loopback UDP traffic made by the tool itself, in a child process, traced.
+//! `tracer demo`: loopback UDP traffic made by the tool itself, in a child process, and the
+//! journeys of its packets.
 
 use std::{io::BufRead as _, process::Stdio, time::Duration};
 
 use anyhow::Context as _;
 use clap::Args;
 use tokio::io::AsyncWriteExt as _;
-use tracer::{probes::ProbeOptions, traffic};
+use tracer::{irqmap::IrqMap, probes::ProbeOptions, traffic};
+
+use super::live::{JourneyFilter, LiveOutput};
 
 /// Options of `tracer demo`.
 #[derive(Clone, Debug, Args)]
 pub struct DemoArgs {
     /// Datagrams to send.
-    #[arg(short = 'n', long, default_value_t = 5)]
+    #[arg(short = 'n', long, default_value_t = 20)]
     pub count: u32,
     /// Milliseconds between datagrams (the reader blocks in recv() in between).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 50)]
     pub gap_ms: u64,
-    /// One JSON object per event instead of text.
+    /// One journey object per line instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -43,15 +46,30 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
         .context("starting the traffic process")?;
     let pid = child.id().context("traffic process has no pid")?;
     eprintln!(
-        "tracer: demo: process {pid} has a reader thread blocked in recv() on 127.0.0.1 and a \
-         sender that sends it {} datagrams, {} ms apart.",
+        "tracer: demo: process {pid} has a reader thread blocked in recv() on 127.0.0.1 and a sender \
+         that sends it {} datagrams, {} ms apart. Each line below is one datagram's journey:",
         args.count, args.gap_ms
     );
     eprintln!(
-        "tracer: loopback has no hard IRQ: the sender's sendto() raises NET_RX itself, then \
-         netif_receive_skb -> sk_data_ready -> sched_waking(reader) -> sched_switch -> recvfrom returns."
+        "tracer:   softirq_wait: NET_RX raised by the sender's sendto() (loopback has no hard IRQ) -> softirq entry;"
     );
-    let options = ProbeOptions { pid: Some(pid), kernel_log: verbose, ..ProbeOptions::default() };
+    eprintln!("tracer:   poll -> stack: netif_receive_skb on lo -> the socket enqueue (sk_data_ready);");
+    eprintln!(
+        "tracer:   wakeup: the kernel wakes the blocked reader; runqueue: the scheduler puts it on a CPU; syscall: recv() returns."
+    );
+    let options = ProbeOptions {
+        pid: Some(pid),
+        pid_filters_packet_path: false,
+        kernel_log: verbose,
+        ..ProbeOptions::default()
+    };
+    let output = LiveOutput {
+        json: args.json,
+        filter: JourneyFilter { pid: Some(pid), ..JourneyFilter::default() },
+        count: None,
+        interval: Duration::ZERO,
+        keep_unsocketed: false,
+    };
     let mut go = child.stdin.take().context("traffic process stdin")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let ready = move |_: &tracer::probes::Probes| {
@@ -63,11 +81,14 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
             let _ = go.flush().await;
         }
         let _ = child.wait().await;
-        // Let the last recv return reach the ring buffer.
+        // Let the last recv return leave the reorder window.
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let stats = super::events::stream(&options, args.json, ready, stop).await?;
-    eprintln!("tracer: demo done: {} events from process {pid}", stats.events);
+    let stats = super::live::follow(&options, &output, IrqMap::from_system(), ready, stop).await?;
+    eprintln!(
+        "tracer: demo done: {} journeys of process {pid}, {} complete. Next: `tracer live` follows every packet of this host.",
+        stats.journeys, stats.complete
+    );
     Ok(())
 }
 

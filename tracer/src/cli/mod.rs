@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod events;
+pub mod live;
 
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ impl FilterArgs {
         ProbeOptions {
             pid: self.pid,
             cpu: self.cpu,
+            pid_filters_packet_path: true,
             without: self.without.clone(),
             ring_bytes: self.ring_size,
             kernel_log: verbose,

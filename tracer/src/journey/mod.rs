@@ -2,9 +2,11 @@
 //! the reorder window in front of it, and the per-stage summary behind it.
 
 pub mod engine;
+pub mod render;
 pub mod record;
 pub mod reorder;
 pub mod summary;
+pub mod tracker;
 
 #[cfg(test)]
 mod tests;
@@ -13,3 +15,4 @@ pub use engine::{Engine, EngineConfig, EngineStats, IrqDevice};
 pub use record::{Journey, Missing, Stage, StageDurations, Stamps};
 pub use reorder::Reorder;
 pub use summary::StageSummary;
+pub use tracker::Tracker;

@@ -1,0 +1,309 @@
+//! `tracer live`: one line (or JSON object) per packet journey, and per-stage summaries.
+
+use std::{
+    future::Future,
+    io::{self, BufWriter},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+use tracer::{
+    irqmap::IrqMap,
+    journey::{EngineConfig, Journey, StageSummary, Tracker, render},
+    names::{self, Names},
+    probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
+    source::RingSource,
+};
+
+use super::duration_arg;
+
+/// Options of `tracer live`.
+#[derive(Clone, Debug, Args)]
+pub struct LiveArgs {
+    /// Stop after this long (e.g. 10s, 2m); default: until Ctrl-C.
+    #[arg(short, long, value_parser = duration_arg)]
+    pub duration: Option<Duration>,
+    /// Stop after this many journeys.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// One journey object per line on stdout (DESIGN.md record); everything else on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Journeys read by this process (pid = tgid). Task events are filtered in the kernel;
+    /// packet-path events are kept from every context, since packets do not run as the reader.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Journeys read by tasks with this name (comm).
+    #[arg(long, value_name = "COMM")]
+    pub comm: Option<String>,
+    /// Journeys of packets received on this network device.
+    #[arg(long, value_name = "DEV")]
+    pub dev: Option<String>,
+    /// Journeys that touched this CPU (IRQ, softirq or reader).
+    #[arg(short, long, value_name = "N")]
+    pub cpu: Option<u32>,
+    /// Also show packets that never reached a socket (ACKs, ARP, ...).
+    #[arg(long)]
+    pub all: bool,
+    /// Print a summary this often (0: only at exit).
+    #[arg(long, value_parser = duration_arg, default_value = "5s")]
+    pub interval: Duration,
+    /// Do not attach this tracepoint (`category:name` or `name`); repeatable.
+    #[arg(long, value_name = "TRACEPOINT")]
+    pub without: Vec<String>,
+    /// Ring buffer size in bytes (power of two).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES)]
+    pub ring_size: u32,
+}
+
+/// Which journeys to show (applied to finished journeys, in user space).
+#[derive(Clone, Debug, Default)]
+pub struct JourneyFilter {
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub dev: Option<String>,
+    pub cpu: Option<u16>,
+}
+
+impl JourneyFilter {
+    fn keeps(&self, journey: &Journey) -> bool {
+        let cpu_touched = |cpu: u16| {
+            [journey.cpu_irq, journey.cpu_softirq, journey.cpu_stack, journey.cpu_task].contains(&Some(cpu))
+        };
+        self.pid.is_none_or(|pid| journey.pid == Some(pid))
+            && self.comm.as_ref().is_none_or(|comm| journey.comm.as_ref() == Some(comm))
+            && self.dev.as_ref().is_none_or(|dev| &journey.dev == dev)
+            && self.cpu.is_none_or(cpu_touched)
+    }
+}
+
+/// How `follow` presents journeys.
+#[derive(Clone, Debug)]
+pub struct LiveOutput {
+    pub json: bool,
+    pub filter: JourneyFilter,
+    pub count: Option<u64>,
+    pub interval: Duration,
+    pub keep_unsocketed: bool,
+}
+
+/// What one live run saw.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    pub journeys: u64,
+    pub complete: u64,
+}
+
+pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
+    let irqs = IrqMap::from_system();
+    if let Some(dev) = &args.dev
+        && !irqs.has_device(dev)
+    {
+        bail!("no network device named {dev:?} (devices: {})", irqs.devices.join(", "));
+    }
+    let options = ProbeOptions {
+        pid: args.pid,
+        cpu: None,
+        pid_filters_packet_path: false,
+        without: args.without.clone(),
+        ring_bytes: args.ring_size,
+        kernel_log: verbose,
+    };
+    let output = LiveOutput {
+        json: args.json,
+        filter: JourneyFilter {
+            pid: args.pid,
+            comm: args.comm.clone(),
+            dev: args.dev.clone(),
+            cpu: args.cpu.map(|cpu| cpu as u16),
+        },
+        count: args.count,
+        interval: args.interval,
+        keep_unsocketed: args.all,
+    };
+    if let Some(cpu) = args.cpu {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        if cpu >= cpus {
+            bail!("no CPU {cpu}: this machine has CPUs 0-{}", cpus - 1);
+        }
+    }
+    let stop = async move {
+        match args.duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    follow(&options, &output, irqs, |_| {}, stop).await.map(|_| ())
+}
+
+/// Traces until `stop`, Ctrl-C, SIGTERM or `count` journeys; prints journeys and summaries.
+pub async fn follow(
+    options: &ProbeOptions,
+    output: &LiveOutput,
+    irqs: IrqMap,
+    ready: impl FnOnce(&Probes),
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<LiveStats> {
+    let mut probes = Probes::load(options)?;
+    for (kind, why) in &probes.skipped {
+        let (category, name) = kind.tracepoint();
+        log::warn!("not tracing {category}:{name}: {why}");
+    }
+    let names = Names::from_system(probes.drop_reasons());
+    let config = EngineConfig {
+        irq_devices: irqs.irqs,
+        drop_reasons: probes.drop_reasons(),
+        comms: names::kernel_thread_comms(),
+        keep_unsocketed: output.keep_unsocketed,
+    };
+    let mut tracker = Tracker::new(config);
+    let mut source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    eprintln!(
+        "tracer: tracing {} of {} tracepoints; following packet journeys; Ctrl-C to stop",
+        probes.attached.len(),
+        probes.attached.len() + probes.skipped.len()
+    );
+    ready(&probes);
+
+    let mut sink = Sink {
+        out: BufWriter::new(io::stdout().lock()),
+        output: output.clone(),
+        names,
+        summary: StageSummary::default(),
+        shown: 0,
+        closed: false,
+    };
+    if !output.json {
+        sink.write_line(&render::header());
+    }
+    let started = Instant::now();
+    let mut last_summary = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut journeys = Vec::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            () = &mut stop => break,
+            _ = tick.tick() => {
+                tracker.advance(Some(monotonic_ns()), &mut journeys);
+            }
+            batch = source.next_batch(|bytes| tracker.push_record(bytes)) => {
+                batch.context("reading the ring buffer")?;
+                tracker.advance(None, &mut journeys);
+                probes.flush_kernel_log();
+            }
+        }
+        sink.show(journeys.drain(..));
+        if sink.closed || output.count.is_some_and(|count| sink.shown >= count) {
+            break;
+        }
+        if !output.interval.is_zero() && last_summary.elapsed() >= output.interval {
+            last_summary = Instant::now();
+            let lost = probes.lost_per_cpu()?;
+            sink.summary(&tracker, &lost, started.elapsed(), false);
+        }
+    }
+    source.drain_now(|bytes| tracker.push_record(bytes));
+    tracker.finish(&mut journeys);
+    if output.count.is_none() {
+        sink.show(journeys.drain(..));
+    }
+    let lost = probes.lost_per_cpu()?;
+    sink.summary(&tracker, &lost, started.elapsed(), true);
+    Ok(LiveStats { journeys: sink.summary.journeys, complete: tracker.engine().stats().complete })
+}
+
+struct Sink<W: io::Write> {
+    out: W,
+    output: LiveOutput,
+    names: Names,
+    summary: StageSummary,
+    shown: u64,
+    closed: bool,
+}
+
+impl<W: io::Write> Sink<W> {
+    fn show(&mut self, journeys: impl Iterator<Item = Journey>) {
+        for mut journey in journeys {
+            if journey.comm.is_none()
+                && let Some(tid) = journey.tid
+            {
+                journey.comm = Some(self.names.comm(tid));
+            }
+            if !self.output.filter.keeps(&journey) {
+                continue;
+            }
+            if self.output.count.is_some_and(|count| self.shown >= count) {
+                break;
+            }
+            self.summary.add(&journey);
+            self.shown += 1;
+            let line = if self.output.json {
+                serde_json::to_string(&journey).expect("a journey serializes")
+            } else {
+                render::line(&journey)
+            };
+            self.write_line(&line);
+        }
+        if self.out.flush().is_err() {
+            self.closed = true;
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        if !self.closed && writeln!(self.out, "{line}").is_err() {
+            self.closed = true; // stdout closed (`| head`): stop quietly
+        }
+    }
+
+    /// The summary goes to stdout with text output, to stderr with JSON.
+    fn summary(&mut self, tracker: &Tracker, lost: &[u64], elapsed: Duration, last: bool) {
+        let stats = tracker.engine().stats();
+        let shown = self.summary.journeys;
+        let mut text = format!(
+            "--- {} after {:.1}s: {shown} journeys shown; engine: {} complete, {} incomplete ---\n",
+            if last { "summary" } else { "so far" },
+            elapsed.as_secs_f64(),
+            stats.complete,
+            stats.incomplete.values().sum::<u64>(),
+        );
+        text.push_str(&self.summary.table());
+        for (reason, count) in &stats.incomplete {
+            text.push_str(&format!("incomplete: {count} {reason}\n"));
+        }
+        for (reason, count) in &stats.unsocketed {
+            text.push_str(&format!("not shown, never reached a socket: {count} {reason}\n"));
+        }
+        let per_cpu: Vec<String> = lost.iter().enumerate().map(|(cpu, n)| format!("cpu{cpu}={n}")).collect();
+        text.push_str(&format!(
+            "lost events: {} ({}); late events: {}; ksoftirqd wakeups: {}; reads of data queued before the trace: {}\n",
+            lost.iter().sum::<u64>(),
+            per_cpu.join(" "),
+            tracker.late_events(),
+            stats.ksoftirqd_wakeups,
+            stats.reads_without_packet,
+        ));
+        if self.output.json {
+            eprint!("{text}");
+        } else {
+            for line in text.lines() {
+                self.write_line(line);
+            }
+            let _ = self.out.flush();
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC now (the clock of bpf_ktime_get_ns).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
