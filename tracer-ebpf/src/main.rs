@@ -38,12 +38,13 @@ static FILTER_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static IGNORE_TGIDS: [u32; IGNORE_SLOTS] = [0; IGNORE_SLOTS];
 
-/// 1: `FILTER_TGID` applies to packet-path events too (`tracer events --pid`: the current
-/// task must be the process). 0: packet-path events (IRQ, softirq, NAPI, netif, socket
-/// enqueue, skb frees) run in whatever context the packet finds and are kept for journeys;
-/// only task-context events (syscalls, recv lengths, sched) are filtered by pid.
+/// 0: event mode (`tracer events`): an event is kept when its current task (or, for sched
+/// events, its subject) passes the pid filter. 1: journey mode (`tracer live`): packet-path
+/// events are kept from every context (packets do not run as their reader), sched events only
+/// for tasks that can be a packet's reader (`FILTER_TIDS` with a pid filter, else
+/// `RECV_TASKS`), and the tracer is ignored only as a subject, never as the interrupted task.
 #[unsafe(no_mangle)]
-static FILTER_PACKET_PATH: u32 = 1;
+static JOURNEY_MODE: u32 = 0;
 
 /// Keep only events on this CPU; [`ANY_CPU`] keeps every CPU.
 #[unsafe(no_mangle)]
@@ -56,6 +57,11 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 /// Per-CPU count of events lost to a full ring buffer, and how many were flagged.
 #[map]
 static LOST: PerCpuArray<LostCounter> = PerCpuArray::with_max_entries(1, 0);
+
+/// Threads inside a recv-family syscall (inserted on entry, removed on exit): the tasks a
+/// packet can wake. Journey mode keeps sched events only for them.
+#[map]
+static RECV_TASKS: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
 
 /// Threads of the `--pid` process: a sched event whose subject (the woken task, the task
 /// switched in) is one of them is kept even when another task is current.
@@ -120,24 +126,36 @@ fn context_passes(here: &Here) -> bool {
     want == 0 || here.tgid == want
 }
 
-/// For packet-path events: the pid filter applies only when `FILTER_PACKET_PATH` says so.
 #[inline(always)]
-fn packet_passes(here: &Here) -> bool {
-    if global_u32(&FILTER_PACKET_PATH) != 0 {
-        return context_passes(here);
-    }
-    cpu_passes(here) && !ignored(here.tgid)
+fn journey_mode() -> bool {
+    global_u32(&JOURNEY_MODE) != 0
 }
 
-/// For sched events: the current task or the subject task belongs to the traced process.
+/// For packet-path events: in journey mode only the CPU filter applies.
 #[inline(always)]
-fn subject_passes(here: &Here, subject_tid: u32) -> bool {
-    if !cpu_passes(here) || ignored(here.tgid) || ignored(subject_tid) {
+fn packet_passes(here: &Here) -> bool {
+    if journey_mode() { cpu_passes(here) } else { context_passes(here) }
+}
+
+#[inline(always)]
+fn in_map(map: &HashMap<u32, u8>, tid: u32) -> bool {
+    // SAFETY: a read-only lookup of a plain u8 value.
+    unsafe { map.get(&tid).is_some() }
+}
+
+/// For sched events about `subject` (the woken task, the task switched in); `prev` is the
+/// task switched out, if any (the current task).
+#[inline(always)]
+fn sched_passes(here: &Here, subject: u32, prev: Option<u32>) -> bool {
+    if !cpu_passes(here) || ignored(subject) {
         return false;
     }
     let want = global_u32(&FILTER_TGID);
-    // SAFETY: a read-only lookup of a plain u8 value.
-    want == 0 || here.tgid == want || unsafe { FILTER_TIDS.get(&subject_tid).is_some() }
+    if journey_mode() {
+        let readers = if want != 0 { &FILTER_TIDS } else { &RECV_TASKS };
+        return in_map(readers, subject) || prev.is_some_and(|prev| in_map(readers, prev));
+    }
+    !ignored(here.tgid) && (want == 0 || here.tgid == want || in_map(&FILTER_TIDS, subject))
 }
 
 /// Reads an integer field, or zero if the field is absent on this kernel or unreadable.
@@ -194,6 +212,36 @@ fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
             }
         }
     }
+}
+
+/// Marks the current thread as inside a recv-family syscall (`RECV_TASKS`).
+#[inline(always)]
+fn enter_recv(here: &Here) {
+    if !ignored(here.tgid) {
+        let _ = RECV_TASKS.insert(&here.tid, &1, 0);
+    }
+}
+
+/// The recv-family syscall of the current thread returned.
+#[inline(always)]
+fn exit_recv(here: &Here) {
+    let _ = RECV_TASKS.remove(&here.tid);
+}
+
+/// The recv-family syscall programs: keep `RECV_TASKS` up to date (before any filter), then
+/// emit like a context program.
+macro_rules! syscall_program {
+    ($name:ident, $kind:ident, $track:ident, |$ctx:ident, $ev:ident| $fill:block) => {
+        #[tracepoint]
+        pub fn $name($ctx: TracePointContext) -> u32 {
+            let here = here();
+            $track(&here);
+            if context_passes(&here) {
+                emit(&here, EventKind::$kind, |$ev| $fill);
+            }
+            0
+        }
+    };
 }
 
 /// The programs filtered by their context alone (`context_passes` or `packet_passes`).
@@ -292,63 +340,65 @@ context_program!(sock_recv_length, SockRecvLength, |ctx, ev| {
     ev.arg2 = family << 16 | field::<u16>(&ctx, Slot::RecvLenProtocol) as u32;
 });
 
-context_program!(sys_enter_recvfrom, SysEnterRecvfrom, |ctx, ev| {
+syscall_program!(sys_enter_recvfrom, SysEnterRecvfrom, enter_recv, |ctx, ev| {
     ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvfromFd) as u32;
     ev.addr2 = field(&ctx, Slot::EnterRecvfromSize);
 });
 
-context_program!(sys_exit_recvfrom, SysExitRecvfrom, |ctx, ev| {
+syscall_program!(sys_exit_recvfrom, SysExitRecvfrom, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvfromRet);
 });
 
-context_program!(sys_enter_recvmsg, SysEnterRecvmsg, |ctx, ev| {
+syscall_program!(sys_enter_recvmsg, SysEnterRecvmsg, enter_recv, |ctx, ev| {
     ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvmsgFd) as u32;
 });
 
-context_program!(sys_exit_recvmsg, SysExitRecvmsg, |ctx, ev| {
+syscall_program!(sys_exit_recvmsg, SysExitRecvmsg, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvmsgRet);
 });
 
-context_program!(sys_enter_recvmmsg, SysEnterRecvmmsg, |ctx, ev| {
+syscall_program!(sys_enter_recvmmsg, SysEnterRecvmmsg, enter_recv, |ctx, ev| {
     ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvmmsgFd) as u32;
     ev.addr2 = field(&ctx, Slot::EnterRecvmmsgVlen);
 });
 
-context_program!(sys_exit_recvmmsg, SysExitRecvmmsg, |ctx, ev| {
+syscall_program!(sys_exit_recvmmsg, SysExitRecvmmsg, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvmmsgRet);
 });
 
-context_program!(sys_enter_read, SysEnterRead, |ctx, ev| {
+syscall_program!(sys_enter_read, SysEnterRead, enter_recv, |ctx, ev| {
     ev.arg0 = field::<u64>(&ctx, Slot::EnterReadFd) as u32;
     ev.addr2 = field(&ctx, Slot::EnterReadCount);
 });
 
-context_program!(sys_exit_read, SysExitRead, |ctx, ev| {
+syscall_program!(sys_exit_read, SysExitRead, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitReadRet);
 });
 
-context_program!(sys_enter_readv, SysEnterReadv, |ctx, ev| {
+syscall_program!(sys_enter_readv, SysEnterReadv, enter_recv, |ctx, ev| {
     ev.arg0 = field::<u64>(&ctx, Slot::EnterReadvFd) as u32;
     ev.addr2 = field(&ctx, Slot::EnterReadvVlen);
 });
 
-context_program!(sys_exit_readv, SysExitReadv, |ctx, ev| {
+syscall_program!(sys_exit_readv, SysExitReadv, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitReadvRet);
 });
 
-/// `sched_waking` / `sched_wakeup`: kept when the waker or the woken task is traced.
+/// `sched_waking` / `sched_wakeup`: kept as `sched_passes` says for the woken task.
 macro_rules! wake_program {
     ($name:ident, $kind:ident, $comm:ident, $pid:ident, $prio:ident, $cpu:ident) => {
         #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
             let here = here();
             let woken: u32 = field(&ctx, Slot::$pid);
-            if subject_passes(&here, woken) {
+            let comm: [u8; NAME_LEN] = field(&ctx, Slot::$comm);
+            // ksoftirqd wakeups are kept too: NET_RX work moving to a thread.
+            if sched_passes(&here, woken, None) || (journey_mode() && is_ksoftirqd(&comm)) {
                 emit(&here, EventKind::$kind, |ev| {
                     ev.arg0 = woken;
                     ev.arg1 = field(&ctx, Slot::$cpu);
                     ev.arg2 = field(&ctx, Slot::$prio);
-                    ev.name = field(&ctx, Slot::$comm);
+                    ev.name = comm;
                 });
             }
             0
@@ -356,15 +406,20 @@ macro_rules! wake_program {
     };
 }
 
+#[inline(always)]
+fn is_ksoftirqd(comm: &[u8; NAME_LEN]) -> bool {
+    comm[..9] == *b"ksoftirqd"
+}
+
 wake_program!(sched_waking, SchedWaking, WakingComm, WakingPid, WakingPrio, WakingCpu);
 wake_program!(sched_wakeup, SchedWakeup, WakeupComm, WakeupPid, WakeupPrio, WakeupCpu);
 
-/// `sched_switch`: kept when the task switched out (current) or in is traced.
+/// `sched_switch`: kept as `sched_passes` says for the tasks switched in and out.
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
     let here = here();
     let next: u32 = field(&ctx, Slot::SwitchNextPid);
-    if subject_passes(&here, next) {
+    if sched_passes(&here, next, Some(here.tid)) {
         emit(&here, EventKind::SchedSwitch, |ev| {
             ev.addr = field(&ctx, Slot::SwitchPrevState);
             ev.arg0 = field(&ctx, Slot::SwitchPrevPid);

@@ -27,9 +27,9 @@ pub struct ProbeOptions {
     pub pid: Option<u32>,
     /// Keep events on this CPU only.
     pub cpu: Option<u32>,
-    /// Apply `pid` to packet-path events too (the current task must be the process), as
-    /// `tracer events` does; journeys need them from every context.
-    pub pid_filters_packet_path: bool,
+    /// Journey mode (`tracer live`): packet-path events from every context, sched events
+    /// only for possible readers. Off: event mode, every filter on the current task.
+    pub journey_mode: bool,
     /// Tracepoints to leave out, as `category:name` or `name`.
     pub without: Vec<String>,
     /// Ring buffer size in bytes (a power of two, at least one page).
@@ -40,7 +40,7 @@ pub struct ProbeOptions {
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        Self { pid: None, cpu: None, pid_filters_packet_path: true, without: Vec::new(), ring_bytes: DEFAULT_RING_BYTES, kernel_log: false }
+        Self { pid: None, cpu: None, journey_mode: false, without: Vec::new(), ring_bytes: DEFAULT_RING_BYTES, kernel_log: false }
     }
 }
 
@@ -123,7 +123,7 @@ impl Probes {
             .override_global("FILTER_TGID", &filter_tgid, true)
             .override_global("FILTER_CPU", &filter_cpu, true)
             .override_global("IGNORE_TGIDS", &ignore, true)
-            .override_global("FILTER_PACKET_PATH", &u32::from(options.pid_filters_packet_path), true)
+            .override_global("JOURNEY_MODE", &u32::from(options.journey_mode), true)
             .map_max_entries("EVENTS", options.ring_bytes)
             .load(EBPF_OBJECT)?;
 
@@ -145,6 +145,16 @@ impl Probes {
                 HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "FILTER_TIDS", source })?;
             for tid in threads_of(pid) {
                 tids.insert(tid, 1, 0).map_err(|source| ProbeError::Map { name: "FILTER_TIDS", source })?;
+            }
+        }
+
+        if options.journey_mode && options.pid.is_none() {
+            let map = ebpf.map_mut("RECV_TASKS").expect("RECV_TASKS is in the object");
+            let mut readers: HashMap<_, u32, u8> =
+                HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "RECV_TASKS", source })?;
+            for tid in tasks_in_recv() {
+                // Best effort: the map may fill up on a huge host; those tasks join on their next recv.
+                let _ = readers.insert(tid, 1, 0);
             }
         }
 
@@ -249,6 +259,38 @@ fn opened_read_only(proc_dir: &Path, fd: &str) -> bool {
         .find_map(|line| line.strip_prefix("flags:"))
         .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
         .is_some_and(|flags| flags & 0o3 == 0)
+}
+
+/// Syscall numbers of the recv family on this architecture (asm/unistd.h).
+#[cfg(target_arch = "x86_64")]
+const RECV_SYSCALLS: [u64; 5] = [45, 47, 299, 0, 19]; // recvfrom recvmsg recvmmsg read readv
+#[cfg(target_arch = "aarch64")]
+const RECV_SYSCALLS: [u64; 5] = [207, 212, 243, 63, 65];
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const RECV_SYSCALLS: [u64; 0] = [];
+
+/// Threads blocked in a recv-family syscall right now (`/proc/*/task/*/syscall`), so a
+/// reader that was already waiting when tracing began is followed from its first packet.
+fn tasks_in_recv() -> Vec<u32> {
+    let mut tids = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else { return tids };
+    for process in procs.flatten() {
+        if !process.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Ok(tasks) = fs::read_dir(process.path().join("task")) else { continue };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(syscall) = fs::read_to_string(task.path().join("syscall")) else { continue };
+            let number = syscall.split_whitespace().next().and_then(|nr| nr.parse::<u64>().ok());
+            if number.is_some_and(|nr| RECV_SYSCALLS.contains(&nr)) {
+                tids.push(tid);
+            }
+        }
+    }
+    tids
 }
 
 /// The thread ids of a process at this moment.

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{RunningTracer, gettid, json_events, kernel_tests_enabled, lost_total, monotonic_ns, tracer_bin};
+use common::{RunningTracer, gettid, json_events, kernel_test, lost_total, monotonic_ns, tracer_bin};
 use serde_json::Value;
 
 const PEER_ENV: &str = "TRACER_TEST_PEER_DIR";
@@ -97,9 +97,7 @@ fn of_kind<'a>(events: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a V
 
 #[test]
 fn blocked_udp_reader_sees_every_stage_event() {
-    if !kernel_tests_enabled("blocked_udp_reader_sees_every_stage_event") {
-        return;
-    }
+    let Some(_serial) = kernel_test("blocked_udp_reader_sees_every_stage_event") else { return };
     let dir = tempfile::tempdir().unwrap();
     let (mut receiver, port, reader_tid) = spawn_receiver(dir.path());
     let receiver_pid = receiver.id() as u64;
@@ -162,9 +160,7 @@ fn blocked_udp_reader_sees_every_stage_event() {
 
 #[test]
 fn pid_filter_keeps_only_the_process_and_its_subjects() {
-    if !kernel_tests_enabled("pid_filter_keeps_only_the_process_and_its_subjects") {
-        return;
-    }
+    let Some(_serial) = kernel_test("pid_filter_keeps_only_the_process_and_its_subjects") else { return };
     let dir = tempfile::tempdir().unwrap();
     let (mut receiver, port, reader_tid) = spawn_receiver(dir.path());
     let pid = receiver.id();
@@ -195,9 +191,7 @@ fn pid_filter_keeps_only_the_process_and_its_subjects() {
 
 #[test]
 fn a_missing_tracepoint_is_named_and_the_rest_attaches() {
-    if !kernel_tests_enabled("a_missing_tracepoint_is_named_and_the_rest_attaches") {
-        return;
-    }
+    let Some(_serial) = kernel_test("a_missing_tracepoint_is_named_and_the_rest_attaches") else { return };
     let dir = tempfile::tempdir().unwrap();
     let tracer = RunningTracer::start(
         &["events", "--json", "--without", "sock:sk_data_ready", "--without", "napi_poll"],
@@ -215,9 +209,7 @@ fn a_missing_tracepoint_is_named_and_the_rest_attaches() {
 
 #[test]
 fn duration_stops_by_itself() {
-    if !kernel_tests_enabled("duration_stops_by_itself") {
-        return;
-    }
+    let Some(_serial) = kernel_test("duration_stops_by_itself") else { return };
     let started = Instant::now();
     let out = Command::new(tracer_bin()).args(["events", "--duration", "300ms", "--cpu", "0"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -232,9 +224,7 @@ fn duration_stops_by_itself() {
 
 #[test]
 fn bad_input_gives_one_clear_line() {
-    if !kernel_tests_enabled("bad_input_gives_one_clear_line") {
-        return;
-    }
+    let Some(_serial) = kernel_test("bad_input_gives_one_clear_line") else { return };
     let run = |args: &[&str]| {
         let out = Command::new(tracer_bin()).args(args).output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
@@ -252,9 +242,7 @@ fn bad_input_gives_one_clear_line() {
 
 #[test]
 fn without_privileges_one_line_names_the_capability() {
-    if !kernel_tests_enabled("without_privileges_one_line_names_the_capability") {
-        return;
-    }
+    let Some(_serial) = kernel_test("without_privileges_one_line_names_the_capability") else { return };
     // Drop to an unprivileged user with no capabilities at all.
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])

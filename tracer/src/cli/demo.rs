@@ -59,7 +59,7 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
     );
     let options = ProbeOptions {
         pid: Some(pid),
-        pid_filters_packet_path: false,
+        journey_mode: true,
         kernel_log: verbose,
         ..ProbeOptions::default()
     };

@@ -106,7 +106,7 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
     let options = ProbeOptions {
         pid: args.pid,
         cpu: None,
-        pid_filters_packet_path: false,
+        journey_mode: true,
         without: args.without.clone(),
         ring_bytes: args.ring_size,
         kernel_log: verbose,

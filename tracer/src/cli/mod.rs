@@ -34,7 +34,7 @@ impl FilterArgs {
         ProbeOptions {
             pid: self.pid,
             cpu: self.cpu,
-            pid_filters_packet_path: true,
+            journey_mode: false,
             without: self.without.clone(),
             ring_bytes: self.ring_size,
             kernel_log: verbose,

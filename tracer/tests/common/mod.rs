@@ -11,9 +11,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Whether kernel tests can run here. In CI (CI=true) they must: a missing capability fails
-/// the test instead of skipping it.
-pub fn kernel_tests_enabled(test: &str) -> bool {
+/// Kernel tests of one binary run one at a time: they share CPUs, and some load them.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Whether kernel tests can run here, holding the serialising lock while they do. In CI
+/// (CI=true) they must: a missing capability fails the test instead of skipping it.
+pub fn kernel_test(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    kernel_tests_enabled(test).then(|| SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
+fn kernel_tests_enabled(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if root {
@@ -65,7 +72,7 @@ impl RunningTracer {
         while Instant::now() < deadline {
             match tracer.stderr_lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
-                    let ready = line.contains("tracepoints; Ctrl-C to stop");
+                    let ready = line.contains("Ctrl-C to stop");
                     tracer.stderr_seen.push(line);
                     if ready {
                         return tracer;
@@ -84,10 +91,23 @@ impl RunningTracer {
         // SAFETY: kill on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = self.child.wait().expect("wait tracer");
-        self.stderr_seen.extend(self.stderr_lines.iter());
+        self.stderr_seen.extend(self.stderr_lines.try_iter());
+        while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_secs(5)) {
+            self.stderr_seen.push(line);
+        }
         assert!(status.success(), "tracer exited with {status}; stderr:\n{}", self.stderr_seen.join("\n"));
         let stdout = std::fs::read_to_string(&self.stdout_path).expect("read tracer output");
-        (stdout, self.stderr_seen)
+        (stdout, std::mem::take(&mut self.stderr_seen))
+    }
+}
+
+impl Drop for RunningTracer {
+    fn drop(&mut self) {
+        // A failed test must not leave a tracer running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
