@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use tracer_common::{
-    ANY_CPU, Event, EventKind, FLAG_LOST_BEFORE, IGNORE_SLOTS, LostCounter, NAME_LEN, SLOT_COUNT, Slot,
+    ANY_CPU, Event, EventKind, FLAG_LOST_BEFORE, NET_RX_SOFTIRQ, IGNORE_SLOTS, LostCounter, NAME_LEN, SLOT_COUNT, Slot,
     offsets::ABSENT,
 };
 
@@ -244,6 +244,33 @@ macro_rules! syscall_program {
     };
 }
 
+/// Wait syscalls (poll, select, epoll) only keep `RECV_TASKS` up to date: a reader blocked
+/// in them is woken by a packet just like one blocked in recv().
+macro_rules! wait_program {
+    ($name:ident, $track:ident) => {
+        #[tracepoint]
+        pub fn $name(_ctx: TracePointContext) -> u32 {
+            $track(&here());
+            0
+        }
+    };
+}
+
+wait_program!(sys_enter_poll, enter_recv);
+wait_program!(sys_exit_poll, exit_recv);
+wait_program!(sys_enter_ppoll, enter_recv);
+wait_program!(sys_exit_ppoll, exit_recv);
+wait_program!(sys_enter_select, enter_recv);
+wait_program!(sys_exit_select, exit_recv);
+wait_program!(sys_enter_pselect6, enter_recv);
+wait_program!(sys_exit_pselect6, exit_recv);
+wait_program!(sys_enter_epoll_wait, enter_recv);
+wait_program!(sys_exit_epoll_wait, exit_recv);
+wait_program!(sys_enter_epoll_pwait, enter_recv);
+wait_program!(sys_exit_epoll_pwait, exit_recv);
+wait_program!(sys_enter_epoll_pwait2, enter_recv);
+wait_program!(sys_exit_epoll_pwait2, exit_recv);
+
 /// The programs filtered by their context alone (`context_passes` or `packet_passes`).
 macro_rules! context_program {
     ($name:ident, $kind:ident, |$ctx:ident, $ev:ident| $fill:block) => {
@@ -270,17 +297,24 @@ context_program!(irq_handler_exit, IrqHandlerExit, packet_passes, |ctx, ev| {
     ev.arg1 = field(&ctx, Slot::IrqExitRet);
 });
 
-context_program!(softirq_raise, SoftirqRaise, packet_passes, |ctx, ev| {
-    ev.arg0 = field(&ctx, Slot::SoftirqRaiseVec);
-});
+/// `softirq_raise/entry/exit`: every vector in event mode, only NET_RX in journey mode.
+macro_rules! softirq_program {
+    ($name:ident, $kind:ident, $vec:ident) => {
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            let here = here();
+            let vec: u32 = field(&ctx, Slot::$vec);
+            if packet_passes(&here) && (vec == NET_RX_SOFTIRQ || !journey_mode()) {
+                emit(&here, EventKind::$kind, |ev| ev.arg0 = vec);
+            }
+            0
+        }
+    };
+}
 
-context_program!(softirq_entry, SoftirqEntry, packet_passes, |ctx, ev| {
-    ev.arg0 = field(&ctx, Slot::SoftirqEntryVec);
-});
-
-context_program!(softirq_exit, SoftirqExit, packet_passes, |ctx, ev| {
-    ev.arg0 = field(&ctx, Slot::SoftirqExitVec);
-});
+softirq_program!(softirq_raise, SoftirqRaise, SoftirqRaiseVec);
+softirq_program!(softirq_entry, SoftirqEntry, SoftirqEntryVec);
+softirq_program!(softirq_exit, SoftirqExit, SoftirqExitVec);
 
 context_program!(napi_poll, NapiPoll, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::NapiPollNapi);

@@ -11,6 +11,7 @@ pub mod irqmap;
 pub mod journey;
 pub mod names;
 pub mod probes;
+pub mod record;
 pub mod source;
 pub mod tracefs;
 pub mod traffic;

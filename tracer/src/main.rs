@@ -23,6 +23,10 @@ struct Cli {
 enum Command {
     /// Follow every received packet: one line per journey, per-stage summaries.
     Live(cli::live::LiveArgs),
+    /// Record raw events to a file for later analysis (`tracer report`).
+    Record(cli::record::RecordArgs),
+    /// Journeys and summaries from a recording: the same engine as `live`.
+    Report(cli::record::ReportArgs),
     /// Print the raw event stream, one decoded event per line (like `perf script`).
     Events(cli::events::EventsArgs),
     /// Make loopback UDP traffic and show its packets' journeys (a self-contained demo).
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Live(args) => cli::live::run(args, cli.verbose).await,
+            Command::Record(args) => cli::record::record(args, cli.verbose).await,
+            Command::Report(args) => cli::record::report(args),
             Command::Events(args) => cli::events::run(args, cli.verbose).await,
             Command::Demo(args) => cli::demo::run(args, cli.verbose).await,
             Command::Traffic(args) => cli::demo::traffic(args),

@@ -173,6 +173,13 @@ impl Probes {
         if attached.is_empty() {
             return Err(ProbeError::NothingAttached);
         }
+        if options.journey_mode && options.pid.is_none() {
+            for name in WAIT_SYSCALLS {
+                if let Err(why) = attach_program(&mut ebpf, "syscalls", name) {
+                    log::warn!("{why}: readers blocked in this call will have no wakeup stage");
+                }
+            }
+        }
         Ok(Self { ebpf, layout, attached, skipped, logger })
     }
 
@@ -207,9 +214,32 @@ impl Probes {
     }
 }
 
+/// Wait syscalls whose programs only track the tasks waiting in them (journey mode).
+const WAIT_SYSCALLS: [&str; 14] = [
+    "sys_enter_poll",
+    "sys_exit_poll",
+    "sys_enter_ppoll",
+    "sys_exit_ppoll",
+    "sys_enter_select",
+    "sys_exit_select",
+    "sys_enter_pselect6",
+    "sys_exit_pselect6",
+    "sys_enter_epoll_wait",
+    "sys_exit_epoll_wait",
+    "sys_enter_epoll_pwait",
+    "sys_exit_epoll_pwait",
+    "sys_enter_epoll_pwait2",
+    "sys_exit_epoll_pwait2",
+];
+
 /// Loads and attaches the program of one kind; the error text names the tracepoint.
 fn attach(ebpf: &mut Ebpf, kind: EventKind) -> Result<(), String> {
     let (category, name) = kind.tracepoint();
+    attach_program(ebpf, category, name)
+}
+
+/// Loads and attaches the program named like its tracepoint.
+fn attach_program(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<(), String> {
     let program: &mut TracePoint = ebpf
         .program_mut(name)
         .ok_or_else(|| format!("{category}:{name}: no such program in the eBPF object"))?
@@ -263,13 +293,14 @@ fn opened_read_only(proc_dir: &Path, fd: &str) -> bool {
 
 /// Syscall numbers of the recv family on this architecture (asm/unistd.h).
 #[cfg(target_arch = "x86_64")]
-const RECV_SYSCALLS: [u64; 5] = [45, 47, 299, 0, 19]; // recvfrom recvmsg recvmmsg read readv
+// recvfrom recvmsg recvmmsg read readv, then poll select epoll_wait ppoll pselect6 epoll_pwait epoll_pwait2
+const RECV_SYSCALLS: [u64; 12] = [45, 47, 299, 0, 19, 7, 23, 232, 271, 270, 281, 441];
 #[cfg(target_arch = "aarch64")]
-const RECV_SYSCALLS: [u64; 5] = [207, 212, 243, 63, 65];
+const RECV_SYSCALLS: [u64; 9] = [207, 212, 243, 63, 65, 73, 72, 22, 441]; // + ppoll pselect6 epoll_pwait(2)
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const RECV_SYSCALLS: [u64; 0] = [];
 
-/// Threads blocked in a recv-family syscall right now (`/proc/*/task/*/syscall`), so a
+/// Threads blocked in a recv-family or wait syscall right now (`/proc/*/task/*/syscall`), so a
 /// reader that was already waiting when tracing began is followed from its first packet.
 fn tasks_in_recv() -> Vec<u32> {
     let mut tids = Vec::new();

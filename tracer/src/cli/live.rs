@@ -2,7 +2,6 @@
 
 use std::{
     future::Future,
-    io::{self, BufWriter},
     time::{Duration, Instant},
 };
 
@@ -11,13 +10,13 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     irqmap::IrqMap,
-    journey::{EngineConfig, Journey, StageSummary, Tracker, render},
+    journey::{EngineConfig, Journey, Tracker},
     names::{self, Names},
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
     source::RingSource,
 };
 
-use super::duration_arg;
+use super::{duration_arg, output::JourneySink};
 
 /// Options of `tracer live`.
 #[derive(Clone, Debug, Args)]
@@ -68,7 +67,7 @@ pub struct JourneyFilter {
 }
 
 impl JourneyFilter {
-    fn keeps(&self, journey: &Journey) -> bool {
+    pub fn keeps(&self, journey: &Journey) -> bool {
         let cpu_touched = |cpu: u16| {
             [journey.cpu_irq, journey.cpu_softirq, journey.cpu_stack, journey.cpu_task].contains(&Some(cpu))
         };
@@ -169,17 +168,7 @@ pub async fn follow(
     );
     ready(&probes);
 
-    let mut sink = Sink {
-        out: BufWriter::new(io::stdout().lock()),
-        output: output.clone(),
-        names,
-        summary: StageSummary::default(),
-        shown: 0,
-        closed: false,
-    };
-    if !output.json {
-        sink.write_line(&render::header());
-    }
+    let mut sink = JourneySink::stdout(output.clone(), names);
     let started = Instant::now();
     let mut last_summary = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -200,13 +189,13 @@ pub async fn follow(
             }
         }
         sink.show(journeys.drain(..));
-        if sink.closed || output.count.is_some_and(|count| sink.shown >= count) {
+        if sink.closed() || output.count.is_some_and(|count| sink.shown() >= count) {
             break;
         }
         if !output.interval.is_zero() && last_summary.elapsed() >= output.interval {
             last_summary = Instant::now();
             let lost = probes.lost_per_cpu()?;
-            sink.summary(&tracker, &lost, started.elapsed(), false);
+            sink.summary(&tracker, Some(&lost), started.elapsed(), false);
         }
     }
     source.drain_now(|bytes| tracker.push_record(bytes));
@@ -215,89 +204,8 @@ pub async fn follow(
         sink.show(journeys.drain(..));
     }
     let lost = probes.lost_per_cpu()?;
-    sink.summary(&tracker, &lost, started.elapsed(), true);
-    Ok(LiveStats { journeys: sink.summary.journeys, complete: tracker.engine().stats().complete })
-}
-
-struct Sink<W: io::Write> {
-    out: W,
-    output: LiveOutput,
-    names: Names,
-    summary: StageSummary,
-    shown: u64,
-    closed: bool,
-}
-
-impl<W: io::Write> Sink<W> {
-    fn show(&mut self, journeys: impl Iterator<Item = Journey>) {
-        for mut journey in journeys {
-            if journey.comm.is_none()
-                && let Some(tid) = journey.tid
-            {
-                journey.comm = Some(self.names.comm(tid));
-            }
-            if !self.output.filter.keeps(&journey) {
-                continue;
-            }
-            if self.output.count.is_some_and(|count| self.shown >= count) {
-                break;
-            }
-            self.summary.add(&journey);
-            self.shown += 1;
-            let line = if self.output.json {
-                serde_json::to_string(&journey).expect("a journey serializes")
-            } else {
-                render::line(&journey)
-            };
-            self.write_line(&line);
-        }
-        if self.out.flush().is_err() {
-            self.closed = true;
-        }
-    }
-
-    fn write_line(&mut self, line: &str) {
-        if !self.closed && writeln!(self.out, "{line}").is_err() {
-            self.closed = true; // stdout closed (`| head`): stop quietly
-        }
-    }
-
-    /// The summary goes to stdout with text output, to stderr with JSON.
-    fn summary(&mut self, tracker: &Tracker, lost: &[u64], elapsed: Duration, last: bool) {
-        let stats = tracker.engine().stats();
-        let shown = self.summary.journeys;
-        let mut text = format!(
-            "--- {} after {:.1}s: {shown} journeys shown; engine: {} complete, {} incomplete ---\n",
-            if last { "summary" } else { "so far" },
-            elapsed.as_secs_f64(),
-            stats.complete,
-            stats.incomplete.values().sum::<u64>(),
-        );
-        text.push_str(&self.summary.table());
-        for (reason, count) in &stats.incomplete {
-            text.push_str(&format!("incomplete: {count} {reason}\n"));
-        }
-        for (reason, count) in &stats.unsocketed {
-            text.push_str(&format!("not shown, never reached a socket: {count} {reason}\n"));
-        }
-        let per_cpu: Vec<String> = lost.iter().enumerate().map(|(cpu, n)| format!("cpu{cpu}={n}")).collect();
-        text.push_str(&format!(
-            "lost events: {} ({}); late events: {}; ksoftirqd wakeups: {}; reads of data queued before the trace: {}\n",
-            lost.iter().sum::<u64>(),
-            per_cpu.join(" "),
-            tracker.late_events(),
-            stats.ksoftirqd_wakeups,
-            stats.reads_without_packet,
-        ));
-        if self.output.json {
-            eprint!("{text}");
-        } else {
-            for line in text.lines() {
-                self.write_line(line);
-            }
-            let _ = self.out.flush();
-        }
-    }
+    sink.summary(&tracker, Some(&lost), started.elapsed(), true);
+    Ok(LiveStats { journeys: sink.shown(), complete: tracker.engine().stats().complete })
 }
 
 /// CLOCK_MONOTONIC now (the clock of bpf_ktime_get_ns).

@@ -3,6 +3,8 @@
 pub mod demo;
 pub mod events;
 pub mod live;
+pub mod output;
+pub mod record;
 
 use std::time::Duration;
 

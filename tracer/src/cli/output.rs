@@ -1,0 +1,133 @@
+//! Journey output shared by `live`, `demo` and `report`.
+
+use std::{
+    io::{self, BufWriter},
+    time::Duration,
+};
+
+use tracer::{
+    journey::{Journey, StageSummary, Tracker, render},
+    names::Names,
+};
+
+use super::live::LiveOutput;
+
+/// Prints journeys (text lines or JSON objects) and summaries.
+pub struct JourneySink<W: io::Write> {
+    out: W,
+    output: LiveOutput,
+    names: Names,
+    summary: StageSummary,
+    shown: u64,
+    closed: bool,
+}
+
+impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
+    /// A sink on stdout; text output starts with the column header.
+    pub fn stdout(output: LiveOutput, names: Names) -> Self {
+        let mut sink = Self {
+            out: BufWriter::new(io::stdout().lock()),
+            output,
+            names,
+            summary: StageSummary::default(),
+            shown: 0,
+            closed: false,
+        };
+        if !sink.output.json {
+            sink.write_line(&render::header());
+        }
+        sink
+    }
+}
+
+impl<W: io::Write> JourneySink<W> {
+    /// Journeys shown so far.
+    pub fn shown(&self) -> u64 {
+        self.shown
+    }
+
+    /// Whether stdout was closed by its reader.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn show(&mut self, journeys: impl Iterator<Item = Journey>) {
+        for mut journey in journeys {
+            if journey.comm.is_none()
+                && let Some(tid) = journey.tid
+            {
+                journey.comm = Some(self.names.comm(tid));
+            }
+            if !self.output.filter.keeps(&journey) {
+                continue;
+            }
+            if self.output.count.is_some_and(|count| self.shown >= count) {
+                break;
+            }
+            self.summary.add(&journey);
+            self.shown += 1;
+            let line = if self.output.json {
+                serde_json::to_string(&journey).expect("a journey serializes")
+            } else {
+                render::line(&journey)
+            };
+            self.write_line(&line);
+        }
+        if self.out.flush().is_err() {
+            self.closed = true;
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        if !self.closed && writeln!(self.out, "{line}").is_err() {
+            self.closed = true; // stdout closed (`| head`): stop quietly
+        }
+    }
+
+    /// The summary goes to stdout with text output, to stderr with JSON. `lost`: the
+    /// kernel's per-CPU loss counters, when known.
+    pub fn summary(&mut self, tracker: &Tracker, lost: Option<&[u64]>, elapsed: Duration, last: bool) {
+        let stats = tracker.engine().stats();
+        let shown = self.summary.journeys;
+        let mut text = format!(
+            "--- {} after {:.1}s: {shown} journeys shown; engine: {} complete, {} incomplete ---\n",
+            if last { "summary" } else { "so far" },
+            elapsed.as_secs_f64(),
+            stats.complete,
+            stats.incomplete.values().sum::<u64>(),
+        );
+        text.push_str(&self.summary.table());
+        for (reason, count) in &stats.incomplete {
+            text.push_str(&format!("incomplete: {count} {reason}\n"));
+        }
+        for (reason, count) in &stats.unsocketed {
+            text.push_str(&format!("not shown, never reached a socket: {count} {reason}\n"));
+        }
+        let lost = match lost {
+            Some(lost) => {
+                let per_cpu: Vec<String> = lost.iter().enumerate().map(|(cpu, n)| format!("cpu{cpu}={n}")).collect();
+                format!("{} ({})", lost.iter().sum::<u64>(), per_cpu.join(" "))
+            }
+            None => {
+                let marks: Vec<String> =
+                    stats.loss_marks.iter().map(|(cpu, n)| format!("cpu{cpu}: {n} gaps")).collect();
+                if marks.is_empty() { "none marked".to_owned() } else { marks.join(", ") }
+            }
+        };
+        text.push_str(&format!(
+            "lost events: {lost}; late events: {}; ksoftirqd wakeups: {}; reads of data queued before the trace: {}\n",
+            tracker.late_events(),
+            stats.ksoftirqd_wakeups,
+            stats.reads_without_packet,
+        ));
+        if self.output.json {
+            eprint!("{text}");
+        } else {
+            for line in text.lines() {
+                self.write_line(line);
+            }
+            let _ = self.out.flush();
+        }
+    }
+}
+
