@@ -53,7 +53,7 @@ pub enum EventKind {
     /// `skb:consume_skb`: `addr` = skb, `addr2` = location.
     ConsumeSkb = 16,
     /// `sock:sock_recv_length`: `addr` = struct sock *, `arg0` = ret (i32), `arg1` = flags,
-    /// `arg2` = family << 16 | protocol.
+    /// `arg2` = family << 16 | protocol, `name` = the reader's comm.
     SockRecvLength = 17,
     /// `syscalls:sys_enter_recvfrom`: `arg0` = fd, `addr2` = buffer size.
     SysEnterRecvfrom = 18,

@@ -10,7 +10,7 @@
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel_str_bytes,
     },
     macros::{map, tracepoint},
@@ -367,6 +367,8 @@ context_program!(consume_skb, ConsumeSkb, packet_passes, |ctx, ev| {
 });
 
 context_program!(sock_recv_length, SockRecvLength, |ctx, ev| {
+    // The reader's name travels with its read: a reader that never sleeps has no sched event.
+    ev.name = bpf_get_current_comm().unwrap_or_default();
     ev.addr = field(&ctx, Slot::RecvLenSk);
     ev.arg0 = field(&ctx, Slot::RecvLenRet);
     ev.arg1 = field(&ctx, Slot::RecvLenFlags);

@@ -69,6 +69,7 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
         count: None,
         interval: Duration::ZERO,
         keep_unsocketed: false,
+        record: None,
     };
     let mut go = child.stdin.take().context("traffic process stdin")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

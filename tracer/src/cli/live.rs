@@ -11,8 +11,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     irqmap::IrqMap,
     journey::{EngineConfig, Journey, Tracker},
-    names::{self, Names},
+    names,
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
+    record::Writer,
     source::RingSource,
 };
 
@@ -55,6 +56,9 @@ pub struct LiveArgs {
     /// Ring buffer size in bytes (power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES)]
     pub ring_size: u32,
+    /// Also record the raw events to FILE (as `tracer record` does).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Which journeys to show (applied to finished journeys, in user space).
@@ -86,6 +90,8 @@ pub struct LiveOutput {
     pub count: Option<u64>,
     pub interval: Duration,
     pub keep_unsocketed: bool,
+    /// Record the raw events here too.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// What one live run saw.
@@ -121,6 +127,7 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
         count: args.count,
         interval: args.interval,
         keep_unsocketed: args.all,
+        record: args.record.clone(),
     };
     if let Some(cpu) = args.cpu {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -150,7 +157,6 @@ pub async fn follow(
         let (category, name) = kind.tracepoint();
         log::warn!("not tracing {category}:{name}: {why}");
     }
-    let names = Names::from_system(probes.drop_reasons());
     let config = EngineConfig {
         irq_devices: irqs.irqs,
         drop_reasons: probes.drop_reasons(),
@@ -158,6 +164,25 @@ pub async fn follow(
         keep_unsocketed: output.keep_unsocketed,
     };
     let mut tracker = Tracker::new(config);
+    let mut recorder = match &output.record {
+        Some(path) => {
+            let filters = super::record::record_filters(options.pid, &options.without);
+            let meta = super::record::metadata(&probes, filters);
+            Some(Writer::create(path, &meta).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => None,
+    };
+    let record_start = super::record::monotonic_ns();
+    let mut write_failure: Option<std::io::Error> = None;
+    let mut take = |tracker: &mut Tracker, recorder: &mut Option<Writer>, bytes: &[u8]| {
+        if let Some(event) = tracker.push_record(bytes)
+            && let Some(writer) = recorder
+            && write_failure.is_none()
+            && let Err(err) = writer.push(&event)
+        {
+            write_failure = Some(err);
+        }
+    };
     let mut source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -168,7 +193,7 @@ pub async fn follow(
     );
     ready(&probes);
 
-    let mut sink = JourneySink::stdout(output.clone(), names);
+    let mut sink = JourneySink::stdout(output.clone());
     let started = Instant::now();
     let mut last_summary = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -181,8 +206,11 @@ pub async fn follow(
             () = &mut stop => break,
             _ = tick.tick() => {
                 tracker.advance(Some(monotonic_ns()), &mut journeys);
+                if let Some(writer) = &mut recorder {
+                    writer.flush_chunk().context("writing the recording")?;
+                }
             }
-            batch = source.next_batch(|bytes| tracker.push_record(bytes)) => {
+            batch = source.next_batch(|bytes| take(&mut tracker, &mut recorder, bytes)) => {
                 batch.context("reading the ring buffer")?;
                 tracker.advance(None, &mut journeys);
                 probes.flush_kernel_log();
@@ -198,12 +226,19 @@ pub async fn follow(
             sink.summary(&tracker, Some(&lost), started.elapsed(), false);
         }
     }
-    source.drain_now(|bytes| tracker.push_record(bytes));
+    source.drain_now(|bytes| take(&mut tracker, &mut recorder, bytes));
+    if let Some(err) = write_failure {
+        return Err(err).context("writing the recording");
+    }
     tracker.finish(&mut journeys);
     if output.count.is_none() {
         sink.show(journeys.drain(..));
     }
     let lost = probes.lost_per_cpu()?;
+    if let Some(writer) = recorder {
+        let duration = super::record::monotonic_ns().saturating_sub(record_start);
+        writer.finish(lost.clone(), duration).context("writing the recording")?;
+    }
     sink.summary(&tracker, Some(&lost), started.elapsed(), true);
     Ok(LiveStats { journeys: sink.shown(), complete: tracker.engine().stats().complete })
 }

@@ -5,10 +5,7 @@ use std::{
     time::Duration,
 };
 
-use tracer::{
-    journey::{Journey, StageSummary, Tracker, render},
-    names::Names,
-};
+use tracer::journey::{Journey, StageSummary, Tracker, render};
 
 use super::live::LiveOutput;
 
@@ -16,7 +13,6 @@ use super::live::LiveOutput;
 pub struct JourneySink<W: io::Write> {
     out: W,
     output: LiveOutput,
-    names: Names,
     summary: StageSummary,
     shown: u64,
     closed: bool,
@@ -24,11 +20,10 @@ pub struct JourneySink<W: io::Write> {
 
 impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
     /// A sink on stdout; text output starts with the column header.
-    pub fn stdout(output: LiveOutput, names: Names) -> Self {
+    pub fn stdout(output: LiveOutput) -> Self {
         let mut sink = Self {
             out: BufWriter::new(io::stdout().lock()),
             output,
-            names,
             summary: StageSummary::default(),
             shown: 0,
             closed: false,
@@ -52,12 +47,7 @@ impl<W: io::Write> JourneySink<W> {
     }
 
     pub fn show(&mut self, journeys: impl Iterator<Item = Journey>) {
-        for mut journey in journeys {
-            if journey.comm.is_none()
-                && let Some(tid) = journey.tid
-            {
-                journey.comm = Some(self.names.comm(tid));
-            }
+        for journey in journeys {
             if !self.output.filter.keeps(&journey) {
                 continue;
             }

@@ -2,6 +2,7 @@
 
 use std::{
     collections::BTreeMap,
+    io::IsTerminal as _,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -10,13 +11,15 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
+    decode,
     irqmap::IrqMap,
     journey::{EngineConfig, Tracker},
-    names::{self, Names},
+    names,
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
     record::{Metadata, RecordedIrq, Recording, Writer},
     source::RingSource,
 };
+use tracer_common::{Slot, offsets::ABSENT};
 
 use super::{
     duration_arg,
@@ -80,48 +83,68 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         let (category, name) = kind.tracepoint();
         log::warn!("not tracing {category}:{name}: {why}");
     }
-    let meta = metadata(&probes, &args);
+    let filters = record_filters(args.pid, &args.without);
+    let meta = metadata(&probes, filters);
     let mut writer = Writer::create(&args.output, &meta)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     eprintln!("tracer: recording to {}; Ctrl-C to stop", args.output.display());
+    let progress = std::io::stderr().is_terminal();
     let started = Instant::now();
+    let first_ts = monotonic_ns();
     let stop = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(stop);
-    let mut failure = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut failure: Option<std::io::Error> = None;
+    let mut push = |writer: &mut Writer, bytes: &[u8]| {
+        if let Ok((event, _)) = decode::decode(bytes)
+            && failure.is_none()
+            && let Err(err) = writer.push(&event)
+        {
+            failure = Some(err);
+        }
+    };
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             () = &mut stop => break,
-            batch = source.next_batch(|bytes| {
-                if failure.is_none() && let Err(err) = writer.write_record(bytes) {
-                    failure = Some(err);
+            _ = tick.tick() => {
+                // Whole chunks reach the file every second: a killed recorder loses at most that.
+                writer.flush_chunk().with_context(|| format!("writing {}", args.output.display()))?;
+                if progress {
+                    let lost: u64 = probes.lost_per_cpu()?.iter().sum();
+                    eprint!(
+                        "\rtracer: {} events, {} bytes, {lost} lost, {:.0}s   ",
+                        writer.events(),
+                        writer.bytes(),
+                        started.elapsed().as_secs_f64()
+                    );
                 }
-            }) => {
+            }
+            batch = source.next_batch(|bytes| push(&mut writer, bytes)) => {
                 batch.context("reading the ring buffer")?;
-                if let Some(err) = failure.take() {
-                    return Err(err).with_context(|| format!("writing {}", args.output.display()));
-                }
             }
         }
     }
-    source.drain_now(|bytes| {
-        if failure.is_none() && let Err(err) = writer.write_record(bytes) {
-            failure = Some(err);
-        }
-    });
+    source.drain_now(|bytes| push(&mut writer, bytes));
     if let Some(err) = failure {
         return Err(err).with_context(|| format!("writing {}", args.output.display()));
     }
-    writer.flush().with_context(|| format!("writing {}", args.output.display()))?;
+    if progress {
+        eprintln!();
+    }
     let lost = probes.lost_per_cpu()?;
+    let events = writer.events();
+    let bytes = writer
+        .finish(lost.clone(), monotonic_ns().saturating_sub(first_ts))
+        .with_context(|| format!("writing {}", args.output.display()))?;
     let per_cpu: Vec<String> = lost.iter().enumerate().map(|(cpu, n)| format!("cpu{cpu}={n}")).collect();
     eprintln!(
-        "tracer: recorded {} events in {:.1}s to {}; lost {} ({})",
-        writer.events(),
+        "tracer: recorded {events} events ({bytes} bytes, {:.1} B/event) in {:.1}s to {}; lost {} ({})",
+        bytes as f64 / events.max(1) as f64,
         started.elapsed().as_secs_f64(),
         args.output.display(),
         lost.iter().sum::<u64>(),
@@ -130,7 +153,15 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn metadata(probes: &Probes, args: &RecordArgs) -> Metadata {
+/// The filters of a recording, as command-line words for its metadata.
+pub fn record_filters(pid: Option<u32>, without: &[String]) -> Vec<String> {
+    let mut filters: Vec<String> = pid.map(|pid| format!("--pid={pid}")).into_iter().collect();
+    filters.extend(without.iter().map(|tp| format!("--without={tp}")));
+    filters
+}
+
+/// The metadata of a recording made now on this host.
+pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
     let read = |path: &str| std::fs::read_to_string(path).map(|text| text.trim().to_owned()).unwrap_or_default();
     let clock = |id| {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -144,11 +175,22 @@ fn metadata(probes: &Probes, args: &RecordArgs) -> Metadata {
         .map(|(irq, device)| RecordedIrq { irq, dev: device.dev, name: device.name })
         .collect();
     irqs.sort_by_key(|irq| irq.irq);
-    let mut filters = Vec::new();
-    if let Some(pid) = args.pid {
-        filters.push(format!("--pid={pid}"));
-    }
-    filters.extend(args.without.iter().map(|tp| format!("--without={tp}")));
+    let offsets = Slot::ALL
+        .iter()
+        .filter(|slot| probes.layout.offsets[**slot as usize] != ABSENT)
+        .map(|slot| {
+            let spec = slot.spec();
+            (format!("{}:{}:{}", spec.category, spec.tracepoint, spec.field), probes.layout.offsets[*slot as usize])
+        })
+        .collect();
+    let skipped = probes
+        .skipped
+        .iter()
+        .map(|(kind, why)| {
+            let (category, name) = kind.tracepoint();
+            (format!("{category}:{name}"), why.clone())
+        })
+        .collect();
     Metadata {
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         kernel: read("/proc/sys/kernel/osrelease"),
@@ -159,17 +201,32 @@ fn metadata(probes: &Probes, args: &RecordArgs) -> Metadata {
         drop_reasons: probes.drop_reasons(),
         comms: names::kernel_thread_comms().into_iter().collect::<BTreeMap<_, _>>(),
         filters,
+        offsets,
+        skipped,
     }
+}
+
+/// CLOCK_MONOTONIC now (the clock of bpf_ktime_get_ns).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let recording = Recording::read(&args.file)?;
-    if recording.truncated_bytes > 0 {
+    if let Some(why) = &recording.truncated {
         log::warn!(
-            "{}: the recording ends inside an event ({} bytes); reporting the {} whole events before it",
+            "{}: {why} (the recorder was stopped abruptly?); reporting the {} events before it",
             args.file.display(),
-            recording.truncated_bytes,
             recording.events.len()
+        );
+    }
+    if recording.version >= 2 && recording.trailer.is_none() {
+        log::warn!(
+            "{}: no trailer: the recorder did not finish (killed?), so its lost-event counts are unknown",
+            args.file.display()
         );
     }
     let meta = &recording.meta;
@@ -186,8 +243,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
         count: None,
         interval: Duration::ZERO,
         keep_unsocketed: args.all,
+        record: None,
     };
-    let mut sink = JourneySink::stdout(output, Names::default());
+    let mut sink = JourneySink::stdout(output);
     let mut journeys = Vec::new();
     let first = recording.events.first().map_or(0, |event| event.ts);
     let last = recording.events.iter().map(|event| event.ts).max().unwrap_or(first);
@@ -200,6 +258,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     }
     tracker.finish(&mut journeys);
     sink.show(journeys.drain(..));
-    sink.summary(&tracker, None, Duration::from_nanos(last - first), true);
+    let lost = recording.trailer.as_ref().map(|trailer| trailer.lost_per_cpu.as_slice());
+    sink.summary(&tracker, lost, Duration::from_nanos(last - first), true);
     Ok(())
 }

@@ -516,7 +516,8 @@ impl Engine {
             self.sockets.remove(&event.addr);
         }
         let count = taken.len() as u32;
-        let comm = self.comms.get(&event.tid).cloned();
+        let comm = Some(crate::decode::name(event)).filter(|comm| !comm.is_empty());
+        let comm = comm.or_else(|| self.comms.get(&event.tid).cloned());
         for id in &taken {
             let Some(open) = self.open.get_mut(id) else { continue };
             open.phase = Phase::Read;

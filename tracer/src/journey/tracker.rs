@@ -20,11 +20,17 @@ impl Tracker {
         Self { reorder: Reorder::new(DEFAULT_WINDOW_NS), engine: Engine::new(config), undecodable: 0 }
     }
 
-    /// Takes one raw record (as the eBPF side wrote it).
-    pub fn push_record(&mut self, bytes: &[u8]) {
+    /// Takes one raw record (as the eBPF side wrote it); returns the event it decoded to.
+    pub fn push_record(&mut self, bytes: &[u8]) -> Option<Event> {
         match decode::decode(bytes) {
-            Ok((event, _)) => self.reorder.push(event),
-            Err(_) => self.undecodable += 1,
+            Ok((event, _)) => {
+                self.reorder.push(event);
+                Some(event)
+            }
+            Err(_) => {
+                self.undecodable += 1;
+                None
+            }
         }
     }
 

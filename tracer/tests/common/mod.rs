@@ -101,6 +101,14 @@ impl RunningTracer {
     }
 }
 
+impl RunningTracer {
+    /// Kills it with SIGKILL (no chance to clean up) and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for RunningTracer {
     fn drop(&mut self) {
         // A failed test must not leave a tracer running.
