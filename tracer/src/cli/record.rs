@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     decode,
     irqmap::IrqMap,
-    journey::{EngineConfig, Tracker},
+    journey::{EngineConfig, Stage, StageSummary, Tracker, analysis::{self, EventCounts}, summary::human_ns},
     names,
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
     record::{Metadata, RecordedIrq, Recording, Writer},
@@ -67,6 +67,12 @@ pub struct ReportArgs {
     /// Also show packets that never reached a socket.
     #[arg(long)]
     pub all: bool,
+    /// Also list every journey, one line each.
+    #[arg(long)]
+    pub list: bool,
+    /// Draw this many of the slowest journeys as waterfalls.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub slowest: usize,
 }
 
 pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
@@ -245,20 +251,155 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
         keep_unsocketed: args.all,
         record: None,
     };
-    let mut sink = JourneySink::stdout(output);
+    let lines = args.json || args.list;
+    let mut sink = lines.then(|| JourneySink::stdout(output.clone()));
+    let progress = std::io::stderr().is_terminal() && recording.events.len() > 1_000_000;
+    let mut kept = Vec::new();
     let mut journeys = Vec::new();
-    let first = recording.events.first().map_or(0, |event| event.ts);
-    let last = recording.events.iter().map(|event| event.ts).max().unwrap_or(first);
-    for chunk in recording.events.chunks(4096) {
+    let total_events = recording.events.len();
+    for (index, chunk) in recording.events.chunks(65536).enumerate() {
         for event in chunk {
             tracker.push_event(*event);
         }
         tracker.advance(None, &mut journeys);
-        sink.show(journeys.drain(..));
+        take(&mut journeys, &mut sink, &mut kept, &output.filter);
+        if progress {
+            eprint!("\rtracer: {} of {total_events} events", (index + 1) * 65536);
+        }
+    }
+    if progress {
+        eprintln!();
     }
     tracker.finish(&mut journeys);
-    sink.show(journeys.drain(..));
+    take(&mut journeys, &mut sink, &mut kept, &output.filter);
+    let first = recording.events.iter().map(|event| event.ts).min().unwrap_or(0);
+    let last = recording.events.iter().map(|event| event.ts).max().unwrap_or(first);
     let lost = recording.trailer.as_ref().map(|trailer| trailer.lost_per_cpu.as_slice());
-    sink.summary(&tracker, lost, Duration::from_nanos(last - first), true);
+    if let Some(sink) = &mut sink {
+        sink.summary(&tracker, lost, Duration::from_nanos(last - first), true);
+    }
+    if args.json {
+        return Ok(());
+    }
+    let irq_devices = meta.irq_devices().into_iter().map(|(irq, device)| (irq, device.dev)).collect();
+    let readers = kept.iter().filter_map(|journey| journey.tid).collect();
+    let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
+    let text = analysis_text(&recording, &kept, &counts, &tracker, args.slowest, lost);
+    print!("{text}");
     Ok(())
+}
+
+fn take(
+    journeys: &mut Vec<tracer::journey::Journey>,
+    sink: &mut Option<JourneySink<std::io::BufWriter<std::io::StdoutLock<'static>>>>,
+    kept: &mut Vec<tracer::journey::Journey>,
+    filter: &JourneyFilter,
+) {
+    if let Some(sink) = sink {
+        sink.show(journeys.iter().cloned());
+    }
+    kept.extend(journeys.drain(..).filter(|journey| filter.keeps(journey)));
+}
+
+/// The text report: recording facts, stage table, histograms, breakdowns, waterfalls, NAPI
+/// arithmetic, reader context switches, incomplete journeys.
+fn analysis_text(
+    recording: &Recording,
+    journeys: &[tracer::journey::Journey],
+    counts: &EventCounts,
+    tracker: &Tracker,
+    slowest: usize,
+    lost: Option<&[u64]>,
+) -> String {
+    use std::fmt::Write as _;
+    let meta = &recording.meta;
+    let mut text = String::new();
+    let span = {
+        let first = recording.events.iter().map(|event| event.ts).min().unwrap_or(0);
+        recording.events.iter().map(|event| event.ts).max().unwrap_or(first) - first
+    };
+    let _ = writeln!(
+        text,
+        "recording: format v{}, kernel {}, host {}, {} CPUs, {} events over {}, lost {}",
+        recording.version,
+        meta.kernel,
+        meta.hostname,
+        meta.cpus,
+        recording.events.len(),
+        human_ns(span),
+        lost.map_or("unknown (no trailer)".to_owned(), |lost| lost.iter().sum::<u64>().to_string())
+    );
+    let mut summary = StageSummary::default();
+    for journey in journeys {
+        summary.add(journey);
+    }
+    let complete = journeys.iter().filter(|journey| journey.complete).count();
+    let _ = writeln!(text, "\n== {} journeys, {complete} complete ==", journeys.len());
+    text.push_str(&summary.table());
+    for (reason, count) in &tracker.engine().stats().incomplete {
+        let _ = writeln!(text, "incomplete: {count} {reason}");
+    }
+    text.push_str("\n== stage histograms (log2) ==\n");
+    for stage in Stage::ALL {
+        if journeys.iter().any(|journey| journey.stages_ns.get(stage).is_some()) {
+            text.push_str(&analysis::log2_histogram(journeys, stage));
+        }
+    }
+    let sections: [(&str, Box<dyn Fn(&tracer::journey::Journey) -> String>); 4] = [
+        ("device", Box::new(|journey| journey.dev.clone())),
+        ("irq", Box::new(|journey| journey.irq_name.clone().unwrap_or_else(|| "(none)".to_owned()))),
+        ("softirq cpu", Box::new(|journey| journey.cpu_softirq.map_or("-".to_owned(), |cpu| cpu.to_string()))),
+        ("task", Box::new(|journey| {
+            format!("{}({})", journey.comm.as_deref().unwrap_or("?"), journey.pid.map_or("-".to_owned(), |pid| pid.to_string()))
+        })),
+    ];
+    for (name, key) in sections {
+        let _ = writeln!(text, "\n== by {name}: journeys, total p50 / p99 / max ==");
+        for (group, histogram) in analysis::breakdown(journeys, key) {
+            if histogram.count() == 0 {
+                continue;
+            }
+            let q = |q| histogram.quantile(q).map_or("-".to_owned(), human_ns);
+            let _ = writeln!(
+                text,
+                "  {group:<28} {:>7} {:>10} {:>10} {:>10}",
+                histogram.count(),
+                q(0.5),
+                q(0.99),
+                human_ns(histogram.max())
+            );
+        }
+    }
+    if slowest > 0 {
+        let _ = writeln!(text, "\n== the {slowest} slowest journeys, to scale ==");
+        for journey in analysis::slowest(journeys, slowest) {
+            text.push_str(&analysis::waterfall(journey, 60));
+        }
+    }
+    text.push_str("\n== NAPI ==\n");
+    for (dev, (polls, packets)) in &counts.polls {
+        let _ = writeln!(
+            text,
+            "  {dev:<16} {polls} polls with work, {packets} packets: {:.2} packets per poll",
+            *packets as f64 / (*polls).max(1) as f64
+        );
+    }
+    for (dev, irqs) in &counts.nic_irqs {
+        let polls = counts.polls.get(dev).map_or(0, |(polls, _)| *polls);
+        let packets = counts.packets.get(dev).copied().unwrap_or(0);
+        let _ = writeln!(
+            text,
+            "  {dev:<16} {irqs} hard IRQs (every queue, rx and tx): {:.2} polls per IRQ, {:.3} IRQs per packet ({packets} packets)",
+            polls as f64 / (*irqs).max(1) as f64,
+            *irqs as f64 / packets.max(1) as f64
+        );
+    }
+    if counts.nic_irqs.is_empty() {
+        text.push_str("  no NIC interrupts recorded (loopback and veth have none)\n");
+    }
+    text.push_str("\n== context switches of the readers (seen while they waited in recv/poll) ==\n");
+    for (tid, (voluntary, involuntary)) in &counts.switches {
+        let _ = writeln!(text, "  tid {tid:<8} voluntary {voluntary:>6}  involuntary {involuntary:>6}");
+    }
+    text
 }

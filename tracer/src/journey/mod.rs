@@ -1,6 +1,7 @@
 //! Journeys: the engine that rebuilds each packet's path from events, the record it yields,
 //! the reorder window in front of it, and the per-stage summary behind it.
 
+pub mod analysis;
 pub mod engine;
 pub mod render;
 pub mod record;
