@@ -7,7 +7,7 @@
 
 pub mod offsets;
 
-pub use offsets::{Slot, SLOT_COUNT};
+pub use offsets::{SLOT_COUNT, Slot};
 
 /// What happened: one variant per tracepoint the programs attach to.
 ///

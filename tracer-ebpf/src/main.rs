@@ -19,8 +19,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use tracer_common::{
-    ANY_CPU, Event, EventKind, FLAG_LOST_BEFORE, NET_RX_SOFTIRQ, IGNORE_SLOTS, LostCounter, NAME_LEN, SLOT_COUNT, Slot,
-    offsets::ABSENT,
+    ANY_CPU, Event, EventKind, FLAG_LOST_BEFORE, IGNORE_SLOTS, LostCounter, NAME_LEN,
+    NET_RX_SOFTIRQ, SLOT_COUNT, Slot, offsets::ABSENT,
 };
 
 /// Field offsets of this kernel's tracepoints, indexed by [`Slot`].
@@ -134,7 +134,11 @@ fn journey_mode() -> bool {
 /// For packet-path events: in journey mode only the CPU filter applies.
 #[inline(always)]
 fn packet_passes(here: &Here) -> bool {
-    if journey_mode() { cpu_passes(here) } else { context_passes(here) }
+    if journey_mode() {
+        cpu_passes(here)
+    } else {
+        context_passes(here)
+    }
 }
 
 #[inline(always)]
@@ -288,14 +292,24 @@ macro_rules! context_program {
     };
 }
 
-context_program!(irq_handler_entry, IrqHandlerEntry, packet_passes, |ctx, ev| {
-    ev.arg0 = field(&ctx, Slot::IrqEntryIrq);
-});
+context_program!(
+    irq_handler_entry,
+    IrqHandlerEntry,
+    packet_passes,
+    |ctx, ev| {
+        ev.arg0 = field(&ctx, Slot::IrqEntryIrq);
+    }
+);
 
-context_program!(irq_handler_exit, IrqHandlerExit, packet_passes, |ctx, ev| {
-    ev.arg0 = field(&ctx, Slot::IrqExitIrq);
-    ev.arg1 = field(&ctx, Slot::IrqExitRet);
-});
+context_program!(
+    irq_handler_exit,
+    IrqHandlerExit,
+    packet_passes,
+    |ctx, ev| {
+        ev.arg0 = field(&ctx, Slot::IrqExitIrq);
+        ev.arg1 = field(&ctx, Slot::IrqExitRet);
+    }
+);
 
 /// `softirq_raise/entry/exit`: every vector in event mode, only NET_RX in journey mode.
 macro_rules! softirq_program {
@@ -323,11 +337,16 @@ context_program!(napi_poll, NapiPoll, packet_passes, |ctx, ev| {
     data_loc_str(&ctx, Slot::NapiPollDev, &mut ev.name);
 });
 
-context_program!(netif_receive_skb, NetifReceiveSkb, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::RecvSkbAddr);
-    ev.arg0 = field(&ctx, Slot::RecvSkbLen);
-    data_loc_str(&ctx, Slot::RecvSkbDev, &mut ev.name);
-});
+context_program!(
+    netif_receive_skb,
+    NetifReceiveSkb,
+    packet_passes,
+    |ctx, ev| {
+        ev.addr = field(&ctx, Slot::RecvSkbAddr);
+        ev.arg0 = field(&ctx, Slot::RecvSkbLen);
+        data_loc_str(&ctx, Slot::RecvSkbDev, &mut ev.name);
+    }
+);
 
 context_program!(netif_rx, NetifRx, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::NetifRxAddr);
@@ -335,13 +354,18 @@ context_program!(netif_rx, NetifRx, packet_passes, |ctx, ev| {
     data_loc_str(&ctx, Slot::NetifRxDev, &mut ev.name);
 });
 
-context_program!(napi_gro_receive_entry, NapiGroReceiveEntry, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::GroSkbAddr);
-    ev.arg0 = field(&ctx, Slot::GroLen);
-    ev.arg1 = field(&ctx, Slot::GroNapiId);
-    ev.arg2 = field::<u16>(&ctx, Slot::GroQueue) as u32;
-    data_loc_str(&ctx, Slot::GroDev, &mut ev.name);
-});
+context_program!(
+    napi_gro_receive_entry,
+    NapiGroReceiveEntry,
+    packet_passes,
+    |ctx, ev| {
+        ev.addr = field(&ctx, Slot::GroSkbAddr);
+        ev.arg0 = field(&ctx, Slot::GroLen);
+        ev.arg1 = field(&ctx, Slot::GroNapiId);
+        ev.arg2 = field::<u16>(&ctx, Slot::GroQueue) as u32;
+        data_loc_str(&ctx, Slot::GroDev, &mut ev.name);
+    }
+);
 
 context_program!(sk_data_ready, SkDataReady, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::DataReadySk);
@@ -349,10 +373,15 @@ context_program!(sk_data_ready, SkDataReady, packet_passes, |ctx, ev| {
     ev.arg1 = field::<u16>(&ctx, Slot::DataReadyProtocol) as u32;
 });
 
-context_program!(skb_copy_datagram_iovec, SkbCopyDatagramIovec, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::CopySkbAddr);
-    ev.arg0 = field(&ctx, Slot::CopyLen);
-});
+context_program!(
+    skb_copy_datagram_iovec,
+    SkbCopyDatagramIovec,
+    packet_passes,
+    |ctx, ev| {
+        ev.addr = field(&ctx, Slot::CopySkbAddr);
+        ev.arg0 = field(&ctx, Slot::CopyLen);
+    }
+);
 
 context_program!(kfree_skb, KfreeSkb, packet_passes, |ctx, ev| {
     ev.addr = field(&ctx, Slot::KfreeSkbAddr);
@@ -376,10 +405,15 @@ context_program!(sock_recv_length, SockRecvLength, |ctx, ev| {
     ev.arg2 = family << 16 | field::<u16>(&ctx, Slot::RecvLenProtocol) as u32;
 });
 
-syscall_program!(sys_enter_recvfrom, SysEnterRecvfrom, enter_recv, |ctx, ev| {
-    ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvfromFd) as u32;
-    ev.addr2 = field(&ctx, Slot::EnterRecvfromSize);
-});
+syscall_program!(
+    sys_enter_recvfrom,
+    SysEnterRecvfrom,
+    enter_recv,
+    |ctx, ev| {
+        ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvfromFd) as u32;
+        ev.addr2 = field(&ctx, Slot::EnterRecvfromSize);
+    }
+);
 
 syscall_program!(sys_exit_recvfrom, SysExitRecvfrom, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvfromRet);
@@ -393,10 +427,15 @@ syscall_program!(sys_exit_recvmsg, SysExitRecvmsg, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvmsgRet);
 });
 
-syscall_program!(sys_enter_recvmmsg, SysEnterRecvmmsg, enter_recv, |ctx, ev| {
-    ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvmmsgFd) as u32;
-    ev.addr2 = field(&ctx, Slot::EnterRecvmmsgVlen);
-});
+syscall_program!(
+    sys_enter_recvmmsg,
+    SysEnterRecvmmsg,
+    enter_recv,
+    |ctx, ev| {
+        ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvmmsgFd) as u32;
+        ev.addr2 = field(&ctx, Slot::EnterRecvmmsgVlen);
+    }
+);
 
 syscall_program!(sys_exit_recvmmsg, SysExitRecvmmsg, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvmmsgRet);
@@ -447,8 +486,22 @@ fn is_ksoftirqd(comm: &[u8; NAME_LEN]) -> bool {
     comm[..9] == *b"ksoftirqd"
 }
 
-wake_program!(sched_waking, SchedWaking, WakingComm, WakingPid, WakingPrio, WakingCpu);
-wake_program!(sched_wakeup, SchedWakeup, WakeupComm, WakeupPid, WakeupPrio, WakeupCpu);
+wake_program!(
+    sched_waking,
+    SchedWaking,
+    WakingComm,
+    WakingPid,
+    WakingPrio,
+    WakingCpu
+);
+wake_program!(
+    sched_wakeup,
+    SchedWakeup,
+    WakeupComm,
+    WakeupPid,
+    WakeupPrio,
+    WakeupCpu
+);
 
 /// `sched_switch`: kept as `sched_passes` says for the tasks switched in and out.
 #[tracepoint]

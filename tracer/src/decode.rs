@@ -33,14 +33,20 @@ pub fn decode(bytes: &[u8]) -> Result<(Event, EventKind), DecodeError> {
 
 /// The NUL-terminated name field as text.
 pub fn name(event: &Event) -> String {
-    let end = event.name.iter().position(|&b| b == 0).unwrap_or(event.name.len());
+    let end = event
+        .name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(event.name.len());
     String::from_utf8_lossy(&event.name[..end]).into_owned()
 }
 
 /// Softirq vector names (include/linux/interrupt.h), stable since 2.6.
 pub fn softirq_name(vec: u32) -> &'static str {
-    const NAMES: [&str; 10] =
-        ["HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU"];
+    const NAMES: [&str; 10] = [
+        "HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER",
+        "RCU",
+    ];
     NAMES.get(vec as usize).copied().unwrap_or("?")
 }
 
@@ -59,7 +65,11 @@ pub fn task_state(state: u64) -> String {
     if state & (1 << 8) != 0 && out.is_empty() {
         out.push('R'); // preempted while TASK_RUNNING with the "max" bit set
     }
-    if out.is_empty() { format!("{state:#x}") } else { out }
+    if out.is_empty() {
+        format!("{state:#x}")
+    } else {
+        out
+    }
 }
 
 /// The kind-specific fields of one event, as (key, value) pairs in a fixed order.
@@ -73,7 +83,14 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
         ],
         K::IrqHandlerExit => vec![
             ("irq", json!(event.arg0)),
-            ("ret", json!(if event.arg1 == 1 { "handled" } else { "unhandled" })),
+            (
+                "ret",
+                json!(if event.arg1 == 1 {
+                    "handled"
+                } else {
+                    "unhandled"
+                }),
+            ),
         ],
         K::SoftirqRaise | K::SoftirqEntry | K::SoftirqExit => vec![
             ("vec", json!(event.arg0)),
@@ -126,7 +143,10 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
             ("protocol", json!(event.arg1)),
             ("reason", json!(names.drop_reason(event.arg0))),
         ],
-        K::ConsumeSkb => vec![("skbaddr", addr(event.addr)), ("location", addr(event.addr2))],
+        K::ConsumeSkb => vec![
+            ("skbaddr", addr(event.addr)),
+            ("location", addr(event.addr2)),
+        ],
         K::SockRecvLength => vec![
             ("sk", addr(event.addr)),
             ("family", json!(event.arg2 >> 16)),
@@ -141,7 +161,10 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
             vec![("fd", json!(event.arg0)), ("vlen", json!(event.addr2))]
         }
         K::SysEnterRecvmsg => vec![("fd", json!(event.arg0))],
-        K::SysExitRecvfrom | K::SysExitRecvmsg | K::SysExitRecvmmsg | K::SysExitRead
+        K::SysExitRecvfrom
+        | K::SysExitRecvmsg
+        | K::SysExitRecvmmsg
+        | K::SysExitRead
         | K::SysExitReadv => vec![("ret", json!(event.addr as i64))],
     }
 }
@@ -183,7 +206,8 @@ pub fn to_text(event: &Event, kind: EventKind, names: &Names) -> String {
         }
         .expect("writing to a String cannot fail");
     }
-    if matches!(kind, EventKind::SoftirqRaise | EventKind::SoftirqEntry) && event.arg0 == NET_RX_SOFTIRQ
+    if matches!(kind, EventKind::SoftirqRaise | EventKind::SoftirqEntry)
+        && event.arg0 == NET_RX_SOFTIRQ
     {
         line.push_str(" *");
     }
@@ -229,7 +253,10 @@ mod tests {
         bad[46] = 0; // the kind byte
         assert_eq!(decode(&bad), Err(DecodeError::Kind(0)));
         bad[46] = 200;
-        assert_eq!(decode(&bad).unwrap_err().to_string(), "unknown event kind 200");
+        assert_eq!(
+            decode(&bad).unwrap_err().to_string(),
+            "unknown event kind 200"
+        );
     }
 
     #[test]
@@ -255,8 +282,15 @@ mod tests {
         assert_eq!(value["comm"], "reader");
         assert_eq!(value["task_pid"], 7);
 
-        let exit = Event { addr: (-11i64) as u64, kind: EventKind::SysExitRecvfrom as u8, ..event };
-        assert_eq!(to_json(&exit, EventKind::SysExitRecvfrom, &names)["ret"], -11);
+        let exit = Event {
+            addr: (-11i64) as u64,
+            kind: EventKind::SysExitRecvfrom as u8,
+            ..event
+        };
+        assert_eq!(
+            to_json(&exit, EventKind::SysExitRecvfrom, &names)["ret"],
+            -11
+        );
         let recv_len = Event {
             addr: 0xabc,
             arg0: 32,
@@ -266,8 +300,14 @@ mod tests {
             ..event
         };
         let value = to_json(&recv_len, EventKind::SockRecvLength, &names);
-        assert_eq!((value["sk"].as_str(), value["ret"].as_i64()), (Some("0xabc"), Some(32)));
-        assert_eq!((value["family"].as_u64(), value["protocol"].as_u64()), (Some(2), Some(17)));
+        assert_eq!(
+            (value["sk"].as_str(), value["ret"].as_i64()),
+            (Some("0xabc"), Some(32))
+        );
+        assert_eq!(
+            (value["family"].as_u64(), value["protocol"].as_u64()),
+            (Some(2), Some(17))
+        );
     }
 
     #[test]
@@ -285,7 +325,10 @@ mod tests {
         };
         let line = to_text(&event, EventKind::SchedSwitch, &names);
         assert!(line.contains("3.000000123: sched_switch"), "{line}");
-        assert!(line.contains("prev_state=S next_pid=11 next_comm=next"), "{line}");
+        assert!(
+            line.contains("prev_state=S next_pid=11 next_comm=next"),
+            "{line}"
+        );
         assert_eq!(task_state(0), "R");
         assert_eq!(task_state(2), "D");
         assert_eq!(softirq_name(3), "NET_RX");

@@ -30,21 +30,33 @@ impl IrqMap {
     /// Reads the map under a sysfs root; `names` are the IRQ action names by number.
     pub fn from_sysfs(sys: &Path, names: &HashMap<u32, String>) -> Self {
         let mut map = IrqMap::default();
-        let Ok(entries) = fs::read_dir(sys.join("class/net")) else { return map };
+        let Ok(entries) = fs::read_dir(sys.join("class/net")) else {
+            return map;
+        };
         for entry in entries.flatten() {
             let dev = entry.file_name().to_string_lossy().into_owned();
             map.devices.push(dev.clone());
-            let Ok(device) = fs::canonicalize(entry.path().join("device")) else { continue };
+            let Ok(device) = fs::canonicalize(entry.path().join("device")) else {
+                continue;
+            };
             for irq in device_irqs(&device) {
                 let name = names
                     .get(&irq)
                     .cloned()
                     .or_else(|| {
-                        let actions = fs::read_to_string(sys.join(format!("kernel/irq/{irq}/actions"))).ok()?;
+                        let actions =
+                            fs::read_to_string(sys.join(format!("kernel/irq/{irq}/actions")))
+                                .ok()?;
                         Some(actions.trim().to_owned()).filter(|name| !name.is_empty())
                     })
                     .unwrap_or_else(|| format!("irq{irq}"));
-                map.irqs.insert(irq, IrqDevice { dev: dev.clone(), name });
+                map.irqs.insert(
+                    irq,
+                    IrqDevice {
+                        dev: dev.clone(),
+                        name,
+                    },
+                );
             }
         }
         map.devices.sort();
@@ -62,8 +74,10 @@ impl IrqMap {
 fn device_irqs(device: &Path) -> Vec<u32> {
     for dir in device.ancestors().take(3) {
         if let Ok(entries) = fs::read_dir(dir.join("msi_irqs")) {
-            let mut irqs: Vec<u32> =
-                entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect();
+            let mut irqs: Vec<u32> = entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+                .collect();
             if !irqs.is_empty() {
                 irqs.sort_unstable();
                 return irqs;
@@ -71,7 +85,9 @@ fn device_irqs(device: &Path) -> Vec<u32> {
         }
     }
     for dir in device.ancestors().take(3) {
-        if let Some(irq) = fs::read_to_string(dir.join("irq")).ok().and_then(|text| text.trim().parse().ok())
+        if let Some(irq) = fs::read_to_string(dir.join("irq"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
             && irq != 0
         {
             return vec![irq];
@@ -100,7 +116,11 @@ mod tests {
         fs::create_dir_all(root.join("class/net")).unwrap();
         symlink(pci.join("virtio2/net/eth0"), root.join("class/net/eth0")).unwrap();
         symlink(pci.join("virtio2"), pci.join("virtio2/net/eth0/device")).unwrap();
-        symlink(root.join("devices/virtual/net/lo"), root.join("class/net/lo")).unwrap();
+        symlink(
+            root.join("devices/virtual/net/lo"),
+            root.join("class/net/lo"),
+        )
+        .unwrap();
         fs::create_dir_all(root.join("kernel/irq/39")).unwrap();
         fs::write(root.join("kernel/irq/39/actions"), "virtio2-output.0\n").unwrap();
 
@@ -108,7 +128,13 @@ mod tests {
         let map = IrqMap::from_sysfs(root, &names);
         assert_eq!(map.devices, vec!["eth0", "lo"]);
         assert_eq!(map.irqs.len(), 3);
-        assert_eq!(map.irqs[&38], IrqDevice { dev: "eth0".into(), name: "virtio2-input.0".into() });
+        assert_eq!(
+            map.irqs[&38],
+            IrqDevice {
+                dev: "eth0".into(),
+                name: "virtio2-input.0".into()
+            }
+        );
         assert_eq!(map.irqs[&39].name, "virtio2-output.0");
         assert_eq!(map.irqs[&37].name, "irq37");
         assert!(map.has_device("lo") && !map.has_device("eth9"));

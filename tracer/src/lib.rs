@@ -7,6 +7,7 @@
 pub mod caps;
 pub mod decode;
 pub mod duration;
+pub mod export;
 pub mod irqmap;
 pub mod journey;
 pub mod names;

@@ -27,6 +27,8 @@ enum Command {
     Record(cli::record::RecordArgs),
     /// Journeys and summaries from a recording: the same engine as `live`.
     Report(cli::record::ReportArgs),
+    /// Export a recording's journeys: Perfetto trace, JSON lines or CSV.
+    Export(cli::record::ExportArgs),
     /// Print the raw event stream, one decoded event per line (like `perf script`).
     Events(cli::events::EventsArgs),
     /// Make loopback UDP traffic and show its packets' journeys (a self-contained demo).
@@ -39,7 +41,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("tracer: error: starting the async runtime: {err}");
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
             Command::Live(args) => cli::live::run(args, cli.verbose).await,
             Command::Record(args) => cli::record::record(args, cli.verbose).await,
             Command::Report(args) => cli::record::report(args),
+            Command::Export(args) => cli::record::export(args),
             Command::Events(args) => cli::events::run(args, cli.verbose).await,
             Command::Demo(args) => cli::demo::run(args, cli.verbose).await,
             Command::Traffic(args) => cli::demo::traffic(args),
@@ -71,7 +77,9 @@ fn init_logging(verbose: bool) {
     builder.filter_level(log::LevelFilter::Warn);
     if verbose {
         // Our own detail and the eBPF programs' messages; aya's loader chatter stays out.
-        builder.filter_level(log::LevelFilter::Info).filter_module("tracer", log::LevelFilter::Debug);
+        builder
+            .filter_level(log::LevelFilter::Info)
+            .filter_module("tracer", log::LevelFilter::Debug);
     }
     builder
         .parse_env("TRACER_LOG")

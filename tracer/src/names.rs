@@ -1,7 +1,11 @@
 //! Names for numbers: IRQ names (`/proc/interrupts`), task comms (learned from sched events,
 //! else `/proc/<tid>/comm`), drop reasons (the kfree_skb format's symbol table).
 
-use std::{cell::RefCell, collections::{BTreeMap, HashMap}, fs};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, HashMap},
+    fs,
+};
 
 use tracer_common::{Event, EventKind};
 
@@ -23,12 +27,20 @@ impl Names {
         let irqs = fs::read_to_string("/proc/interrupts")
             .map(|text| parse_interrupts(&text))
             .unwrap_or_default();
-        Self { irqs, drop_reasons, read_proc: true, ..Self::default() }
+        Self {
+            irqs,
+            drop_reasons,
+            read_proc: true,
+            ..Self::default()
+        }
     }
 
     /// The action name of an IRQ, e.g. `virtio2-input.0`, or `irq<N>`.
     pub fn irq(&self, irq: u32) -> String {
-        self.irqs.get(&irq).cloned().unwrap_or_else(|| format!("irq{irq}"))
+        self.irqs
+            .get(&irq)
+            .cloned()
+            .unwrap_or_else(|| format!("irq{irq}"))
     }
 
     /// The name of a `skb_drop_reason` value, or its number.
@@ -74,9 +86,15 @@ impl Names {
 /// is recognised before any sched event names them.
 pub fn kernel_thread_comms() -> HashMap<u32, String> {
     let mut comms = HashMap::new();
-    let Ok(entries) = fs::read_dir("/proc") else { return comms };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return comms;
+    };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Ok(comm) = fs::read_to_string(entry.path().join("comm"))
@@ -92,8 +110,12 @@ pub fn kernel_thread_comms() -> HashMap<u32, String> {
 pub fn parse_interrupts(text: &str) -> HashMap<u32, String> {
     let mut irqs = HashMap::new();
     for line in text.lines().skip(1) {
-        let Some((number, rest)) = line.trim_start().split_once(':') else { continue };
-        let Ok(number) = number.parse::<u32>() else { continue };
+        let Some((number, rest)) = line.trim_start().split_once(':') else {
+            continue;
+        };
+        let Ok(number) = number.parse::<u32>() else {
+            continue;
+        };
         if let Some(action) = rest.split_whitespace().last() {
             irqs.insert(number, action.to_owned());
         }
@@ -121,7 +143,11 @@ mod tests {
     fn learns_comms_from_sched_events() {
         let names = Names::default();
         assert_eq!(names.comm(77), "?");
-        let mut event = Event { arg0: 78, kind: EventKind::SchedWaking as u8, ..Event::ZERO };
+        let mut event = Event {
+            arg0: 78,
+            kind: EventKind::SchedWaking as u8,
+            ..Event::ZERO
+        };
         event.name[..6].copy_from_slice(b"reader");
         names.learn(&event, EventKind::SchedWaking);
         assert_eq!(names.comm(78), "reader");

@@ -40,7 +40,14 @@ pub struct ProbeOptions {
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        Self { pid: None, cpu: None, journey_mode: false, without: Vec::new(), ring_bytes: DEFAULT_RING_BYTES, kernel_log: false }
+        Self {
+            pid: None,
+            cpu: None,
+            journey_mode: false,
+            without: Vec::new(),
+            ring_bytes: DEFAULT_RING_BYTES,
+            kernel_log: false,
+        }
     }
 }
 
@@ -67,7 +74,10 @@ pub enum ProbeError {
     Load(#[from] aya::EbpfError),
     /// A map the object must contain is missing or of another type.
     #[error("eBPF map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     /// Every tracepoint failed.
     #[error("no tracepoint could be attached")]
     NothingAttached,
@@ -102,7 +112,10 @@ impl Probes {
             let count = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
             let possible = possible_cpus().unwrap_or(count);
             if cpu >= possible {
-                return Err(ProbeError::NoSuchCpu { cpu, last: possible - 1 });
+                return Err(ProbeError::NoSuchCpu {
+                    cpu,
+                    last: possible - 1,
+                });
             }
         }
         let root = tracefs::ensure_mounted()?;
@@ -112,7 +125,10 @@ impl Probes {
         let filter_cpu = options.cpu.unwrap_or(ANY_CPU);
         let ignored = ignored_tgids();
         if ignored.len() > 1 {
-            log::info!("not tracing the readers of our output: pids {:?}", &ignored[1..]);
+            log::info!(
+                "not tracing the readers of our output: pids {:?}",
+                &ignored[1..]
+            );
         }
         let mut ignore = [0u32; IGNORE_SLOTS];
         for (slot, tgid) in ignore.iter_mut().zip(&ignored) {
@@ -140,18 +156,31 @@ impl Probes {
         };
 
         if let Some(pid) = options.pid {
-            let map = ebpf.map_mut("FILTER_TIDS").expect("FILTER_TIDS is in the object");
+            let map = ebpf
+                .map_mut("FILTER_TIDS")
+                .expect("FILTER_TIDS is in the object");
             let mut tids: HashMap<_, u32, u8> =
-                HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "FILTER_TIDS", source })?;
+                HashMap::try_from(map).map_err(|source| ProbeError::Map {
+                    name: "FILTER_TIDS",
+                    source,
+                })?;
             for tid in threads_of(pid) {
-                tids.insert(tid, 1, 0).map_err(|source| ProbeError::Map { name: "FILTER_TIDS", source })?;
+                tids.insert(tid, 1, 0).map_err(|source| ProbeError::Map {
+                    name: "FILTER_TIDS",
+                    source,
+                })?;
             }
         }
 
         if options.journey_mode && options.pid.is_none() {
-            let map = ebpf.map_mut("RECV_TASKS").expect("RECV_TASKS is in the object");
+            let map = ebpf
+                .map_mut("RECV_TASKS")
+                .expect("RECV_TASKS is in the object");
             let mut readers: HashMap<_, u32, u8> =
-                HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "RECV_TASKS", source })?;
+                HashMap::try_from(map).map_err(|source| ProbeError::Map {
+                    name: "RECV_TASKS",
+                    source,
+                })?;
             for tid in tasks_in_recv() {
                 // Best effort: the map may fill up on a huge host; those tasks join on their next recv.
                 let _ = readers.insert(tid, 1, 0);
@@ -180,24 +209,41 @@ impl Probes {
                 }
             }
         }
-        Ok(Self { ebpf, layout, attached, skipped, logger })
+        Ok(Self {
+            ebpf,
+            layout,
+            attached,
+            skipped,
+            logger,
+        })
     }
 
     /// The event ring buffer; call once.
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Map {
             name: "EVENTS",
-            source: aya::maps::MapError::InvalidName { name: "EVENTS".into() },
+            source: aya::maps::MapError::InvalidName {
+                name: "EVENTS".into(),
+            },
         })?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map { name: "EVENTS", source })
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+            name: "EVENTS",
+            source,
+        })
     }
 
     /// Events lost to a full ring buffer so far, per CPU (index = CPU).
     pub fn lost_per_cpu(&self) -> Result<Vec<u64>, ProbeError> {
         let map = self.ebpf.map("LOST").expect("LOST is in the object");
         let lost: PerCpuArray<_, LostCounter> =
-            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name: "LOST", source })?;
-        let values = lost.get(&0, 0).map_err(|source| ProbeError::Map { name: "LOST", source })?;
+            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map {
+                name: "LOST",
+                source,
+            })?;
+        let values = lost.get(&0, 0).map_err(|source| ProbeError::Map {
+            name: "LOST",
+            source,
+        })?;
         Ok(values.iter().map(|counter| counter.lost).collect())
     }
 
@@ -245,7 +291,9 @@ fn attach_program(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<(), Str
         .ok_or_else(|| format!("{category}:{name}: no such program in the eBPF object"))?
         .try_into()
         .map_err(|err| format!("{category}:{name}: {err}"))?;
-    program.load().map_err(|err| format!("{category}:{name}: load failed: {err}"))?;
+    program
+        .load()
+        .map_err(|err| format!("{category}:{name}: load failed: {err}"))?;
     program
         .attach(category, name)
         .map_err(|err| format!("{category}:{name}: attach failed: {err}"))?;
@@ -257,22 +305,33 @@ fn attach_program(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<(), Str
 fn ignored_tgids() -> Vec<u32> {
     let me = std::process::id();
     let mut tgids = vec![me];
-    let Ok(stdout) = fs::read_link("/proc/self/fd/1") else { return tgids };
+    let Ok(stdout) = fs::read_link("/proc/self/fd/1") else {
+        return tgids;
+    };
     let stdout = stdout.to_string_lossy().into_owned();
     if !stdout.starts_with("pipe:") {
         return tgids;
     }
-    let Ok(procs) = fs::read_dir("/proc") else { return tgids };
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return tgids;
+    };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == me || tgids.len() >= IGNORE_SLOTS {
             continue;
         }
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else { continue };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         let reads_our_pipe = fds.flatten().any(|fd| {
-            let same_pipe = fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == stdout);
+            let same_pipe =
+                fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == stdout);
             same_pipe && opened_read_only(&entry.path(), &fd.file_name().to_string_lossy())
         });
         if reads_our_pipe {
@@ -284,7 +343,9 @@ fn ignored_tgids() -> Vec<u32> {
 
 /// Whether `/proc/<pid>/fdinfo/<fd>` says the fd is open for reading only (O_RDONLY).
 fn opened_read_only(proc_dir: &Path, fd: &str) -> bool {
-    let Ok(info) = fs::read_to_string(proc_dir.join("fdinfo").join(fd)) else { return false };
+    let Ok(info) = fs::read_to_string(proc_dir.join("fdinfo").join(fd)) else {
+        return false;
+    };
     info.lines()
         .find_map(|line| line.strip_prefix("flags:"))
         .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
@@ -304,18 +365,35 @@ const RECV_SYSCALLS: [u64; 0] = [];
 /// reader that was already waiting when tracing began is followed from its first packet.
 fn tasks_in_recv() -> Vec<u32> {
     let mut tids = Vec::new();
-    let Ok(procs) = fs::read_dir("/proc") else { return tids };
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return tids;
+    };
     for process in procs.flatten() {
-        if !process.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit())) {
+        if !process
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        {
             continue;
         }
-        let Ok(tasks) = fs::read_dir(process.path().join("task")) else { continue };
+        let Ok(tasks) = fs::read_dir(process.path().join("task")) else {
+            continue;
+        };
         for task in tasks.flatten() {
-            let Some(tid) = task.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<u32>().ok())
+            else {
                 continue;
             };
-            let Ok(syscall) = fs::read_to_string(task.path().join("syscall")) else { continue };
-            let number = syscall.split_whitespace().next().and_then(|nr| nr.parse::<u64>().ok());
+            let Ok(syscall) = fs::read_to_string(task.path().join("syscall")) else {
+                continue;
+            };
+            let number = syscall
+                .split_whitespace()
+                .next()
+                .and_then(|nr| nr.parse::<u64>().ok());
             if number.is_some_and(|nr| RECV_SYSCALLS.contains(&nr)) {
                 tids.push(tid);
             }
@@ -328,7 +406,8 @@ fn tasks_in_recv() -> Vec<u32> {
 fn threads_of(pid: u32) -> Vec<u32> {
     let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
         .map(|dir| {
-            dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()).collect()
+            dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
         })
         .unwrap_or_default();
     if tids.is_empty() {
@@ -352,4 +431,3 @@ impl std::fmt::Debug for Probes {
             .finish_non_exhaustive()
     }
 }
-

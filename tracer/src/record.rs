@@ -69,7 +69,15 @@ impl Metadata {
     pub fn irq_devices(&self) -> std::collections::HashMap<u32, IrqDevice> {
         self.irqs
             .iter()
-            .map(|irq| (irq.irq, IrqDevice { dev: irq.dev.clone(), name: irq.name.clone() }))
+            .map(|irq| {
+                (
+                    irq.irq,
+                    IrqDevice {
+                        dev: irq.dev.clone(),
+                        name: irq.name.clone(),
+                    },
+                )
+            })
             .collect()
     }
 }
@@ -92,12 +100,18 @@ pub enum RecordError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: not a tracer recording (bad magic at byte 0)")]
     Magic { path: PathBuf },
-    #[error("{path}: recording format version {version} is not supported (this tracer reads versions 1 and 2)")]
+    #[error(
+        "{path}: recording format version {version} is not supported (this tracer reads versions 1 and 2)"
+    )]
     Version { path: PathBuf, version: String },
     #[error("{path}: the recording has no metadata (it ends at byte {at})")]
     NoMetadata { path: PathBuf, at: usize },
     #[error("{path}: chunk at byte {offset} is corrupt: {reason}")]
-    Chunk { path: PathBuf, offset: usize, reason: String },
+    Chunk {
+        path: PathBuf,
+        offset: usize,
+        reason: String,
+    },
 }
 
 /// Writes a version 2 recording chunk by chunk.
@@ -155,7 +169,11 @@ impl Writer {
     /// Flushes the last events and writes the trailer with the counters.
     pub fn finish(mut self, lost_per_cpu: Vec<u64>, duration_ns: u64) -> io::Result<u64> {
         self.flush_chunk()?;
-        let trailer = Trailer { events_per_kind: std::mem::take(&mut self.per_kind), lost_per_cpu, duration_ns };
+        let trailer = Trailer {
+            events_per_kind: std::mem::take(&mut self.per_kind),
+            lost_per_cpu,
+            duration_ns,
+        };
         let json = serde_json::to_vec(&trailer).map_err(io::Error::other)?;
         self.write_chunk(CHUNK_TRAILER, 0, &json)?;
         self.out.flush()?;
@@ -206,7 +224,10 @@ impl Recording {
         let mut bytes = Vec::new();
         File::open(path)
             .and_then(|mut file| file.read_to_end(&mut bytes))
-            .map_err(|source| RecordError::Io { path: path.to_owned(), source })?;
+            .map_err(|source| RecordError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         Self::parse(&bytes, path)
     }
 
@@ -226,19 +247,37 @@ impl Recording {
 }
 
 fn parse_v2(bytes: &[u8], path: &Path) -> Result<Recording, RecordError> {
-    let corrupt = |offset: usize, reason: String| RecordError::Chunk { path: path.to_owned(), offset, reason };
-    let mut recording =
-        Recording { version: 2, meta: Metadata::default(), events: Vec::new(), trailer: None, truncated: None };
+    let corrupt = |offset: usize, reason: String| RecordError::Chunk {
+        path: path.to_owned(),
+        offset,
+        reason,
+    };
+    let mut recording = Recording {
+        version: 2,
+        meta: Metadata::default(),
+        events: Vec::new(),
+        trailer: None,
+        truncated: None,
+    };
     let mut have_meta = false;
     let mut at = 8;
     while at < bytes.len() {
         let Some(header) = bytes.get(at..at + CHUNK_HEADER) else {
-            recording.truncated = Some(format!("the file ends inside the chunk header at byte {at}"));
+            recording.truncated = Some(format!(
+                "the file ends inside the chunk header at byte {at}"
+            ));
             break;
         };
         let kind = header[0];
-        let word = |range: std::ops::Range<usize>| u32::from_le_bytes(header[range].try_into().expect("4 bytes"));
-        let (count, raw_len, len, crc) = (word(1..5), word(5..9) as usize, word(9..13) as usize, word(13..17));
+        let word = |range: std::ops::Range<usize>| {
+            u32::from_le_bytes(header[range].try_into().expect("4 bytes"))
+        };
+        let (count, raw_len, len, crc) = (
+            word(1..5),
+            word(5..9) as usize,
+            word(9..13) as usize,
+            word(13..17),
+        );
         let body_start = at + CHUNK_HEADER;
         let Some(body) = bytes.get(body_start..body_start + len) else {
             recording.truncated = Some(format!(
@@ -253,54 +292,86 @@ fn parse_v2(bytes: &[u8], path: &Path) -> Result<Recording, RecordError> {
         if raw_len > MAX_RAW {
             return Err(corrupt(at, format!("implausible size {raw_len}")));
         }
-        let raw = zstd::bulk::decompress(body, raw_len).map_err(|err| corrupt(at, format!("zstd: {err}")))?;
+        let raw = zstd::bulk::decompress(body, raw_len)
+            .map_err(|err| corrupt(at, format!("zstd: {err}")))?;
         if raw.len() != raw_len {
-            return Err(corrupt(at, format!("{} bytes decompressed, header says {raw_len}", raw.len())));
+            return Err(corrupt(
+                at,
+                format!("{} bytes decompressed, header says {raw_len}", raw.len()),
+            ));
         }
         match kind {
             CHUNK_META if !have_meta => {
-                recording.meta =
-                    serde_json::from_slice(&raw).map_err(|err| corrupt(at, format!("metadata: {err}")))?;
+                recording.meta = serde_json::from_slice(&raw)
+                    .map_err(|err| corrupt(at, format!("metadata: {err}")))?;
                 have_meta = true;
             }
             CHUNK_EVENTS_KIND if have_meta => {
-                decode_events(&raw, count as usize, &mut recording.events).map_err(|reason| corrupt(at, reason))?;
+                decode_events(&raw, count as usize, &mut recording.events)
+                    .map_err(|reason| corrupt(at, reason))?;
             }
             CHUNK_TRAILER if have_meta => {
-                recording.trailer =
-                    Some(serde_json::from_slice(&raw).map_err(|err| corrupt(at, format!("trailer: {err}")))?);
+                recording.trailer = Some(
+                    serde_json::from_slice(&raw)
+                        .map_err(|err| corrupt(at, format!("trailer: {err}")))?,
+                );
             }
-            other => return Err(corrupt(at, format!("unexpected chunk type {:?}", other as char))),
+            other => {
+                return Err(corrupt(
+                    at,
+                    format!("unexpected chunk type {:?}", other as char),
+                ));
+            }
         }
         at = body_start + len;
     }
     if !have_meta {
-        return Err(RecordError::NoMetadata { path: path.to_owned(), at: bytes.len() });
+        return Err(RecordError::NoMetadata {
+            path: path.to_owned(),
+            at: bytes.len(),
+        });
     }
     Ok(recording)
 }
 
 fn parse_v1(bytes: &[u8], path: &Path) -> Result<Recording, RecordError> {
-    let corrupt = |offset: usize, reason: String| RecordError::Chunk { path: path.to_owned(), offset, reason };
+    let corrupt = |offset: usize, reason: String| RecordError::Chunk {
+        path: path.to_owned(),
+        offset,
+        reason,
+    };
     let Some(len) = bytes.get(8..12) else {
-        return Err(RecordError::NoMetadata { path: path.to_owned(), at: bytes.len() });
+        return Err(RecordError::NoMetadata {
+            path: path.to_owned(),
+            at: bytes.len(),
+        });
     };
     let end = 12 + u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
     let Some(meta) = bytes.get(12..end) else {
-        return Err(RecordError::NoMetadata { path: path.to_owned(), at: bytes.len() });
+        return Err(RecordError::NoMetadata {
+            path: path.to_owned(),
+            at: bytes.len(),
+        });
     };
-    let meta = serde_json::from_slice(meta).map_err(|err| corrupt(12, format!("metadata: {err}")))?;
+    let meta =
+        serde_json::from_slice(meta).map_err(|err| corrupt(12, format!("metadata: {err}")))?;
     let body = &bytes[end..];
     let whole = body.len() / EVENT_SIZE * EVENT_SIZE;
     let mut events = Vec::with_capacity(whole / EVENT_SIZE);
     for (index, record) in body[..whole].chunks_exact(EVENT_SIZE).enumerate() {
-        let (event, _) =
-            crate::decode::decode(record).map_err(|err| corrupt(end + index * EVENT_SIZE, err.to_string()))?;
+        let (event, _) = crate::decode::decode(record)
+            .map_err(|err| corrupt(end + index * EVENT_SIZE, err.to_string()))?;
         events.push(event);
     }
     let truncated = (whole != body.len())
         .then(|| format!("the file ends inside an event at byte {}", end + whole));
-    Ok(Recording { version: 1, meta, events, trailer: None, truncated })
+    Ok(Recording {
+        version: 1,
+        meta,
+        events,
+        trailer: None,
+        truncated,
+    })
 }
 
 /// Column layout of an event chunk: zigzag varint ts deltas, then fixed-width columns.
@@ -317,7 +388,13 @@ fn encode_events(events: &[Event]) -> Vec<u8> {
     for event in events {
         out.extend_from_slice(&event.cpu.to_le_bytes());
     }
-    for column in [|e: &Event| e.tgid, |e: &Event| e.tid, |e: &Event| e.arg0, |e: &Event| e.arg1, |e: &Event| e.arg2] {
+    for column in [
+        |e: &Event| e.tgid,
+        |e: &Event| e.tid,
+        |e: &Event| e.arg0,
+        |e: &Event| e.arg1,
+        |e: &Event| e.arg2,
+    ] {
         for event in events {
             out.extend_from_slice(&column(event).to_le_bytes());
         }
@@ -367,7 +444,10 @@ fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), S
     }
     let fixed = count * (1 + 1 + 2 + 5 * 4 + 2 * 8 + NAME_LEN);
     if raw.len() - at != fixed {
-        return Err(format!("{} bytes of columns for {count} events, expected {fixed}", raw.len() - at));
+        return Err(format!(
+            "{} bytes of columns for {count} events, expected {fixed}",
+            raw.len() - at
+        ));
     }
     let mut column = |width: usize| {
         let slice = &raw[at..at + width * count];
@@ -378,8 +458,12 @@ fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), S
     let u32s: Vec<&[u8]> = (0..5).map(|_| column(4)).collect();
     let u64s: Vec<&[u8]> = (0..2).map(|_| column(8)).collect();
     let names = column(NAME_LEN);
-    let word = |col: &[u8], i: usize| u32::from_le_bytes(col[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
-    let quad = |col: &[u8], i: usize| u64::from_le_bytes(col[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let word = |col: &[u8], i: usize| {
+        u32::from_le_bytes(col[i * 4..i * 4 + 4].try_into().expect("4 bytes"))
+    };
+    let quad = |col: &[u8], i: usize| {
+        u64::from_le_bytes(col[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+    };
     out.reserve(count);
     for i in 0..count {
         if EventKind::from_u8(kinds[i]).is_none() {
@@ -397,7 +481,9 @@ fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), S
             cpu: u16::from_le_bytes([cpus[i * 2], cpus[i * 2 + 1]]),
             kind: kinds[i],
             flags: flags[i],
-            name: names[i * NAME_LEN..(i + 1) * NAME_LEN].try_into().expect("16 bytes"),
+            name: names[i * NAME_LEN..(i + 1) * NAME_LEN]
+                .try_into()
+                .expect("16 bytes"),
         });
     }
     Ok(())
@@ -424,7 +510,11 @@ mod tests {
     }
 
     fn write(path: &Path, events: &[Event], finish: bool) {
-        let meta = Metadata { kernel: "6.18".into(), cpus: 2, ..Metadata::default() };
+        let meta = Metadata {
+            kernel: "6.18".into(),
+            cpus: 2,
+            ..Metadata::default()
+        };
         let mut writer = Writer::create(path, &meta).unwrap();
         for (i, event) in events.iter().enumerate() {
             writer.push(event).unwrap();
@@ -450,7 +540,10 @@ mod tests {
         assert_eq!(recording.events, events);
         assert_eq!(recording.meta.kernel, "6.18");
         let trailer = recording.trailer.unwrap();
-        assert_eq!((trailer.lost_per_cpu, trailer.duration_ns), (vec![0, 3], 42));
+        assert_eq!(
+            (trailer.lost_per_cpu, trailer.duration_ns),
+            (vec![0, 3], 42)
+        );
         assert_eq!(trailer.events_per_kind.values().sum::<u64>(), 5000);
         assert!(recording.truncated.is_none());
     }
@@ -466,7 +559,12 @@ mod tests {
             match Recording::parse(&bytes[..cut], &path) {
                 Ok(recording) => {
                     assert!(recording.events.len() >= last, "prefix shrank at {cut}");
-                    assert_eq!(recording.events.len() % 1000, 0, "only whole chunks: {}", recording.events.len());
+                    assert_eq!(
+                        recording.events.len() % 1000,
+                        0,
+                        "only whole chunks: {}",
+                        recording.events.len()
+                    );
                     assert!(recording.trailer.is_none(), "this recorder never finished");
                     last = recording.events.len();
                 }
@@ -477,7 +575,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(last, 2000, "the two whole chunks before the last, partial one");
+        assert_eq!(
+            last, 2000,
+            "the two whole chunks before the last, partial one"
+        );
         assert_eq!(Recording::parse(&bytes, &path).unwrap().events.len(), 2500);
     }
 
@@ -509,18 +610,31 @@ mod tests {
                 }
             }
         }
-        assert!(errors > 2500, "corruption went unnoticed too often: {errors} errors");
+        assert!(
+            errors > 2500,
+            "corruption went unnoticed too often: {errors} errors"
+        );
     }
 
     #[test]
     fn unknown_versions_and_foreign_files_are_named() {
         let path = Path::new("x.trc");
-        let err = Recording::parse(b"TRACERv7 and more", path).unwrap_err().to_string();
-        assert_eq!(err, "x.trc: recording format version 7 is not supported (this tracer reads versions 1 and 2)");
-        let err = Recording::parse(b"\x7fELF....", path).unwrap_err().to_string();
+        let err = Recording::parse(b"TRACERv7 and more", path)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "x.trc: recording format version 7 is not supported (this tracer reads versions 1 and 2)"
+        );
+        let err = Recording::parse(b"\x7fELF....", path)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "x.trc: not a tracer recording (bad magic at byte 0)");
         let err = Recording::parse(b"TRACERv2", path).unwrap_err().to_string();
-        assert_eq!(err, "x.trc: the recording has no metadata (it ends at byte 8)");
+        assert_eq!(
+            err,
+            "x.trc: the recording has no metadata (it ends at byte 8)"
+        );
     }
 
     #[test]
@@ -529,6 +643,9 @@ mod tests {
         let path = dir.path().join("t.trc");
         write(&path, &events(20000), true);
         let per_event = std::fs::metadata(&path).unwrap().len() as f64 / 20000.0;
-        assert!(per_event < 64.0, "{per_event} B/event is no better than raw");
+        assert!(
+            per_event < 64.0,
+            "{per_event} B/event is no better than raw"
+        );
     }
 }

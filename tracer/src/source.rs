@@ -15,7 +15,9 @@ impl RingSource {
     pub fn new(ring: RingBuf<MapData>) -> io::Result<Self> {
         // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long
         // as the RingBuf lives, and the AsyncFd owns the RingBuf.
-        Ok(Self { ring: unsafe { AsyncFd::register(ring)? } })
+        Ok(Self {
+            ring: unsafe { AsyncFd::register(ring)? },
+        })
     }
 
     /// Waits until records are available, then hands each one to `each`; returns how many.

@@ -27,7 +27,11 @@ pub enum TracefsError {
     Read { path: PathBuf, source: io::Error },
     /// A format file line could not be parsed.
     #[error("{path}: line {line}: {reason}")]
-    Parse { path: PathBuf, line: usize, reason: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// Returns the tracefs root, mounting tracefs at [`TRACEFS`] if nothing is mounted yet.
@@ -44,7 +48,9 @@ pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
     if status.success() && Path::new(TRACEFS).join("events").is_dir() {
         Ok(PathBuf::from(TRACEFS))
     } else {
-        Err(TracefsError::Mount(io::Error::other(format!("mount exited with {status}"))))
+        Err(TracefsError::Mount(io::Error::other(format!(
+            "mount exited with {status}"
+        ))))
     }
 }
 
@@ -129,8 +135,14 @@ fn parse_field(line: &str) -> Result<Field, String> {
     let mut decl = None;
     let mut offset = None;
     let mut size = None;
-    for part in line.split(';').map(str::trim).filter(|part| !part.is_empty()) {
-        let (key, value) = part.split_once(':').ok_or_else(|| format!("no ':' in {part:?}"))?;
+    for part in line
+        .split(';')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let (key, value) = part
+            .split_once(':')
+            .ok_or_else(|| format!("no ':' in {part:?}"))?;
         match key.trim() {
             "field" => decl = Some(value.trim()),
             "offset" => offset = Some(parse_number(value)?),
@@ -154,12 +166,24 @@ fn parse_field(line: &str) -> Result<Field, String> {
     if name.is_empty() {
         return Err(format!("no field name in {decl:?}"));
     }
-    let c_type = format!("{}{}", without_array[..name_start].trim_end(), &decl[without_array.len()..]);
-    Ok(Field { c_type, name: name.to_owned(), offset, size })
+    let c_type = format!(
+        "{}{}",
+        without_array[..name_start].trim_end(),
+        &decl[without_array.len()..]
+    );
+    Ok(Field {
+        c_type,
+        name: name.to_owned(),
+        offset,
+        size,
+    })
 }
 
 fn parse_number(value: &str) -> Result<u16, String> {
-    value.trim().parse().map_err(|_| format!("bad number {:?}", value.trim()))
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad number {:?}", value.trim()))
 }
 
 /// Where format files come from: the live tracefs or a fixture directory in tests.
@@ -174,7 +198,12 @@ pub struct FormatDir(pub PathBuf);
 
 impl FormatSource for FormatDir {
     fn format(&self, category: &str, name: &str) -> Result<Option<Format>, TracefsError> {
-        let path = self.0.join("events").join(category).join(name).join("format");
+        let path = self
+            .0
+            .join("events")
+            .join(category)
+            .join(name)
+            .join("format");
         match fs::read_to_string(&path) {
             Ok(text) => Format::parse(&text, &path).map(Some),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -307,22 +336,28 @@ mod tests {
 
     #[test]
     fn parses_field_lines() {
-        let field = parse_field("field:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;").unwrap();
+        let field =
+            parse_field("field:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;").unwrap();
         assert_eq!(field.name, "prev_comm");
         assert_eq!(field.c_type, "char[16]");
         assert_eq!((field.offset, field.size), (8, 16));
-        let field = parse_field("field:__data_loc char[] name;\toffset:20;\tsize:4;\tsigned:0;").unwrap();
+        let field =
+            parse_field("field:__data_loc char[] name;\toffset:20;\tsize:4;\tsigned:0;").unwrap();
         assert_eq!(field.name, "name");
         assert_eq!(field.c_type, "__data_loc char[]");
-        let field = parse_field("field:const void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;").unwrap();
+        let field =
+            parse_field("field:const void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;").unwrap();
         assert_eq!(field.name, "skbaddr");
         assert_eq!(field.c_type, "const void *");
     }
 
     #[test]
     fn rejects_malformed_lines_with_position() {
-        let err = Format::parse("name: x\nformat:\n\tfield:int a;\toffset:x;\tsize:4;\n", Path::new("f"))
-            .unwrap_err();
+        let err = Format::parse(
+            "name: x\nformat:\n\tfield:int a;\toffset:x;\tsize:4;\n",
+            Path::new("f"),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "f: line 3: bad number \"x\"");
         let err = Format::parse("\tfield:int a;\tsize:4;\n", Path::new("f")).unwrap_err();
         assert_eq!(err.to_string(), "f: line 1: missing offset");
@@ -342,8 +377,14 @@ mod tests {
         assert_eq!(at(Slot::RecvLenRet), 20);
         assert_eq!(at(Slot::ExitRecvfromRet), 16);
         assert_eq!(at(Slot::NapiPollDev), 16);
-        assert_eq!(layout.drop_reasons.get(&2).map(String::as_str), Some("NOT_SPECIFIED"));
-        assert_eq!(layout.drop_reasons.get(&6).map(String::as_str), Some("SOCKET_RCVBUFF"));
+        assert_eq!(
+            layout.drop_reasons.get(&2).map(String::as_str),
+            Some("NOT_SPECIFIED")
+        );
+        assert_eq!(
+            layout.drop_reasons.get(&6).map(String::as_str),
+            Some("SOCKET_RCVBUFF")
+        );
     }
 
     #[test]
@@ -371,8 +412,15 @@ mod tests {
         // A layout that cannot work: sock_recv_length with a 2-byte ret.
         let recv_len = fs::read_to_string(dir.path().join("events/sock/sock_recv_length/format"))
             .unwrap()
-            .replace("int ret;\toffset:20;\tsize:4;", "short ret;\toffset:20;\tsize:2;");
-        fs::write(dir.path().join("events/sock/sock_recv_length/format"), recv_len).unwrap();
+            .replace(
+                "int ret;\toffset:20;\tsize:4;",
+                "short ret;\toffset:20;\tsize:2;",
+            );
+        fs::write(
+            dir.path().join("events/sock/sock_recv_length/format"),
+            recv_len,
+        )
+        .unwrap();
 
         let layout = Layout::resolve(&FormatDir(dir.path().to_owned()), &[]).unwrap();
         let at = |slot: Slot| layout.offsets[slot as usize];
@@ -385,7 +433,11 @@ mod tests {
         assert!(layout.has(EventKind::KfreeSkb));
         assert!(layout.drop_reasons.is_empty());
         assert!(!layout.has(EventKind::SkDataReady));
-        assert!(layout.unavailable.contains(&(EventKind::SkDataReady, Unavailable::Missing)));
+        assert!(
+            layout
+                .unavailable
+                .contains(&(EventKind::SkDataReady, Unavailable::Missing))
+        );
         let (_, why) = layout
             .unavailable
             .iter()
@@ -404,7 +456,11 @@ mod tests {
         let layout = Layout::resolve(&fixtures(), &without).unwrap();
         assert!(!layout.has(EventKind::SkDataReady));
         assert!(!layout.has(EventKind::NapiPoll));
-        assert!(layout.unavailable.contains(&(EventKind::NapiPoll, Unavailable::Excluded)));
+        assert!(
+            layout
+                .unavailable
+                .contains(&(EventKind::NapiPoll, Unavailable::Excluded))
+        );
         assert_eq!(layout.offsets[Slot::NapiPollWork as usize], ABSENT);
     }
 

@@ -1,12 +1,7 @@
 //! Loopback traffic the tool makes itself (demo, labs): a reader blocked in recv() on a UDP
 //! socket and a sender that sends numbered datagrams to it.
 
-use std::{
-    io,
-    net::UdpSocket,
-    thread,
-    time::Duration,
-};
+use std::{io, net::UdpSocket, thread, time::Duration};
 
 /// What one [`udp_exchange`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,19 +21,21 @@ pub fn udp_exchange(count: u32, size: usize, gap: Duration) -> io::Result<Exchan
     reader.set_read_timeout(Some(Duration::from_secs(5)))?;
     let target = reader.local_addr()?;
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let handle = thread::Builder::new().name("tracer-reader".into()).spawn(move || {
-        // SAFETY: gettid has no preconditions.
-        let _ = tid_tx.send(unsafe { libc::gettid() } as u32);
-        let mut buf = vec![0u8; 65536];
-        let mut received = 0;
-        while received < count {
-            match reader.recv(&mut buf) {
-                Ok(_) => received += 1,
-                Err(_) => break, // timed out: a datagram was lost
+    let handle = thread::Builder::new()
+        .name("tracer-reader".into())
+        .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let _ = tid_tx.send(unsafe { libc::gettid() } as u32);
+            let mut buf = vec![0u8; 65536];
+            let mut received = 0;
+            while received < count {
+                match reader.recv(&mut buf) {
+                    Ok(_) => received += 1,
+                    Err(_) => break, // timed out: a datagram was lost
+                }
             }
-        }
-        received
-    })?;
+            received
+        })?;
     let reader_tid = tid_rx.recv().map_err(io::Error::other)?;
     let sender = UdpSocket::bind("127.0.0.1:0")?;
     let mut payload = vec![0u8; size.max(4)];
@@ -47,6 +44,12 @@ pub fn udp_exchange(count: u32, size: usize, gap: Duration) -> io::Result<Exchan
         payload[..4].copy_from_slice(&seq.to_be_bytes());
         sender.send_to(&payload, target)?;
     }
-    let received = handle.join().map_err(|_| io::Error::other("reader thread panicked"))?;
-    Ok(Exchange { sent: count, received, reader_tid })
+    let received = handle
+        .join()
+        .map_err(|_| io::Error::other("reader thread panicked"))?;
+    Ok(Exchange {
+        sent: count,
+        received,
+        reader_tid,
+    })
 }

@@ -12,7 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{RunningTracer, gettid, json_events, kernel_test, lost_total, monotonic_ns, tracer_bin};
+use common::{
+    RunningTracer, gettid, json_events, kernel_test, lost_total, monotonic_ns, tracer_bin,
+};
 use serde_json::Value;
 
 const PEER_ENV: &str = "TRACER_TEST_PEER_DIR";
@@ -32,7 +34,9 @@ fn receiver_peer() {
     let dir = std::env::var(PEER_ENV).expect("run by spawn_receiver");
     let dir = Path::new(&dir);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let port = socket.local_addr().unwrap().port();
     fs::write(dir.join("ready.tmp"), format!("{port} {}", gettid())).unwrap();
     fs::rename(dir.join("ready.tmp"), dir.join("ready")).unwrap();
@@ -51,7 +55,13 @@ fn receiver_peer() {
 /// Returns the child, the port and the reader's tid.
 fn spawn_receiver(dir: &Path) -> (Child, u16, u32) {
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "receiver_peer", "--include-ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "receiver_peer",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(PEER_ENV, dir)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -75,7 +85,11 @@ fn reads(dir: &Path) -> Vec<(u32, i64, u64)> {
         .map(|line| {
             let mut parts = line.split(' ');
             let mut next = || parts.next().unwrap();
-            (next().parse().unwrap(), next().parse().unwrap(), next().parse().unwrap())
+            (
+                next().parse().unwrap(),
+                next().parse().unwrap(),
+                next().parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -97,7 +111,9 @@ fn of_kind<'a>(events: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a V
 
 #[test]
 fn blocked_udp_reader_sees_every_stage_event() {
-    let Some(_serial) = kernel_test("blocked_udp_reader_sees_every_stage_event") else { return };
+    let Some(_serial) = kernel_test("blocked_udp_reader_sees_every_stage_event") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (mut receiver, port, reader_tid) = spawn_receiver(dir.path());
     let receiver_pid = receiver.id() as u64;
@@ -119,7 +135,10 @@ fn blocked_udp_reader_sees_every_stage_event() {
 
     // Every event carries the common fields.
     for event in &events {
-        assert!(event["ts"].is_u64() && event["cpu"].is_u64() && event["kind"].is_string(), "{event}");
+        assert!(
+            event["ts"].is_u64() && event["cpu"].is_u64() && event["kind"].is_string(),
+            "{event}"
+        );
     }
 
     // Exactly N recv returns in the receiver, with the right byte counts, each stamped by the
@@ -127,16 +146,29 @@ fn blocked_udp_reader_sees_every_stage_event() {
     let returns: Vec<&Value> = of_kind(&events, "sys_exit_recvfrom")
         .filter(|event| event["task_pid"] == receiver_pid && event["task_tid"] == reader_tid)
         .collect();
-    assert_eq!(returns.len(), DATAGRAMS as usize, "recv returns of the reader");
+    assert_eq!(
+        returns.len(),
+        DATAGRAMS as usize,
+        "recv returns of the reader"
+    );
     for (event, (_, bytes, stamp)) in returns.iter().zip(&truth) {
         assert_eq!(event["ret"].as_i64(), Some(*bytes));
         let ts = event["ts"].as_u64().unwrap();
-        assert!(ts <= *stamp, "kernel stamp {ts} after the reader's clock {stamp}");
-        assert!(stamp - ts < 50_000_000, "kernel stamp {ts} is {} ns before the reader's", stamp - ts);
+        assert!(
+            ts <= *stamp,
+            "kernel stamp {ts} after the reader's clock {stamp}"
+        );
+        assert!(
+            stamp - ts < 50_000_000,
+            "kernel stamp {ts} is {} ns before the reader's",
+            stamp - ts
+        );
     }
 
     // Exactly N wakeups of the reader thread, each in the waker's (sender's) context.
-    let wakings = of_kind(&events, "sched_waking").filter(|event| event["pid"] == reader_tid).count();
+    let wakings = of_kind(&events, "sched_waking")
+        .filter(|event| event["pid"] == reader_tid)
+        .count();
     assert_eq!(wakings, DATAGRAMS as usize, "sched_waking of the reader");
 
     // Exactly N sk_data_ready on the reader's socket (identified by sock_recv_length).
@@ -144,15 +176,31 @@ fn blocked_udp_reader_sees_every_stage_event() {
         .filter(|event| event["task_pid"] == receiver_pid)
         .map(|event| event["sk"].as_str().unwrap())
         .collect();
-    assert_eq!(sockets.len(), 1, "the reader reads from one socket: {sockets:?}");
+    assert_eq!(
+        sockets.len(),
+        1,
+        "the reader reads from one socket: {sockets:?}"
+    );
     let socket = *sockets.iter().next().unwrap();
-    let ready = of_kind(&events, "sk_data_ready").filter(|event| event["skaddr"] == socket).count();
-    assert_eq!(ready, DATAGRAMS as usize, "sk_data_ready on the reader's socket");
+    let ready = of_kind(&events, "sk_data_ready")
+        .filter(|event| event["skaddr"] == socket)
+        .count();
+    assert_eq!(
+        ready, DATAGRAMS as usize,
+        "sk_data_ready on the reader's socket"
+    );
 
     // At least N packets received on lo, and the NET_RX softirq ran for them.
-    let on_lo = of_kind(&events, "netif_receive_skb").filter(|event| event["dev"] == "lo").count();
-    assert!(on_lo >= DATAGRAMS as usize, "netif_receive_skb on lo: {on_lo}");
-    let net_rx = of_kind(&events, "softirq_entry").filter(|event| event["action"] == "NET_RX").count();
+    let on_lo = of_kind(&events, "netif_receive_skb")
+        .filter(|event| event["dev"] == "lo")
+        .count();
+    assert!(
+        on_lo >= DATAGRAMS as usize,
+        "netif_receive_skb on lo: {on_lo}"
+    );
+    let net_rx = of_kind(&events, "softirq_entry")
+        .filter(|event| event["action"] == "NET_RX")
+        .count();
     assert!(net_rx >= 1, "no NET_RX softirq entry");
 
     assert_eq!(lost_total(&stderr), 0, "{stderr:?}");
@@ -160,7 +208,9 @@ fn blocked_udp_reader_sees_every_stage_event() {
 
 #[test]
 fn pid_filter_keeps_only_the_process_and_its_subjects() {
-    let Some(_serial) = kernel_test("pid_filter_keeps_only_the_process_and_its_subjects") else { return };
+    let Some(_serial) = kernel_test("pid_filter_keeps_only_the_process_and_its_subjects") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (mut receiver, port, reader_tid) = spawn_receiver(dir.path());
     let pid = receiver.id();
@@ -178,41 +228,78 @@ fn pid_filter_keeps_only_the_process_and_its_subjects() {
             "sched_switch" => event["next_pid"].as_u64(),
             _ => None,
         };
-        let ours = event["task_pid"] == pid || subject == Some(u64::from(reader_tid)) || subject == Some(pid.into());
+        let ours = event["task_pid"] == pid
+            || subject == Some(u64::from(reader_tid))
+            || subject == Some(pid.into());
         assert!(ours, "event of another process passed --pid {pid}: {event}");
     }
-    let returns = of_kind(&events, "sys_exit_recvfrom").filter(|event| event["task_tid"] == reader_tid).count();
+    let returns = of_kind(&events, "sys_exit_recvfrom")
+        .filter(|event| event["task_tid"] == reader_tid)
+        .count();
     assert_eq!(returns, DATAGRAMS as usize);
     // Woken in the sender's (this test's) context, kept because the reader is the subject.
-    let wakings = of_kind(&events, "sched_waking").filter(|event| event["pid"] == reader_tid).count();
+    let wakings = of_kind(&events, "sched_waking")
+        .filter(|event| event["pid"] == reader_tid)
+        .count();
     assert_eq!(wakings, DATAGRAMS as usize);
     assert_eq!(lost_total(&stderr), 0);
 }
 
 #[test]
 fn a_missing_tracepoint_is_named_and_the_rest_attaches() {
-    let Some(_serial) = kernel_test("a_missing_tracepoint_is_named_and_the_rest_attaches") else { return };
+    let Some(_serial) = kernel_test("a_missing_tracepoint_is_named_and_the_rest_attaches") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let tracer = RunningTracer::start(
-        &["events", "--json", "--without", "sock:sk_data_ready", "--without", "napi_poll"],
+        &[
+            "events",
+            "--json",
+            "--without",
+            "sock:sk_data_ready",
+            "--without",
+            "napi_poll",
+        ],
         dir.path(),
     );
     let (stdout, stderr) = tracer.stop();
     let text = stderr.join("\n");
-    assert!(text.contains("not tracing sock:sk_data_ready: excluded with --without"), "{text}");
-    assert!(text.contains("not tracing napi:napi_poll: excluded with --without"), "{text}");
+    assert!(
+        text.contains("not tracing sock:sk_data_ready: excluded with --without"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not tracing napi:napi_poll: excluded with --without"),
+        "{text}"
+    );
     assert!(text.contains("tracing 25 of 27 tracepoints"), "{text}");
     let events = json_events(&stdout);
-    assert!(events.iter().all(|event| event["kind"] != "sk_data_ready" && event["kind"] != "napi_poll"));
-    assert!(of_kind(&events, "sched_switch").count() > 0, "the other tracepoints still attach");
+    assert!(
+        events
+            .iter()
+            .all(|event| event["kind"] != "sk_data_ready" && event["kind"] != "napi_poll")
+    );
+    assert!(
+        of_kind(&events, "sched_switch").count() > 0,
+        "the other tracepoints still attach"
+    );
 }
 
 #[test]
 fn duration_stops_by_itself() {
-    let Some(_serial) = kernel_test("duration_stops_by_itself") else { return };
+    let Some(_serial) = kernel_test("duration_stops_by_itself") else {
+        return;
+    };
     let started = Instant::now();
-    let out = Command::new(tracer_bin()).args(["events", "--duration", "300ms", "--cpu", "0"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tracer_bin())
+        .args(["events", "--duration", "300ms", "--cpu", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for line in stdout.lines() {
@@ -224,16 +311,27 @@ fn duration_stops_by_itself() {
 
 #[test]
 fn bad_input_gives_one_clear_line() {
-    let Some(_serial) = kernel_test("bad_input_gives_one_clear_line") else { return };
+    let Some(_serial) = kernel_test("bad_input_gives_one_clear_line") else {
+        return;
+    };
     let run = |args: &[&str]| {
         let out = Command::new(tracer_bin()).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim_end().to_owned(),
+        )
     };
     let (code, stderr) = run(&["events", "--pid", "999999999", "--duration", "1s"]);
-    assert_eq!((code, stderr.as_str()), (Some(1), "tracer: error: no process with pid 999999999"));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (Some(1), "tracer: error: no process with pid 999999999")
+    );
     let (code, stderr) = run(&["events", "--cpu", "4096", "--duration", "1s"]);
     assert_eq!(code, Some(1));
-    assert!(stderr.starts_with("tracer: error: no CPU 4096: this machine has CPUs 0-"), "{stderr}");
+    assert!(
+        stderr.starts_with("tracer: error: no CPU 4096: this machine has CPUs 0-"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1);
     let (code, stderr) = run(&["events", "--duration", "soon"]);
     assert_eq!(code, Some(2), "clap's usage error");
@@ -242,10 +340,18 @@ fn bad_input_gives_one_clear_line() {
 
 #[test]
 fn without_privileges_one_line_names_the_capability() {
-    let Some(_serial) = kernel_test("without_privileges_one_line_names_the_capability") else { return };
+    let Some(_serial) = kernel_test("without_privileges_one_line_names_the_capability") else {
+        return;
+    };
     // Drop to an unprivileged user with no capabilities at all.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
         .arg(tracer_bin())
         .args(["events", "--duration", "1s"])
         .output()

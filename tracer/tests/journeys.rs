@@ -33,7 +33,11 @@ fn pin_this_thread(cpu: usize) {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set), 0, "pin to CPU {cpu}");
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pin to CPU {cpu}"
+        );
     }
 }
 
@@ -60,28 +64,43 @@ fn reader_peer() {
     match std::env::var(PEER_ROLE).unwrap().as_str() {
         "udp" => {
             let socket = UdpSocket::bind((bind.as_str(), 0)).unwrap();
-            socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
             ready(socket.local_addr().unwrap().port());
             for _ in 0..count {
                 let bytes = socket.recv(&mut buf).expect("datagram within 30 s");
                 let stamp = monotonic_ns();
-                reads.push((u32::from_be_bytes(buf[..4].try_into().unwrap()), bytes, stamp));
+                reads.push((
+                    u32::from_be_bytes(buf[..4].try_into().unwrap()),
+                    bytes,
+                    stamp,
+                ));
             }
         }
         "tcp" => {
             let listener = TcpListener::bind((bind.as_str(), 0)).unwrap();
             ready(listener.local_addr().unwrap().port());
             let (mut stream, _) = listener.accept().unwrap();
-            stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
             for _ in 0..count {
                 let bytes = stream.read(&mut buf).expect("data within 30 s");
                 let stamp = monotonic_ns();
-                reads.push((u32::from_be_bytes(buf[..4].try_into().unwrap()), bytes, stamp));
+                reads.push((
+                    u32::from_be_bytes(buf[..4].try_into().unwrap()),
+                    bytes,
+                    stamp,
+                ));
             }
         }
         role => panic!("unknown role {role}"),
     }
-    let lines: Vec<String> = reads.iter().map(|(seq, bytes, stamp)| format!("{seq} {bytes} {stamp}")).collect();
+    let lines: Vec<String> = reads
+        .iter()
+        .map(|(seq, bytes, stamp)| format!("{seq} {bytes} {stamp}"))
+        .collect();
     fs::write(dir.join("reads"), lines.join("\n")).unwrap();
 }
 
@@ -103,7 +122,14 @@ struct Reader {
 impl Reader {
     /// Starts [`reader_peer`] (inside network namespace `netns` if given) and waits until
     /// its socket is bound.
-    fn spawn(dir: &Path, role: &str, count: u32, bind: &str, netns: Option<&str>, cpu: Option<usize>) -> Self {
+    fn spawn(
+        dir: &Path,
+        role: &str,
+        count: u32,
+        bind: &str,
+        netns: Option<&str>,
+        cpu: Option<usize>,
+    ) -> Self {
         let exe = std::env::current_exe().unwrap();
         let mut command = match netns {
             Some(ns) => {
@@ -114,7 +140,13 @@ impl Reader {
             None => Command::new(exe),
         };
         command
-            .args(["--exact", "reader_peer", "--include-ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "reader_peer",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(PEER_DIR, dir)
             .env(PEER_ROLE, role)
             .env(PEER_COUNT, count.to_string())
@@ -134,8 +166,16 @@ impl Reader {
             std::thread::sleep(Duration::from_millis(10));
         }
         let text = fs::read_to_string(ready).unwrap();
-        let fields: Vec<u32> = text.split(' ').map(|field| field.parse().unwrap()).collect();
-        Self { child, port: fields[0] as u16, pid: fields[1], tid: fields[2] }
+        let fields: Vec<u32> = text
+            .split(' ')
+            .map(|field| field.parse().unwrap())
+            .collect();
+        Self {
+            child,
+            port: fields[0] as u16,
+            pid: fields[1],
+            tid: fields[2],
+        }
     }
 
     fn finish(mut self, dir: &Path) -> Vec<Read> {
@@ -145,8 +185,15 @@ impl Reader {
             .unwrap()
             .lines()
             .map(|line| {
-                let fields: Vec<u64> = line.split(' ').map(|field| field.parse().unwrap()).collect();
-                Read { seq: fields[0] as u32, bytes: fields[1] as i64, stamp: fields[2] }
+                let fields: Vec<u64> = line
+                    .split(' ')
+                    .map(|field| field.parse().unwrap())
+                    .collect();
+                Read {
+                    seq: fields[0] as u32,
+                    bytes: fields[1] as i64,
+                    stamp: fields[2],
+                }
             })
             .collect()
     }
@@ -154,13 +201,24 @@ impl Reader {
 
 /// Sends `count` numbered messages, `gap` apart, over UDP or TCP (TCP_NODELAY), optionally
 /// from inside network namespace `netns` and pinned to a CPU.
-fn send(role: &str, target: (String, u16), count: u32, gap: Duration, netns: Option<String>, cpu: Option<usize>) {
+fn send(
+    role: &str,
+    target: (String, u16),
+    count: u32,
+    gap: Duration,
+    netns: Option<String>,
+    cpu: Option<usize>,
+) {
     let role = role.to_owned();
     let sender = std::thread::spawn(move || {
         if let Some(ns) = netns {
             let file = fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
             // SAFETY: setns on this thread only, with a valid namespace fd.
-            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {ns}");
+            assert_eq!(
+                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                0,
+                "setns {ns}"
+            );
         }
         if let Some(cpu) = cpu {
             pin_this_thread(cpu);
@@ -175,7 +233,9 @@ fn send(role: &str, target: (String, u16), count: u32, gap: Duration, netns: Opt
                 let socket = UdpSocket::bind(("0.0.0.0", 0)).unwrap();
                 for seq in 0..count {
                     std::thread::sleep(gap);
-                    socket.send_to(&message(seq), (target.0.as_str(), target.1)).unwrap();
+                    socket
+                        .send_to(&message(seq), (target.0.as_str(), target.1))
+                        .unwrap();
                 }
             }
             _ => {
@@ -209,7 +269,10 @@ impl VethPair {
         let [a, b] = &pair.names;
         let (va, vb) = (format!("tva{id}"), format!("tvb{id}"));
         let ip = |args: &[&str]| {
-            let status = Command::new("ip").args(args).status().expect("ip (iproute2)");
+            let status = Command::new("ip")
+                .args(args)
+                .status()
+                .expect("ip (iproute2)");
             assert!(status.success(), "ip {}", args.join(" "));
         };
         ip(&["netns", "add", a]);
@@ -260,11 +323,28 @@ impl Exchange<'_> {
             ),
             None => ("127.0.0.1", "127.0.0.1", None, None),
         };
-        let reader = Reader::spawn(dir.path(), self.role, self.count, bind, reader_ns, self.reader_cpu);
+        let reader = Reader::spawn(
+            dir.path(),
+            self.role,
+            self.count,
+            bind,
+            reader_ns,
+            self.reader_cpu,
+        );
         let pid = reader.pid.to_string();
-        let tracer = RunningTracer::start(&["live", "--json", "--pid", &pid, "--interval", "0"], dir.path());
+        let tracer = RunningTracer::start(
+            &["live", "--json", "--pid", &pid, "--interval", "0"],
+            dir.path(),
+        );
         let target = (target_host.to_owned(), reader.port);
-        send(self.role, target, self.count, Duration::from_millis(20), sender_ns, self.sender_cpu);
+        send(
+            self.role,
+            target,
+            self.count,
+            Duration::from_millis(20),
+            sender_ns,
+            self.sender_cpu,
+        );
         let (reader_pid, reader_tid) = (reader.pid, reader.tid);
         let truth = reader.finish(dir.path());
         std::thread::sleep(Duration::from_millis(100));
@@ -274,7 +354,9 @@ impl Exchange<'_> {
             .filter(|journey| journey["pid"] == reader_pid)
             .collect();
         assert!(
-            stderr.iter().any(|line| line.starts_with("lost events: 0 ")),
+            stderr
+                .iter()
+                .any(|line| line.starts_with("lost events: 0 ")),
             "events were lost: {stderr:?}"
         );
         (journeys, truth, reader_pid, reader_tid)
@@ -287,9 +369,17 @@ fn check_against_truth(journeys: &[Value], truth: &[Read], tid: u32, count: u32,
     assert_eq!(truth.len(), count as usize);
     for (index, read) in truth.iter().enumerate() {
         assert_eq!(read.seq, index as u32, "the reader saw messages in order");
-        assert_eq!(read.bytes, payload_len(read.seq) as i64, "one message per read");
+        assert_eq!(
+            read.bytes,
+            payload_len(read.seq) as i64,
+            "one message per read"
+        );
     }
-    assert_eq!(journeys.len(), truth.len(), "one journey per packet: {journeys:#?}");
+    assert_eq!(
+        journeys.len(),
+        truth.len(),
+        "one journey per packet: {journeys:#?}"
+    );
     let mut journeys: Vec<&Value> = journeys.iter().collect();
     journeys.sort_by_key(|journey| journey["ts"]["recv_return"].as_u64());
     for (journey, read) in journeys.iter().zip(truth) {
@@ -298,53 +388,112 @@ fn check_against_truth(journeys: &[Value], truth: &[Read], tid: u32, count: u32,
         assert_eq!(journey["dev"], dev, "{journey}");
         assert_eq!(journey["complete"], true, "{journey}");
         let ret = journey["ts"]["recv_return"].as_u64().expect("recv_return");
-        assert!(ret <= read.stamp, "recv_return {ret} after the reader's stamp {}", read.stamp);
-        assert!(read.stamp - ret < 100_000, "recv_return {} ns before the reader's stamp", read.stamp - ret);
+        assert!(
+            ret <= read.stamp,
+            "recv_return {ret} after the reader's stamp {}",
+            read.stamp
+        );
+        assert!(
+            read.stamp - ret < 100_000,
+            "recv_return {} ns before the reader's stamp",
+            read.stamp - ret
+        );
         let order = [
-            "irq_entry", "softirq_raise", "irq_exit", "softirq_entry", "netif_receive", "sk_data_ready", "waking",
-            "switch_in", "recv_return",
+            "irq_entry",
+            "softirq_raise",
+            "irq_exit",
+            "softirq_entry",
+            "netif_receive",
+            "sk_data_ready",
+            "waking",
+            "switch_in",
+            "recv_return",
         ];
-        let stamps: Vec<u64> = order.iter().filter_map(|name| journey["ts"][name].as_u64()).collect();
-        assert!(stamps.windows(2).all(|pair| pair[0] <= pair[1]), "stamps out of order: {}", journey["ts"]);
+        let stamps: Vec<u64> = order
+            .iter()
+            .filter_map(|name| journey["ts"][name].as_u64())
+            .collect();
+        assert!(
+            stamps.windows(2).all(|pair| pair[0] <= pair[1]),
+            "stamps out of order: {}",
+            journey["ts"]
+        );
         assert!(journey["ts"]["netif_receive"].is_u64() && journey["ts"]["sk_data_ready"].is_u64());
-        let irq_missing = journey["missing"].as_array().unwrap().iter().any(|m| m["stage"] == "irq");
-        assert!(irq_missing && journey["irq"].is_null(), "{dev} has no hard IRQ: {journey}");
+        let irq_missing = journey["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["stage"] == "irq");
+        assert!(
+            irq_missing && journey["irq"].is_null(),
+            "{dev} has no hard IRQ: {journey}"
+        );
     }
 }
 
 #[test]
 fn udp_over_loopback() {
-    let Some(_serial) = kernel_test("udp_over_loopback") else { return };
-    let exchange = Exchange { role: "udp", count: 20, netns: None, reader_cpu: None, sender_cpu: None };
+    let Some(_serial) = kernel_test("udp_over_loopback") else {
+        return;
+    };
+    let exchange = Exchange {
+        role: "udp",
+        count: 20,
+        netns: None,
+        reader_cpu: None,
+        sender_cpu: None,
+    };
     let (journeys, truth, _, tid) = exchange.run();
     check_against_truth(&journeys, &truth, tid, 20, "lo");
     for journey in &journeys {
         assert_eq!(journey["proto"], "udp");
         assert_eq!(journey["syscall"], "recvfrom");
         // Blocked between datagrams: each one wakes the reader.
-        assert!(journey["stages_ns"]["wakeup"].is_u64() && journey["stages_ns"]["runqueue"].is_u64(), "{journey}");
+        assert!(
+            journey["stages_ns"]["wakeup"].is_u64() && journey["stages_ns"]["runqueue"].is_u64(),
+            "{journey}"
+        );
     }
 }
 
 #[test]
 fn tcp_over_loopback() {
-    let Some(_serial) = kernel_test("tcp_over_loopback") else { return };
-    let exchange = Exchange { role: "tcp", count: 20, netns: None, reader_cpu: None, sender_cpu: None };
+    let Some(_serial) = kernel_test("tcp_over_loopback") else {
+        return;
+    };
+    let exchange = Exchange {
+        role: "tcp",
+        count: 20,
+        netns: None,
+        reader_cpu: None,
+        sender_cpu: None,
+    };
     let (journeys, truth, _, tid) = exchange.run();
     check_against_truth(&journeys, &truth, tid, 20, "lo");
     for journey in &journeys {
         assert_eq!(journey["proto"], "tcp");
-        assert_eq!(journey["syscall"], "recvfrom", "std's TcpStream::read is recv(2)");
+        assert_eq!(
+            journey["syscall"], "recvfrom",
+            "std's TcpStream::read is recv(2)"
+        );
     }
 }
 
 #[test]
 fn udp_and_tcp_over_a_veth_pair_between_namespaces() {
-    let Some(_serial) = kernel_test("udp_and_tcp_over_a_veth_pair_between_namespaces") else { return };
+    let Some(_serial) = kernel_test("udp_and_tcp_over_a_veth_pair_between_namespaces") else {
+        return;
+    };
     let pair = VethPair::create();
     let dev = pair.reader_dev();
     for role in ["udp", "tcp"] {
-        let exchange = Exchange { role, count: 15, netns: Some(&pair), reader_cpu: None, sender_cpu: None };
+        let exchange = Exchange {
+            role,
+            count: 15,
+            netns: Some(&pair),
+            reader_cpu: None,
+            sender_cpu: None,
+        };
         let (journeys, truth, _, tid) = exchange.run();
         check_against_truth(&journeys, &truth, tid, 15, &dev);
         assert!(journeys.iter().all(|journey| journey["proto"] == role));
@@ -352,25 +501,48 @@ fn udp_and_tcp_over_a_veth_pair_between_namespaces() {
 }
 
 fn runqueue_p50(journeys: &[Value]) -> u64 {
-    let mut values: Vec<u64> =
-        journeys.iter().filter_map(|journey| journey["stages_ns"]["runqueue"].as_u64()).collect();
-    assert!(values.len() >= 5, "too few runqueue stages ({}) in {journeys:#?}", values.len());
+    let mut values: Vec<u64> = journeys
+        .iter()
+        .filter_map(|journey| journey["stages_ns"]["runqueue"].as_u64())
+        .collect();
+    assert!(
+        values.len() >= 5,
+        "too few runqueue stages ({}) in {journeys:#?}",
+        values.len()
+    );
     values.sort_unstable();
     values[values.len() / 2]
 }
 
 #[test]
 fn a_nice_minus_20_competitor_lengthens_the_runqueue_stage() {
-    let Some(_serial) = kernel_test("a_nice_minus_20_competitor_lengthens_the_runqueue_stage") else { return };
+    let Some(_serial) = kernel_test("a_nice_minus_20_competitor_lengthens_the_runqueue_stage")
+    else {
+        return;
+    };
     let cpus = std::thread::available_parallelism().unwrap().get();
     let (reader_cpu, sender_cpu) = (cpus - 1, 0);
-    let exchange =
-        Exchange { role: "udp", count: 30, netns: None, reader_cpu: Some(reader_cpu), sender_cpu: Some(sender_cpu) };
+    let exchange = Exchange {
+        role: "udp",
+        count: 30,
+        netns: None,
+        reader_cpu: Some(reader_cpu),
+        sender_cpu: Some(sender_cpu),
+    };
     let (alone, _, _, _) = exchange.run();
     let idle_p50 = runqueue_p50(&alone);
 
     let mut competitor = Command::new("nice")
-        .args(["-n", "-20", "taskset", "-c", &reader_cpu.to_string(), "sh", "-c", "while :; do :; done"])
+        .args([
+            "-n",
+            "-20",
+            "taskset",
+            "-c",
+            &reader_cpu.to_string(),
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ])
         .spawn()
         .expect("start the competitor");
     std::thread::sleep(Duration::from_millis(200));
@@ -387,15 +559,26 @@ fn a_nice_minus_20_competitor_lengthens_the_runqueue_stage() {
 
 #[test]
 fn live_rejects_unknown_pid_and_device() {
-    let Some(_serial) = kernel_test("live_rejects_unknown_pid_and_device") else { return };
+    let Some(_serial) = kernel_test("live_rejects_unknown_pid_and_device") else {
+        return;
+    };
     let run = |args: &[&str]| {
         let out = Command::new(tracer_bin()).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim_end().to_owned(),
+        )
     };
     let (code, stderr) = run(&["live", "--pid", "999999999", "--duration", "1s"]);
-    assert_eq!((code, stderr.as_str()), (Some(1), "tracer: error: no process with pid 999999999"));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (Some(1), "tracer: error: no process with pid 999999999")
+    );
     let (code, stderr) = run(&["live", "--dev", "nosuchdev0", "--duration", "1s"]);
     assert_eq!(code, Some(1));
-    assert!(stderr.starts_with("tracer: error: no network device named \"nosuchdev0\" (devices: "), "{stderr}");
+    assert!(
+        stderr.starts_with("tracer: error: no network device named \"nosuchdev0\" (devices: "),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1);
 }

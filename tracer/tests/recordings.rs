@@ -3,11 +3,7 @@
 
 mod common;
 
-use std::{
-    net::UdpSocket,
-    process::Command,
-    time::Duration,
-};
+use std::{net::UdpSocket, process::Command, time::Duration};
 
 use common::{RunningTracer, json_events, kernel_test, tracer_bin};
 use serde_json::Value;
@@ -15,23 +11,36 @@ use serde_json::Value;
 /// A reader thread blocked in recv() gets `count` datagrams of 100 + seq bytes, 10 ms apart.
 fn udp_exchange(count: u32) {
     let reader = UdpSocket::bind("127.0.0.1:0").unwrap();
-    reader.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let port = reader.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
-        (0..count).map(|_| reader.recv(&mut buf).unwrap()).collect::<Vec<_>>()
+        (0..count)
+            .map(|_| reader.recv(&mut buf).unwrap())
+            .collect::<Vec<_>>()
     });
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     for seq in 0..count {
         std::thread::sleep(Duration::from_millis(10));
-        sender.send_to(&vec![7u8; 100 + seq as usize], ("127.0.0.1", port)).unwrap();
+        sender
+            .send_to(&vec![7u8; 100 + seq as usize], ("127.0.0.1", port))
+            .unwrap();
     }
     let sizes = handle.join().unwrap();
-    assert_eq!(sizes, (0..count).map(|seq| 100 + seq as usize).collect::<Vec<_>>());
+    assert_eq!(
+        sizes,
+        (0..count).map(|seq| 100 + seq as usize).collect::<Vec<_>>()
+    );
 }
 
 fn report(args: &[&str]) -> (String, String) {
-    let out = Command::new(tracer_bin()).arg("report").args(args).output().unwrap();
+    let out = Command::new(tracer_bin())
+        .arg("report")
+        .args(args)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "report {args:?} failed: {stderr}");
     (String::from_utf8(out.stdout).unwrap(), stderr)
@@ -39,16 +48,25 @@ fn report(args: &[&str]) -> (String, String) {
 
 fn ours(journeys: &[Value]) -> Vec<&Value> {
     let me = std::process::id();
-    journeys.iter().filter(|journey| journey["pid"] == me).collect()
+    journeys
+        .iter()
+        .filter(|journey| journey["pid"] == me)
+        .collect()
 }
 
 #[test]
 fn live_and_report_give_identical_journeys_for_one_capture() {
-    let Some(_serial) = kernel_test("live_and_report_give_identical_journeys_for_one_capture") else { return };
+    let Some(_serial) = kernel_test("live_and_report_give_identical_journeys_for_one_capture")
+    else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("capture.trc");
     let file_arg = file.to_str().unwrap();
-    let tracer = RunningTracer::start(&["live", "--json", "--interval", "0", "--record", file_arg], dir.path());
+    let tracer = RunningTracer::start(
+        &["live", "--json", "--interval", "0", "--record", file_arg],
+        dir.path(),
+    );
     udp_exchange(30);
     std::thread::sleep(Duration::from_millis(100));
     let (live, _) = tracer.stop();
@@ -58,12 +76,17 @@ fn live_and_report_give_identical_journeys_for_one_capture() {
     let ours_live = ours(&live_journeys);
     assert_eq!(ours_live.len(), 30, "one journey per datagram");
     assert!(ours_live.iter().all(|journey| journey["complete"] == true));
-    assert_eq!(live, offline, "live --json and report --json differ over the same capture");
+    assert_eq!(
+        live, offline,
+        "live --json and report --json differ over the same capture"
+    );
 }
 
 #[test]
 fn a_killed_recorder_leaves_a_readable_prefix() {
-    let Some(_serial) = kernel_test("a_killed_recorder_leaves_a_readable_prefix") else { return };
+    let Some(_serial) = kernel_test("a_killed_recorder_leaves_a_readable_prefix") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("killed.trc");
     let file_arg = file.to_str().unwrap();
@@ -73,15 +96,25 @@ fn a_killed_recorder_leaves_a_readable_prefix() {
     std::thread::sleep(Duration::from_millis(1500));
     tracer.kill();
     let (stdout, stderr) = report(&[file_arg, "--json"]);
-    assert!(stderr.contains("no trailer: the recorder did not finish"), "{stderr}");
+    assert!(
+        stderr.contains("no trailer: the recorder did not finish"),
+        "{stderr}"
+    );
     let journeys = json_events(&stdout);
-    assert_eq!(ours(&journeys).len(), 20, "every datagram before the last flush is there");
+    assert_eq!(
+        ours(&journeys).len(),
+        20,
+        "every datagram before the last flush is there"
+    );
 
     // A file cut in the middle of a chunk still reports the chunks before the cut.
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.path().join("cut.trc");
     std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
-    let out = Command::new(tracer_bin()).args(["report", cut.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(tracer_bin())
+        .args(["report", cut.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ends inside the chunk at byte"));
 }
@@ -91,18 +124,29 @@ fn bad_recordings_give_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.trc");
     for (content, expected) in [
-        (&b"hello world, not a trace"[..], "not a tracer recording (bad magic at byte 0)"),
-        (&b"TRACERv9........"[..], "recording format version 9 is not supported"),
+        (
+            &b"hello world, not a trace"[..],
+            "not a tracer recording (bad magic at byte 0)",
+        ),
+        (
+            &b"TRACERv9........"[..],
+            "recording format version 9 is not supported",
+        ),
     ] {
         std::fs::write(&path, content).unwrap();
-        let out = Command::new(tracer_bin()).args(["report", path.to_str().unwrap()]).output().unwrap();
+        let out = Command::new(tracer_bin())
+            .args(["report", path.to_str().unwrap()])
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     }
-    let out = Command::new(tracer_bin()).args(["report", "/nonexistent/x.trc"]).output().unwrap();
+    let out = Command::new(tracer_bin())
+        .args(["report", "/nonexistent/x.trc"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.trc: No such file"));
 }
-

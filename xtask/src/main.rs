@@ -15,7 +15,13 @@ use clap::{Parser, Subcommand};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
 /// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests.
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "iproute2", "bpftool"];
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "iproute2",
+    "bpftool",
+];
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 #[derive(Parser)]
@@ -65,12 +71,22 @@ fn run(task: Task) -> anyhow::Result<()> {
         Task::Setup => setup(),
         Task::Build { release } => {
             setup()?;
-            cargo(&root, &["build", if release { "--release" } else { "--quiet" }])
+            cargo(
+                &root,
+                &["build", if release { "--release" } else { "--quiet" }],
+            )
         }
         Task::Run { args } => {
             setup()?;
-            cargo(&root, &["build", "--release", "--quiet", "--package", "tracer"])?;
-            let args = if args.is_empty() { vec!["demo".to_owned()] } else { args };
+            cargo(
+                &root,
+                &["build", "--release", "--quiet", "--package", "tracer"],
+            )?;
+            let args = if args.is_empty() {
+                vec!["demo".to_owned()]
+            } else {
+                args
+            };
             let status = Command::new(root.join("target/release/tracer"))
                 .args(&args)
                 .status()
@@ -90,7 +106,10 @@ fn run(task: Task) -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_owned()
 }
 
 fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
@@ -125,7 +144,15 @@ fn cargo_test(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         if let Some(rest) = line.strip_prefix("test result: ") {
             let count = |word: &str| {
                 rest.split(';')
-                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
                     .unwrap_or(0)
             };
             passed += count("passed");
@@ -149,24 +176,51 @@ fn setup() -> anyhow::Result<()> {
     let mut missing: Vec<String> = Vec::new();
     let nightly = output("rustup", &["toolchain", "list"]).unwrap_or_default();
     if !nightly.lines().any(|line| line.starts_with("nightly")) {
-        bail!("the `nightly` Rust toolchain is missing: install it with `rustup toolchain install nightly`");
+        bail!(
+            "the `nightly` Rust toolchain is missing: install it with `rustup toolchain install nightly`"
+        );
     }
-    let components = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
-        .unwrap_or_default();
+    let components = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .unwrap_or_default();
     if !components.lines().any(|line| line.starts_with("rust-src")) {
         step("adding rust-src to the nightly toolchain (needed for -Z build-std=core)");
-        sh("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"])?;
+        sh(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        )?;
     }
 
-    let apt_missing: Vec<&str> =
-        APT_PACKAGES.iter().copied().filter(|package| !dpkg_installed(package)).collect();
+    let apt_missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !dpkg_installed(package))
+        .collect();
     let linker_ok = output("bpf-linker", &["--version"])
         .is_ok_and(|version| version.trim() == format!("bpf-linker {BPF_LINKER_VERSION}"));
     if !apt_missing.is_empty() {
         missing.extend(apt_missing.iter().map(|p| format!("Debian package {p}")));
     }
     if !linker_ok {
-        missing.push(format!("bpf-linker {BPF_LINKER_VERSION} (LLVM {LLVM_MAJOR})"));
+        missing.push(format!(
+            "bpf-linker {BPF_LINKER_VERSION} (LLVM {LLVM_MAJOR})"
+        ));
+    }
+    let perfetto_ok = Command::new("python3")
+        .args([
+            "-c",
+            "import perfetto.protos.perfetto.trace.perfetto_trace_pb2",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !perfetto_ok {
+        missing.push(
+            "Python packages perfetto and protobuf (Perfetto's protos, for the export tests)"
+                .to_owned(),
+        );
     }
     let tracefs_ok = Path::new(TRACEFS).join("events").is_dir();
     if !tracefs_ok {
@@ -187,7 +241,10 @@ fn setup() -> anyhow::Result<()> {
         );
     }
     if !apt_missing.is_empty() {
-        step(&format!("installing Debian packages: {}", apt_missing.join(" ")));
+        step(&format!(
+            "installing Debian packages: {}",
+            apt_missing.join(" ")
+        ));
         sh("apt-get", &["update", "-qq"])?;
         let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
         args.extend(&apt_missing);
@@ -197,11 +254,16 @@ fn setup() -> anyhow::Result<()> {
             .status()
             .context("running apt-get")?;
         if !status.success() {
-            bail!("apt-get install {} failed ({status})", apt_missing.join(" "));
+            bail!(
+                "apt-get install {} failed ({status})",
+                apt_missing.join(" ")
+            );
         }
     }
     if !linker_ok {
-        step(&format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (about 3 minutes)"));
+        step(&format!(
+            "building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (about 3 minutes)"
+        ));
         let status = Command::new("cargo")
             .args([
                 "install",
@@ -220,6 +282,21 @@ fn setup() -> anyhow::Result<()> {
             bail!("cargo install bpf-linker failed ({status})");
         }
     }
+    if !perfetto_ok {
+        step("installing the Python packages perfetto and protobuf (pip)");
+        sh(
+            "python3",
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "perfetto",
+                "protobuf",
+            ],
+        )?;
+    }
     if !tracefs_ok {
         step(&format!("mounting tracefs at {TRACEFS}"));
         sh("mount", &["-t", "tracefs", "nodev", TRACEFS])?;
@@ -237,7 +314,10 @@ fn dpkg_installed(package: &str) -> bool {
 }
 
 fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
     if !out.status.success() {
         bail!("{program} {} failed", args.join(" "));
     }
@@ -245,7 +325,10 @@ fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
 }
 
 fn sh(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(program).args(args).status().with_context(|| format!("running {program}"))?;
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {program}"))?;
     if !status.success() {
         bail!("{program} {} failed ({status})", args.join(" "));
     }

@@ -38,7 +38,13 @@ pub struct TrafficArgs {
 pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the tracer executable")?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["traffic", "--count", &args.count.to_string(), "--gap-ms", &args.gap_ms.to_string()])
+        .args([
+            "traffic",
+            "--count",
+            &args.count.to_string(),
+            "--gap-ms",
+            &args.gap_ms.to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -53,7 +59,9 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
     eprintln!(
         "tracer:   softirq_wait: NET_RX raised by the sender's sendto() (loopback has no hard IRQ) -> softirq entry;"
     );
-    eprintln!("tracer:   poll -> stack: netif_receive_skb on lo -> the socket enqueue (sk_data_ready);");
+    eprintln!(
+        "tracer:   poll -> stack: netif_receive_skb on lo -> the socket enqueue (sk_data_ready);"
+    );
     eprintln!(
         "tracer:   wakeup: the kernel wakes the blocked reader; runqueue: the scheduler puts it on a CPU; syscall: recv() returns."
     );
@@ -65,7 +73,10 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
     };
     let output = LiveOutput {
         json: args.json,
-        filter: JourneyFilter { pid: Some(pid), ..JourneyFilter::default() },
+        filter: JourneyFilter {
+            pid: Some(pid),
+            ..JourneyFilter::default()
+        },
         count: None,
         interval: Duration::ZERO,
         keep_unsocketed: false,
@@ -96,7 +107,10 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
 /// The child: waits for a line on stdin (the tracer is attached), then exchanges datagrams.
 pub fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("waiting for the go line")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("waiting for the go line")?;
     let exchange = traffic::udp_exchange(args.count, 64, Duration::from_millis(args.gap_ms))?;
     anyhow::ensure!(
         exchange.received == exchange.sent,

@@ -79,7 +79,13 @@ pub async fn stream(
     );
     ready(&probes);
 
-    let mut printer = Printer { out: BufWriter::new(io::stdout().lock()), names, json, stats: StreamStats::default(), closed: false };
+    let mut printer = Printer {
+        out: BufWriter::new(io::stdout().lock()),
+        names,
+        json,
+        stats: StreamStats::default(),
+        closed: false,
+    };
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -154,7 +160,11 @@ fn report(stats: &StreamStats) {
         .enumerate()
         .map(|(cpu, n)| format!("cpu{cpu}={n}"))
         .collect();
-    eprintln!("tracer: {} events; lost {lost} ({})", stats.events, per_cpu.join(" "));
+    eprintln!(
+        "tracer: {} events; lost {lost} ({})",
+        stats.events,
+        per_cpu.join(" ")
+    );
     if stats.undecodable > 0 {
         eprintln!("tracer: {} undecodable records skipped", stats.undecodable);
     }

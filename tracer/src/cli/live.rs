@@ -73,10 +73,19 @@ pub struct JourneyFilter {
 impl JourneyFilter {
     pub fn keeps(&self, journey: &Journey) -> bool {
         let cpu_touched = |cpu: u16| {
-            [journey.cpu_irq, journey.cpu_softirq, journey.cpu_stack, journey.cpu_task].contains(&Some(cpu))
+            [
+                journey.cpu_irq,
+                journey.cpu_softirq,
+                journey.cpu_stack,
+                journey.cpu_task,
+            ]
+            .contains(&Some(cpu))
         };
         self.pid.is_none_or(|pid| journey.pid == Some(pid))
-            && self.comm.as_ref().is_none_or(|comm| journey.comm.as_ref() == Some(comm))
+            && self
+                .comm
+                .as_ref()
+                .is_none_or(|comm| journey.comm.as_ref() == Some(comm))
             && self.dev.as_ref().is_none_or(|dev| &journey.dev == dev)
             && self.cpu.is_none_or(cpu_touched)
     }
@@ -106,7 +115,10 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
     if let Some(dev) = &args.dev
         && !irqs.has_device(dev)
     {
-        bail!("no network device named {dev:?} (devices: {})", irqs.devices.join(", "));
+        bail!(
+            "no network device named {dev:?} (devices: {})",
+            irqs.devices.join(", ")
+        );
     }
     let options = ProbeOptions {
         pid: args.pid,
@@ -141,7 +153,9 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
-    follow(&options, &output, irqs, |_| {}, stop).await.map(|_| ())
+    follow(&options, &output, irqs, |_| {}, stop)
+        .await
+        .map(|_| ())
 }
 
 /// Traces until `stop`, Ctrl-C, SIGTERM or `count` journeys; prints journeys and summaries.
@@ -168,7 +182,10 @@ pub async fn follow(
         Some(path) => {
             let filters = super::record::record_filters(options.pid, &options.without);
             let meta = super::record::metadata(&probes, filters);
-            Some(Writer::create(path, &meta).with_context(|| format!("creating {}", path.display()))?)
+            Some(
+                Writer::create(path, &meta)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            )
         }
         None => None,
     };
@@ -237,15 +254,23 @@ pub async fn follow(
     let lost = probes.lost_per_cpu()?;
     if let Some(writer) = recorder {
         let duration = super::record::monotonic_ns().saturating_sub(record_start);
-        writer.finish(lost.clone(), duration).context("writing the recording")?;
+        writer
+            .finish(lost.clone(), duration)
+            .context("writing the recording")?;
     }
     sink.summary(&tracker, Some(&lost), started.elapsed(), true);
-    Ok(LiveStats { journeys: sink.shown(), complete: tracker.engine().stats().complete })
+    Ok(LiveStats {
+        journeys: sink.shown(),
+        complete: tracker.engine().stats().complete,
+    })
 }
 
 /// CLOCK_MONOTONIC now (the clock of bpf_ktime_get_ns).
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

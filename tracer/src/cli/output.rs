@@ -76,7 +76,13 @@ impl<W: io::Write> JourneySink<W> {
 
     /// The summary goes to stdout with text output, to stderr with JSON. `lost`: the
     /// kernel's per-CPU loss counters, when known.
-    pub fn summary(&mut self, tracker: &Tracker, lost: Option<&[u64]>, elapsed: Duration, last: bool) {
+    pub fn summary(
+        &mut self,
+        tracker: &Tracker,
+        lost: Option<&[u64]>,
+        elapsed: Duration,
+        last: bool,
+    ) {
         let stats = tracker.engine().stats();
         let shown = self.summary.journeys;
         let mut text = format!(
@@ -91,17 +97,30 @@ impl<W: io::Write> JourneySink<W> {
             text.push_str(&format!("incomplete: {count} {reason}\n"));
         }
         for (reason, count) in &stats.unsocketed {
-            text.push_str(&format!("not shown, never reached a socket: {count} {reason}\n"));
+            text.push_str(&format!(
+                "not shown, never reached a socket: {count} {reason}\n"
+            ));
         }
         let lost = match lost {
             Some(lost) => {
-                let per_cpu: Vec<String> = lost.iter().enumerate().map(|(cpu, n)| format!("cpu{cpu}={n}")).collect();
+                let per_cpu: Vec<String> = lost
+                    .iter()
+                    .enumerate()
+                    .map(|(cpu, n)| format!("cpu{cpu}={n}"))
+                    .collect();
                 format!("{} ({})", lost.iter().sum::<u64>(), per_cpu.join(" "))
             }
             None => {
-                let marks: Vec<String> =
-                    stats.loss_marks.iter().map(|(cpu, n)| format!("cpu{cpu}: {n} gaps")).collect();
-                if marks.is_empty() { "none marked".to_owned() } else { marks.join(", ") }
+                let marks: Vec<String> = stats
+                    .loss_marks
+                    .iter()
+                    .map(|(cpu, n)| format!("cpu{cpu}: {n} gaps"))
+                    .collect();
+                if marks.is_empty() {
+                    "none marked".to_owned()
+                } else {
+                    marks.join(", ")
+                }
             }
         };
         text.push_str(&format!(
@@ -120,4 +139,3 @@ impl<W: io::Write> JourneySink<W> {
         }
     }
 }
-

@@ -13,7 +13,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     decode,
     irqmap::IrqMap,
-    journey::{EngineConfig, Stage, StageSummary, Tracker, analysis::{self, EventCounts}, summary::human_ns},
+    journey::{
+        EngineConfig, Stage, StageSummary, Tracker,
+        analysis::{self, EventCounts},
+        summary::human_ns,
+    },
     names,
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
     record::{Metadata, RecordedIrq, Recording, Writer},
@@ -96,7 +100,10 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
     let mut source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    eprintln!("tracer: recording to {}; Ctrl-C to stop", args.output.display());
+    eprintln!(
+        "tracer: recording to {}; Ctrl-C to stop",
+        args.output.display()
+    );
     let progress = std::io::stderr().is_terminal();
     let started = Instant::now();
     let first_ts = monotonic_ns();
@@ -147,7 +154,11 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
     let bytes = writer
         .finish(lost.clone(), monotonic_ns().saturating_sub(first_ts))
         .with_context(|| format!("writing {}", args.output.display()))?;
-    let per_cpu: Vec<String> = lost.iter().enumerate().map(|(cpu, n)| format!("cpu{cpu}={n}")).collect();
+    let per_cpu: Vec<String> = lost
+        .iter()
+        .enumerate()
+        .map(|(cpu, n)| format!("cpu{cpu}={n}"))
+        .collect();
     eprintln!(
         "tracer: recorded {events} events ({bytes} bytes, {:.1} B/event) in {:.1}s to {}; lost {} ({})",
         bytes as f64 / events.max(1) as f64,
@@ -168,9 +179,16 @@ pub fn record_filters(pid: Option<u32>, without: &[String]) -> Vec<String> {
 
 /// The metadata of a recording made now on this host.
 pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
-    let read = |path: &str| std::fs::read_to_string(path).map(|text| text.trim().to_owned()).unwrap_or_default();
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .unwrap_or_default()
+    };
     let clock = |id| {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: ts is a valid timespec to write.
         unsafe { libc::clock_gettime(id, &mut ts) };
         i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -178,7 +196,11 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
     let mut irqs: Vec<RecordedIrq> = IrqMap::from_system()
         .irqs
         .into_iter()
-        .map(|(irq, device)| RecordedIrq { irq, dev: device.dev, name: device.name })
+        .map(|(irq, device)| RecordedIrq {
+            irq,
+            dev: device.dev,
+            name: device.name,
+        })
         .collect();
     irqs.sort_by_key(|irq| irq.irq);
     let offsets = Slot::ALL
@@ -186,7 +208,10 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
         .filter(|slot| probes.layout.offsets[**slot as usize] != ABSENT)
         .map(|slot| {
             let spec = slot.spec();
-            (format!("{}:{}:{}", spec.category, spec.tracepoint, spec.field), probes.layout.offsets[*slot as usize])
+            (
+                format!("{}:{}:{}", spec.category, spec.tracepoint, spec.field),
+                probes.layout.offsets[*slot as usize],
+            )
         })
         .collect();
     let skipped = probes
@@ -205,7 +230,9 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
         realtime_offset_ns: clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC),
         irqs,
         drop_reasons: probes.drop_reasons(),
-        comms: names::kernel_thread_comms().into_iter().collect::<BTreeMap<_, _>>(),
+        comms: names::kernel_thread_comms()
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
         filters,
         offsets,
         skipped,
@@ -214,38 +241,27 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
 
 /// CLOCK_MONOTONIC now (the clock of bpf_ktime_get_ns).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {
-    let recording = Recording::read(&args.file)?;
-    if let Some(why) = &recording.truncated {
-        log::warn!(
-            "{}: {why} (the recorder was stopped abruptly?); reporting the {} events before it",
-            args.file.display(),
-            recording.events.len()
-        );
-    }
-    if recording.version >= 2 && recording.trailer.is_none() {
-        log::warn!(
-            "{}: no trailer: the recorder did not finish (killed?), so its lost-event counts are unknown",
-            args.file.display()
-        );
-    }
+    let recording = open_recording(&args.file)?;
     let meta = &recording.meta;
-    let config = EngineConfig {
-        irq_devices: meta.irq_devices(),
-        drop_reasons: meta.drop_reasons.clone(),
-        comms: meta.comms.iter().map(|(tid, comm)| (*tid, comm.clone())).collect(),
-        keep_unsocketed: args.all,
-    };
-    let mut tracker = Tracker::new(config);
+    let mut tracker = Tracker::new(engine_config(meta, args.all));
     let output = LiveOutput {
         json: args.json,
-        filter: JourneyFilter { pid: args.pid, comm: args.comm.clone(), dev: args.dev.clone(), cpu: None },
+        filter: JourneyFilter {
+            pid: args.pid,
+            comm: args.comm.clone(),
+            dev: args.dev.clone(),
+            cpu: None,
+        },
         count: None,
         interval: Duration::ZERO,
         keep_unsocketed: args.all,
@@ -272,20 +288,152 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     }
     tracker.finish(&mut journeys);
     take(&mut journeys, &mut sink, &mut kept, &output.filter);
-    let first = recording.events.iter().map(|event| event.ts).min().unwrap_or(0);
-    let last = recording.events.iter().map(|event| event.ts).max().unwrap_or(first);
-    let lost = recording.trailer.as_ref().map(|trailer| trailer.lost_per_cpu.as_slice());
+    let first = recording
+        .events
+        .iter()
+        .map(|event| event.ts)
+        .min()
+        .unwrap_or(0);
+    let last = recording
+        .events
+        .iter()
+        .map(|event| event.ts)
+        .max()
+        .unwrap_or(first);
+    let lost = recording
+        .trailer
+        .as_ref()
+        .map(|trailer| trailer.lost_per_cpu.as_slice());
     if let Some(sink) = &mut sink {
         sink.summary(&tracker, lost, Duration::from_nanos(last - first), true);
     }
     if args.json {
         return Ok(());
     }
-    let irq_devices = meta.irq_devices().into_iter().map(|(irq, device)| (irq, device.dev)).collect();
+    let irq_devices = meta
+        .irq_devices()
+        .into_iter()
+        .map(|(irq, device)| (irq, device.dev))
+        .collect();
     let readers = kept.iter().filter_map(|journey| journey.tid).collect();
     let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
     let text = analysis_text(&recording, &kept, &counts, &tracker, args.slowest, lost);
     print!("{text}");
+    Ok(())
+}
+
+/// The engine's view of the host a recording was made on.
+fn engine_config(meta: &Metadata, keep_unsocketed: bool) -> EngineConfig {
+    EngineConfig {
+        irq_devices: meta.irq_devices(),
+        drop_reasons: meta.drop_reasons.clone(),
+        comms: meta
+            .comms
+            .iter()
+            .map(|(tid, comm)| (*tid, comm.clone()))
+            .collect(),
+        keep_unsocketed,
+    }
+}
+
+/// Reads a recording and warns about a cut or unfinished one.
+fn open_recording(file: &std::path::Path) -> anyhow::Result<Recording> {
+    let recording = Recording::read(file)?;
+    if let Some(why) = &recording.truncated {
+        log::warn!(
+            "{}: {why} (the recorder was stopped abruptly?); using the {} events before it",
+            file.display(),
+            recording.events.len()
+        );
+    }
+    if recording.version >= 2 && recording.trailer.is_none() {
+        log::warn!(
+            "{}: no trailer: the recorder did not finish (killed?), so its lost-event counts are unknown",
+            file.display()
+        );
+    }
+    Ok(recording)
+}
+
+/// Output formats of `tracer export`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// A Perfetto trace (open it in ui.perfetto.dev).
+    Perfetto,
+    /// One journey JSON object per line (the DESIGN.md record).
+    Jsonl,
+    /// One row per journey.
+    Csv,
+}
+
+/// Options of `tracer export`.
+#[derive(Clone, Debug, Args)]
+pub struct ExportArgs {
+    /// A recording made by `tracer record` or `tracer live --record`.
+    pub file: PathBuf,
+    /// What to write.
+    #[arg(short, long, value_enum)]
+    pub format: ExportFormat,
+    /// Where to write it.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Also packets that never reached a socket.
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let recording = open_recording(&args.file)?;
+    let mut tracker = Tracker::new(engine_config(&recording.meta, args.all));
+    let mut journeys = Vec::new();
+    for event in &recording.events {
+        tracker.push_event(*event);
+    }
+    tracker.finish(&mut journeys);
+    let bytes = match args.format {
+        ExportFormat::Perfetto => {
+            let irq_names = recording
+                .meta
+                .irqs
+                .iter()
+                .map(|irq| (irq.irq, irq.name.clone()))
+                .collect();
+            let comms = journeys
+                .iter()
+                .filter_map(|journey| Some((journey.tid?, journey.comm.clone()?)))
+                .collect();
+            tracer::export::perfetto::export(&recording.events, &journeys, &irq_names, &comms)
+        }
+        ExportFormat::Jsonl => {
+            let mut out = Vec::new();
+            for journey in &journeys {
+                serde_json::to_writer(&mut out, journey)?;
+                out.push(b'\n');
+            }
+            out
+        }
+        ExportFormat::Csv => {
+            let mut out = tracer::export::csv::header();
+            out.push('\n');
+            for journey in &journeys {
+                out.push_str(&tracer::export::csv::row(journey));
+                out.push('\n');
+            }
+            out.into_bytes()
+        }
+    };
+    let mut file = std::fs::File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    file.write_all(&bytes)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "tracer: {} journeys from {} events written to {} ({} bytes)",
+        journeys.len(),
+        recording.events.len(),
+        args.output.display(),
+        bytes.len()
+    );
     Ok(())
 }
 
@@ -315,8 +463,19 @@ fn analysis_text(
     let meta = &recording.meta;
     let mut text = String::new();
     let span = {
-        let first = recording.events.iter().map(|event| event.ts).min().unwrap_or(0);
-        recording.events.iter().map(|event| event.ts).max().unwrap_or(first) - first
+        let first = recording
+            .events
+            .iter()
+            .map(|event| event.ts)
+            .min()
+            .unwrap_or(0);
+        recording
+            .events
+            .iter()
+            .map(|event| event.ts)
+            .max()
+            .unwrap_or(first)
+            - first
     };
     let _ = writeln!(
         text,
@@ -327,31 +486,63 @@ fn analysis_text(
         meta.cpus,
         recording.events.len(),
         human_ns(span),
-        lost.map_or("unknown (no trailer)".to_owned(), |lost| lost.iter().sum::<u64>().to_string())
+        lost.map_or("unknown (no trailer)".to_owned(), |lost| lost
+            .iter()
+            .sum::<u64>()
+            .to_string())
     );
     let mut summary = StageSummary::default();
     for journey in journeys {
         summary.add(journey);
     }
     let complete = journeys.iter().filter(|journey| journey.complete).count();
-    let _ = writeln!(text, "\n== {} journeys, {complete} complete ==", journeys.len());
+    let _ = writeln!(
+        text,
+        "\n== {} journeys, {complete} complete ==",
+        journeys.len()
+    );
     text.push_str(&summary.table());
     for (reason, count) in &tracker.engine().stats().incomplete {
         let _ = writeln!(text, "incomplete: {count} {reason}");
     }
     text.push_str("\n== stage histograms (log2) ==\n");
     for stage in Stage::ALL {
-        if journeys.iter().any(|journey| journey.stages_ns.get(stage).is_some()) {
+        if journeys
+            .iter()
+            .any(|journey| journey.stages_ns.get(stage).is_some())
+        {
             text.push_str(&analysis::log2_histogram(journeys, stage));
         }
     }
     let sections: [(&str, Box<dyn Fn(&tracer::journey::Journey) -> String>); 4] = [
         ("device", Box::new(|journey| journey.dev.clone())),
-        ("irq", Box::new(|journey| journey.irq_name.clone().unwrap_or_else(|| "(none)".to_owned()))),
-        ("softirq cpu", Box::new(|journey| journey.cpu_softirq.map_or("-".to_owned(), |cpu| cpu.to_string()))),
-        ("task", Box::new(|journey| {
-            format!("{}({})", journey.comm.as_deref().unwrap_or("?"), journey.pid.map_or("-".to_owned(), |pid| pid.to_string()))
-        })),
+        (
+            "irq",
+            Box::new(|journey| {
+                journey
+                    .irq_name
+                    .clone()
+                    .unwrap_or_else(|| "(none)".to_owned())
+            }),
+        ),
+        (
+            "softirq cpu",
+            Box::new(|journey| {
+                journey
+                    .cpu_softirq
+                    .map_or("-".to_owned(), |cpu| cpu.to_string())
+            }),
+        ),
+        (
+            "task",
+            Box::new(|journey| {
+                format!(
+                    "{}({})",
+                    journey.comm.as_deref().unwrap_or("?"),
+                    journey.pid.map_or("-".to_owned(), |pid| pid.to_string())
+                )
+            }),
+        ),
     ];
     for (name, key) in sections {
         let _ = writeln!(text, "\n== by {name}: journeys, total p50 / p99 / max ==");
@@ -397,9 +588,14 @@ fn analysis_text(
     if counts.nic_irqs.is_empty() {
         text.push_str("  no NIC interrupts recorded (loopback and veth have none)\n");
     }
-    text.push_str("\n== context switches of the readers (seen while they waited in recv/poll) ==\n");
+    text.push_str(
+        "\n== context switches of the readers (seen while they waited in recv/poll) ==\n",
+    );
     for (tid, (voluntary, involuntary)) in &counts.switches {
-        let _ = writeln!(text, "  tid {tid:<8} voluntary {voluntary:>6}  involuntary {involuntary:>6}");
+        let _ = writeln!(
+            text,
+            "  tid {tid:<8} voluntary {voluntary:>6}  involuntary {involuntary:>6}"
+        );
     }
     text
 }

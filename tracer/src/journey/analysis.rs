@@ -27,7 +27,11 @@ pub struct EventCounts {
 impl EventCounts {
     /// Counts `events`; `irq_devices` maps network IRQs to devices, `readers` are the tids
     /// whose switches are counted.
-    pub fn count(events: &[Event], irq_devices: &HashMap<u32, String>, readers: &HashSet<u32>) -> Self {
+    pub fn count(
+        events: &[Event],
+        irq_devices: &HashMap<u32, String>,
+        readers: &HashSet<u32>,
+    ) -> Self {
         let mut counts = EventCounts::default();
         for event in events {
             match EventKind::from_u8(event.kind) {
@@ -42,12 +46,19 @@ impl EventCounts {
                     }
                 }
                 Some(EventKind::NetifReceiveSkb) => {
-                    *counts.packets.entry(crate::decode::name(event)).or_default() += 1;
+                    *counts
+                        .packets
+                        .entry(crate::decode::name(event))
+                        .or_default() += 1;
                 }
                 Some(EventKind::SchedSwitch) if readers.contains(&event.tid) => {
                     let entry = counts.switches.entry(event.tid).or_default();
                     // prev_state 0 (TASK_RUNNING): preempted; anything else: it blocked.
-                    if event.addr == 0 { entry.1 += 1 } else { entry.0 += 1 }
+                    if event.addr == 0 {
+                        entry.1 += 1
+                    } else {
+                        entry.0 += 1
+                    }
                 }
                 _ => {}
             }
@@ -57,7 +68,10 @@ impl EventCounts {
 }
 
 /// Journeys grouped by a key, with the histogram of their totals.
-pub fn breakdown(journeys: &[Journey], key: impl Fn(&Journey) -> String) -> BTreeMap<String, Histogram> {
+pub fn breakdown(
+    journeys: &[Journey],
+    key: impl Fn(&Journey) -> String,
+) -> BTreeMap<String, Histogram> {
     let mut groups: BTreeMap<String, Histogram> = BTreeMap::new();
     for journey in journeys {
         let histogram = groups.entry(key(journey)).or_default();
@@ -71,20 +85,30 @@ pub fn breakdown(journeys: &[Journey], key: impl Fn(&Journey) -> String) -> BTre
 /// A log2 histogram of one stage, drawn like bcc's tools: `[lo, hi) count |####|`.
 pub fn log2_histogram(journeys: &[Journey], stage: Stage) -> String {
     let mut buckets: BTreeMap<u32, u64> = BTreeMap::new();
-    for value in journeys.iter().filter_map(|journey| journey.stages_ns.get(stage)) {
+    for value in journeys
+        .iter()
+        .filter_map(|journey| journey.stages_ns.get(stage))
+    {
         *buckets.entry(64 - value.leading_zeros()).or_default() += 1;
     }
     let Some(&most) = buckets.values().max() else {
         return format!("{}: no samples\n", stage.name());
     };
-    let (&first, &last) = (buckets.keys().next().expect("non-empty"), buckets.keys().last().expect("non-empty"));
+    let (&first, &last) = (
+        buckets.keys().next().expect("non-empty"),
+        buckets.keys().last().expect("non-empty"),
+    );
     let mut text = format!("{}:\n", stage.name());
     for bit in first..=last {
         let count = buckets.get(&bit).copied().unwrap_or(0);
         let low = if bit == 0 { 0 } else { 1u64 << (bit - 1) };
         let high = 1u64 << bit;
         let bar = "#".repeat((count * 40).div_ceil(most) as usize);
-        text.push_str(&format!("  {:>9} .. {:<9} {count:>7} |{bar:<40}|\n", human_ns(low), human_ns(high)));
+        text.push_str(&format!(
+            "  {:>9} .. {:<9} {count:>7} |{bar:<40}|\n",
+            human_ns(low),
+            human_ns(high)
+        ));
     }
     text
 }
@@ -114,7 +138,9 @@ pub fn waterfall(journey: &Journey, width: usize) -> String {
         human_ns(total)
     );
     for (stage, from) in rows {
-        let (Some(from), Some(ns)) = (from, journey.stages_ns.get(stage)) else { continue };
+        let (Some(from), Some(ns)) = (from, journey.stages_ns.get(stage)) else {
+            continue;
+        };
         let offset = scale(from.saturating_sub(start)).min(width);
         let length = scale(ns).max(1).min(width + 1 - offset);
         text.push_str(&format!(
@@ -131,7 +157,10 @@ pub fn waterfall(journey: &Journey, width: usize) -> String {
 
 /// The `n` journeys with the longest total, slowest first.
 pub fn slowest(journeys: &[Journey], n: usize) -> Vec<&Journey> {
-    let mut sorted: Vec<&Journey> = journeys.iter().filter(|journey| journey.stages_ns.total.is_some()).collect();
+    let mut sorted: Vec<&Journey> = journeys
+        .iter()
+        .filter(|journey| journey.stages_ns.total.is_some())
+        .collect();
     sorted.sort_by_key(|journey| std::cmp::Reverse(journey.stages_ns.total));
     sorted.truncate(n);
     sorted
@@ -167,20 +196,41 @@ mod tests {
 
     #[test]
     fn breakdowns_histograms_and_waterfalls() {
-        let journeys = vec![journey(1, "lo", 40_000), journey(2, "eth0", 400_000), journey(3, "lo", 60_000)];
+        let journeys = vec![
+            journey(1, "lo", 40_000),
+            journey(2, "eth0", 400_000),
+            journey(3, "lo", 60_000),
+        ];
         let by_dev = breakdown(&journeys, |j| j.dev.clone());
         assert_eq!(by_dev["lo"].count(), 2);
         assert_eq!(by_dev["eth0"].max(), 400_000);
         let slow = slowest(&journeys, 2);
         assert_eq!(slow.iter().map(|j| j.id).collect::<Vec<_>>(), vec![2, 3]);
         let text = log2_histogram(&journeys, Stage::Total);
-        assert_eq!(text.lines().filter(|line| line.contains('|')).count(), 4, "{text}");
-        assert!(text.contains("32.8us .. 65.5us          2 |########################################|"), "{text}");
+        assert_eq!(
+            text.lines().filter(|line| line.contains('|')).count(),
+            4,
+            "{text}"
+        );
+        assert!(
+            text.contains("32.8us .. 65.5us          2 |########################################|"),
+            "{text}"
+        );
         let drawn = waterfall(&journeys[1], 40);
-        assert!(drawn.starts_with("journey 2 on eth0 read by reader (9), total 400.0us"), "{drawn}");
+        assert!(
+            drawn.starts_with("journey 2 on eth0 read by reader (9), total 400.0us"),
+            "{drawn}"
+        );
         let poll = drawn.lines().find(|line| line.contains("poll")).unwrap();
-        assert_eq!(poll.matches('█').count(), 10, "a quarter of 40 columns: {drawn}");
-        assert!(poll.starts_with(&format!("  poll          {}█", " ".repeat(10))), "{drawn}");
+        assert_eq!(
+            poll.matches('█').count(),
+            10,
+            "a quarter of 40 columns: {drawn}"
+        );
+        assert!(
+            poll.starts_with(&format!("  poll          {}█", " ".repeat(10))),
+            "{drawn}"
+        );
     }
 
     #[test]
@@ -189,15 +239,44 @@ mod tests {
         let mut name = [0u8; 16];
         name[..4].copy_from_slice(b"eth0");
         for work in [3, 0, 5] {
-            events.push(Event { kind: EventKind::NapiPoll as u8, arg0: work, arg1: 64, name, ..Event::ZERO });
+            events.push(Event {
+                kind: EventKind::NapiPoll as u8,
+                arg0: work,
+                arg1: 64,
+                name,
+                ..Event::ZERO
+            });
         }
-        events.push(Event { kind: EventKind::IrqHandlerEntry as u8, arg0: 38, ..Event::ZERO });
+        events.push(Event {
+            kind: EventKind::IrqHandlerEntry as u8,
+            arg0: 38,
+            ..Event::ZERO
+        });
         for _ in 0..8 {
-            events.push(Event { kind: EventKind::NetifReceiveSkb as u8, name, ..Event::ZERO });
+            events.push(Event {
+                kind: EventKind::NetifReceiveSkb as u8,
+                name,
+                ..Event::ZERO
+            });
         }
-        events.push(Event { kind: EventKind::SchedSwitch as u8, tid: 9, addr: 1, ..Event::ZERO });
-        events.push(Event { kind: EventKind::SchedSwitch as u8, tid: 9, addr: 0, ..Event::ZERO });
-        events.push(Event { kind: EventKind::SchedSwitch as u8, tid: 10, addr: 1, ..Event::ZERO });
+        events.push(Event {
+            kind: EventKind::SchedSwitch as u8,
+            tid: 9,
+            addr: 1,
+            ..Event::ZERO
+        });
+        events.push(Event {
+            kind: EventKind::SchedSwitch as u8,
+            tid: 9,
+            addr: 0,
+            ..Event::ZERO
+        });
+        events.push(Event {
+            kind: EventKind::SchedSwitch as u8,
+            tid: 10,
+            addr: 1,
+            ..Event::ZERO
+        });
         let irqs = HashMap::from([(38, "eth0".to_owned())]);
         let counts = EventCounts::count(&events, &irqs, &HashSet::from([9]));
         assert_eq!(counts.polls["eth0"], (2, 8));

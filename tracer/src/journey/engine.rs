@@ -149,7 +149,12 @@ impl Engine {
     /// A new engine.
     pub fn new(config: EngineConfig) -> Self {
         let comms = config.comms.clone();
-        Self { config, comms, next_id: 1, ..Self::default() }
+        Self {
+            config,
+            comms,
+            next_id: 1,
+            ..Self::default()
+        }
     }
 
     /// Counters so far.
@@ -164,7 +169,9 @@ impl Engine {
 
     /// Feeds one event (in time order); finished journeys are appended to `out`.
     pub fn push(&mut self, event: &Event, out: &mut Vec<Journey>) {
-        let Some(kind) = EventKind::from_u8(event.kind) else { return };
+        let Some(kind) = EventKind::from_u8(event.kind) else {
+            return;
+        };
         self.stats.events += 1;
         let cpu = event.cpu;
         if self.cpus.len() <= cpu as usize {
@@ -176,12 +183,18 @@ impl Engine {
         use EventKind as K;
         match kind {
             K::IrqHandlerEntry => {
-                self.cpu(cpu).in_irq = Some(IrqSpan { irq: event.arg0, entry: event.ts, exit: None });
+                self.cpu(cpu).in_irq = Some(IrqSpan {
+                    irq: event.arg0,
+                    entry: event.ts,
+                    exit: None,
+                });
             }
             K::IrqHandlerExit => {
                 let state = self.cpu(cpu);
                 state.in_irq = None;
-                if let Some(Raise { irq: Some(span), .. }) = &mut state.raise
+                if let Some(Raise {
+                    irq: Some(span), ..
+                }) = &mut state.raise
                     && span.irq == event.arg0
                     && span.exit.is_none()
                 {
@@ -189,10 +202,16 @@ impl Engine {
                 }
             }
             K::SoftirqRaise if event.arg0 == NET_RX_SOFTIRQ => {
-                let nic_irq = self.cpu(cpu).in_irq.filter(|span| self.config.irq_devices.contains_key(&span.irq));
+                let nic_irq = self
+                    .cpu(cpu)
+                    .in_irq
+                    .filter(|span| self.config.irq_devices.contains_key(&span.irq));
                 let state = self.cpu(cpu);
                 if state.raise.is_none() {
-                    state.raise = Some(Raise { ts: event.ts, irq: nic_irq });
+                    state.raise = Some(Raise {
+                        ts: event.ts,
+                        irq: nic_irq,
+                    });
                 } else if let Some(raise) = &mut state.raise
                     && raise.irq.is_none()
                     && nic_irq.is_some()
@@ -203,7 +222,11 @@ impl Engine {
             K::SoftirqEntry if event.arg0 == NET_RX_SOFTIRQ => {
                 let in_ksoftirqd = self.comm(event.tid).starts_with("ksoftirqd/");
                 let state = self.cpu(cpu);
-                state.softirq = Some(SoftirqRun { entry: event.ts, cause: state.raise.take(), in_ksoftirqd });
+                state.softirq = Some(SoftirqRun {
+                    entry: event.ts,
+                    cause: state.raise.take(),
+                    in_ksoftirqd,
+                });
                 state.softirq_known = true;
                 state.batch.clear();
             }
@@ -236,10 +259,18 @@ impl Engine {
             K::KfreeSkb => self.on_free(event, true, out),
             K::ConsumeSkb => self.on_free(event, false, out),
             K::SockRecvLength => self.on_recv_length(event),
-            K::SysExitRecvfrom | K::SysExitRecvmsg | K::SysExitRecvmmsg | K::SysExitRead | K::SysExitReadv => {
+            K::SysExitRecvfrom
+            | K::SysExitRecvmsg
+            | K::SysExitRecvmmsg
+            | K::SysExitRead
+            | K::SysExitReadv => {
                 self.on_syscall_exit(event, kind, out);
             }
-            K::SysEnterRecvfrom | K::SysEnterRecvmsg | K::SysEnterRecvmmsg | K::SysEnterRead | K::SysEnterReadv => {}
+            K::SysEnterRecvfrom
+            | K::SysEnterRecvmsg
+            | K::SysEnterRecvmmsg
+            | K::SysEnterRead
+            | K::SysEnterReadv => {}
         }
     }
 
@@ -248,13 +279,19 @@ impl Engine {
         let mut ids: Vec<u64> = self.open.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
-            let Some(open) = self.open.get(&id) else { continue };
+            let Some(open) = self.open.get(&id) else {
+                continue;
+            };
             match open.phase {
                 Phase::Queued => self.end(id, Some("never read before the trace ended"), out),
-                Phase::Read => self.end(id, Some("recv had not returned when the trace ended"), out),
-                Phase::Gro | Phase::Stack => {
-                    self.end(id, Some("had not reached a socket when the trace ended"), out)
+                Phase::Read => {
+                    self.end(id, Some("recv had not returned when the trace ended"), out)
                 }
+                Phase::Gro | Phase::Stack => self.end(
+                    id,
+                    Some("had not reached a socket when the trace ended"),
+                    out,
+                ),
             }
         }
     }
@@ -308,7 +345,9 @@ impl Engine {
     fn stamp_softirq(&mut self, id: u64, cpu: u16) {
         let state = &self.cpus[cpu as usize];
         let (run, known) = (state.softirq, state.softirq_known);
-        let Some(open) = self.open.get_mut(&id) else { return };
+        let Some(open) = self.open.get_mut(&id) else {
+            return;
+        };
         let journey = &mut open.journey;
         journey.cpu_softirq = Some(cpu);
         match run {
@@ -353,11 +392,11 @@ impl Engine {
 
     fn on_receive(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let cpu = event.cpu;
-        let continued = self
-            .skbs
-            .get(&event.addr)
-            .copied()
-            .filter(|id| self.open.get(id).is_some_and(|open| open.phase == Phase::Gro));
+        let continued = self.skbs.get(&event.addr).copied().filter(|id| {
+            self.open
+                .get(id)
+                .is_some_and(|open| open.phase == Phase::Gro)
+        });
         let id = match continued {
             Some(id) => {
                 self.merge_gro_followers(id, event.ts);
@@ -389,7 +428,9 @@ impl Engine {
     /// GRO entries that came after `head` on the same CPU and never reached
     /// netif_receive_skb themselves were merged into it.
     fn merge_gro_followers(&mut self, head: u64, now: u64) {
-        let Some(gro_cpu) = self.open.get(&head).and_then(|open| open.gro_cpu) else { return };
+        let Some(gro_cpu) = self.open.get(&head).and_then(|open| open.gro_cpu) else {
+            return;
+        };
         let pending = std::mem::take(&mut self.cpus[gro_cpu as usize].gro_pending);
         let mut keep = Vec::new();
         let mut merged = 0;
@@ -399,11 +440,20 @@ impl Engine {
                 after_head = true;
                 continue;
             }
-            let still_gro = self.open.get(&id).is_some_and(|open| open.phase == Phase::Gro);
+            let still_gro = self
+                .open
+                .get(&id)
+                .is_some_and(|open| open.phase == Phase::Gro);
             if !still_gro {
                 continue;
             }
-            if after_head && self.open.get(&id).and_then(|open| open.gro_ts).is_some_and(|ts| ts <= now) {
+            if after_head
+                && self
+                    .open
+                    .get(&id)
+                    .and_then(|open| open.gro_ts)
+                    .is_some_and(|ts| ts <= now)
+            {
                 merged += 1;
                 if let Some(open) = self.open.remove(&id) {
                     self.skbs.remove(&open.skb);
@@ -421,8 +471,12 @@ impl Engine {
 
     /// A new packet uses `skb`: the packet that had it before is over.
     fn retire_skb(&mut self, skb: u64, out: &mut Vec<Journey>) {
-        let Some(old) = self.skbs.remove(&skb) else { return };
-        let Some(open) = self.open.get(&old) else { return };
+        let Some(old) = self.skbs.remove(&skb) else {
+            return;
+        };
+        let Some(open) = self.open.get(&old) else {
+            return;
+        };
         if matches!(open.phase, Phase::Gro | Phase::Stack) {
             self.end(old, Some("skb address reused before the packet reached a socket (its free was not traced)"), out);
         }
@@ -445,7 +499,9 @@ impl Engine {
             self.stats.unlinked_data_ready += 1;
             return;
         };
-        let Some(open) = self.open.get_mut(&id) else { return };
+        let Some(open) = self.open.get_mut(&id) else {
+            return;
+        };
         if open.phase != Phase::Stack {
             self.stats.unlinked_data_ready += 1;
             return;
@@ -471,7 +527,9 @@ impl Engine {
             self.stats.ksoftirqd_wakeups += 1;
         }
         self.comms.insert(woken, comm);
-        let Some(id) = self.cpu(event.cpu).last_ready.take() else { return };
+        let Some(id) = self.cpu(event.cpu).last_ready.take() else {
+            return;
+        };
         if let Some(open) = self.open.get_mut(&id)
             && open.journey.ts.waking.is_none()
         {
@@ -506,7 +564,10 @@ impl Engine {
             self.stats.reads_without_packet += 1;
             return;
         };
-        let tcp = self.open.get(&front).is_some_and(|open| open.journey.proto == "tcp");
+        let tcp = self
+            .open
+            .get(&front)
+            .is_some_and(|open| open.journey.proto == "tcp");
         let taken: Vec<u64> = if tcp {
             queue.drain(..).collect()
         } else {
@@ -519,7 +580,9 @@ impl Engine {
         let comm = Some(crate::decode::name(event)).filter(|comm| !comm.is_empty());
         let comm = comm.or_else(|| self.comms.get(&event.tid).cloned());
         for id in &taken {
-            let Some(open) = self.open.get_mut(id) else { continue };
+            let Some(open) = self.open.get_mut(id) else {
+                continue;
+            };
             open.phase = Phase::Read;
             let journey = &mut open.journey;
             journey.pid = Some(event.tgid);
@@ -536,7 +599,9 @@ impl Engine {
     }
 
     fn on_syscall_exit(&mut self, event: &Event, kind: EventKind, out: &mut Vec<Journey>) {
-        let Some(ids) = self.reading.remove(&event.tid) else { return };
+        let Some(ids) = self.reading.remove(&event.tid) else {
+            return;
+        };
         let syscall = kind.name().trim_start_matches("sys_exit_").to_owned();
         for id in ids {
             if let Some(open) = self.open.get_mut(&id) {
@@ -550,7 +615,9 @@ impl Engine {
     }
 
     fn on_free(&mut self, event: &Event, dropped: bool, out: &mut Vec<Journey>) {
-        let Some(&id) = self.skbs.get(&event.addr) else { return };
+        let Some(&id) = self.skbs.get(&event.addr) else {
+            return;
+        };
         let Some(open) = self.open.get(&id) else {
             self.skbs.remove(&event.addr);
             return;
@@ -560,7 +627,11 @@ impl Engine {
             (Phase::Queued, false) => {} // dequeued by the read that follows
             (_, true) => {
                 self.skbs.remove(&event.addr);
-                let reason = self.config.drop_reasons.get(&u64::from(event.arg0)).cloned();
+                let reason = self
+                    .config
+                    .drop_reasons
+                    .get(&u64::from(event.arg0))
+                    .cloned();
                 let reason = reason.unwrap_or_else(|| event.arg0.to_string());
                 if let Some(open) = self.open.get_mut(&id) {
                     open.journey.drop_reason = Some(reason);
@@ -570,7 +641,11 @@ impl Engine {
             }
             (Phase::Gro | Phase::Stack, false) => {
                 self.skbs.remove(&event.addr);
-                self.end(id, Some("consumed by the stack without reaching a socket"), out);
+                self.end(
+                    id,
+                    Some("consumed by the stack without reaching a socket"),
+                    out,
+                );
             }
         }
     }
@@ -582,7 +657,9 @@ impl Engine {
     /// Finishes a journey: computes stages and missing reasons, and emits it unless it never
     /// reached a socket (counted instead, unless `keep_unsocketed`).
     fn end(&mut self, id: u64, incomplete: Option<&str>, out: &mut Vec<Journey>) {
-        let Some(open) = self.open.remove(&id) else { return };
+        let Some(open) = self.open.remove(&id) else {
+            return;
+        };
         if self.skbs.get(&open.skb) == Some(&id) && open.phase != Phase::Queued {
             self.skbs.remove(&open.skb);
         }
@@ -619,7 +696,12 @@ fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
 
 /// Stage durations and missing-stage reasons of a finished journey.
 fn finalize(open: Open, incomplete: Option<&str>) -> Journey {
-    let Open { mut journey, softirq_unknown, raised_without_irq, .. } = open;
+    let Open {
+        mut journey,
+        softirq_unknown,
+        raised_without_irq,
+        ..
+    } = open;
     let ts = journey.ts.clone();
     let mut stages = StageDurations {
         irq: span(ts.irq_entry, ts.irq_exit),
@@ -634,7 +716,12 @@ fn finalize(open: Open, incomplete: Option<&str>) -> Journey {
     stages.total = span(ts.first(), ts.recv_return);
     let virtual_dev = journey.dev == "lo" || journey.dev.starts_with("veth");
     let mut missing = Vec::new();
-    let mut note = |stage: Stage, reason: &str| missing.push(Missing { stage, reason: reason.to_owned() });
+    let mut note = |stage: Stage, reason: &str| {
+        missing.push(Missing {
+            stage,
+            reason: reason.to_owned(),
+        })
+    };
     let lost = journey.lost_events;
     if stages.irq.is_none() {
         let reason = if lost {
@@ -667,7 +754,14 @@ fn finalize(open: Open, incomplete: Option<&str>) -> Journey {
         );
     }
     if stages.poll.is_none() {
-        note(Stage::Poll, if lost { "events lost" } else { "no NET_RX softirq entry for this packet" });
+        note(
+            Stage::Poll,
+            if lost {
+                "events lost"
+            } else {
+                "no NET_RX softirq entry for this packet"
+            },
+        );
     }
     if stages.stack.is_none() {
         let reason = if journey.drop_reason.is_some() {
@@ -689,7 +783,14 @@ fn finalize(open: Open, incomplete: Option<&str>) -> Journey {
         note(Stage::Wakeup, reason);
     }
     if reader_path && ts.waking.is_some() && stages.runqueue.is_none() {
-        note(Stage::Runqueue, if lost { "events lost" } else { "the reader was not switched in before the trace ended" });
+        note(
+            Stage::Runqueue,
+            if lost {
+                "events lost"
+            } else {
+                "the reader was not switched in before the trace ended"
+            },
+        );
     }
     if reader_path && stages.syscall.is_none() {
         let reason = if ts.recv_return.is_none() {

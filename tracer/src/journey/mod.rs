@@ -3,8 +3,8 @@
 
 pub mod analysis;
 pub mod engine;
-pub mod render;
 pub mod record;
+pub mod render;
 pub mod reorder;
 pub mod summary;
 pub mod tracker;

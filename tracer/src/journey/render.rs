@@ -24,15 +24,28 @@ pub fn line(journey: &Journey) -> String {
         format!("{}.{:06}", ts / 1_000_000_000, (ts % 1_000_000_000) / 1000)
     });
     let cpu = |cpu: Option<u16>| cpu.map_or("-".to_owned(), |cpu| cpu.to_string());
-    let cpus = format!("{}>{}>{}", cpu(journey.cpu_irq), cpu(journey.cpu_softirq), cpu(journey.cpu_task));
+    let cpus = format!(
+        "{}>{}>{}",
+        cpu(journey.cpu_irq),
+        cpu(journey.cpu_softirq),
+        cpu(journey.cpu_task)
+    );
     let task = match (journey.comm.as_deref(), journey.pid, journey.tid) {
         (comm, Some(pid), Some(tid)) => format!("{}({pid}/{tid})", comm.unwrap_or("?")),
         _ => "-".to_owned(),
     };
-    let bytes = journey.bytes.map_or("-".to_owned(), |bytes| bytes.to_string());
-    let mut text = format!("{time:>15} {:<8} {cpus:<9} {task:<28} {bytes:>6} ", journey.dev);
+    let bytes = journey
+        .bytes
+        .map_or("-".to_owned(), |bytes| bytes.to_string());
+    let mut text = format!(
+        "{time:>15} {:<8} {cpus:<9} {task:<28} {bytes:>6} ",
+        journey.dev
+    );
     for stage in Stage::ALL {
-        let value = journey.stages_ns.get(stage).map_or("-".to_owned(), human_ns);
+        let value = journey
+            .stages_ns
+            .get(stage)
+            .map_or("-".to_owned(), human_ns);
         text.push_str(&format!(" {value:>9}"));
     }
     if journey.softirq_in_ksoftirqd {
@@ -65,13 +78,24 @@ mod tests {
             pid: Some(10),
             tid: Some(11),
             bytes: Some(64),
-            ts: Stamps { softirq_raise: Some(2_000_123_456), recv_return: Some(2_000_200_000), ..Stamps::default() },
-            stages_ns: StageDurations { stack: Some(5_000), total: Some(76_544), ..StageDurations::default() },
+            ts: Stamps {
+                softirq_raise: Some(2_000_123_456),
+                recv_return: Some(2_000_200_000),
+                ..Stamps::default()
+            },
+            stages_ns: StageDurations {
+                stack: Some(5_000),
+                total: Some(76_544),
+                ..StageDurations::default()
+            },
             complete: true,
             ..Journey::default()
         };
         let text = line(&journey);
-        assert!(text.starts_with("       2.000123 lo       ->0>1     reader(10/11)"), "{text}");
+        assert!(
+            text.starts_with("       2.000123 lo       ->0>1     reader(10/11)"),
+            "{text}"
+        );
         assert!(text.contains("5.0us") && text.contains("76.5us"), "{text}");
         assert!(!text.contains("incomplete"));
         assert_eq!(header().split_whitespace().count(), 13);

@@ -49,7 +49,14 @@ pub struct Reorder {
 impl Reorder {
     /// A reorder buffer with this window in nanoseconds.
     pub fn new(window_ns: u64) -> Self {
-        Self { heap: BinaryHeap::new(), window_ns, newest: 0, released: 0, seq: 0, late: 0 }
+        Self {
+            heap: BinaryHeap::new(),
+            window_ns,
+            newest: 0,
+            released: 0,
+            seq: 0,
+            late: 0,
+        }
     }
 
     /// Events that arrived after later-stamped events had already been released.
@@ -69,7 +76,11 @@ impl Reorder {
         }
         self.newest = self.newest.max(event.ts);
         self.seq += 1;
-        self.heap.push(Reverse(Held { ts: event.ts, seq: self.seq, event }));
+        self.heap.push(Reverse(Held {
+            ts: event.ts,
+            seq: self.seq,
+            event,
+        }));
     }
 
     /// Releases, in order, every event older than the newest stamp minus the window.
@@ -85,7 +96,9 @@ impl Reorder {
             if top.ts > horizon {
                 break;
             }
-            let Some(Reverse(held)) = self.heap.pop() else { break };
+            let Some(Reverse(held)) = self.heap.pop() else {
+                break;
+            };
             self.released = self.released.max(held.ts);
             each(&held.event);
         }
@@ -113,7 +126,10 @@ mod tests {
             reorder.push(at(ts));
         }
         reorder.release(|event| out.push(event.ts));
-        assert!(out.is_empty(), "all within the window of the newest: {out:?}");
+        assert!(
+            out.is_empty(),
+            "all within the window of the newest: {out:?}"
+        );
         reorder.push(at(1200));
         reorder.release(|event| out.push(event.ts));
         assert_eq!(out, vec![990, 1000, 1010, 1050]);
@@ -128,7 +144,11 @@ mod tests {
     fn equal_stamps_keep_arrival_order() {
         let mut reorder = Reorder::new(0);
         for (index, ts) in [5, 5, 5].into_iter().enumerate() {
-            reorder.push(Event { ts, arg0: index as u32, ..Event::ZERO });
+            reorder.push(Event {
+                ts,
+                arg0: index as u32,
+                ..Event::ZERO
+            });
         }
         let mut out = Vec::new();
         reorder.drain(|event| out.push(event.arg0));

@@ -142,7 +142,10 @@ mod tests {
             let index = bucket(value);
             assert!(bucket_top(index) >= value, "{value} above its bucket top");
             if value >= SUB {
-                assert!(bucket_top(index) - value <= value / 8, "{value}: bucket too wide");
+                assert!(
+                    bucket_top(index) - value <= value / 8,
+                    "{value}: bucket too wide"
+                );
             }
             if value < 100_000 {
                 assert!(index >= last);

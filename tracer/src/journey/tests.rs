@@ -24,16 +24,34 @@ struct Stream {
 }
 
 impl Stream {
-    fn ev(&mut self, cpu: u16, us: u64, tid: u32, kind: EventKind, fill: impl FnOnce(&mut Event)) -> &mut Self {
-        let mut event = Event { ts: us * 1000, cpu, tgid: tid, tid, kind: kind as u8, ..Event::ZERO };
+    fn ev(
+        &mut self,
+        cpu: u16,
+        us: u64,
+        tid: u32,
+        kind: EventKind,
+        fill: impl FnOnce(&mut Event),
+    ) -> &mut Self {
+        let mut event = Event {
+            ts: us * 1000,
+            cpu,
+            tgid: tid,
+            tid,
+            kind: kind as u8,
+            ..Event::ZERO
+        };
         fill(&mut event);
         self.events.push(event);
         self
     }
     fn irq(&mut self, cpu: u16, entry: u64, exit: u64, raise: bool) -> &mut Self {
-        self.ev(cpu, entry, 0, EventKind::IrqHandlerEntry, |e| e.arg0 = NIC_IRQ);
+        self.ev(cpu, entry, 0, EventKind::IrqHandlerEntry, |e| {
+            e.arg0 = NIC_IRQ
+        });
         if raise {
-            self.ev(cpu, entry + 1, 0, EventKind::SoftirqRaise, |e| e.arg0 = NET_RX_SOFTIRQ);
+            self.ev(cpu, entry + 1, 0, EventKind::SoftirqRaise, |e| {
+                e.arg0 = NET_RX_SOFTIRQ
+            });
         }
         self.ev(cpu, exit, 0, EventKind::IrqHandlerExit, |e| {
             e.arg0 = NIC_IRQ;
@@ -41,13 +59,19 @@ impl Stream {
         })
     }
     fn raise(&mut self, cpu: u16, us: u64, tid: u32) -> &mut Self {
-        self.ev(cpu, us, tid, EventKind::SoftirqRaise, |e| e.arg0 = NET_RX_SOFTIRQ)
+        self.ev(cpu, us, tid, EventKind::SoftirqRaise, |e| {
+            e.arg0 = NET_RX_SOFTIRQ
+        })
     }
     fn softirq_entry(&mut self, cpu: u16, us: u64, tid: u32) -> &mut Self {
-        self.ev(cpu, us, tid, EventKind::SoftirqEntry, |e| e.arg0 = NET_RX_SOFTIRQ)
+        self.ev(cpu, us, tid, EventKind::SoftirqEntry, |e| {
+            e.arg0 = NET_RX_SOFTIRQ
+        })
     }
     fn softirq_exit(&mut self, cpu: u16, us: u64, tid: u32) -> &mut Self {
-        self.ev(cpu, us, tid, EventKind::SoftirqExit, |e| e.arg0 = NET_RX_SOFTIRQ)
+        self.ev(cpu, us, tid, EventKind::SoftirqExit, |e| {
+            e.arg0 = NET_RX_SOFTIRQ
+        })
     }
     fn gro(&mut self, cpu: u16, us: u64, skb: u64) -> &mut Self {
         self.ev(cpu, us, 0, EventKind::NapiGroReceiveEntry, |e| {
@@ -84,7 +108,15 @@ impl Stream {
             e.name = named(comm);
         })
     }
-    fn napi_poll(&mut self, cpu: u16, us: u64, tid: u32, work: u32, budget: u32, dev: &str) -> &mut Self {
+    fn napi_poll(
+        &mut self,
+        cpu: u16,
+        us: u64,
+        tid: u32,
+        work: u32,
+        budget: u32,
+        dev: &str,
+    ) -> &mut Self {
         self.ev(cpu, us, tid, EventKind::NapiPoll, |e| {
             e.addr = 0xaaaa;
             e.arg0 = work;
@@ -126,20 +158,43 @@ impl Stream {
 
 fn nic_config() -> EngineConfig {
     let mut irq_devices = HashMap::new();
-    irq_devices.insert(NIC_IRQ, IrqDevice { dev: "eth0".into(), name: "virtio2-input.0".into() });
+    irq_devices.insert(
+        NIC_IRQ,
+        IrqDevice {
+            dev: "eth0".into(),
+            name: "virtio2-input.0".into(),
+        },
+    );
     let mut drop_reasons = std::collections::BTreeMap::new();
     drop_reasons.insert(6, "SOCKET_RCVBUFF".to_owned());
-    EngineConfig { irq_devices, drop_reasons, ..EngineConfig::default() }
+    EngineConfig {
+        irq_devices,
+        drop_reasons,
+        ..EngineConfig::default()
+    }
 }
 
 fn missing_reason(journey: &Journey, stage: Stage) -> Option<&str> {
-    journey.missing.iter().find(|m| m.stage == stage).map(|m| m.reason.as_str())
+    journey
+        .missing
+        .iter()
+        .find(|m| m.stage == stage)
+        .map(|m| m.reason.as_str())
 }
 
 /// Every stamp present is in journey order.
 fn assert_ordered(journey: &Journey) {
-    let stamps: Vec<u64> = journey.ts.in_order().iter().filter_map(|(_, ts)| *ts).collect();
-    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "stamps out of order: {:?}", journey.ts);
+    let stamps: Vec<u64> = journey
+        .ts
+        .in_order()
+        .iter()
+        .filter_map(|(_, ts)| *ts)
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "stamps out of order: {:?}",
+        journey.ts
+    );
 }
 
 #[test]
@@ -160,10 +215,22 @@ fn loopback_datagram_to_a_blocked_reader_has_every_stage_but_irq() {
     assert_eq!(journeys.len(), 1);
     let j = &journeys[0];
     assert!(j.complete, "{j:?}");
-    assert_eq!((j.dev.as_str(), j.proto.as_str(), j.len, j.bytes), ("lo", "udp", 92, Some(64)));
-    assert_eq!((j.pid, j.tid, j.comm.as_deref()), (Some(READER), Some(READER), Some("reader")));
-    assert_eq!((j.cpu_softirq, j.cpu_task, j.syscall.as_deref()), (Some(0), Some(1), Some("recvfrom")));
-    assert_eq!((j.napi_batch_pos, j.napi_work, j.napi_budget), (Some(1), Some(1), Some(64)));
+    assert_eq!(
+        (j.dev.as_str(), j.proto.as_str(), j.len, j.bytes),
+        ("lo", "udp", 92, Some(64))
+    );
+    assert_eq!(
+        (j.pid, j.tid, j.comm.as_deref()),
+        (Some(READER), Some(READER), Some("reader"))
+    );
+    assert_eq!(
+        (j.cpu_softirq, j.cpu_task, j.syscall.as_deref()),
+        (Some(0), Some(1), Some("recvfrom"))
+    );
+    assert_eq!(
+        (j.napi_batch_pos, j.napi_work, j.napi_budget),
+        (Some(1), Some(1), Some(64))
+    );
     let st = &j.stages_ns;
     assert_eq!(st.irq, None);
     assert_eq!(st.softirq_wait, Some(2_000));
@@ -188,14 +255,18 @@ fn napi_batch_one_irq_many_packets() {
     s.irq(0, 10, 14, true).softirq_entry(0, 20, 0);
     for (n, skb) in [0x1000u64, 0x2000, 0x3000].into_iter().enumerate() {
         let t = 30 + n as u64 * 10;
-        s.receive(0, t, 0, skb, "eth0", 1000).data_ready(0, t + 1, 0, SOCK, 17);
+        s.receive(0, t, 0, skb, "eth0", 1000)
+            .data_ready(0, t + 1, 0, SOCK, 17);
         if n == 0 {
             s.waking(0, t + 2, 0, READER, "reader");
         }
     }
-    s.napi_poll(0, 70, 0, 3, 64, "eth0").softirq_exit(0, 71, 0).switch_in(1, 90, 0, READER, "reader");
+    s.napi_poll(0, 70, 0, 3, 64, "eth0")
+        .softirq_exit(0, 71, 0)
+        .switch_in(1, 90, 0, READER, "reader");
     for (n, t) in [100u64, 110, 120].into_iter().enumerate() {
-        s.recv_length(1, t, SOCK, 972, 0).recv_exit(1, t + 1, EventKind::SysExitRecvfrom, 972);
+        s.recv_length(1, t, SOCK, 972, 0)
+            .recv_exit(1, t + 1, EventKind::SysExitRecvfrom, 972);
         let _ = n;
     }
     let (journeys, _) = s.run(nic_config());
@@ -203,10 +274,20 @@ fn napi_batch_one_irq_many_packets() {
     for (n, j) in journeys.iter().enumerate() {
         assert_eq!(j.napi_batch_pos, Some(n as u32 + 1));
         assert_eq!((j.napi_work, j.napi_budget), (Some(3), Some(64)));
-        assert_eq!((j.irq, j.irq_name.as_deref()), (Some(NIC_IRQ), Some("virtio2-input.0")));
-        assert_eq!((j.ts.irq_entry, j.ts.irq_exit), (Some(10_000), Some(14_000)));
+        assert_eq!(
+            (j.irq, j.irq_name.as_deref()),
+            (Some(NIC_IRQ), Some("virtio2-input.0"))
+        );
+        assert_eq!(
+            (j.ts.irq_entry, j.ts.irq_exit),
+            (Some(10_000), Some(14_000))
+        );
         assert_eq!(j.stages_ns.irq, Some(4_000));
-        assert_eq!(j.stages_ns.softirq_wait, Some(6_000), "irq exit -> softirq entry");
+        assert_eq!(
+            j.stages_ns.softirq_wait,
+            Some(6_000),
+            "irq exit -> softirq entry"
+        );
         assert_eq!(j.cpu_irq, Some(0));
         assert_ordered(j);
     }
@@ -215,7 +296,11 @@ fn napi_batch_one_irq_many_packets() {
     assert!(journeys[0].complete);
     assert!(journeys[1].complete, "no wakeup is not incomplete");
     assert_eq!(journeys[1].stages_ns.wakeup, None);
-    assert!(missing_reason(&journeys[1], Stage::Wakeup).unwrap().starts_with("no wakeup"));
+    assert!(
+        missing_reason(&journeys[1], Stage::Wakeup)
+            .unwrap()
+            .starts_with("no wakeup")
+    );
     assert_eq!(journeys[2].stages_ns.total, Some(121_000 - 10_000));
 }
 
@@ -236,11 +321,20 @@ fn gro_merges_segments_into_one_journey() {
     let (journeys, engine) = s.run(nic_config());
     assert_eq!(journeys.len(), 1, "{journeys:?}");
     let j = &journeys[0];
-    assert_eq!((j.gro_merged, j.proto.as_str(), j.bytes), (2, "tcp", Some(4344)));
+    assert_eq!(
+        (j.gro_merged, j.proto.as_str(), j.bytes),
+        (2, "tcp", Some(4344))
+    );
     assert_eq!(j.napi_batch_pos, Some(1));
     assert_eq!(j.syscall.as_deref(), Some("read"));
     assert!(j.complete);
-    assert_eq!(engine.stats().unsocketed.get("merged into another packet by GRO"), Some(&2));
+    assert_eq!(
+        engine
+            .stats()
+            .unsocketed
+            .get("merged into another packet by GRO"),
+        Some(&2)
+    );
 }
 
 #[test]
@@ -260,7 +354,11 @@ fn net_rx_in_ksoftirqd_is_marked_and_its_wakeup_counted() {
     let (journeys, engine) = s.run(nic_config());
     let j = &journeys[0];
     assert!(j.softirq_in_ksoftirqd);
-    assert_eq!(j.stages_ns.softirq_wait, Some(29_000), "includes the ksoftirqd scheduling delay");
+    assert_eq!(
+        j.stages_ns.softirq_wait,
+        Some(29_000),
+        "includes the ksoftirqd scheduling delay"
+    );
     assert_eq!(engine.stats().ksoftirqd_wakeups, 1);
     assert!(j.complete);
 }
@@ -283,10 +381,17 @@ fn rps_packet_processed_on_another_cpu_than_its_irq() {
     let (journeys, _) = s.run(nic_config());
     assert_eq!(journeys.len(), 1);
     let j = &journeys[0];
-    assert_eq!((j.cpu_irq, j.cpu_softirq, j.cpu_stack), (Some(0), Some(0), Some(1)));
+    assert_eq!(
+        (j.cpu_irq, j.cpu_softirq, j.cpu_stack),
+        (Some(0), Some(0), Some(1))
+    );
     assert_eq!(j.irq, Some(NIC_IRQ));
     assert_eq!(j.napi_batch_pos, Some(1));
-    assert_eq!(j.stages_ns.poll, Some(12_000), "NAPI entry on CPU 0 -> receive on CPU 1");
+    assert_eq!(
+        j.stages_ns.poll,
+        Some(12_000),
+        "NAPI entry on CPU 0 -> receive on CPU 1"
+    );
     assert_ordered(j);
 }
 
@@ -303,9 +408,23 @@ fn reader_already_running_has_no_wakeup_stage() {
     let (journeys, _) = s.run(EngineConfig::default());
     let j = &journeys[0];
     assert!(j.complete);
-    assert_eq!((j.stages_ns.wakeup, j.stages_ns.runqueue, j.stages_ns.syscall), (None, None, None));
-    assert!(missing_reason(j, Stage::Wakeup).unwrap().contains("not blocked"));
-    assert_eq!(missing_reason(j, Stage::Syscall), Some("no switch in: the reader was not blocked"));
+    assert_eq!(
+        (
+            j.stages_ns.wakeup,
+            j.stages_ns.runqueue,
+            j.stages_ns.syscall
+        ),
+        (None, None, None)
+    );
+    assert!(
+        missing_reason(j, Stage::Wakeup)
+            .unwrap()
+            .contains("not blocked")
+    );
+    assert_eq!(
+        missing_reason(j, Stage::Syscall),
+        Some("no switch in: the reader was not blocked")
+    );
     assert_eq!(j.stages_ns.total, Some(11_000));
 }
 
@@ -314,10 +433,12 @@ fn one_read_returns_several_datagrams_or_segments() {
     let mut s = Stream::default();
     s.raise(0, 10, 900).softirq_entry(0, 11, 900);
     for (n, skb) in [0x1000u64, 0x2000].into_iter().enumerate() {
-        s.receive(0, 12 + n as u64 * 2, 900, skb, "lo", 92).data_ready(0, 13 + n as u64 * 2, 900, SOCK, 17);
+        s.receive(0, 12 + n as u64 * 2, 900, skb, "lo", 92)
+            .data_ready(0, 13 + n as u64 * 2, 900, SOCK, 17);
     }
     for (n, skb) in [0x3000u64, 0x4000].into_iter().enumerate() {
-        s.receive(0, 20 + n as u64 * 2, 900, skb, "lo", 552).data_ready(0, 21 + n as u64 * 2, 900, TCP_SOCK, 6);
+        s.receive(0, 20 + n as u64 * 2, 900, skb, "lo", 552)
+            .data_ready(0, 21 + n as u64 * 2, 900, TCP_SOCK, 6);
     }
     s.softirq_exit(0, 30, 900)
         // recvmmsg: one sock_recv_length per datagram, one syscall exit.
@@ -330,11 +451,17 @@ fn one_read_returns_several_datagrams_or_segments() {
     let (journeys, _) = s.run(EngineConfig::default());
     assert_eq!(journeys.len(), 4);
     for j in &journeys[..2] {
-        assert_eq!((j.syscall.as_deref(), j.bytes, j.read_packets), (Some("recvmmsg"), Some(64), 1));
+        assert_eq!(
+            (j.syscall.as_deref(), j.bytes, j.read_packets),
+            (Some("recvmmsg"), Some(64), 1)
+        );
         assert_eq!(j.ts.recv_return, Some(42_000));
     }
     for j in &journeys[2..] {
-        assert_eq!((j.proto.as_str(), j.bytes, j.read_packets), ("tcp", Some(1000), 2));
+        assert_eq!(
+            (j.proto.as_str(), j.bytes, j.read_packets),
+            ("tcp", Some(1000), 2)
+        );
         assert_eq!(j.ts.recv_return, Some(51_000));
     }
     assert!(journeys.iter().all(|j| j.complete));
@@ -385,7 +512,10 @@ fn a_dropped_packet_ends_with_the_drop_reason() {
     let j = &journeys[0];
     assert_eq!(j.drop_reason.as_deref(), Some("SOCKET_RCVBUFF"));
     assert!(!j.complete);
-    assert_eq!(missing_reason(j, Stage::Stack), Some("dropped before the socket"));
+    assert_eq!(
+        missing_reason(j, Stage::Stack),
+        Some("dropped before the socket")
+    );
     assert_eq!(engine.stats().dropped, 1);
     assert_eq!(engine.stats().incomplete.get("dropped"), Some(&1));
 }
@@ -401,8 +531,17 @@ fn a_packet_never_read_before_the_trace_ends() {
     let (journeys, engine) = s.run(EngineConfig::default());
     let j = &journeys[0];
     assert!(!j.complete);
-    assert_eq!(missing_reason(j, Stage::Total), Some("never read before the trace ended"));
-    assert_eq!(engine.stats().incomplete.get("never read before the trace ended"), Some(&1));
+    assert_eq!(
+        missing_reason(j, Stage::Total),
+        Some("never read before the trace ended")
+    );
+    assert_eq!(
+        engine
+            .stats()
+            .incomplete
+            .get("never read before the trace ended"),
+        Some(&1)
+    );
 }
 
 #[test]
@@ -412,14 +551,22 @@ fn skb_and_socket_addresses_are_reused_in_time_order() {
     // A packet with no socket (an ACK, say) whose free is not traced...
     s.receive(0, 12, 900, 0x1000, "lo", 52);
     // ...then the same address carries a datagram for the reader.
-    s.receive(0, 20, 900, 0x1000, "lo", 92).data_ready(0, 21, 900, SOCK, 17);
+    s.receive(0, 20, 900, 0x1000, "lo", 92)
+        .data_ready(0, 21, 900, SOCK, 17);
     // After it is queued the skb address is used again, and queued on the same socket.
-    s.receive(0, 30, 900, 0x1000, "lo", 93).data_ready(0, 31, 900, SOCK, 17);
+    s.receive(0, 30, 900, 0x1000, "lo", 93)
+        .data_ready(0, 31, 900, SOCK, 17);
     s.softirq_exit(0, 32, 900);
-    s.recv_length(1, 40, SOCK, 64, 0).recv_exit(1, 41, EventKind::SysExitRecvfrom, 64);
-    s.recv_length(1, 50, SOCK, 65, 0).recv_exit(1, 51, EventKind::SysExitRecvfrom, 65);
+    s.recv_length(1, 40, SOCK, 64, 0)
+        .recv_exit(1, 41, EventKind::SysExitRecvfrom, 64);
+    s.recv_length(1, 50, SOCK, 65, 0)
+        .recv_exit(1, 51, EventKind::SysExitRecvfrom, 65);
     let (journeys, engine) = s.run(EngineConfig::default());
-    assert_eq!(journeys.len(), 2, "the ACK-like packet is counted, not emitted: {journeys:?}");
+    assert_eq!(
+        journeys.len(),
+        2,
+        "the ACK-like packet is counted, not emitted: {journeys:?}"
+    );
     assert_eq!((journeys[0].len, journeys[0].bytes), (92, Some(64)));
     assert_eq!((journeys[1].len, journeys[1].bytes), (93, Some(65)));
     assert!(journeys.iter().all(|j| j.complete));
@@ -430,13 +577,28 @@ fn skb_and_socket_addresses_are_reused_in_time_order() {
 #[test]
 fn consumed_without_a_socket_is_counted_and_kept_on_request() {
     let mut s = Stream::default();
-    s.raise(0, 10, 900).softirq_entry(0, 11, 900).receive(0, 12, 900, 0x1000, "lo", 52).consume(0, 13, 0x1000);
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 52)
+        .consume(0, 13, 0x1000);
     let (journeys, engine) = s.run(EngineConfig::default());
     assert!(journeys.is_empty());
-    assert_eq!(engine.stats().unsocketed.get("consumed by the stack without reaching a socket"), Some(&1));
-    let (journeys, _) = s.run(EngineConfig { keep_unsocketed: true, ..EngineConfig::default() });
+    assert_eq!(
+        engine
+            .stats()
+            .unsocketed
+            .get("consumed by the stack without reaching a socket"),
+        Some(&1)
+    );
+    let (journeys, _) = s.run(EngineConfig {
+        keep_unsocketed: true,
+        ..EngineConfig::default()
+    });
     assert_eq!(journeys.len(), 1);
-    assert_eq!(missing_reason(&journeys[0], Stage::Stack), Some("not enqueued on a socket"));
+    assert_eq!(
+        missing_reason(&journeys[0], Stage::Stack),
+        Some("not enqueued on a socket")
+    );
 }
 
 #[test]
@@ -452,7 +614,8 @@ fn lost_events_mark_open_journeys() {
         e.flags = FLAG_LOST_BEFORE;
         e.arg1 = 77;
     });
-    s.recv_length(1, 30, SOCK, 64, 0).recv_exit(1, 31, EventKind::SysExitRecvfrom, 64);
+    s.recv_length(1, 30, SOCK, 64, 0)
+        .recv_exit(1, 31, EventKind::SysExitRecvfrom, 64);
     let (journeys, engine) = s.run(EngineConfig::default());
     let j = &journeys[0];
     assert!(j.lost_events);
@@ -466,16 +629,23 @@ fn a_trace_that_starts_with_packets_in_flight() {
     let mut s = Stream::default();
     // The softirq was already running when the trace began; a datagram queued before the
     // trace is read first.
-    s.recv_length(1, 5, SOCK, 64, 0).recv_exit(1, 6, EventKind::SysExitRecvfrom, 64);
-    s.receive(0, 12, 900, 0x1000, "lo", 92).data_ready(0, 13, 900, SOCK, 17).softirq_exit(0, 14, 900);
-    s.recv_length(1, 20, SOCK, 64, 0).recv_exit(1, 21, EventKind::SysExitRecvfrom, 64);
+    s.recv_length(1, 5, SOCK, 64, 0)
+        .recv_exit(1, 6, EventKind::SysExitRecvfrom, 64);
+    s.receive(0, 12, 900, 0x1000, "lo", 92)
+        .data_ready(0, 13, 900, SOCK, 17)
+        .softirq_exit(0, 14, 900);
+    s.recv_length(1, 20, SOCK, 64, 0)
+        .recv_exit(1, 21, EventKind::SysExitRecvfrom, 64);
     let (journeys, engine) = s.run(EngineConfig::default());
     assert_eq!(engine.stats().reads_without_packet, 1);
     assert_eq!(journeys.len(), 1);
     let j = &journeys[0];
     assert!(j.complete);
     assert_eq!(j.stages_ns.poll, None);
-    assert_eq!(missing_reason(j, Stage::SoftirqWait), Some("the softirq began before the trace"));
+    assert_eq!(
+        missing_reason(j, Stage::SoftirqWait),
+        Some("the softirq began before the trace")
+    );
     assert_eq!(j.stages_ns.stack, Some(1_000));
 }
 

@@ -17,7 +17,11 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker with the default reorder window.
     pub fn new(config: EngineConfig) -> Self {
-        Self { reorder: Reorder::new(DEFAULT_WINDOW_NS), engine: Engine::new(config), undecodable: 0 }
+        Self {
+            reorder: Reorder::new(DEFAULT_WINDOW_NS),
+            engine: Engine::new(config),
+            undecodable: 0,
+        }
     }
 
     /// Takes one raw record (as the eBPF side wrote it); returns the event it decoded to.
@@ -47,7 +51,8 @@ impl Tracker {
         self.reorder.release(|event| engine.push(event, out));
         if let Some(now) = now {
             let horizon = now.saturating_sub(DEFAULT_WINDOW_NS);
-            self.reorder.release_until(horizon, |event| engine.push(event, out));
+            self.reorder
+                .release_until(horizon, |event| engine.push(event, out));
         }
     }
 

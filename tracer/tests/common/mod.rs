@@ -17,7 +17,11 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Whether kernel tests can run here, holding the serialising lock while they do. In CI
 /// (CI=true) they must: a missing capability fails the test instead of skipping it.
 pub fn kernel_test(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
-    kernel_tests_enabled(test).then(|| SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    kernel_tests_enabled(test).then(|| {
+        SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    })
 }
 
 fn kernel_tests_enabled(test: &str) -> bool {
@@ -29,7 +33,9 @@ fn kernel_tests_enabled(test: &str) -> bool {
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
         panic!("{test}: kernel tests must run in CI, but this process is not root");
     }
-    eprintln!("\n!!! SKIPPING kernel test {test}: not root (loading eBPF programs needs root) !!!\n");
+    eprintln!(
+        "\n!!! SKIPPING kernel test {test}: not root (loading eBPF programs needs root) !!!\n"
+    );
     false
 }
 
@@ -67,7 +73,12 @@ impl RunningTracer {
                 }
             }
         });
-        let mut tracer = Self { child, stderr_lines: rx, stderr_seen: Vec::new(), stdout_path };
+        let mut tracer = Self {
+            child,
+            stderr_lines: rx,
+            stderr_seen: Vec::new(),
+            stdout_path,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             match tracer.stderr_lines.recv_timeout(Duration::from_millis(100)) {
@@ -83,7 +94,10 @@ impl RunningTracer {
             }
         }
         let status = tracer.child.wait().expect("wait tracer");
-        panic!("tracer did not start ({status}); stderr:\n{}", tracer.stderr_seen.join("\n"));
+        panic!(
+            "tracer did not start ({status}); stderr:\n{}",
+            tracer.stderr_seen.join("\n")
+        );
     }
 
     /// Stops it with SIGINT (as Ctrl-C does) and returns (stdout, stderr lines).
@@ -95,7 +109,11 @@ impl RunningTracer {
         while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_secs(5)) {
             self.stderr_seen.push(line);
         }
-        assert!(status.success(), "tracer exited with {status}; stderr:\n{}", self.stderr_seen.join("\n"));
+        assert!(
+            status.success(),
+            "tracer exited with {status}; stderr:\n{}",
+            self.stderr_seen.join("\n")
+        );
         let stdout = std::fs::read_to_string(&self.stdout_path).expect("read tracer output");
         (stdout, std::mem::take(&mut self.stderr_seen))
     }
@@ -123,7 +141,9 @@ impl Drop for RunningTracer {
 pub fn json_events(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("bad JSON line {line:?}: {err}")))
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("bad JSON line {line:?}: {err}"))
+        })
         .collect()
 }
 
@@ -142,7 +162,10 @@ pub fn lost_total(stderr: &[String]) -> u64 {
 
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock bpf_ktime_get_ns reads).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

@@ -1,0 +1,5 @@
+//! Exports of journeys and events: Perfetto traces, JSON lines, CSV.
+
+pub mod csv;
+pub mod perfetto;
+mod protobuf;
