@@ -35,7 +35,10 @@ fn journeys() -> (Vec<Journey>, Recording) {
 fn nic_journeys_start_at_the_nic_interrupt_and_end_in_the_downloader() {
     let (journeys, recording) = journeys();
     assert!(recording.truncated.is_none());
-    assert_eq!(recording.version, 1, "the fixture predates format v2: it also covers the v1 reader");
+    assert_eq!(
+        recording.version, 1,
+        "the fixture predates format v2: it also covers the v1 reader"
+    );
     let input_irq = recording
         .meta
         .irqs

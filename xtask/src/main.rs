@@ -9,6 +9,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+
+mod bench;
 use clap::{Parser, Subcommand};
 
 /// bpf-linker must be built against the LLVM major of the nightly rustc (22 here).
@@ -46,6 +48,13 @@ enum Task {
         /// Arguments for `tracer` (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Set up, build in release mode and measure: recording size and report speed against
+    /// perf on the same tracepoints and workload; writes BENCHMARKS.md.
+    Bench {
+        /// A shorter workload (CI-sized).
+        #[arg(long)]
+        quick: bool,
     },
     /// Set up, then run every test: unit tests and the kernel tests (root needed).
     Test {
@@ -95,6 +104,14 @@ fn run(task: Task) -> anyhow::Result<()> {
                 bail!("tracer exited with {status}");
             }
             Ok(())
+        }
+        Task::Bench { quick } => {
+            setup()?;
+            cargo(
+                &root,
+                &["build", "--release", "--quiet", "--package", "tracer"],
+            )?;
+            bench::run(&root, quick)
         }
         Task::Test { args } => {
             setup()?;

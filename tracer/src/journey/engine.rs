@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use rustc_hash::FxHashMap;
+
 use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NET_RX_SOFTIRQ};
 
 use super::record::{Journey, Missing, Stage, StageDurations};
@@ -135,12 +137,12 @@ struct CpuState {
 pub struct Engine {
     config: EngineConfig,
     cpus: Vec<CpuState>,
-    open: HashMap<u64, Open>,
-    skbs: HashMap<u64, u64>,
-    sockets: HashMap<u64, VecDeque<u64>>,
-    woken: HashMap<u32, Vec<u64>>,
-    reading: HashMap<u32, Vec<u64>>,
-    comms: HashMap<u32, String>,
+    open: FxHashMap<u64, Open>,
+    skbs: FxHashMap<u64, u64>,
+    sockets: FxHashMap<u64, VecDeque<u64>>,
+    woken: FxHashMap<u32, Vec<u64>>,
+    reading: FxHashMap<u32, Vec<u64>>,
+    comms: FxHashMap<u32, String>,
     next_id: u64,
     stats: EngineStats,
 }
@@ -148,7 +150,11 @@ pub struct Engine {
 impl Engine {
     /// A new engine.
     pub fn new(config: EngineConfig) -> Self {
-        let comms = config.comms.clone();
+        let comms = config
+            .comms
+            .iter()
+            .map(|(tid, comm)| (*tid, comm.clone()))
+            .collect();
         Self {
             config,
             comms,
@@ -298,6 +304,24 @@ impl Engine {
 
     fn cpu(&mut self, cpu: u16) -> &mut CpuState {
         &mut self.cpus[cpu as usize]
+    }
+
+    /// Remembers the comm an event carries for `tid`, allocating only when it changed.
+    fn learn_comm(&mut self, tid: u32, event: &Event) {
+        let end = event
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(event.name.len());
+        let name = &event.name[..end];
+        if self
+            .comms
+            .get(&tid)
+            .is_none_or(|known| known.as_bytes() != name)
+        {
+            self.comms
+                .insert(tid, String::from_utf8_lossy(name).into_owned());
+        }
     }
 
     fn comm(&self, tid: u32) -> &str {
@@ -522,11 +546,10 @@ impl Engine {
 
     fn on_waking(&mut self, event: &Event) {
         let woken = event.arg0;
-        let comm = crate::decode::name(event);
-        if comm.starts_with("ksoftirqd/") {
+        if event.name.starts_with(b"ksoftirqd/") {
             self.stats.ksoftirqd_wakeups += 1;
         }
-        self.comms.insert(woken, comm);
+        self.learn_comm(woken, event);
         let Some(id) = self.cpu(event.cpu).last_ready.take() else {
             return;
         };
@@ -540,7 +563,7 @@ impl Engine {
 
     fn on_switch(&mut self, event: &Event) {
         let next = event.arg1;
-        self.comms.insert(next, crate::decode::name(event));
+        self.learn_comm(next, event);
         if let Some(ids) = self.woken.remove(&next) {
             for id in ids {
                 if let Some(open) = self.open.get_mut(&id) {

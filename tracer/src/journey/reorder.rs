@@ -4,45 +4,24 @@
 //! with small skews. Events are held until they are older than the newest timestamp seen
 //! minus the window; one that arrives later than that is counted as late (and passed on).
 
-use std::{cmp::Reverse, collections::BinaryHeap};
+use std::collections::VecDeque;
 
 use tracer_common::Event;
 
 /// Default window: far above the skew between CPUs' reserve and stamp (microseconds).
 pub const DEFAULT_WINDOW_NS: u64 = 20_000_000;
 
-#[derive(Debug)]
-struct Held {
-    ts: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Held {
-    fn eq(&self, other: &Self) -> bool {
-        (self.ts, self.seq) == (other.ts, other.seq)
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Held {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.ts, self.seq).cmp(&(other.ts, other.seq))
-    }
-}
-
 /// Holds events until they can be released in timestamp order.
+///
+/// Events arrive nearly sorted, so they are kept in one sorted deque: an in-order event is
+/// appended, an early one is inserted a short way from the back (after equal stamps, so
+/// equal stamps keep their arrival order).
 #[derive(Debug)]
 pub struct Reorder {
-    heap: BinaryHeap<Reverse<Held>>,
+    held: VecDeque<Event>,
     window_ns: u64,
     newest: u64,
     released: u64,
-    seq: u64,
     late: u64,
 }
 
@@ -50,11 +29,10 @@ impl Reorder {
     /// A reorder buffer with this window in nanoseconds.
     pub fn new(window_ns: u64) -> Self {
         Self {
-            heap: BinaryHeap::new(),
+            held: VecDeque::new(),
             window_ns,
             newest: 0,
             released: 0,
-            seq: 0,
             late: 0,
         }
     }
@@ -66,7 +44,7 @@ impl Reorder {
 
     /// Events held now.
     pub fn held(&self) -> usize {
-        self.heap.len()
+        self.held.len()
     }
 
     /// Adds one event.
@@ -75,12 +53,13 @@ impl Reorder {
             self.late += 1;
         }
         self.newest = self.newest.max(event.ts);
-        self.seq += 1;
-        self.heap.push(Reverse(Held {
-            ts: event.ts,
-            seq: self.seq,
-            event,
-        }));
+        match self.held.back() {
+            Some(back) if back.ts > event.ts => {
+                let at = self.held.partition_point(|held| held.ts <= event.ts);
+                self.held.insert(at, event);
+            }
+            _ => self.held.push_back(event),
+        }
     }
 
     /// Releases, in order, every event older than the newest stamp minus the window.
@@ -92,15 +71,13 @@ impl Reorder {
     /// Releases every event stamped at or before `horizon` (e.g. now minus the window, so a
     /// quiet trace still flushes).
     pub fn release_until(&mut self, horizon: u64, mut each: impl FnMut(&Event)) {
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if top.ts > horizon {
+        while let Some(front) = self.held.front() {
+            if front.ts > horizon {
                 break;
             }
-            let Some(Reverse(held)) = self.heap.pop() else {
-                break;
-            };
-            self.released = self.released.max(held.ts);
-            each(&held.event);
+            let event = self.held.pop_front().expect("front exists");
+            self.released = self.released.max(event.ts);
+            each(&event);
         }
     }
 

@@ -1,0 +1,226 @@
+//! `cargo xtask bench`: numbers measured side by side in one run, on one workload.
+//!
+//! Rows: bytes per event on disk (tracer record vs perf record on the same tracepoints) and
+//! offline decode speed (tracer report vs perf script), each the median of several runs.
+
+use std::{
+    fmt::Write as _,
+    path::Path,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+
+/// The tracepoints tracer attaches, for perf.
+const TRACEPOINTS: &[&str] = &[
+    "irq:irq_handler_entry",
+    "irq:irq_handler_exit",
+    "irq:softirq_raise",
+    "irq:softirq_entry",
+    "irq:softirq_exit",
+    "napi:napi_poll",
+    "net:netif_receive_skb",
+    "net:netif_rx",
+    "net:napi_gro_receive_entry",
+    "sock:sk_data_ready",
+    "sched:sched_waking",
+    "sched:sched_wakeup",
+    "sched:sched_switch",
+    "skb:skb_copy_datagram_iovec",
+    "skb:kfree_skb",
+    "skb:consume_skb",
+    "sock:sock_recv_length",
+    "syscalls:sys_enter_recvfrom",
+    "syscalls:sys_exit_recvfrom",
+    "syscalls:sys_enter_recvmsg",
+    "syscalls:sys_exit_recvmsg",
+    "syscalls:sys_enter_recvmmsg",
+    "syscalls:sys_exit_recvmmsg",
+    "syscalls:sys_enter_read",
+    "syscalls:sys_exit_read",
+    "syscalls:sys_enter_readv",
+    "syscalls:sys_exit_readv",
+];
+
+struct Row {
+    what: &'static str,
+    tracer: f64,
+    perf: f64,
+    unit: &'static str,
+    better: &'static str,
+    target: &'static str,
+}
+
+pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
+    let tracer = root.join("target/release/tracer");
+    let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let datagrams = if quick { 20_000 } else { 100_000 };
+    let runs = if quick { 3 } else { 5 };
+    let workload = |tracer: &Path| -> Command {
+        // A loopback UDP exchange with a blocked reader, as fast as it goes.
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!(
+                "echo go | {} traffic --count {datagrams} --gap-ms 0 || true",
+                tracer.display()
+            ),
+        ]);
+        command
+    };
+
+    // Recording size: tracer record, then perf record, around the same workload.
+    let trace = dir.join("bench.trc");
+    let recorder = Command::new(&tracer)
+        .args(["record", "-o", trace.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting tracer record")?;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = workload(&tracer).status()?;
+    if !status.success() {
+        bail!("workload failed");
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc_kill(recorder.id() as i32, 2) };
+    let output = recorder.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let events: f64 = stderr
+        .split("recorded ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("tracer record said: {stderr}"))?;
+    let tracer_bytes = std::fs::metadata(&trace)?.len() as f64;
+
+    let perf_data = dir.join("perf.data");
+    let mut perf = Command::new("perf");
+    perf.args(["record", "-q", "-a", "-o", perf_data.to_str().unwrap()]);
+    for tracepoint in TRACEPOINTS {
+        perf.args(["-e", tracepoint]);
+    }
+    let mut workload_command = workload(&tracer);
+    perf.arg("--")
+        .arg(workload_command.get_program())
+        .args(workload_command.get_args());
+    let status = perf
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running perf record")?;
+    if !status.success() {
+        bail!("perf record failed");
+    }
+    let _ = &mut workload_command;
+    let perf_bytes = std::fs::metadata(&perf_data)?.len() as f64;
+    let perf_events = Command::new("sh")
+        .args([
+            "-c",
+            &format!("perf script -i {} 2>/dev/null | wc -l", perf_data.display()),
+        ])
+        .output()?;
+    let perf_events: f64 = String::from_utf8_lossy(&perf_events.stdout)
+        .trim()
+        .parse()?;
+
+    // Decode speed: median wall time of several runs each.
+    let median = |mut command: Command| -> anyhow::Result<f64> {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let started = Instant::now();
+            let status = command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("{command:?} failed");
+            }
+            times.push(started.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    };
+    let mut report = Command::new(&tracer);
+    report.args(["report", trace.to_str().unwrap(), "--slowest", "0"]);
+    let report_secs = median(report)?;
+    let mut script = Command::new("perf");
+    script.args(["script", "-i", perf_data.to_str().unwrap()]);
+    let script_secs = median(script)?;
+
+    let rows = [
+        Row {
+            what: "bytes per event on disk",
+            tracer: tracer_bytes / events,
+            perf: perf_bytes / perf_events,
+            unit: "B",
+            better: "lower",
+            target: "<= 16",
+        },
+        Row {
+            what: "offline decode (report / perf script), events/s, 1 core",
+            tracer: events / report_secs,
+            perf: perf_events / script_secs,
+            unit: "ev/s",
+            better: "higher",
+            target: ">= 10 M",
+        },
+    ];
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let date = Command::new("date")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())?;
+    let mut text = String::new();
+    writeln!(text, "# Benchmarks\n")?;
+    writeln!(
+        text,
+        "Measured by `cargo xtask bench{}` on {date}: Linux {}, {cpus} CPUs. Workload: {datagrams} loopback UDP \
+         datagrams sent as fast as possible to a reader blocked in recv() (`tracer traffic`). tracer recorded \
+         {events:.0} events ({tracer_bytes:.0} bytes), perf {perf_events:.0} events ({perf_bytes:.0} bytes) with \
+         the same {} tracepoints (`perf record -a`). Speeds are medians of {runs} runs on one core.\n",
+        if quick { " --quick" } else { "" },
+        kernel.trim(),
+        TRACEPOINTS.len()
+    )?;
+    writeln!(
+        text,
+        "| measure | tracer | perf | tracer / perf | better | target |"
+    )?;
+    writeln!(text, "|---|---:|---:|---:|---|---|")?;
+    for row in &rows {
+        writeln!(
+            text,
+            "| {} | {} {} | {} {} | {:.2} | {} | {} |",
+            row.what,
+            human(row.tracer),
+            row.unit,
+            human(row.perf),
+            row.unit,
+            row.tracer / row.perf,
+            row.better,
+            row.target
+        )?;
+    }
+    println!("{text}");
+    std::fs::write(root.join("BENCHMARKS.md"), &text)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn human(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{:.2} M", value / 1e6)
+    } else if value >= 1e3 {
+        format!("{:.1} k", value / 1e3)
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
