@@ -29,6 +29,9 @@ enum Command {
     Report(cli::record::ReportArgs),
     /// Export a recording's journeys: Perfetto trace, JSON lines or CSV.
     Export(cli::record::ExportArgs),
+    /// Check what this host can trace and which journey stages it would miss.
+    /// Exit status: 0 full journeys, 1 degraded, 2 nothing can run.
+    Doctor(cli::doctor::DoctorArgs),
     /// Print the raw event stream, one decoded event per line (like `perf script`).
     Events(cli::events::EventsArgs),
     /// Make loopback UDP traffic and show its packets' journeys (a self-contained demo).
@@ -52,18 +55,20 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let done = |result: anyhow::Result<()>| result.map(|()| 0u8);
         match cli.command {
-            Command::Live(args) => cli::live::run(args, cli.verbose).await,
-            Command::Record(args) => cli::record::record(args, cli.verbose).await,
-            Command::Report(args) => cli::record::report(args),
-            Command::Export(args) => cli::record::export(args),
-            Command::Events(args) => cli::events::run(args, cli.verbose).await,
-            Command::Demo(args) => cli::demo::run(args, cli.verbose).await,
-            Command::Traffic(args) => cli::demo::traffic(args),
+            Command::Live(args) => done(cli::live::run(args, cli.verbose).await),
+            Command::Record(args) => done(cli::record::record(args, cli.verbose).await),
+            Command::Report(args) => done(cli::record::report(args)),
+            Command::Export(args) => done(cli::record::export(args)),
+            Command::Doctor(args) => cli::doctor::run(args).await,
+            Command::Events(args) => done(cli::events::run(args, cli.verbose).await),
+            Command::Demo(args) => done(cli::demo::run(args, cli.verbose).await),
+            Command::Traffic(args) => done(cli::demo::traffic(args)),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("tracer: error: {err:#}");
             ExitCode::from(cli::exit_code(&err))

@@ -65,6 +65,17 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// The kinds whose tracepoint was not attached when this was recorded.
+    pub fn skipped_kinds(&self) -> Vec<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .filter(|kind| {
+                let (category, name) = kind.tracepoint();
+                self.skipped.contains_key(&format!("{category}:{name}"))
+            })
+            .collect()
+    }
+
     /// Network IRQs as the engine wants them.
     pub fn irq_devices(&self) -> std::collections::HashMap<u32, IrqDevice> {
         self.irqs

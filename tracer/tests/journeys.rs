@@ -304,6 +304,8 @@ impl Drop for VethPair {
 /// Runs one exchange under `tracer live --json --pid <reader>` and returns (journeys of the
 /// reader, ground truth, reader).
 struct Exchange<'a> {
+    /// Extra `tracer live` arguments.
+    extra: &'a [&'a str],
     role: &'a str,
     count: u32,
     netns: Option<&'a VethPair>,
@@ -332,10 +334,9 @@ impl Exchange<'_> {
             self.reader_cpu,
         );
         let pid = reader.pid.to_string();
-        let tracer = RunningTracer::start(
-            &["live", "--json", "--pid", &pid, "--interval", "0"],
-            dir.path(),
-        );
+        let mut args = vec!["live", "--json", "--pid", &pid, "--interval", "0"];
+        args.extend(self.extra);
+        let tracer = RunningTracer::start(&args, dir.path());
         let target = (target_host.to_owned(), reader.port);
         send(
             self.role,
@@ -437,6 +438,7 @@ fn udp_over_loopback() {
         return;
     };
     let exchange = Exchange {
+        extra: &[],
         role: "udp",
         count: 20,
         netns: None,
@@ -462,6 +464,7 @@ fn tcp_over_loopback() {
         return;
     };
     let exchange = Exchange {
+        extra: &[],
         role: "tcp",
         count: 20,
         netns: None,
@@ -488,6 +491,7 @@ fn udp_and_tcp_over_a_veth_pair_between_namespaces() {
     let dev = pair.reader_dev();
     for role in ["udp", "tcp"] {
         let exchange = Exchange {
+            extra: &[],
             role,
             count: 15,
             netns: Some(&pair),
@@ -523,6 +527,7 @@ fn a_nice_minus_20_competitor_lengthens_the_runqueue_stage() {
     let cpus = std::thread::available_parallelism().unwrap().get();
     let (reader_cpu, sender_cpu) = (cpus - 1, 0);
     let exchange = Exchange {
+        extra: &[],
         role: "udp",
         count: 30,
         netns: None,
@@ -581,4 +586,79 @@ fn live_rejects_unknown_pid_and_device() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1);
+}
+
+#[test]
+fn each_fallback_keeps_every_journey_and_names_what_it_lost() {
+    let Some(_serial) = kernel_test("each_fallback_keeps_every_journey_and_names_what_it_lost")
+    else {
+        return;
+    };
+    for (without, lost_stages) in [
+        ("sock:sk_data_ready", &["stack", "wakeup"][..]),
+        ("sock:sock_recv_length", &[][..]),
+        ("napi:napi_poll", &[][..]),
+    ] {
+        let extra = ["--without", without];
+        let exchange = Exchange {
+            extra: &extra,
+            role: "udp",
+            count: 10,
+            netns: None,
+            reader_cpu: None,
+            sender_cpu: None,
+        };
+        let (journeys, truth, _, tid) = exchange.run();
+        assert_eq!(
+            journeys.len(),
+            10,
+            "--without {without}: one journey per datagram"
+        );
+        for (journey, read) in journeys.iter().zip(&truth) {
+            assert_eq!(journey["tid"], tid);
+            assert_eq!(
+                journey["bytes"].as_i64(),
+                Some(read.bytes),
+                "--without {without}: {journey}"
+            );
+            assert_eq!(journey["complete"], true, "--without {without}: {journey}");
+            let ret = journey["ts"]["recv_return"].as_u64().unwrap();
+            assert!(ret <= read.stamp && read.stamp - ret < 100_000);
+            for stage in lost_stages {
+                let reason = journey["missing"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|missing| missing["stage"] == *stage)
+                    .unwrap_or_else(|| {
+                        panic!("--without {without}: stage {stage} should be missing: {journey}")
+                    });
+                assert!(
+                    reason["reason"].as_str().unwrap().contains(without),
+                    "{reason}"
+                );
+                assert!(journey["stages_ns"][stage].is_null());
+            }
+            if without == "napi:napi_poll" {
+                assert!(
+                    journey["napi_batch_pos"].is_null() && journey["napi_work"].is_null(),
+                    "{journey}"
+                );
+            } else {
+                assert_eq!(journey["napi_batch_pos"], 1, "{journey}");
+            }
+            if without != "sock:sk_data_ready" {
+                assert!(
+                    journey["stages_ns"]["stack"].is_u64()
+                        && journey["stages_ns"]["runqueue"].is_u64(),
+                    "{journey}"
+                );
+            } else {
+                assert!(
+                    journey["stages_ns"]["runqueue"].is_u64(),
+                    "the wakeup still links it: {journey}"
+                );
+            }
+        }
+    }
 }

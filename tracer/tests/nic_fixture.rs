@@ -22,6 +22,7 @@ fn journeys() -> (Vec<Journey>, Recording) {
             .map(|(tid, comm)| (*tid, comm.clone()))
             .collect(),
         keep_unsocketed: false,
+        degraded: Default::default(),
     });
     let mut out = Vec::new();
     for event in &recording.events {

@@ -10,7 +10,7 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     irqmap::IrqMap,
-    journey::{EngineConfig, Journey, Tracker},
+    journey::{Degraded, EngineConfig, Journey, Tracker},
     names,
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
     record::Writer,
@@ -176,6 +176,7 @@ pub async fn follow(
         drop_reasons: probes.drop_reasons(),
         comms: names::kernel_thread_comms(),
         keep_unsocketed: output.keep_unsocketed,
+        degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
     };
     let mut tracker = Tracker::new(config);
     let mut recorder = match &output.record {

@@ -1,6 +1,7 @@
 //! Subcommands and what they share: filter options, the event loop, exit codes.
 
 pub mod demo;
+pub mod doctor;
 pub mod events;
 pub mod live;
 pub mod output;

@@ -333,6 +333,7 @@ fn engine_config(meta: &Metadata, keep_unsocketed: bool) -> EngineConfig {
             .map(|(tid, comm)| (*tid, comm.clone()))
             .collect(),
         keep_unsocketed,
+        degraded: tracer::journey::Degraded::from_missing(meta.skipped_kinds()),
     }
 }
 

@@ -35,6 +35,32 @@ pub struct IrqDevice {
     pub name: String,
 }
 
+/// Links this kernel (or the user, with `--without`) does not provide: the engine then
+/// falls back to the next best evidence and marks the stages it cannot measure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Degraded {
+    /// No sock:sk_data_ready: a packet links to the reader its softirq wakes.
+    pub no_data_ready: bool,
+    /// No sock:sock_recv_length: a read links through the socket's known reader and the
+    /// syscall exit.
+    pub no_recv_length: bool,
+}
+
+impl Degraded {
+    /// The fallbacks needed when these kinds are not traced.
+    pub fn from_missing(kinds: impl IntoIterator<Item = EventKind>) -> Self {
+        let mut degraded = Degraded::default();
+        for kind in kinds {
+            match kind {
+                EventKind::SkDataReady => degraded.no_data_ready = true,
+                EventKind::SockRecvLength => degraded.no_recv_length = true,
+                _ => {}
+            }
+        }
+        degraded
+    }
+}
+
 /// What the engine knows about the host besides the events.
 #[derive(Clone, Debug, Default)]
 pub struct EngineConfig {
@@ -46,6 +72,8 @@ pub struct EngineConfig {
     pub comms: HashMap<u32, String>,
     /// Also emit packets that never reached a socket (ACKs, ARP, ...): off by default.
     pub keep_unsocketed: bool,
+    /// Missing links and their fallbacks.
+    pub degraded: Degraded,
 }
 
 /// Counters of what the engine saw, for the summary.
@@ -143,6 +171,11 @@ pub struct Engine {
     woken: FxHashMap<u32, Vec<u64>>,
     reading: FxHashMap<u32, Vec<u64>>,
     comms: FxHashMap<u32, String>,
+    /// Fallbacks: the reader each socket woke last, the sockets of each reader, and packets
+    /// linked to a reader by its wakeup alone (no sk_data_ready).
+    owners: FxHashMap<u64, u32>,
+    task_sockets: FxHashMap<u32, Vec<u64>>,
+    by_task: FxHashMap<u32, VecDeque<u64>>,
     next_id: u64,
     stats: EngineStats,
 }
@@ -550,14 +583,38 @@ impl Engine {
             self.stats.ksoftirqd_wakeups += 1;
         }
         self.learn_comm(woken, event);
-        let Some(id) = self.cpu(event.cpu).last_ready.take() else {
-            return;
+        let fallback = self.config.degraded.no_data_ready;
+        let state = self.cpu(event.cpu);
+        let ready = state.last_ready.take();
+        let received = if fallback {
+            state.last_received.take()
+        } else {
+            None
         };
-        if let Some(open) = self.open.get_mut(&id)
-            && open.journey.ts.waking.is_none()
+        if let Some(id) = ready {
+            let Some(open) = self.open.get_mut(&id) else {
+                return;
+            };
+            if open.journey.ts.waking.is_none() {
+                open.journey.ts.waking = Some(event.ts);
+                self.woken.entry(woken).or_default().push(id);
+            }
+            if self.config.degraded.no_recv_length && open.sk != 0 {
+                self.owners.insert(open.sk, woken);
+                let sockets = self.task_sockets.entry(woken).or_default();
+                if !sockets.contains(&open.sk) {
+                    sockets.push(open.sk);
+                }
+            }
+        } else if let Some(id) = received
+            && let Some(open) = self.open.get_mut(&id)
+            && open.phase == Phase::Stack
         {
+            // No sk_data_ready on this kernel: the wakeup in the packet's softirq is the link.
+            open.phase = Phase::Queued;
             open.journey.ts.waking = Some(event.ts);
             self.woken.entry(woken).or_default().push(id);
+            self.by_task.entry(woken).or_default().push_back(id);
         }
     }
 
@@ -579,30 +636,77 @@ impl Engine {
         if ret <= 0 || event.arg1 & MSG_PEEK != 0 {
             return;
         }
-        let Some(queue) = self.sockets.get_mut(&event.addr) else {
-            self.stats.reads_without_packet += 1;
-            return;
+        let tcp_read = event.arg2 & 0xffff == IPPROTO_TCP;
+        let taken = match self.sockets.get_mut(&event.addr) {
+            Some(queue) if !queue.is_empty() => {
+                let tcp = self
+                    .open
+                    .get(queue.front().expect("non-empty"))
+                    .is_some_and(|open| open.journey.proto == "tcp");
+                let taken: Vec<u64> = if tcp {
+                    queue.drain(..).collect()
+                } else {
+                    queue.pop_front().into_iter().collect()
+                };
+                if queue.is_empty() {
+                    self.sockets.remove(&event.addr);
+                }
+                taken
+            }
+            _ => match self.by_task.get_mut(&event.tid) {
+                // Linked by wakeup alone (no sk_data_ready): the read says which socket.
+                Some(queue) if !queue.is_empty() => {
+                    let taken: Vec<u64> = if tcp_read {
+                        queue.drain(..).collect()
+                    } else {
+                        queue.pop_front().into_iter().collect()
+                    };
+                    for id in &taken {
+                        if let Some(open) = self.open.get_mut(id) {
+                            open.journey.proto = if tcp_read { "tcp" } else { "udp" }.to_owned();
+                            open.journey.skaddr = Some(format!("{:#x}", event.addr));
+                        }
+                    }
+                    taken
+                }
+                _ => {
+                    self.stats.reads_without_packet += 1;
+                    return;
+                }
+            },
         };
-        let Some(&front) = queue.front() else {
-            self.stats.reads_without_packet += 1;
-            return;
-        };
-        let tcp = self
-            .open
-            .get(&front)
-            .is_some_and(|open| open.journey.proto == "tcp");
-        let taken: Vec<u64> = if tcp {
-            queue.drain(..).collect()
-        } else {
-            queue.pop_front().into_iter().collect()
-        };
-        if queue.is_empty() {
-            self.sockets.remove(&event.addr);
-        }
-        let count = taken.len() as u32;
         let comm = Some(crate::decode::name(event)).filter(|comm| !comm.is_empty());
         let comm = comm.or_else(|| self.comms.get(&event.tid).cloned());
-        for id in &taken {
+        let is_udp = |engine: &Self, id: &u64| {
+            engine
+                .open
+                .get(id)
+                .is_some_and(|open| open.journey.proto != "tcp")
+        };
+        let partial_check = taken.iter().all(|id| is_udp(self, id));
+        self.assign_reader(&taken, event, comm, Some(i64::from(ret)));
+        if partial_check {
+            let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
+            for id in &taken {
+                if let Some(open) = self.open.get_mut(id) {
+                    open.journey.partial_read =
+                        (ret as u32) < open.journey.len.saturating_sub(headers);
+                }
+            }
+        }
+        self.reading.entry(event.tid).or_default().extend(taken);
+    }
+
+    /// Marks `taken` as read by the current task of `event`.
+    fn assign_reader(
+        &mut self,
+        taken: &[u64],
+        event: &Event,
+        comm: Option<String>,
+        bytes: Option<i64>,
+    ) {
+        let count = taken.len() as u32;
+        for id in taken {
             let Some(open) = self.open.get_mut(id) else {
                 continue;
             };
@@ -611,20 +715,65 @@ impl Engine {
             journey.pid = Some(event.tgid);
             journey.tid = Some(event.tid);
             journey.comm = comm.clone();
-            journey.bytes = Some(i64::from(ret));
+            journey.bytes = bytes;
             journey.read_packets = count;
-            if !tcp {
-                let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
-                journey.partial_read = (ret as u32) < journey.len.saturating_sub(headers);
-            }
         }
-        self.reading.entry(event.tid).or_default().extend(taken);
+    }
+
+    /// Without sock_recv_length: a read that returned data takes packets from the sockets
+    /// this task was woken for (oldest first), or from the packets linked to it by wakeup.
+    fn take_without_recv_length(&mut self, event: &Event, kind: EventKind) -> Vec<u64> {
+        let ret = event.addr as i64;
+        if ret <= 0 {
+            return Vec::new();
+        }
+        let datagrams = if kind == EventKind::SysExitRecvmmsg {
+            ret as usize
+        } else {
+            1
+        };
+        let mut taken = Vec::new();
+        let sockets = self
+            .task_sockets
+            .get(&event.tid)
+            .cloned()
+            .unwrap_or_default();
+        while taken.len() < datagrams {
+            let oldest = sockets
+                .iter()
+                .filter_map(|sk| {
+                    let front = *self.sockets.get(sk)?.front()?;
+                    Some((self.open.get(&front)?.journey.ts.sk_data_ready, *sk, front))
+                })
+                .min();
+            let Some((_, sk, front)) = oldest else { break };
+            let tcp = self
+                .open
+                .get(&front)
+                .is_some_and(|open| open.journey.proto == "tcp");
+            let queue = self.sockets.get_mut(&sk).expect("found above");
+            if tcp {
+                taken.extend(queue.drain(..));
+                break;
+            }
+            taken.extend(queue.pop_front());
+        }
+        if taken.is_empty()
+            && let Some(queue) = self.by_task.get_mut(&event.tid)
+        {
+            taken.extend(queue.drain(..queue.len().min(datagrams)));
+        }
+        taken
     }
 
     fn on_syscall_exit(&mut self, event: &Event, kind: EventKind, out: &mut Vec<Journey>) {
-        let Some(ids) = self.reading.remove(&event.tid) else {
-            return;
-        };
+        let mut ids = self.reading.remove(&event.tid).unwrap_or_default();
+        if ids.is_empty() && self.config.degraded.no_recv_length {
+            ids = self.take_without_recv_length(event, kind);
+            let comm = self.comms.get(&event.tid).cloned();
+            let bytes = (kind != EventKind::SysExitRecvmmsg).then_some(event.addr as i64);
+            self.assign_reader(&ids, event, comm, bytes);
+        }
         let syscall = kind.name().trim_start_matches("sys_exit_").to_owned();
         for id in ids {
             if let Some(open) = self.open.get_mut(&id) {
@@ -686,18 +835,25 @@ impl Engine {
         if self.skbs.get(&open.skb) == Some(&id) && open.phase != Phase::Queued {
             self.skbs.remove(&open.skb);
         }
-        if open.phase == Phase::Queued
-            && let Some(queue) = self.sockets.get_mut(&open.sk)
-        {
-            queue.retain(|other| *other != id);
+        if open.phase == Phase::Queued {
+            if let Some(queue) = self.sockets.get_mut(&open.sk) {
+                queue.retain(|other| *other != id);
+            }
+            if open.sk == 0 {
+                for queue in self.by_task.values_mut() {
+                    queue.retain(|other| *other != id);
+                }
+            }
         }
-        let reached_socket = open.journey.ts.sk_data_ready.is_some();
+        let reached_socket = open.journey.ts.sk_data_ready.is_some()
+            || open.journey.pid.is_some()
+            || (open.phase == Phase::Queued && open.sk == 0);
         let dropped = open.journey.drop_reason.is_some();
         if !reached_socket && !dropped && !self.config.keep_unsocketed {
             self.count_unsocketed(incomplete.unwrap_or("no socket"));
             return;
         }
-        let journey = finalize(open, incomplete);
+        let journey = finalize(open, incomplete, self.config.degraded);
         self.stats.journeys_emitted += 1;
         if journey.complete {
             self.stats.complete += 1;
@@ -718,7 +874,7 @@ fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
 }
 
 /// Stage durations and missing-stage reasons of a finished journey.
-fn finalize(open: Open, incomplete: Option<&str>) -> Journey {
+fn finalize(open: Open, incomplete: Option<&str>, degraded: Degraded) -> Journey {
     let Open {
         mut journey,
         softirq_unknown,
@@ -786,8 +942,11 @@ fn finalize(open: Open, incomplete: Option<&str>) -> Journey {
             },
         );
     }
+    const NO_DATA_READY: &str = "sock:sk_data_ready is not traced: the socket enqueue is unknown";
     if stages.stack.is_none() {
-        let reason = if journey.drop_reason.is_some() {
+        let reason = if degraded.no_data_ready && journey.drop_reason.is_none() {
+            NO_DATA_READY
+        } else if journey.drop_reason.is_some() {
             "dropped before the socket"
         } else if lost {
             "events lost"
@@ -796,9 +955,12 @@ fn finalize(open: Open, incomplete: Option<&str>) -> Journey {
         };
         note(Stage::Stack, reason);
     }
-    let reader_path = ts.sk_data_ready.is_some() && journey.drop_reason.is_none();
+    let reader_path =
+        (ts.sk_data_ready.is_some() || journey.pid.is_some()) && journey.drop_reason.is_none();
     if reader_path && stages.wakeup.is_none() {
-        let reason = if lost {
+        let reason = if degraded.no_data_ready {
+            NO_DATA_READY
+        } else if lost {
             "events lost"
         } else {
             "no wakeup: the reader was not blocked (already running, woken by an earlier packet, or polling)"

@@ -12,7 +12,7 @@ pub mod tracker;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{Engine, EngineConfig, EngineStats, IrqDevice};
+pub use engine::{Degraded, Engine, EngineConfig, EngineStats, IrqDevice};
 pub use record::{Journey, Missing, Stage, StageDurations, Stamps};
 pub use reorder::Reorder;
 pub use summary::StageSummary;

@@ -668,3 +668,86 @@ fn net_rx_raised_without_a_nic_interrupt() {
     );
     assert_eq!(j.stages_ns.softirq_wait, Some(2_000));
 }
+
+#[test]
+fn without_sk_data_ready_the_wakeup_links_packet_and_reader() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 92)
+        .waking(0, 14, 900, READER, "reader")
+        .softirq_exit(0, 15, 900)
+        .switch_in(1, 30, 0, READER, "reader")
+        .recv_length(1, 40, SOCK, 64, 0)
+        .recv_exit(1, 41, EventKind::SysExitRecvfrom, 64);
+    let config = EngineConfig {
+        degraded: super::Degraded {
+            no_data_ready: true,
+            no_recv_length: false,
+        },
+        ..EngineConfig::default()
+    };
+    let (journeys, _) = s.run(config);
+    assert_eq!(journeys.len(), 1);
+    let j = &journeys[0];
+    assert!(j.complete);
+    assert_eq!(
+        (j.proto.as_str(), j.bytes, j.tid),
+        ("udp", Some(64), Some(READER))
+    );
+    assert_eq!(
+        (j.stages_ns.stack, j.stages_ns.wakeup, j.stages_ns.runqueue),
+        (None, None, Some(16_000))
+    );
+    assert!(
+        missing_reason(j, Stage::Stack)
+            .unwrap()
+            .contains("sock:sk_data_ready")
+    );
+}
+
+#[test]
+fn without_sock_recv_length_the_socket_reader_and_syscall_exit_link_the_read() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900).softirq_entry(0, 11, 900);
+    s.receive(0, 12, 900, 0x1000, "lo", 92)
+        .data_ready(0, 13, 900, SOCK, 17)
+        .waking(0, 14, 900, READER, "reader");
+    s.receive(0, 15, 900, 0x2000, "lo", 93)
+        .data_ready(0, 16, 900, SOCK, 17);
+    s.softirq_exit(0, 17, 900)
+        .switch_in(1, 30, 0, READER, "reader");
+    // Two reads, no sock_recv_length: each recvfrom exit takes the oldest datagram.
+    s.recv_exit(1, 40, EventKind::SysExitRecvfrom, 64)
+        .recv_exit(1, 50, EventKind::SysExitRecvfrom, 65);
+    let config = EngineConfig {
+        degraded: super::Degraded {
+            no_data_ready: false,
+            no_recv_length: true,
+        },
+        ..EngineConfig::default()
+    };
+    let (journeys, _) = s.run(config);
+    assert_eq!(journeys.len(), 2);
+    assert_eq!(
+        (
+            journeys[0].len,
+            journeys[0].bytes,
+            journeys[0].ts.recv_return
+        ),
+        (92, Some(64), Some(40_000))
+    );
+    assert_eq!(
+        (
+            journeys[1].len,
+            journeys[1].bytes,
+            journeys[1].ts.recv_return
+        ),
+        (93, Some(65), Some(50_000))
+    );
+    assert!(
+        journeys
+            .iter()
+            .all(|j| j.complete && j.comm.as_deref() == Some("reader"))
+    );
+}

@@ -1,0 +1,198 @@
+//! `tracer doctor`: what this host can trace, what it cannot, and which journey stages that
+//! costs. Exit status 0: full journeys; 1: degraded; 2: nothing can run.
+
+use std::path::Path;
+
+use clap::Args;
+use serde_json::json;
+use tracer::{
+    caps,
+    probes::{ProbeOptions, Probes},
+    tracefs::{self, FormatDir, Layout},
+};
+use tracer_common::EventKind;
+
+/// Options of `tracer doctor`.
+#[derive(Clone, Debug, Args)]
+pub struct DoctorArgs {
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretend this tracepoint is missing (`category:name` or `name`); repeatable.
+    #[arg(long, value_name = "TRACEPOINT")]
+    pub without: Vec<String>,
+}
+
+/// What a tracepoint's absence costs the journeys.
+pub fn impact(kind: EventKind) -> &'static str {
+    use EventKind as K;
+    match kind {
+        K::IrqHandlerEntry | K::IrqHandlerExit => "no irq stage (NIC hard interrupts)",
+        K::SoftirqRaise => "softirq_wait starts at the IRQ exit only",
+        K::SoftirqEntry | K::SoftirqExit => "no softirq_wait and poll stages",
+        K::NapiPoll => "no NAPI batch fields (napi_batch_pos, napi_work, napi_budget)",
+        K::NetifReceiveSkb => "no journeys at all: packets are not seen",
+        K::NetifRx => "none (context only)",
+        K::NapiGroReceiveEntry => "no GRO merge counts and no RPS CPU hop",
+        K::SkDataReady => {
+            "no stack end and no wakeup stage; packets link to readers through their wakeup"
+        }
+        K::SchedWaking => "no wakeup and runqueue stages",
+        K::SchedWakeup => "no ts.wakeup stamp",
+        K::SchedSwitch => "no runqueue and syscall stages",
+        K::SkbCopyDatagramIovec => "none (fallback link only)",
+        K::KfreeSkb => "drops are not seen: dropped packets end as never read",
+        K::ConsumeSkb => "packets consumed by the stack stay open until the skb is reused",
+        K::SockRecvLength => {
+            "reads link through the socket's reader and the syscall exit (fallback)"
+        }
+        K::SysEnterRecvfrom
+        | K::SysEnterRecvmsg
+        | K::SysEnterRecvmmsg
+        | K::SysEnterRead
+        | K::SysEnterReadv => "readers blocked in this call are not seen as readers",
+        K::SysExitRecvfrom
+        | K::SysExitRecvmsg
+        | K::SysExitRecvmmsg
+        | K::SysExitRead
+        | K::SysExitReadv => "journeys read by this call never reach recv return",
+    }
+}
+
+/// Whether a journey can exist at all without this tracepoint.
+fn essential(kind: EventKind) -> bool {
+    kind == EventKind::NetifReceiveSkb
+}
+
+pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
+    let mut rows: Vec<(String, &'static str, String)> = Vec::new(); // (check, status, detail)
+    let mut worst = 0u8;
+    let mut mark =
+        |rows: &mut Vec<(String, &'static str, String)>, check: &str, level: u8, detail: String| {
+            worst = worst.max(level);
+            let status = ["ok", "degraded", "FAIL"][level as usize];
+            rows.push((check.to_owned(), status, detail));
+        };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    mark(&mut rows, "kernel", 0, kernel.trim().to_owned());
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    mark(
+        &mut rows,
+        "BTF",
+        0,
+        if btf {
+            "present (/sys/kernel/btf/vmlinux)"
+        } else {
+            "absent: not needed, offsets come from tracefs"
+        }
+        .to_owned(),
+    );
+    let permission = caps::check();
+    match &permission {
+        Ok(()) => mark(
+            &mut rows,
+            "capabilities",
+            0,
+            "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)".to_owned(),
+        ),
+        Err(why) => mark(&mut rows, "capabilities", 2, why.clone()),
+    }
+    let mut memlock = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut memlock) };
+    let memlock = if memlock.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".to_owned()
+    } else {
+        format!(
+            "{} KiB (kernels 5.11+ charge BPF memory to the cgroup instead)",
+            memlock.rlim_cur / 1024
+        )
+    };
+    mark(&mut rows, "memlock", 0, memlock);
+    let root = match tracefs::ensure_mounted() {
+        Ok(root) => {
+            mark(&mut rows, "tracefs", 0, root.display().to_string());
+            Some(root)
+        }
+        Err(err) => {
+            mark(&mut rows, "tracefs", 2, err.to_string());
+            None
+        }
+    };
+    let mut tracepoints = Vec::new();
+    if let Some(root) = root {
+        let layout = Layout::resolve(&FormatDir(root), &args.without)?;
+        // Loading and attaching is the real test (ring buffer, verifier, perf events).
+        let attached = if permission.is_ok() {
+            let options = ProbeOptions {
+                journey_mode: true,
+                without: args.without.clone(),
+                ..ProbeOptions::default()
+            };
+            match Probes::load(&options) {
+                Ok(probes) => {
+                    mark(
+                        &mut rows,
+                        "eBPF load, ring buffer",
+                        0,
+                        format!("{} programs attached", probes.attached.len()),
+                    );
+                    Some(probes.skipped)
+                }
+                Err(err) => {
+                    mark(&mut rows, "eBPF load, ring buffer", 2, err.to_string());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        for kind in EventKind::ALL {
+            let (category, name) = kind.tracepoint();
+            let why = match &attached {
+                Some(skipped) => skipped
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map(|(_, why)| why.clone()),
+                None => layout
+                    .unavailable
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map(|(_, why)| why.to_string()),
+            };
+            let level = match &why {
+                None => 0,
+                Some(_) if essential(kind) => 2,
+                Some(_) => 1,
+            };
+            let detail = match &why {
+                None => "attaches".to_owned(),
+                Some(why) => format!("{why}; {}", impact(kind)),
+            };
+            tracepoints.push(json!({"tracepoint": format!("{category}:{name}"), "ok": why.is_none(), "detail": detail}));
+            mark(&mut rows, &format!("{category}:{name}"), level, detail);
+        }
+    }
+    let verdict = [
+        "full journeys",
+        "degraded journeys (see above)",
+        "nothing can be traced",
+    ][worst as usize];
+    if args.json {
+        let checks: Vec<_> =
+            rows.iter().map(|(check, status, detail)| json!({"check": check, "status": status, "detail": detail})).collect();
+        println!(
+            "{}",
+            json!({"verdict": verdict, "exit": worst, "checks": checks})
+        );
+    } else {
+        for (check, status, detail) in &rows {
+            println!("{check:<34} {status:<9} {detail}");
+        }
+        println!("\nverdict: {verdict}");
+    }
+    Ok(worst)
+}
