@@ -23,6 +23,7 @@ fn journeys() -> (Vec<Journey>, Recording) {
             .collect(),
         keep_unsocketed: false,
         degraded: Default::default(),
+        max_open: 0,
     });
     let mut out = Vec::new();
     for event in &recording.events {

@@ -177,6 +177,7 @@ pub async fn follow(
         comms: names::kernel_thread_comms(),
         keep_unsocketed: output.keep_unsocketed,
         degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
+        max_open: 0,
     };
     let mut tracker = Tracker::new(config);
     let mut recorder = match &output.record {

@@ -124,10 +124,13 @@ impl<W: io::Write> JourneySink<W> {
             }
         };
         text.push_str(&format!(
-            "lost events: {lost}; late events: {}; ksoftirqd wakeups: {}; reads of data queued before the trace: {}\n",
+            "lost events: {lost}; late events: {}; ksoftirqd wakeups: {}; reads that found no new packet: {}; \
+             evicted (memory bound): {}; stale links swept: {}\n",
             tracker.late_events(),
             stats.ksoftirqd_wakeups,
             stats.reads_without_packet,
+            stats.evicted,
+            stats.swept,
         ));
         if self.output.json {
             eprint!("{text}");

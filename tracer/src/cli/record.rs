@@ -334,6 +334,7 @@ fn engine_config(meta: &Metadata, keep_unsocketed: bool) -> EngineConfig {
             .collect(),
         keep_unsocketed,
         degraded: tracer::journey::Degraded::from_missing(meta.skipped_kinds()),
+        max_open: 0,
     }
 }
 

@@ -74,7 +74,17 @@ pub struct EngineConfig {
     pub keep_unsocketed: bool,
     /// Missing links and their fallbacks.
     pub degraded: Degraded,
+    /// Open journeys at most (0: the default, [`DEFAULT_MAX_OPEN`]); beyond it the oldest is
+    /// ended as "evicted", so memory stays bounded however the traffic behaves.
+    pub max_open: usize,
 }
+
+/// Default bound on open journeys.
+pub const DEFAULT_MAX_OPEN: usize = 65_536;
+/// Task names remembered at most before the table is cleared.
+const MAX_COMMS: usize = 65_536;
+/// Events between two sweeps of the link tables.
+const SWEEP_EVERY: u64 = 1 << 16;
 
 /// Counters of what the engine saw, for the summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -95,6 +105,10 @@ pub struct EngineStats {
     pub reads_without_packet: u64,
     /// sk_data_ready with no packet received just before on that CPU.
     pub unlinked_data_ready: u64,
+    /// Journeys ended early because too many were open (`EngineConfig::max_open`).
+    pub evicted: u64,
+    /// State table entries dropped by the periodic sweep (stale links, forgotten names).
+    pub swept: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +226,9 @@ impl Engine {
             return;
         };
         self.stats.events += 1;
+        if self.stats.events % SWEEP_EVERY == 0 {
+            self.sweep();
+        }
         let cpu = event.cpu;
         if self.cpus.len() <= cpu as usize {
             self.cpus.resize_with(cpu as usize + 1, CpuState::default);
@@ -335,6 +352,73 @@ impl Engine {
         }
     }
 
+    /// Drops links to journeys that are gone, and forgets task names when there are too many.
+    fn sweep(&mut self) {
+        let open = &self.open;
+        let before = self.table_entries();
+        self.skbs.retain(|_, id| open.contains_key(id));
+        for queue in self.sockets.values_mut() {
+            queue.retain(|id| open.contains_key(id));
+        }
+        self.sockets.retain(|_, queue| !queue.is_empty());
+        for ids in self.woken.values_mut().chain(self.reading.values_mut()) {
+            ids.retain(|id| open.contains_key(id));
+        }
+        self.woken.retain(|_, ids| !ids.is_empty());
+        self.reading.retain(|_, ids| !ids.is_empty());
+        for queue in self.by_task.values_mut() {
+            queue.retain(|id| open.contains_key(id));
+        }
+        self.by_task.retain(|_, queue| !queue.is_empty());
+        if self.comms.len() > MAX_COMMS {
+            self.comms.clear();
+            self.comms.extend(
+                self.config
+                    .comms
+                    .iter()
+                    .map(|(tid, comm)| (*tid, comm.clone())),
+            );
+        }
+        if self.owners.len() > MAX_COMMS {
+            self.owners.clear();
+            self.task_sockets.clear();
+        }
+        self.stats.swept += before.saturating_sub(self.table_entries()) as u64;
+    }
+
+    fn table_entries(&self) -> usize {
+        self.skbs.len()
+            + self.sockets.values().map(VecDeque::len).sum::<usize>()
+            + self.woken.values().map(Vec::len).sum::<usize>()
+            + self.reading.values().map(Vec::len).sum::<usize>()
+            + self.by_task.values().map(VecDeque::len).sum::<usize>()
+            + self.comms.len()
+            + self.owners.len()
+    }
+
+    /// Ends the oldest open journeys while more than `max_open` are open.
+    fn evict(&mut self, out: &mut Vec<Journey>) {
+        let max = if self.config.max_open == 0 {
+            DEFAULT_MAX_OPEN
+        } else {
+            self.config.max_open
+        };
+        if self.open.len() <= max {
+            return;
+        }
+        let mut ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.sort_unstable();
+        let excess = self.open.len() - max + max / 16; // make room for a while
+        for id in ids.into_iter().take(excess) {
+            self.stats.evicted += 1;
+            self.end(
+                id,
+                Some("evicted: too many packets open at once (memory bound)"),
+                out,
+            );
+        }
+    }
+
     fn cpu(&mut self, cpu: u16) -> &mut CpuState {
         &mut self.cpus[cpu as usize]
     }
@@ -371,7 +455,8 @@ impl Engine {
         self.cpus[cpu as usize] = CpuState::default();
     }
 
-    fn new_journey(&mut self, event: &Event, phase: Phase) -> u64 {
+    fn new_journey(&mut self, event: &Event, phase: Phase, out: &mut Vec<Journey>) -> u64 {
+        self.evict(out);
         let id = self.next_id;
         self.next_id += 1;
         let journey = Journey {
@@ -435,7 +520,7 @@ impl Engine {
 
     fn on_gro_entry(&mut self, event: &Event, out: &mut Vec<Journey>) {
         self.retire_skb(event.addr, out);
-        let id = self.new_journey(event, Phase::Gro);
+        let id = self.new_journey(event, Phase::Gro, out);
         self.skbs.insert(event.addr, id);
         self.stamp_softirq(id, event.cpu);
         if let Some(open) = self.open.get_mut(&id) {
@@ -469,7 +554,7 @@ impl Engine {
             }
             None => {
                 self.retire_skb(event.addr, out);
-                let id = self.new_journey(event, Phase::Stack);
+                let id = self.new_journey(event, Phase::Stack, out);
                 self.skbs.insert(event.addr, id);
                 self.stamp_softirq(id, cpu);
                 self.cpu(cpu).batch.push(id);

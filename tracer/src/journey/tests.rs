@@ -751,3 +751,38 @@ fn without_sock_recv_length_the_socket_reader_and_syscall_exit_link_the_read() {
             .all(|j| j.complete && j.comm.as_deref() == Some("reader"))
     );
 }
+
+#[test]
+fn open_journeys_are_bounded_and_evictions_counted() {
+    let mut s = Stream::default();
+    s.raise(0, 1, 900).softirq_entry(0, 2, 900);
+    // 100 datagrams queued on a socket nobody reads.
+    for n in 0..100u64 {
+        s.receive(0, 10 + n * 2, 900, 0x10_0000 + n * 0x100, "lo", 92)
+            .data_ready(0, 11 + n * 2, 900, SOCK, 17);
+    }
+    let config = EngineConfig {
+        max_open: 32,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config);
+    let mut out = Vec::new();
+    for event in &s.events {
+        engine.push(event, &mut out);
+        assert!(
+            engine.open_journeys() <= 33,
+            "bounded: {}",
+            engine.open_journeys()
+        );
+    }
+    let evicted = engine.stats().evicted;
+    assert!(evicted >= 60, "{evicted}");
+    assert_eq!(out.len() as u64, evicted);
+    assert!(out.iter().all(|j| {
+        !j.complete
+            && missing_reason(j, Stage::Total)
+                .unwrap()
+                .starts_with("evicted")
+    }));
+    assert_eq!(out[0].id, 1, "the oldest go first");
+}

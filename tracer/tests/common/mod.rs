@@ -120,6 +120,11 @@ impl RunningTracer {
 }
 
 impl RunningTracer {
+    /// The tracer's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it with SIGKILL (no chance to clean up) and waits.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

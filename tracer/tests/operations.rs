@@ -1,0 +1,172 @@
+//! Kernel tests of running on real hosts: nothing left behind after SIGKILL, memory that
+//! stays flat under load, a clean stop on SIGTERM.
+
+mod common;
+
+use std::{
+    collections::HashSet,
+    net::UdpSocket,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{RunningTracer, kernel_test};
+
+/// IDs of the BPF programs loaded now (`bpftool prog show`).
+fn program_ids() -> HashSet<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|prog| prog["id"].as_u64())
+        .collect()
+}
+
+#[test]
+fn a_sigkilled_tracer_leaves_no_program_behind() {
+    let Some(_serial) = kernel_test("a_sigkilled_tracer_leaves_no_program_behind") else {
+        return;
+    };
+    let before = program_ids();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tracer = RunningTracer::start(&["live", "--json"], dir.path());
+    let during = program_ids();
+    let ours: HashSet<u64> = during.difference(&before).copied().collect();
+    assert!(
+        ours.len() >= 27,
+        "the tracer's programs are loaded: {} new",
+        ours.len()
+    );
+    tracer.kill();
+    // The kernel releases programs when their last fd and link go, which is asynchronous.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u64> = program_ids().intersection(&ours).copied().collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "programs left after SIGKILL: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_the_summary() {
+    let Some(_serial) = kernel_test("sigterm_stops_cleanly_with_the_summary") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.trc");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(["live", "--record", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("--- summary after"), "{stdout}");
+    let report = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(["report", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&report.stderr);
+    assert!(
+        report.status.success() && !stderr.contains("no trailer"),
+        "the recording was finished: {stderr}"
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn resident_memory_stays_flat_over_a_minute_of_traffic() {
+    let Some(_serial) = kernel_test("resident_memory_stays_flat_over_a_minute_of_traffic") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tracer = RunningTracer::start(&["live", "--json", "--interval", "10s"], dir.path());
+    let pid = tracer.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Two flows: datagrams read by a blocked reader, and datagrams nobody reads (they fill a
+    // socket queue, then are dropped by the kernel) so open journeys pile up.
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let reader = UdpSocket::bind("127.0.0.1:0").unwrap();
+            reader
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let unread = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let targets = [reader.local_addr().unwrap(), unread.local_addr().unwrap()];
+            let reader_stop = stop.clone();
+            let drain = std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while !reader_stop.load(Ordering::Relaxed) {
+                    let _ = reader.recv(&mut buf);
+                }
+            });
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                sender
+                    .send_to(&[1u8; 64], targets[(sent % 2) as usize])
+                    .unwrap();
+                sent += 1;
+                if sent % 64 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            drain.join().unwrap();
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_secs(15));
+    let warm = rss_kib(pid);
+    let mut peak = warm;
+    for _ in 0..45 {
+        std::thread::sleep(Duration::from_secs(1));
+        peak = peak.max(rss_kib(pid));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    let (_, stderr) = tracer.stop();
+    eprintln!("sent {sent} datagrams; tracer RSS after warm-up {warm} KiB, peak {peak} KiB");
+    assert!(sent > 100_000, "the load was real: {sent} datagrams");
+    assert!(
+        peak < warm + 16 * 1024,
+        "RSS grew from {warm} KiB to {peak} KiB: {stderr:?}"
+    );
+}
