@@ -10,6 +10,7 @@ pub mod duration;
 pub mod export;
 pub mod irqmap;
 pub mod journey;
+pub mod metrics;
 pub mod names;
 pub mod probes;
 pub mod record;

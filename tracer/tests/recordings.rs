@@ -150,3 +150,107 @@ fn bad_recordings_give_one_clear_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.trc: No such file"));
 }
+
+/// One HTTP GET of the metrics endpoint, parsed by a Prometheus text-format parser.
+fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let lines = body.lines().map(|line| Ok(line.to_owned()));
+    prometheus_parse::Scrape::parse(lines).expect("a valid exposition")
+}
+
+#[test]
+fn metrics_endpoint_histograms_match_the_journeys() {
+    let Some(_serial) = kernel_test("metrics_endpoint_histograms_match_the_journeys") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let me = std::process::id().to_string();
+    let tracer = RunningTracer::start(
+        &[
+            "live",
+            "--json",
+            "--interval",
+            "0",
+            "--pid",
+            &me,
+            "--metrics",
+            &addr,
+        ],
+        dir.path(),
+    );
+    udp_exchange(25);
+    std::thread::sleep(Duration::from_millis(500));
+    let before_scrape = common::monotonic_ns();
+    let scraped = scrape(&addr);
+    let (stdout, _) = tracer.stop();
+    // The scrape's own TCP response is read by this process too: compare what came before it.
+    let journeys: Vec<Value> = json_events(&stdout)
+        .into_iter()
+        .filter(|journey| {
+            journey["ts"]["recv_return"]
+                .as_u64()
+                .is_some_and(|ts| ts < before_scrape)
+        })
+        .collect();
+    assert_eq!(ours(&journeys).len(), 25);
+    let count_of = |stage: &str| -> f64 {
+        scraped
+            .samples
+            .iter()
+            .filter(|sample| {
+                sample.metric == "tracer_stage_seconds" && sample.labels.get("stage") == Some(stage)
+            })
+            .map(|sample| match &sample.value {
+                prometheus_parse::Value::Histogram(buckets) => buckets
+                    .iter()
+                    .map(|bucket| bucket.count)
+                    .fold(0.0, f64::max),
+                other => panic!("stage_seconds is not a histogram: {other:?}"),
+            })
+            .sum()
+    };
+    for stage in ["total", "stack", "wakeup", "runqueue"] {
+        let expected = journeys
+            .iter()
+            .filter(|journey| journey["stages_ns"][stage].is_u64())
+            .count() as f64;
+        assert_eq!(
+            count_of(stage),
+            expected,
+            "histogram count of {stage} vs the JSON journeys"
+        );
+    }
+    let complete = scraped
+        .samples
+        .iter()
+        .find(|sample| {
+            sample.metric == "tracer_journeys_total"
+                && sample.labels.get("complete") == Some("true")
+        })
+        .map(|sample| match sample.value {
+            prometheus_parse::Value::Counter(value) | prometheus_parse::Value::Untyped(value) => {
+                value
+            }
+            ref other => panic!("{other:?}"),
+        })
+        .expect("journeys counter");
+    let json_complete = journeys
+        .iter()
+        .filter(|journey| journey["complete"] == true)
+        .count() as f64;
+    assert_eq!(complete, json_complete);
+}

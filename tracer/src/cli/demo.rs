@@ -81,6 +81,8 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
         interval: Duration::ZERO,
         keep_unsocketed: false,
         record: None,
+        metrics: None,
+        quiet: false,
     };
     let mut go = child.stdin.take().context("traffic process stdin")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     irqmap::IrqMap,
     journey::{Degraded, EngineConfig, Journey, Tracker},
+    metrics::Metrics,
     names,
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
     record::Writer,
@@ -59,6 +60,12 @@ pub struct LiveArgs {
     /// Also record the raw events to FILE (as `tracer record` does).
     #[arg(long, value_name = "FILE")]
     pub record: Option<std::path::PathBuf>,
+    /// Serve Prometheus/OpenMetrics metrics on ADDR (e.g. 127.0.0.1:9464), path /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// No journey lines, only summaries (and metrics).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// Which journeys to show (applied to finished journeys, in user space).
@@ -101,6 +108,10 @@ pub struct LiveOutput {
     pub keep_unsocketed: bool,
     /// Record the raw events here too.
     pub record: Option<std::path::PathBuf>,
+    /// Serve metrics here.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Count journeys but print none.
+    pub quiet: bool,
 }
 
 /// What one live run saw.
@@ -140,6 +151,8 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
         interval: args.interval,
         keep_unsocketed: args.all,
         record: args.record.clone(),
+        metrics: args.metrics,
+        quiet: args.quiet,
     };
     if let Some(cpu) = args.cpu {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -212,6 +225,15 @@ pub async fn follow(
     );
     ready(&probes);
 
+    let listener = match output.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let mut metrics = Metrics::new();
     let mut sink = JourneySink::stdout(output.clone());
     let started = Instant::now();
     let mut last_summary = Instant::now();
@@ -229,11 +251,21 @@ pub async fn follow(
                     writer.flush_chunk().context("writing the recording")?;
                 }
             }
+            accepted = accept(listener.as_ref()) => {
+                if let Ok((stream, _)) = accepted {
+                    metrics.update(tracker.engine().stats(), &probes.lost_per_cpu()?);
+                    tokio::spawn(serve_metrics(stream, metrics.encode()));
+                }
+            }
             batch = source.next_batch(|bytes| take(&mut tracker, &mut recorder, bytes)) => {
                 batch.context("reading the ring buffer")?;
                 tracker.advance(None, &mut journeys);
                 probes.flush_kernel_log();
             }
+        }
+        journeys.retain(|journey| output.filter.keeps(journey));
+        for journey in &journeys {
+            metrics.observe(journey);
         }
         sink.show(journeys.drain(..));
         if sink.closed() || output.count.is_some_and(|count| sink.shown() >= count) {
@@ -265,6 +297,45 @@ pub async fn follow(
         journeys: sink.shown(),
         complete: tracker.engine().stats().complete,
     })
+}
+
+/// The next metrics connection, or never without a listener.
+async fn accept(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers one HTTP request with the metrics text (any path; scrapers ask for /metrics).
+async fn serve_metrics(mut stream: tokio::net::TcpStream, body: String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut request = [0u8; 4096];
+    let mut read = 0;
+    // Read the request head; a scraper sends it at once.
+    while read < request.len() {
+        match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request[read..])).await
+        {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => read += n,
+        }
+        if request[..read]
+            .windows(4)
+            .any(|window| window == b"\r\n\r\n")
+        {
+            break;
+        }
+    }
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// CLOCK_MONOTONIC now (the clock of bpf_ktime_get_ns).

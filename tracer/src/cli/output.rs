@@ -28,7 +28,7 @@ impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
             shown: 0,
             closed: false,
         };
-        if !sink.output.json {
+        if !sink.output.json && !sink.output.quiet {
             sink.write_line(&render::header());
         }
         sink
@@ -56,6 +56,9 @@ impl<W: io::Write> JourneySink<W> {
             }
             self.summary.add(&journey);
             self.shown += 1;
+            if self.output.quiet {
+                continue;
+            }
             let line = if self.output.json {
                 serde_json::to_string(&journey).expect("a journey serializes")
             } else {

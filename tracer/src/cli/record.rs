@@ -266,6 +266,8 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
         interval: Duration::ZERO,
         keep_unsocketed: args.all,
         record: None,
+        metrics: None,
+        quiet: false,
     };
     let lines = args.json || args.list;
     let mut sink = lines.then(|| JourneySink::stdout(output.clone()));

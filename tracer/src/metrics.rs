@@ -1,0 +1,238 @@
+//! Prometheus/OpenMetrics metrics of journeys (prometheus-client), with label cardinality
+//! bounded: at most [`MAX_LABEL_VALUES`] devices and task names each, the rest as `other`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::journey::{EngineStats, Journey, Stage};
+
+/// Distinct values a `dev` or `comm` label takes at most.
+pub const MAX_LABEL_VALUES: usize = 32;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: String,
+    dev: String,
+    comm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CpuLabels {
+    cpu: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CompleteLabels {
+    complete: String,
+}
+
+/// The metrics of one tracer run.
+pub struct Metrics {
+    registry: Registry,
+    stages: Family<StageLabels, Histogram>,
+    journeys: Family<CompleteLabels, Counter>,
+    incomplete: Family<ReasonLabels, Counter>,
+    drops: Family<ReasonLabels, Counter>,
+    lost: Family<CpuLabels, Counter>,
+    lost_seen: Vec<u64>,
+    incomplete_seen: BTreeMap<String, u64>,
+    devs: HashSet<String>,
+    comms: HashSet<String>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tracer");
+        // 1 us .. ~4 s in powers of two.
+        let stages = Family::<StageLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1e-6, 2.0, 23))
+        });
+        registry.register(
+            "stage_seconds",
+            "Duration of each journey stage",
+            stages.clone(),
+        );
+        let journeys = Family::<CompleteLabels, Counter>::default();
+        registry.register("journeys", "Packet journeys followed", journeys.clone());
+        let incomplete = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "incomplete_journeys",
+            "Journeys that did not reach recv() return, by reason",
+            incomplete.clone(),
+        );
+        let drops = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "drops",
+            "Packets dropped by the kernel (kfree_skb), by drop reason",
+            drops.clone(),
+        );
+        let lost = Family::<CpuLabels, Counter>::default();
+        registry.register(
+            "lost_events",
+            "Events lost to a full ring buffer, per CPU",
+            lost.clone(),
+        );
+        Self {
+            registry,
+            stages,
+            journeys,
+            incomplete,
+            drops,
+            lost,
+            lost_seen: Vec::new(),
+            incomplete_seen: BTreeMap::new(),
+            devs: HashSet::new(),
+            comms: HashSet::new(),
+        }
+    }
+
+    fn bounded(seen: &mut HashSet<String>, value: &str) -> String {
+        if seen.contains(value) || (seen.len() < MAX_LABEL_VALUES && seen.insert(value.to_owned()))
+        {
+            value.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// Counts a journey and observes its stages.
+    pub fn observe(&mut self, journey: &Journey) {
+        let complete = CompleteLabels {
+            complete: journey.complete.to_string(),
+        };
+        self.journeys.get_or_create(&complete).inc();
+        if let Some(reason) = &journey.drop_reason {
+            self.drops
+                .get_or_create(&ReasonLabels {
+                    reason: reason.clone(),
+                })
+                .inc();
+        }
+        let dev = Self::bounded(&mut self.devs, &journey.dev);
+        let comm = Self::bounded(
+            &mut self.comms,
+            journey.comm.as_deref().unwrap_or("unknown"),
+        );
+        for stage in Stage::ALL {
+            if let Some(ns) = journey.stages_ns.get(stage) {
+                let labels = StageLabels {
+                    stage: stage.name().to_owned(),
+                    dev: dev.clone(),
+                    comm: comm.clone(),
+                };
+                self.stages.get_or_create(&labels).observe(ns as f64 / 1e9);
+            }
+        }
+    }
+
+    /// Brings the counters that come from elsewhere up to date (engine reasons, kernel loss).
+    pub fn update(&mut self, stats: &EngineStats, lost_per_cpu: &[u64]) {
+        for (reason, &count) in &stats.incomplete {
+            let seen = self.incomplete_seen.entry(reason.clone()).or_default();
+            if count > *seen {
+                self.incomplete
+                    .get_or_create(&ReasonLabels {
+                        reason: reason.clone(),
+                    })
+                    .inc_by(count - *seen);
+                *seen = count;
+            }
+        }
+        self.lost_seen.resize(lost_per_cpu.len(), 0);
+        for (cpu, (&now, seen)) in lost_per_cpu
+            .iter()
+            .zip(self.lost_seen.iter_mut())
+            .enumerate()
+        {
+            let counter = self.lost.get_or_create(&CpuLabels {
+                cpu: cpu.to_string(),
+            });
+            if now > *seen {
+                counter.inc_by(now - *seen);
+                *seen = now;
+            }
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journey::StageDurations;
+
+    #[test]
+    fn observes_stages_with_bounded_labels() {
+        let mut metrics = Metrics::new();
+        for n in 0..40 {
+            let journey = Journey {
+                dev: "lo".into(),
+                comm: Some(format!("task{n}")),
+                complete: true,
+                stages_ns: StageDurations {
+                    total: Some(50_000),
+                    ..StageDurations::default()
+                },
+                ..Journey::default()
+            };
+            metrics.observe(&journey);
+        }
+        let mut stats = EngineStats::default();
+        stats.incomplete.insert("dropped".into(), 2);
+        metrics.update(&stats, &[0, 5]);
+        metrics.update(&stats, &[0, 7]);
+        let text = metrics.encode();
+        assert!(
+            text.contains("tracer_journeys_total{complete=\"true\"} 40"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "tracer_stage_seconds_count{stage=\"total\",dev=\"lo\",comm=\"other\"} 8"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "tracer_stage_seconds_count{stage=\"total\",dev=\"lo\",comm=\"task0\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracer_incomplete_journeys_total{reason=\"dropped\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracer_lost_events_total{cpu=\"1\"} 7"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
