@@ -223,6 +223,11 @@ fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
 fn enter_recv(here: &Here) {
     if !ignored(here.tgid) {
         let _ = RECV_TASKS.insert(&here.tid, &1, 0);
+        // A thread of the --pid process created after start joins the filter here.
+        let want = global_u32(&FILTER_TGID);
+        if want != 0 && here.tgid == want {
+            let _ = FILTER_TIDS.insert(&here.tid, &1, 0);
+        }
     }
 }
 

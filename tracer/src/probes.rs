@@ -202,7 +202,7 @@ impl Probes {
         if attached.is_empty() {
             return Err(ProbeError::NothingAttached);
         }
-        if options.journey_mode && options.pid.is_none() {
+        if options.journey_mode {
             for name in WAIT_SYSCALLS {
                 if let Err(why) = attach_program(&mut ebpf, "syscalls", name) {
                     log::warn!("{why}: readers blocked in this call will have no wakeup stage");

@@ -662,3 +662,37 @@ fn each_fallback_keeps_every_journey_and_names_what_it_lost() {
         }
     }
 }
+
+#[test]
+fn the_demo_shows_complete_journeys_with_every_stage_but_irq() {
+    let Some(_serial) = kernel_test("the_demo_shows_complete_journeys_with_every_stage_but_irq")
+    else {
+        return;
+    };
+    let out = Command::new(tracer_bin())
+        .args(["demo", "--json", "-n", "10", "--gap-ms", "20"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let journeys = json_events(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(journeys.len(), 10, "{stderr}");
+    for journey in &journeys {
+        assert_eq!(journey["complete"], true, "{journey}");
+        for stage in [
+            "softirq_wait",
+            "poll",
+            "stack",
+            "wakeup",
+            "runqueue",
+            "syscall",
+            "total",
+        ] {
+            assert!(
+                journey["stages_ns"][stage].is_u64(),
+                "the reader thread starts after the tracer: {stage} in {journey}"
+            );
+        }
+    }
+    assert!(stderr.contains("demo done: 10 journeys"), "{stderr}");
+}
