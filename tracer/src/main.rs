@@ -36,9 +36,16 @@ enum Command {
     Events(cli::events::EventsArgs),
     /// Make loopback UDP traffic and show its packets' journeys (a self-contained demo).
     Demo(cli::demo::DemoArgs),
-    /// Internal: the demo's traffic process (a UDP reader and sender on loopback).
+    /// Run a lab exercise: interrupts wake the kernel, the kernel wakes processes, the
+    /// scheduler decides when they run, measured on this machine.
+    #[command(subcommand)]
+    Lab(cli::lab::LabCommand),
+    /// Internal: the demo's and labs' traffic process (a UDP reader and sender on loopback).
     #[command(hide = true)]
     Traffic(cli::demo::TrafficArgs),
+    /// Internal: a CPU-bound competitor for the labs.
+    #[command(hide = true)]
+    Spin(cli::demo::SpinArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +72,8 @@ fn main() -> ExitCode {
             Command::Events(args) => done(cli::events::run(args, cli.verbose).await),
             Command::Demo(args) => done(cli::demo::run(args, cli.verbose).await),
             Command::Traffic(args) => done(cli::demo::traffic(args)),
+            Command::Spin(args) => done(cli::demo::spin(args)),
+            Command::Lab(command) => done(cli::lab::run(command, cli.verbose).await),
         }
     });
     match result {

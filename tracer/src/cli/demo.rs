@@ -24,15 +24,56 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-/// Options of the hidden `tracer traffic` child.
+/// Options of the hidden `tracer traffic` child (demo and labs).
 #[derive(Clone, Debug, Args)]
 pub struct TrafficArgs {
     /// Datagrams to send.
     #[arg(short = 'n', long)]
     pub count: u32,
     /// Milliseconds between datagrams.
-    #[arg(long)]
+    #[arg(long, default_value_t = 0)]
     pub gap_ms: u64,
+    /// Microseconds between datagrams (added to --gap-ms).
+    #[arg(long, default_value_t = 0)]
+    pub gap_us: u64,
+    /// Datagram size.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// How the reader waits: block, epoll or spin.
+    #[arg(long, default_value = "block")]
+    pub mode: String,
+    /// Pin the reader thread to this CPU.
+    #[arg(long)]
+    pub reader_cpu: Option<usize>,
+    /// Pin the sender to this CPU.
+    #[arg(long)]
+    pub sender_cpu: Option<usize>,
+    /// Run the reader as SCHED_FIFO.
+    #[arg(long)]
+    pub reader_fifo: bool,
+    /// Microseconds of CPU work by the reader after each datagram.
+    #[arg(long, default_value_t = 0)]
+    pub work_us: u64,
+    /// Print what the reader saw as JSON on stdout.
+    #[arg(long)]
+    pub report: bool,
+}
+
+/// Options of the hidden `tracer spin` competitor (labs).
+#[derive(Clone, Debug, Args)]
+pub struct SpinArgs {
+    /// Pin to this CPU.
+    #[arg(long)]
+    pub cpu: usize,
+    /// Nice value.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub nice: i32,
+    /// Run as SCHED_FIFO (priority 20).
+    #[arg(long)]
+    pub fifo: bool,
+    /// Stop after this many seconds at the latest.
+    #[arg(long, default_value_t = 120)]
+    pub seconds: u64,
 }
 
 pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
@@ -83,6 +124,7 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
         record: None,
         metrics: None,
         quiet: false,
+        collect: false,
     };
     let mut go = child.stdin.take().context("traffic process stdin")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -113,12 +155,62 @@ pub fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
         .lock()
         .read_line(&mut line)
         .context("waiting for the go line")?;
-    let exchange = traffic::udp_exchange(args.count, 64, Duration::from_millis(args.gap_ms))?;
-    anyhow::ensure!(
-        exchange.received == exchange.sent,
-        "the reader got {} of {} datagrams",
-        exchange.received,
-        exchange.sent
-    );
+    let mode = match args.mode.as_str() {
+        "block" => traffic::ReaderMode::Block,
+        "epoll" => traffic::ReaderMode::Epoll,
+        "spin" => traffic::ReaderMode::Spin,
+        other => anyhow::bail!("unknown reader mode {other:?} (block, epoll, spin)"),
+    };
+    let workload = traffic::Workload {
+        count: args.count,
+        size: args.size,
+        gap: Duration::from_millis(args.gap_ms) + Duration::from_micros(args.gap_us),
+        mode,
+        reader_cpu: args.reader_cpu,
+        sender_cpu: args.sender_cpu,
+        reader_fifo: args.reader_fifo,
+        work: Duration::from_micros(args.work_us),
+    };
+    let exchange = traffic::exchange(&workload)?;
+    if args.report {
+        println!(
+            "{}",
+            serde_json::json!({
+                "sent": exchange.sent,
+                "received": exchange.received,
+                "reader_tid": exchange.reader_tid,
+                "reader_cpu_ns": exchange.reader_cpu_ns,
+                "voluntary_switches": exchange.voluntary_switches,
+                "involuntary_switches": exchange.involuntary_switches,
+            })
+        );
+    } else {
+        anyhow::ensure!(
+            exchange.received == exchange.sent,
+            "the reader got {} of {} datagrams",
+            exchange.received,
+            exchange.sent
+        );
+    }
+    Ok(())
+}
+
+/// The competitor: a CPU-bound loop, pinned, at a nice value or SCHED_FIFO.
+pub fn spin(args: SpinArgs) -> anyhow::Result<()> {
+    traffic::pin_to(args.cpu).context("pinning")?;
+    if args.fifo {
+        traffic::set_fifo(20).context("SCHED_FIFO")?;
+    } else {
+        // SAFETY: setpriority on this process.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, args.nice) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setting the nice value");
+        }
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(args.seconds);
+    while std::time::Instant::now() < end {
+        for _ in 0..10_000 {
+            std::hint::spin_loop();
+        }
+    }
     Ok(())
 }

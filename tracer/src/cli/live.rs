@@ -112,6 +112,8 @@ pub struct LiveOutput {
     pub metrics: Option<std::net::SocketAddr>,
     /// Count journeys but print none.
     pub quiet: bool,
+    /// Keep the shown journeys in the returned stats (labs).
+    pub collect: bool,
 }
 
 /// What one live run saw.
@@ -119,6 +121,10 @@ pub struct LiveOutput {
 pub struct LiveStats {
     pub journeys: u64,
     pub complete: u64,
+    /// The journeys themselves, with `LiveOutput::collect`.
+    pub collected: Vec<Journey>,
+    /// The engine's counters at the end.
+    pub engine: tracer::journey::EngineStats,
 }
 
 pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
@@ -153,6 +159,7 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
         record: args.record.clone(),
         metrics: args.metrics,
         quiet: args.quiet,
+        collect: false,
     };
     if let Some(cpu) = args.cpu {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -234,6 +241,7 @@ pub async fn follow(
         None => None,
     };
     let mut metrics = Metrics::new();
+    let mut collected = Vec::new();
     let mut sink = JourneySink::stdout(output.clone());
     let started = Instant::now();
     let mut last_summary = Instant::now();
@@ -267,11 +275,17 @@ pub async fn follow(
         for journey in &journeys {
             metrics.observe(journey);
         }
+        if output.collect {
+            collected.extend(journeys.iter().cloned());
+        }
         sink.show(journeys.drain(..));
         if sink.closed() || output.count.is_some_and(|count| sink.shown() >= count) {
             break;
         }
-        if !output.interval.is_zero() && last_summary.elapsed() >= output.interval {
+        if !output.collect
+            && !output.interval.is_zero()
+            && last_summary.elapsed() >= output.interval
+        {
             last_summary = Instant::now();
             let lost = probes.lost_per_cpu()?;
             sink.summary(&tracker, Some(&lost), started.elapsed(), false);
@@ -283,6 +297,10 @@ pub async fn follow(
     }
     tracker.finish(&mut journeys);
     if output.count.is_none() {
+        journeys.retain(|journey| output.filter.keeps(journey));
+        if output.collect {
+            collected.extend(journeys.iter().cloned());
+        }
         sink.show(journeys.drain(..));
     }
     let lost = probes.lost_per_cpu()?;
@@ -292,10 +310,14 @@ pub async fn follow(
             .finish(lost.clone(), duration)
             .context("writing the recording")?;
     }
-    sink.summary(&tracker, Some(&lost), started.elapsed(), true);
+    if !output.collect {
+        sink.summary(&tracker, Some(&lost), started.elapsed(), true);
+    }
     Ok(LiveStats {
         journeys: sink.shown(),
         complete: tracker.engine().stats().complete,
+        collected,
+        engine: tracker.engine().stats().clone(),
     })
 }
 

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod doctor;
 pub mod events;
+pub mod lab;
 pub mod live;
 pub mod output;
 pub mod record;

@@ -268,6 +268,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
         record: None,
         metrics: None,
         quiet: false,
+        collect: false,
     };
     let lines = args.json || args.list;
     let mut sink = lines.then(|| JourneySink::stdout(output.clone()));
