@@ -5,6 +5,7 @@
 //! [`decode`] turns records into events and lines; [`names`] resolves numbers to names.
 
 pub mod caps;
+pub mod clock;
 pub mod decode;
 pub mod duration;
 pub mod export;

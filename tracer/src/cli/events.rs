@@ -8,15 +8,13 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Args;
-use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     decode,
     names::Names,
     probes::{ProbeOptions, Probes},
-    source::RingSource,
 };
 
-use super::{FilterArgs, duration_arg};
+use super::{FilterArgs, Session, coverage, duration_arg};
 
 /// Options of `tracer events`.
 #[derive(Clone, Debug, Args)]
@@ -62,21 +60,13 @@ pub async fn stream(
     ready: impl FnOnce(&Probes),
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<StreamStats> {
-    let mut probes = Probes::load(options)?;
-    for (kind, why) in &probes.skipped {
-        let (category, name) = kind.tracepoint();
-        log::warn!("not tracing {category}:{name}: {why}");
-    }
+    let Session {
+        mut probes,
+        mut source,
+        mut signals,
+    } = Session::start(options)?;
     let names = Names::from_system(probes.drop_reasons());
-    let mut source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
-    // Installed before the ready line, so a Ctrl-C right after it is already ours.
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    eprintln!(
-        "tracer: tracing {} of {} tracepoints; Ctrl-C to stop",
-        probes.attached.len(),
-        probes.attached.len() + probes.skipped.len()
-    );
+    eprintln!("tracer: tracing {}; Ctrl-C to stop", coverage(&probes));
     ready(&probes);
 
     let mut printer = Printer {
@@ -89,8 +79,7 @@ pub async fn stream(
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            () = signals.recv() => break,
             () = &mut stop => break,
             batch = source.next_batch(|bytes| printer.print(bytes)) => {
                 batch.context("reading the ring buffer")?;

@@ -7,7 +7,6 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     irqmap::IrqMap,
     journey::{Degraded, EngineConfig, Journey, Tracker},
@@ -15,10 +14,9 @@ use tracer::{
     names,
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
     record::Writer,
-    source::RingSource,
 };
 
-use super::{duration_arg, output::JourneySink};
+use super::{Session, coverage, duration_arg, output::JourneySink};
 
 /// Options of `tracer live`.
 #[derive(Clone, Debug, Args)]
@@ -186,11 +184,11 @@ pub async fn follow(
     ready: impl FnOnce(&Probes),
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<LiveStats> {
-    let mut probes = Probes::load(options)?;
-    for (kind, why) in &probes.skipped {
-        let (category, name) = kind.tracepoint();
-        log::warn!("not tracing {category}:{name}: {why}");
-    }
+    let Session {
+        mut probes,
+        mut source,
+        mut signals,
+    } = Session::start(options)?;
     let config = EngineConfig {
         irq_devices: irqs.irqs,
         drop_reasons: probes.drop_reasons(),
@@ -211,7 +209,7 @@ pub async fn follow(
         }
         None => None,
     };
-    let record_start = super::record::monotonic_ns();
+    let record_start = tracer::clock::monotonic_ns();
     let mut write_failure: Option<std::io::Error> = None;
     let mut take = |tracker: &mut Tracker, recorder: &mut Option<Writer>, bytes: &[u8]| {
         if let Some(event) = tracker.push_record(bytes)
@@ -222,13 +220,9 @@ pub async fn follow(
             write_failure = Some(err);
         }
     };
-    let mut source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     eprintln!(
-        "tracer: tracing {} of {} tracepoints; following packet journeys; Ctrl-C to stop",
-        probes.attached.len(),
-        probes.attached.len() + probes.skipped.len()
+        "tracer: tracing {}; following packet journeys; Ctrl-C to stop",
+        coverage(&probes)
     );
     ready(&probes);
 
@@ -250,11 +244,10 @@ pub async fn follow(
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            () = signals.recv() => break,
             () = &mut stop => break,
             _ = tick.tick() => {
-                tracker.advance(Some(monotonic_ns()), &mut journeys);
+                tracker.advance(Some(tracer::clock::monotonic_ns()), &mut journeys);
                 if let Some(writer) = &mut recorder {
                     writer.flush_chunk().context("writing the recording")?;
                 }
@@ -305,7 +298,7 @@ pub async fn follow(
     }
     let lost = probes.lost_per_cpu()?;
     if let Some(writer) = recorder {
-        let duration = super::record::monotonic_ns().saturating_sub(record_start);
+        let duration = tracer::clock::monotonic_ns().saturating_sub(record_start);
         writer
             .finish(lost.clone(), duration)
             .context("writing the recording")?;
@@ -358,15 +351,4 @@ async fn serve_metrics(mut stream: tokio::net::TcpStream, body: String) {
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;
-}
-
-/// CLOCK_MONOTONIC now (the clock of bpf_ktime_get_ns).
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

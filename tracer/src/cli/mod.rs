@@ -10,8 +10,69 @@ pub mod record;
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
-use tracer::probes::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracer::{
+    probes::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions, Probes},
+    source::RingSource,
+};
+
+/// SIGINT and SIGTERM, the two ways to stop a tracing command cleanly.
+pub struct StopSignals {
+    sigint: Signal,
+    sigterm: Signal,
+}
+
+impl StopSignals {
+    /// Resolves when either arrives.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.sigint.recv() => {}
+            _ = self.sigterm.recv() => {}
+        }
+    }
+}
+
+/// What every tracing command starts with: the attached programs, their event stream and
+/// the stop signals.
+pub struct Session {
+    pub probes: Probes,
+    pub source: RingSource,
+    pub signals: StopSignals,
+}
+
+impl Session {
+    /// Loads and attaches the programs (warning about each tracepoint left out), opens the
+    /// ring buffer, and installs the signal handlers before the caller prints its ready
+    /// line, so a Ctrl-C right after that line is already ours.
+    pub fn start(options: &ProbeOptions) -> anyhow::Result<Self> {
+        let mut probes = Probes::load(options)?;
+        for (kind, why) in &probes.skipped {
+            let (category, name) = kind.tracepoint();
+            log::warn!("not tracing {category}:{name}: {why}");
+        }
+        let source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
+        let signals = StopSignals {
+            sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        };
+        Ok(Self {
+            probes,
+            source,
+            signals,
+        })
+    }
+}
+
+/// `N of M tracepoints`, for the ready line.
+pub fn coverage(probes: &Probes) -> String {
+    let attached = probes.attached.len();
+    format!(
+        "{attached} of {} tracepoints",
+        attached + probes.skipped.len()
+    )
+}
 
 /// Filters applied in the kernel, before an event is emitted.
 #[derive(Clone, Debug, Args)]

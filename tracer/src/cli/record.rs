@@ -9,7 +9,6 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Args;
-use tokio::signal::unix::{SignalKind, signal};
 use tracer::{
     decode,
     irqmap::IrqMap,
@@ -21,12 +20,11 @@ use tracer::{
     names,
     probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
     record::{Metadata, RecordedIrq, Recording, Writer},
-    source::RingSource,
 };
 use tracer_common::{Slot, offsets::ABSENT};
 
 use super::{
-    duration_arg,
+    Session, duration_arg,
     live::{JourneyFilter, LiveOutput},
     output::JourneySink,
 };
@@ -88,25 +86,22 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         ring_bytes: args.ring_size,
         kernel_log: verbose,
     };
-    let mut probes = Probes::load(&options)?;
-    for (kind, why) in &probes.skipped {
-        let (category, name) = kind.tracepoint();
-        log::warn!("not tracing {category}:{name}: {why}");
-    }
+    let Session {
+        probes,
+        mut source,
+        mut signals,
+    } = Session::start(&options)?;
     let filters = record_filters(args.pid, &args.without);
     let meta = metadata(&probes, filters);
     let mut writer = Writer::create(&args.output, &meta)
         .with_context(|| format!("creating {}", args.output.display()))?;
-    let mut source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     eprintln!(
         "tracer: recording to {}; Ctrl-C to stop",
         args.output.display()
     );
     let progress = std::io::stderr().is_terminal();
     let started = Instant::now();
-    let first_ts = monotonic_ns();
+    let first_ts = tracer::clock::monotonic_ns();
     let stop = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -121,8 +116,7 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
     };
     loop {
         tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            () = signals.recv() => break,
             () = &mut stop => break,
             _ = tick.tick() => {
                 // Whole chunks reach the file every second: a killed recorder loses at most that.
@@ -152,7 +146,10 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
     let lost = probes.lost_per_cpu()?;
     let events = writer.events();
     let bytes = writer
-        .finish(lost.clone(), monotonic_ns().saturating_sub(first_ts))
+        .finish(
+            lost.clone(),
+            tracer::clock::monotonic_ns().saturating_sub(first_ts),
+        )
         .with_context(|| format!("writing {}", args.output.display()))?;
     let per_cpu: Vec<String> = lost
         .iter()
@@ -183,15 +180,6 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
         std::fs::read_to_string(path)
             .map(|text| text.trim().to_owned())
             .unwrap_or_default()
-    };
-    let clock = |id| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: ts is a valid timespec to write.
-        unsafe { libc::clock_gettime(id, &mut ts) };
-        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
     };
     let mut irqs: Vec<RecordedIrq> = IrqMap::from_system()
         .irqs
@@ -227,7 +215,7 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
         kernel: read("/proc/sys/kernel/osrelease"),
         hostname: read("/proc/sys/kernel/hostname"),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()) as u32,
-        realtime_offset_ns: clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC),
+        realtime_offset_ns: tracer::clock::realtime_offset_ns(),
         irqs,
         drop_reasons: probes.drop_reasons(),
         comms: names::kernel_thread_comms()
@@ -237,17 +225,6 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
         offsets,
         skipped,
     }
-}
-
-/// CLOCK_MONOTONIC now (the clock of bpf_ktime_get_ns).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {
