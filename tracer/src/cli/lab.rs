@@ -179,9 +179,9 @@ fn phases(name: &str, short: bool, reader_cpu: usize) -> Vec<Phase> {
     let n = |long: u32, short_n: u32| if short { short_n } else { long };
     let _ = reader_cpu;
     match name {
-        "wakeup" => vec![Phase::new("blocked reader", n(40, 10), 50_000)],
+        "wakeup" => vec![Phase::new("blocked reader", n(200, 10), 50_000)],
         "scheduler" => {
-            let base = |label| Phase::new(label, n(60, 20), 20_000);
+            let base = |label| Phase::new(label, n(120, 20), 20_000);
             vec![
                 base("idle CPU"),
                 Phase {
@@ -206,20 +206,20 @@ fn phases(name: &str, short: bool, reader_cpu: usize) -> Vec<Phase> {
         "napi" => vec![
             Phase {
                 rps: true,
-                ..Phase::new("100 packets/s", n(100, 20), 10_000)
+                ..Phase::new("100 packets/s", n(1000, 20), 10_000)
             },
             Phase {
                 rps: true,
-                ..Phase::new("10k packets/s", n(2000, 400), 100)
+                ..Phase::new("10k packets/s", n(20000, 400), 100)
             },
             Phase {
                 rps: true,
-                ..Phase::new("as fast as possible", n(20000, 4000), 0)
+                ..Phase::new("as fast as possible", n(100_000, 4000), 0)
             },
         ],
-        "ksoftirqd" => vec![Phase::new("flood", n(200_000, 50_000), 0)],
+        "ksoftirqd" => vec![Phase::new("flood", n(500_000, 50_000), 0)],
         "polling" => {
-            let base = |label| Phase::new(label, n(40, 15), 20_000);
+            let base = |label| Phase::new(label, n(200, 15), 20_000);
             vec![
                 base("blocking recv"),
                 Phase {
@@ -235,7 +235,7 @@ fn phases(name: &str, short: bool, reader_cpu: usize) -> Vec<Phase> {
         "switches" => {
             let base = |label| Phase {
                 work_us: 8000,
-                ..Phase::new(label, n(40, 15), 20_000)
+                ..Phase::new(label, n(300, 15), 20_000)
             };
             vec![
                 base("alone"),
