@@ -217,7 +217,7 @@ fn phases(name: &str, short: bool, reader_cpu: usize) -> Vec<Phase> {
                 ..Phase::new("as fast as possible", n(100_000, 4000), 0)
             },
         ],
-        "ksoftirqd" => vec![Phase::new("flood", n(500_000, 50_000), 0)],
+        "ksoftirqd" => vec![Phase::new("flood", n(200_000, 50_000), 0)],
         "polling" => {
             let base = |label| Phase::new(label, n(200, 15), 20_000);
             vec![
