@@ -54,6 +54,7 @@ struct Row {
 
 pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let tracer = root.join("target/release/tracer");
+    ensure_bench_tools()?;
     let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let datagrams = if quick { 20_000 } else { 100_000 };
@@ -167,6 +168,8 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
             target: ">= 10 M",
         },
     ];
+    let pingpong = pingpong(&tracer, &dir, quick)?;
+
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let date = Command::new("date")
@@ -204,10 +207,179 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
             row.target
         )?;
     }
+    writeln!(
+        text,
+        "\n## Overhead on a loopback UDP ping-pong (sockperf, 64 B)\n"
+    )?;
+    writeln!(
+        text,
+        "sockperf ping-pong over 127.0.0.1, {} s per run, configurations alternated, median of {} runs each. \
+         tracer: `tracer live --json > /dev/null` (every packet's journey rebuilt); perf: `perf record -a` on \
+         the same {} tracepoints; bpftrace: a script printing one line per event of the same tracepoints.\n",
+        pingpong.seconds,
+        pingpong.rounds,
+        TRACEPOINTS.len()
+    )?;
+    writeln!(
+        text,
+        "| configuration | avg latency | ratio to no tracer | target |"
+    )?;
+    writeln!(text, "|---|---:|---:|---|")?;
+    let base = pingpong.latency[0].1;
+    for (name, latency) in &pingpong.latency {
+        let target = if *name == "tracer live" {
+            "<= 1.05"
+        } else {
+            ""
+        };
+        writeln!(
+            text,
+            "| {name} | {latency:.2} us | {:.3} | {target} |",
+            latency / base
+        )?;
+    }
     println!("{text}");
     std::fs::write(root.join("BENCHMARKS.md"), &text)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Installs the peers the benchmark compares against (only the benchmark needs them).
+fn ensure_bench_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> = ["sockperf", "bpftrace"]
+        .into_iter()
+        .filter(|p| !crate::dpkg_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        crate::step(&format!(
+            "installing {} for the benchmark",
+            missing.join(" ")
+        ));
+        crate::sh("apt-get", &["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        crate::sh("apt-get", &args)?;
+    }
+    Ok(())
+}
+
+struct PingPong {
+    seconds: u64,
+    rounds: usize,
+    /// (configuration, median average latency in us), "no tracer" first.
+    latency: Vec<(&'static str, f64)>,
+}
+
+/// A tracer running around a measurement; stopped with SIGINT.
+fn start(program: &str, args: &[String], settle_ms: u64) -> anyhow::Result<std::process::Child> {
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    std::thread::sleep(std::time::Duration::from_millis(settle_ms));
+    Ok(child)
+}
+
+fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
+    // SAFETY: signalling our own child.
+    unsafe { libc_kill(child.id() as i32, 2) };
+    child.wait()?;
+    Ok(())
+}
+
+fn pingpong(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPong> {
+    let (seconds, rounds) = if quick { (3, 3) } else { (5, 5) };
+    let port = "11911";
+    let mut server = Command::new("sockperf")
+        .args(["server", "-i", "127.0.0.1", "-p", port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting sockperf server")?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let measure = || -> anyhow::Result<f64> {
+        let out = Command::new("sockperf")
+            .args([
+                "ping-pong",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-t",
+                &seconds.to_string(),
+                "-m",
+                "64",
+            ])
+            .output()
+            .context("running sockperf ping-pong")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        text.split("avg-latency=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .with_context(|| format!("no avg-latency in sockperf output: {text}"))
+    };
+    let bpftrace_script: String = TRACEPOINTS
+        .iter()
+        .map(|tp| format!("tracepoint:{tp} {{ printf(\"%s %d %d\\n\", probe, pid, cpu); }}\n"))
+        .collect();
+    let mut perf_args: Vec<String> = [
+        "record",
+        "-q",
+        "-a",
+        "-o",
+        dir.join("pingpong.data").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for tp in TRACEPOINTS {
+        perf_args.push("-e".into());
+        perf_args.push((*tp).into());
+    }
+    let configs: [&'static str; 4] = ["no tracer", "tracer live", "perf record", "bpftrace"];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    for _ in 0..rounds {
+        for (index, config) in configs.iter().enumerate() {
+            let child = match *config {
+                "tracer live" => Some(start(
+                    tracer.to_str().unwrap(),
+                    &["live".into(), "--json".into()],
+                    2000,
+                )?),
+                "perf record" => Some(start("perf", &perf_args, 2000)?),
+                "bpftrace" => Some(start(
+                    "bpftrace",
+                    &["-e".into(), bpftrace_script.clone()],
+                    5000,
+                )?),
+                _ => None,
+            };
+            let latency = measure();
+            if let Some(child) = child {
+                stop(child)?;
+            }
+            samples[index].push(latency?);
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let latency = configs
+        .iter()
+        .zip(samples)
+        .map(|(config, mut values)| {
+            values.sort_by(f64::total_cmp);
+            (*config, values[values.len() / 2])
+        })
+        .collect();
+    Ok(PingPong {
+        seconds,
+        rounds,
+        latency,
+    })
 }
 
 fn human(value: f64) -> String {

@@ -321,11 +321,11 @@ fn setup() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn step(what: &str) {
+pub(crate) fn step(what: &str) {
     eprintln!("xtask setup: {what}");
 }
 
-fn dpkg_installed(package: &str) -> bool {
+pub(crate) fn dpkg_installed(package: &str) -> bool {
     output("dpkg-query", &["-W", "-f=${Status}", package])
         .is_ok_and(|status| status.contains("install ok installed"))
 }
@@ -341,7 +341,7 @@ fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn sh(program: &str, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn sh(program: &str, args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(program)
         .args(args)
         .status()

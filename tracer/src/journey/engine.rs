@@ -958,6 +958,11 @@ fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
     Some(to?.checked_sub(from?)?)
 }
 
+/// A wakeup that found the reader still on its CPU: it had announced it would sleep but not
+/// yet switched out, so try_to_wake_up just set it running again (no run queue wait).
+const STILL_RUNNING: &str =
+    "woken while still on its CPU (before it had switched out): no run queue wait, no switch in";
+
 /// Stage durations and missing-stage reasons of a finished journey.
 fn finalize(open: Open, incomplete: Option<&str>, degraded: Degraded) -> Journey {
     let Open {
@@ -1057,6 +1062,8 @@ fn finalize(open: Open, incomplete: Option<&str>, degraded: Degraded) -> Journey
             Stage::Runqueue,
             if lost {
                 "events lost"
+            } else if ts.recv_return.is_some() {
+                STILL_RUNNING
             } else {
                 "the reader was not switched in before the trace ended"
             },
@@ -1068,7 +1075,7 @@ fn finalize(open: Open, incomplete: Option<&str>, degraded: Degraded) -> Journey
         } else if ts.waking.is_none() {
             "no switch in: the reader was not blocked"
         } else {
-            "no switch in seen"
+            STILL_RUNNING
         };
         note(Stage::Syscall, reason);
     }

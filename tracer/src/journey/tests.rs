@@ -786,3 +786,29 @@ fn open_journeys_are_bounded_and_evictions_counted() {
     }));
     assert_eq!(out[0].id, 1, "the oldest go first");
 }
+
+#[test]
+fn a_wakeup_that_finds_the_reader_still_running_has_no_runqueue_stage() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 92)
+        .data_ready(0, 13, 900, SOCK, 17)
+        .waking(0, 14, 900, READER, "reader")
+        .softirq_exit(0, 15, 900)
+        // No sched_switch: the reader had not switched out yet and simply kept running.
+        .recv_length(1, 20, SOCK, 64, 0)
+        .recv_exit(1, 21, EventKind::SysExitRecvfrom, 64);
+    let (journeys, _) = s.run(EngineConfig::default());
+    let j = &journeys[0];
+    assert!(j.complete);
+    assert_eq!(
+        (j.stages_ns.wakeup, j.stages_ns.runqueue),
+        (Some(1_000), None)
+    );
+    assert!(
+        missing_reason(j, Stage::Runqueue)
+            .unwrap()
+            .starts_with("woken while still on its CPU")
+    );
+}
