@@ -170,3 +170,64 @@ fn resident_memory_stays_flat_over_a_minute_of_traffic() {
         "RSS grew from {warm} KiB to {peak} KiB: {stderr:?}"
     );
 }
+
+#[test]
+fn doctor_reports_full_journeys_here_and_degraded_without_a_tracepoint() {
+    let Some(_serial) =
+        kernel_test("doctor_reports_full_journeys_here_and_degraded_without_a_tracepoint")
+    else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tracer"))
+            .arg("doctor")
+            .args(args)
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!(
+                "doctor --json: {err}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code(), report)
+    };
+    let (code, report) = run(&["--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["verdict"], "full journeys");
+    let checks = report["checks"].as_array().unwrap();
+    let tracepoints: Vec<&serde_json::Value> = checks
+        .iter()
+        .filter(|check| check["check"].as_str().unwrap().contains(':'))
+        .collect();
+    assert_eq!(tracepoints.len(), 27);
+    assert!(
+        tracepoints.iter().all(|check| check["status"] == "ok"),
+        "{report}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|check| check["check"] == "eBPF load, ring buffer" && check["status"] == "ok")
+    );
+
+    let (code, report) = run(&["--json", "--without", "sock:sk_data_ready"]);
+    assert_eq!(code, Some(1), "degraded: {report}");
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["check"] == "sock:sk_data_ready")
+        .unwrap();
+    assert_eq!(check["status"], "degraded");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no stack end and no wakeup stage"),
+        "{check}"
+    );
+
+    let (code, report) = run(&["--json", "--without", "net:netif_receive_skb"]);
+    assert_eq!(code, Some(2), "no packets, no journeys: {report}");
+}
