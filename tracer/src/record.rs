@@ -65,6 +65,22 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// The engine's view of the host this was recorded on.
+    pub fn engine_config(&self, keep_unsocketed: bool) -> crate::journey::EngineConfig {
+        crate::journey::EngineConfig {
+            irq_devices: self.irq_devices(),
+            drop_reasons: self.drop_reasons.clone(),
+            comms: self
+                .comms
+                .iter()
+                .map(|(tid, comm)| (*tid, comm.clone()))
+                .collect(),
+            keep_unsocketed,
+            degraded: crate::journey::Degraded::from_missing(self.skipped_kinds()),
+            max_open: 0,
+        }
+    }
+
     /// The kinds whose tracepoint was not attached when this was recorded.
     pub fn skipped_kinds(&self) -> Vec<EventKind> {
         EventKind::ALL

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use tracer::{
-    journey::{EngineConfig, Journey, Tracker},
+    journey::{Journey, Tracker},
     record::Recording,
 };
 
@@ -12,19 +12,7 @@ fn journeys() -> (Vec<Journey>, Recording) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/nic-download/eth0-pip-download.trc");
     let recording = Recording::read(&path).expect("fixture reads");
-    let meta = &recording.meta;
-    let mut tracker = Tracker::new(EngineConfig {
-        irq_devices: meta.irq_devices(),
-        drop_reasons: meta.drop_reasons.clone(),
-        comms: meta
-            .comms
-            .iter()
-            .map(|(tid, comm)| (*tid, comm.clone()))
-            .collect(),
-        keep_unsocketed: false,
-        degraded: Default::default(),
-        max_open: 0,
-    });
+    let mut tracker = Tracker::new(recording.meta.engine_config(false));
     let mut out = Vec::new();
     for event in &recording.events {
         tracker.push_event(*event);

@@ -13,7 +13,7 @@ use tracer::{
     decode,
     irqmap::IrqMap,
     journey::{
-        EngineConfig, Stage, StageSummary, Tracker,
+        Stage, StageSummary, Tracker,
         analysis::{self, EventCounts},
         summary::human_ns,
     },
@@ -230,7 +230,7 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let recording = open_recording(&args.file)?;
     let meta = &recording.meta;
-    let mut tracker = Tracker::new(engine_config(meta, args.all));
+    let mut tracker = Tracker::new(meta.engine_config(args.all));
     let output = LiveOutput {
         json: args.json,
         filter: JourneyFilter {
@@ -302,22 +302,6 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine's view of the host a recording was made on.
-fn engine_config(meta: &Metadata, keep_unsocketed: bool) -> EngineConfig {
-    EngineConfig {
-        irq_devices: meta.irq_devices(),
-        drop_reasons: meta.drop_reasons.clone(),
-        comms: meta
-            .comms
-            .iter()
-            .map(|(tid, comm)| (*tid, comm.clone()))
-            .collect(),
-        keep_unsocketed,
-        degraded: tracer::journey::Degraded::from_missing(meta.skipped_kinds()),
-        max_open: 0,
-    }
-}
-
 /// Reads a recording and warns about a cut or unfinished one.
 fn open_recording(file: &std::path::Path) -> anyhow::Result<Recording> {
     let recording = Recording::read(file)?;
@@ -367,7 +351,7 @@ pub struct ExportArgs {
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     let recording = open_recording(&args.file)?;
-    let mut tracker = Tracker::new(engine_config(&recording.meta, args.all));
+    let mut tracker = Tracker::new(recording.meta.engine_config(args.all));
     let mut journeys = Vec::new();
     for event in &recording.events {
         tracker.push_event(*event);
