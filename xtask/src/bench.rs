@@ -4,6 +4,7 @@
 //! offline decode speed (tracer report vs perf script), each the median of several runs.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
     path::Path,
     process::{Command, Stdio},
@@ -238,6 +239,14 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
             latency / base
         )?;
     }
+    writeln!(
+        text,
+        "\n## Cost of each eBPF program during the tracer's ping-pong runs (kernel bpf_stats)\n\n\
+         | program | runs | ns per run |\n|---|---:|---:|"
+    )?;
+    for (name, runs, ns) in &pingpong.programs {
+        writeln!(text, "| {name} | {runs} | {ns:.0} |")?;
+    }
     println!("{text}");
     std::fs::write(root.join("BENCHMARKS.md"), &text)?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -268,6 +277,38 @@ struct PingPong {
     rounds: usize,
     /// (configuration, median average latency in us), "no tracer" first.
     latency: Vec<(&'static str, f64)>,
+    /// Per tracer program during the ping-pong: (name, runs, ns per run), from bpf_stats.
+    programs: Vec<(String, u64, f64)>,
+}
+
+/// run_time_ns and run_cnt of every loaded program (`bpftool prog show`, bpf_stats on).
+fn program_stats() -> anyhow::Result<Vec<(u64, String, u64, u64)>> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .context("running bpftool")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A small hand parse keeps xtask free of a JSON dependency: one object per program.
+    let mut programs = Vec::new();
+    for object in text.split("},{") {
+        let field = |key: &str| -> Option<&str> {
+            let start = object.find(&format!("\"{key}\":"))? + key.len() + 3;
+            let rest = &object[start..];
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim_matches('"'))
+        };
+        let (Some(id), Some(name)) = (field("id"), field("name")) else {
+            continue;
+        };
+        let number = |key| field(key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        programs.push((
+            id.parse().unwrap_or(0),
+            name.to_owned(),
+            number("run_time_ns"),
+            number("run_cnt"),
+        ));
+    }
+    Ok(programs)
 }
 
 /// A tracer running around a measurement; stopped with SIGINT.
@@ -341,9 +382,17 @@ fn pingpong(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPong> 
         perf_args.push((*tp).into());
     }
     let configs: [&'static str; 4] = ["no tracer", "tracer live", "perf record", "bpftrace"];
+    let mut programs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for _ in 0..rounds {
         for (index, config) in configs.iter().enumerate() {
+            // The tracer's programs are the ones loaded after this point.
+            let before: Vec<u64> = if *config == "tracer live" {
+                crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
+                program_stats()?.into_iter().map(|(id, ..)| id).collect()
+            } else {
+                Vec::new()
+            };
             let child = match *config {
                 "tracer live" => Some(start(
                     tracer.to_str().unwrap(),
@@ -359,6 +408,16 @@ fn pingpong(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPong> 
                 _ => None,
             };
             let latency = measure();
+            if *config == "tracer live" {
+                for (id, name, run_time, runs) in program_stats()? {
+                    if !before.contains(&id) {
+                        let entry = programs.entry(name).or_default();
+                        entry.0 += run_time;
+                        entry.1 += runs;
+                    }
+                }
+                crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=0"])?;
+            }
             if let Some(child) = child {
                 stop(child)?;
             }
@@ -375,10 +434,16 @@ fn pingpong(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPong> 
             (*config, values[values.len() / 2])
         })
         .collect();
+    let programs = programs
+        .into_iter()
+        .filter(|(_, (_, runs))| *runs > 0)
+        .map(|(name, (run_time, runs))| (name, runs, run_time as f64 / runs as f64))
+        .collect();
     Ok(PingPong {
         seconds,
         rounds,
         latency,
+        programs,
     })
 }
 
