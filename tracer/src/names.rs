@@ -82,22 +82,22 @@ impl Names {
     }
 }
 
+/// The entries of `dir` named by a number (`/proc/<pid>`, `/proc/<pid>/task/<tid>`), with
+/// their paths; empty if `dir` cannot be read.
+pub fn numbered_entries(dir: &std::path::Path) -> impl Iterator<Item = (u32, std::path::PathBuf)> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path())))
+}
+
 /// Comms of the ksoftirqd threads (tid -> `ksoftirqd/N`), so NET_RX work that runs in them
 /// is recognised before any sched event names them.
 pub fn kernel_thread_comms() -> HashMap<u32, String> {
     let mut comms = HashMap::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return comms;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(comm) = fs::read_to_string(entry.path().join("comm"))
+    for (pid, dir) in numbered_entries(std::path::Path::new("/proc")) {
+        if let Ok(comm) = fs::read_to_string(dir.join("comm"))
             && comm.starts_with("ksoftirqd/")
         {
             comms.insert(pid, comm.trim_end().to_owned());

@@ -12,7 +12,10 @@ use aya::{
 };
 use tracer_common::{ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter};
 
-use crate::tracefs::{self, FormatDir, Layout, TracefsError};
+use crate::{
+    names::numbered_entries,
+    tracefs::{self, FormatDir, Layout, TracefsError},
+};
 
 /// The compiled eBPF object, embedded at build time.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
@@ -312,27 +315,17 @@ fn ignored_tgids() -> Vec<u32> {
     if !stdout.starts_with("pipe:") {
         return tgids;
     }
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return tgids;
-    };
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, dir) in numbered_entries(Path::new("/proc")) {
         if pid == me || tgids.len() >= IGNORE_SLOTS {
             continue;
         }
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+        let Ok(fds) = fs::read_dir(dir.join("fd")) else {
             continue;
         };
         let reads_our_pipe = fds.flatten().any(|fd| {
             let same_pipe =
                 fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == stdout);
-            same_pipe && opened_read_only(&entry.path(), &fd.file_name().to_string_lossy())
+            same_pipe && opened_read_only(&dir, &fd.file_name().to_string_lossy())
         });
         if reads_our_pipe {
             tgids.push(pid);
@@ -365,29 +358,9 @@ const RECV_SYSCALLS: [u64; 0] = [];
 /// reader that was already waiting when tracing began is followed from its first packet.
 fn tasks_in_recv() -> Vec<u32> {
     let mut tids = Vec::new();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return tids;
-    };
-    for process in procs.flatten() {
-        if !process
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
-        {
-            continue;
-        }
-        let Ok(tasks) = fs::read_dir(process.path().join("task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let Some(tid) = task
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(syscall) = fs::read_to_string(task.path().join("syscall")) else {
+    for (_, process) in numbered_entries(Path::new("/proc")) {
+        for (tid, task) in numbered_entries(&process.join("task")) {
+            let Ok(syscall) = fs::read_to_string(task.join("syscall")) else {
                 continue;
             };
             let number = syscall
@@ -404,12 +377,9 @@ fn tasks_in_recv() -> Vec<u32> {
 
 /// The thread ids of a process at this moment.
 fn threads_of(pid: u32) -> Vec<u32> {
-    let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|dir| {
-            dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut tids: Vec<u32> = numbered_entries(Path::new(&format!("/proc/{pid}/task")))
+        .map(|(tid, _)| tid)
+        .collect();
     if tids.is_empty() {
         tids.push(pid);
     }
