@@ -9,12 +9,13 @@
 
 use aya_ebpf::{
     EbpfContext as _,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel_str_bytes,
     },
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use aya_log_ebpf::debug;
@@ -50,6 +51,17 @@ static JOURNEY_MODE: u32 = 0;
 #[unsafe(no_mangle)]
 static FILTER_CPU: u32 = ANY_CPU;
 
+/// 1 when `sock:sock_recv_length` is attached: in journey mode a recv-family syscall exit is
+/// then emitted only if the call read a socket.
+#[unsafe(no_mangle)]
+static SOCKET_READS_ONLY: u32 = 0;
+
+/// Wake the reader only once this many bytes wait in `EVENTS`; 0 wakes it for every event
+/// (the kernel's default). User space, which polls on a short timer as well, sets it: a
+/// wakeup per packet costs more than tracing the packet (an irq_work, on a VM an exit).
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u32 = 0;
+
 /// Every event, in one ring buffer (size set by user space).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
@@ -58,10 +70,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 static LOST: PerCpuArray<LostCounter> = PerCpuArray::with_max_entries(1, 0);
 
-/// Threads inside a recv-family syscall (inserted on entry, removed on exit): the tasks a
-/// packet can wake. Journey mode keeps sched events only for them.
+/// Threads that use recv-family or wait syscalls, valued 1 while inside one and 0 outside:
+/// the tasks a packet can wake. Journey mode keeps sched events only for those at 1. Entries
+/// stay between calls (flipped in place, cheaper than an insert and a delete per call); LRU
+/// forgets threads that stopped reading.
 #[map]
-static RECV_TASKS: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
+static RECV_TASKS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// Threads of the `--pid` process: a sched event whose subject (the woken task, the task
 /// switched in) is one of them is kept even when another task is current.
@@ -156,8 +170,11 @@ fn sched_passes(here: &Here, subject: u32, prev: Option<u32>) -> bool {
     }
     let want = global_u32(&FILTER_TGID);
     if journey_mode() {
-        let readers = if want != 0 { &FILTER_TIDS } else { &RECV_TASKS };
-        return in_map(readers, subject) || prev.is_some_and(|prev| in_map(readers, prev));
+        if want != 0 {
+            return in_map(&FILTER_TIDS, subject)
+                || prev.is_some_and(|prev| in_map(&FILTER_TIDS, prev));
+        }
+        return reading(subject) || prev.is_some_and(reading);
     }
     !ignored(here.tgid) && (want == 0 || here.tgid == want || in_map(&FILTER_TIDS, subject))
 }
@@ -207,7 +224,7 @@ fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
                     event.flags |= FLAG_LOST_BEFORE;
                 }
             }
-            entry.submit(0);
+            entry.submit(wakeup_flags());
         }
         None => {
             if let Some(counter) = LOST.get_ptr_mut(0) {
@@ -218,23 +235,75 @@ fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
     }
 }
 
-/// Marks the current thread as inside a recv-family syscall (`RECV_TASKS`).
+/// Submit flags: no wakeup until `WAKEUP_BYTES` are waiting, then a forced one.
 #[inline(always)]
-fn enter_recv(here: &Here) {
+fn wakeup_flags() -> u64 {
+    let threshold = global_u32(&WAKEUP_BYTES);
+    if threshold == 0 {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// `RECV_TASKS` values: outside any tracked syscall, inside one, inside one that read a socket.
+const OUTSIDE: u8 = 0;
+const INSIDE: u8 = 1;
+const READ_SOCKET: u8 = 2;
+
+/// Marks the current thread as inside a recv-family or wait syscall (`RECV_TASKS`). Returns
+/// whether journey mode wants the entry event: it does not (the engine uses exits only).
+#[inline(always)]
+fn enter_recv(here: &Here) -> bool {
     if !ignored(here.tgid) {
-        let _ = RECV_TASKS.insert(&here.tid, &1, 0);
+        set_reading(here.tid, INSIDE);
         // A thread of the --pid process created after start joins the filter here.
         let want = global_u32(&FILTER_TGID);
-        if want != 0 && here.tgid == want {
+        if want != 0 && here.tgid == want && !in_map(&FILTER_TIDS, here.tid) {
             let _ = FILTER_TIDS.insert(&here.tid, &1, 0);
+        }
+    }
+    false
+}
+
+/// The current thread's recv-family or wait syscall returned. Returns whether journey mode
+/// wants the exit event: only when the call read a socket (a read() of a pipe or file is
+/// nobody's packet), unless user space cannot know that (no sock_recv_length).
+#[inline(always)]
+fn exit_recv(here: &Here) -> bool {
+    let was = match RECV_TASKS.get_ptr_mut(&here.tid) {
+        Some(slot) => {
+            // SAFETY: a u8 in a map value, written only by its own thread's programs.
+            unsafe {
+                let was = *slot;
+                *slot = OUTSIDE;
+                was
+            }
+        }
+        None => OUTSIDE,
+    };
+    was == READ_SOCKET || global_u32(&SOCKET_READS_ONLY) == 0
+}
+
+/// Sets a thread's `RECV_TASKS` value in place; inserts only a thread new to the map.
+#[inline(always)]
+fn set_reading(tid: u32, value: u8) {
+    match RECV_TASKS.get_ptr_mut(&tid) {
+        // SAFETY: a u8 in a map value, written only by its own thread's programs.
+        Some(slot) => unsafe { *slot = value },
+        None => {
+            let _ = RECV_TASKS.insert(&tid, &value, 0);
         }
     }
 }
 
-/// The recv-family syscall of the current thread returned.
+/// Whether a thread is inside a recv-family or wait syscall now.
 #[inline(always)]
-fn exit_recv(here: &Here) {
-    let _ = RECV_TASKS.remove(&here.tid);
+fn reading(tid: u32) -> bool {
+    // SAFETY: a read-only lookup of a plain u8 value.
+    unsafe { RECV_TASKS.get(&tid) }.is_some_and(|value| *value != OUTSIDE)
 }
 
 /// The recv-family syscall programs: keep `RECV_TASKS` up to date (before any filter), then
@@ -244,8 +313,8 @@ macro_rules! syscall_program {
         #[tracepoint]
         pub fn $name($ctx: TracePointContext) -> u32 {
             let here = here();
-            $track(&here);
-            if context_passes(&here) {
+            let journey_wants = $track(&here);
+            if context_passes(&here) && (journey_wants || !journey_mode()) {
                 emit(&here, EventKind::$kind, |$ev| $fill);
             }
             0
@@ -259,7 +328,7 @@ macro_rules! wait_program {
     ($name:ident, $track:ident) => {
         #[tracepoint]
         pub fn $name(_ctx: TracePointContext) -> u32 {
-            $track(&here());
+            let _ = $track(&here());
             0
         }
     };
@@ -400,15 +469,30 @@ context_program!(consume_skb, ConsumeSkb, packet_passes, |ctx, ev| {
     ev.addr2 = field(&ctx, Slot::ConsumeLocation);
 });
 
-context_program!(sock_recv_length, SockRecvLength, |ctx, ev| {
+/// `sock_recv_length`: marks the current syscall as a socket read (its exit is a packet's
+/// `recv_return`), then emits like a context program.
+#[tracepoint]
+pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    let here = here();
+    set_reading(here.tid, READ_SOCKET);
+    if context_passes(&here) {
+        emit(&here, EventKind::SockRecvLength, |ev| {
+            fill_recv_length(&ctx, ev)
+        });
+    }
+    0
+}
+
+#[inline(always)]
+fn fill_recv_length(ctx: &TracePointContext, ev: &mut Event) {
     // The reader's name travels with its read: a reader that never sleeps has no sched event.
     ev.name = bpf_get_current_comm().unwrap_or_default();
-    ev.addr = field(&ctx, Slot::RecvLenSk);
-    ev.arg0 = field(&ctx, Slot::RecvLenRet);
-    ev.arg1 = field(&ctx, Slot::RecvLenFlags);
-    let family = field::<u16>(&ctx, Slot::RecvLenFamily) as u32;
-    ev.arg2 = family << 16 | field::<u16>(&ctx, Slot::RecvLenProtocol) as u32;
-});
+    ev.addr = field(ctx, Slot::RecvLenSk);
+    ev.arg0 = field(ctx, Slot::RecvLenRet);
+    ev.arg1 = field(ctx, Slot::RecvLenFlags);
+    let family = field::<u16>(ctx, Slot::RecvLenFamily) as u32;
+    ev.arg2 = family << 16 | field::<u16>(ctx, Slot::RecvLenProtocol) as u32;
+}
 
 syscall_program!(
     sys_enter_recvfrom,

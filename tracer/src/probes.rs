@@ -39,6 +39,10 @@ pub struct ProbeOptions {
     pub ring_bytes: u32,
     /// Forward the programs' aya-log messages to the `log` crate.
     pub kernel_log: bool,
+    /// Batch the ring buffer's wakeups: the kernel wakes the reader only once
+    /// [`Self::wakeup_bytes`] wait, and the reader also drains every [`crate::source::POLL_INTERVAL`].
+    /// Off: a wakeup per event (lowest delivery latency, highest cost on the traced host).
+    pub batch_wakeups: bool,
 }
 
 impl Default for ProbeOptions {
@@ -50,6 +54,19 @@ impl Default for ProbeOptions {
             without: Vec::new(),
             ring_bytes: DEFAULT_RING_BYTES,
             kernel_log: false,
+            batch_wakeups: true,
+        }
+    }
+}
+
+impl ProbeOptions {
+    /// Bytes waiting in the ring buffer that make the kernel wake the reader; 0 for every
+    /// event. An eighth of the ring leaves room for a poll interval of a flood.
+    pub fn wakeup_bytes(&self) -> u32 {
+        if self.batch_wakeups {
+            self.ring_bytes / 8
+        } else {
+            0
         }
     }
 }
@@ -137,12 +154,17 @@ impl Probes {
         for (slot, tgid) in ignore.iter_mut().zip(&ignored) {
             *slot = *tgid;
         }
+        // Journey mode keeps a recv-family exit only when sock_recv_length saw the call read
+        // a socket; without that tracepoint every exit must go out.
+        let socket_reads_only = options.journey_mode && layout.has(EventKind::SockRecvLength);
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &layout.offsets, true)
             .override_global("FILTER_TGID", &filter_tgid, true)
             .override_global("FILTER_CPU", &filter_cpu, true)
             .override_global("IGNORE_TGIDS", &ignore, true)
             .override_global("JOURNEY_MODE", &u32::from(options.journey_mode), true)
+            .override_global("WAKEUP_BYTES", &options.wakeup_bytes(), true)
+            .override_global("SOCKET_READS_ONLY", &u32::from(socket_reads_only), true)
             .map_max_entries("EVENTS", options.ring_bytes)
             .load(EBPF_OBJECT)?;
 
@@ -186,7 +208,7 @@ impl Probes {
                 })?;
             for tid in tasks_in_recv() {
                 // Best effort: the map may fill up on a huge host; those tasks join on their next recv.
-                let _ = readers.insert(tid, 1, 0);
+                let _ = readers.insert(tid, INSIDE, 0);
             }
         }
 
@@ -204,6 +226,13 @@ impl Probes {
         }
         if attached.is_empty() {
             return Err(ProbeError::NothingAttached);
+        }
+        if socket_reads_only && !attached.contains(&EventKind::SockRecvLength) {
+            // Loaded expecting it; start again as a kernel without it.
+            drop(ebpf);
+            let mut retry = options.clone();
+            retry.without.push("sock:sock_recv_length".to_owned());
+            return Self::load(&retry);
         }
         if options.journey_mode {
             for name in WAIT_SYSCALLS {
@@ -262,6 +291,10 @@ impl Probes {
         }
     }
 }
+
+/// `RECV_TASKS` value of a thread inside a recv-family or wait syscall (the eBPF side's
+/// `INSIDE`).
+const INSIDE: u8 = 1;
 
 /// Wait syscalls whose programs only track the tasks waiting in them (journey mode).
 const WAIT_SYSCALLS: [&str; 14] = [

@@ -1,29 +1,54 @@
-//! Reading events: the live ring buffer, polled through tokio's AsyncFd.
+//! Reading events: the live ring buffer, polled through tokio's AsyncFd and, when the kernel
+//! batches its wakeups, on a short timer as well.
 
-use std::io;
+use std::{io, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
+/// How long records may wait in the ring buffer when the kernel does not wake us for each
+/// one: the lag this adds to live output.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
 /// The live event stream of the ring buffer `EVENTS`.
 pub struct RingSource {
     ring: AsyncFd<RingBuf<MapData>>,
+    poll: Option<Duration>,
+    /// When the timer drains next; kept here so a cancelled wait does not restart it.
+    next_poll: tokio::time::Instant,
 }
 
 impl RingSource {
-    /// Wraps the ring buffer for async readiness (epoll on its fd).
-    pub fn new(ring: RingBuf<MapData>) -> io::Result<Self> {
+    /// Wraps the ring buffer for async readiness (epoll on its fd); with `poll`, the buffer is
+    /// also drained that often (needed when the kernel submits with `BPF_RB_NO_WAKEUP`).
+    pub fn new(ring: RingBuf<MapData>, poll: Option<Duration>) -> io::Result<Self> {
         // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long
         // as the RingBuf lives, and the AsyncFd owns the RingBuf.
         Ok(Self {
             ring: unsafe { AsyncFd::register(ring)? },
+            poll,
+            next_poll: tokio::time::Instant::now() + poll.unwrap_or_default(),
         })
     }
 
-    /// Waits until records are available, then hands each one to `each`; returns how many.
+    /// Waits until records are available (or the poll interval passed), then hands each one
+    /// to `each`; returns how many. Cancel-safe: nothing is taken before the wait ends.
     pub async fn next_batch(&mut self, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
+        let Some(poll) = self.poll else {
+            return self.next_woken(&mut each).await;
+        };
+        let deadline = self.next_poll;
+        let count = tokio::select! {
+            woken = self.next_woken(&mut each) => woken?,
+            () = tokio::time::sleep_until(deadline) => drain(self.ring.get_mut(), &mut each),
+        };
+        self.next_poll = tokio::time::Instant::now() + poll;
+        Ok(count)
+    }
+
+    async fn next_woken(&mut self, each: &mut impl FnMut(&[u8])) -> io::Result<usize> {
         let mut guard = self.ring.readable_mut().await?;
-        let count = drain(guard.get_inner_mut(), &mut each);
+        let count = drain(guard.get_inner_mut(), each);
         guard.clear_ready();
         Ok(count)
     }

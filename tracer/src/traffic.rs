@@ -175,7 +175,7 @@ fn read_all(socket: &UdpSocket, workload: &Workload) -> io::Result<u32> {
                 if n <= 0 {
                     break;
                 }
-                while let Ok(_) = socket.recv(&mut buf) {
+                while socket.recv(&mut buf).is_ok() {
                     received += 1;
                     busy(workload.work);
                 }

@@ -62,7 +62,7 @@ fn lab(name: &str) -> Value {
     result
 }
 
-fn phase<'a>(result: &'a Value, index: usize) -> &'a Value {
+fn phase(result: &Value, index: usize) -> &Value {
     &result["phases"][index]
 }
 

@@ -145,7 +145,7 @@ fn resident_memory_stays_flat_over_a_minute_of_traffic() {
                     .send_to(&[1u8; 64], targets[(sent % 2) as usize])
                     .unwrap();
                 sent += 1;
-                if sent % 64 == 0 {
+                if sent.is_multiple_of(64) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }

@@ -12,11 +12,11 @@ use tracer::{
     journey::{Degraded, EngineConfig, Journey, Tracker},
     metrics::Metrics,
     names,
-    probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
+    probes::{ProbeOptions, Probes},
     record::Writer,
 };
 
-use super::{Session, coverage, duration_arg, output::JourneySink};
+use super::{RingArgs, Session, coverage, duration_arg, output::JourneySink};
 
 /// Options of `tracer live`.
 #[derive(Clone, Debug, Args)]
@@ -52,9 +52,8 @@ pub struct LiveArgs {
     /// Do not attach this tracepoint (`category:name` or `name`); repeatable.
     #[arg(long, value_name = "TRACEPOINT")]
     pub without: Vec<String>,
-    /// Ring buffer size in bytes (power of two).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES)]
-    pub ring_size: u32,
+    #[command(flatten)]
+    pub ring: RingArgs,
     /// Also record the raw events to FILE (as `tracer record` does).
     #[arg(long, value_name = "FILE")]
     pub record: Option<std::path::PathBuf>,
@@ -140,8 +139,9 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
         cpu: None,
         journey_mode: true,
         without: args.without.clone(),
-        ring_bytes: args.ring_size,
+        ring_bytes: args.ring.ring_size,
         kernel_log: verbose,
+        batch_wakeups: !args.ring.wakeup_per_event,
     };
     let output = LiveOutput {
         json: args.json,

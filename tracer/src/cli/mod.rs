@@ -52,7 +52,11 @@ impl Session {
             let (category, name) = kind.tracepoint();
             log::warn!("not tracing {category}:{name}: {why}");
         }
-        let source = RingSource::new(probes.take_ring()?).context("polling the ring buffer")?;
+        let poll = options
+            .batch_wakeups
+            .then_some(tracer::source::POLL_INTERVAL);
+        let source =
+            RingSource::new(probes.take_ring()?, poll).context("polling the ring buffer")?;
         let signals = StopSignals {
             sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
@@ -88,9 +92,20 @@ pub struct FilterArgs {
     /// older kernel that lacks it.
     #[arg(long, value_name = "TRACEPOINT")]
     pub without: Vec<String>,
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+/// How events travel from the kernel to us.
+#[derive(Clone, Debug, Args)]
+pub struct RingArgs {
     /// Ring buffer size in bytes (power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES)]
     pub ring_size: u32,
+    /// Have the kernel wake the tracer for every event instead of once an eighth of the ring
+    /// is full or every 50 ms: lower delivery latency, much higher cost on the traced host.
+    #[arg(long)]
+    pub wakeup_per_event: bool,
 }
 
 impl FilterArgs {
@@ -101,8 +116,9 @@ impl FilterArgs {
             cpu: self.cpu,
             journey_mode: false,
             without: self.without.clone(),
-            ring_bytes: self.ring_size,
+            ring_bytes: self.ring.ring_size,
             kernel_log: verbose,
+            batch_wakeups: !self.ring.wakeup_per_event,
         }
     }
 }

@@ -128,12 +128,13 @@ impl<W: io::Write> JourneySink<W> {
         };
         text.push_str(&format!(
             "lost events: {lost}; late events: {}; ksoftirqd wakeups: {}; reads that found no new packet: {}; \
-             evicted (memory bound): {}; stale links swept: {}\n",
+             evicted (memory bound): {}; stale links swept: {}; events read: {}\n",
             tracker.late_events(),
             stats.ksoftirqd_wakeups,
             stats.reads_without_packet,
             stats.evicted,
             stats.swept,
+            stats.events,
         ));
         if self.output.json {
             eprint!("{text}");

@@ -18,13 +18,13 @@ use tracer::{
         summary::human_ns,
     },
     names,
-    probes::{DEFAULT_RING_BYTES, ProbeOptions, Probes},
+    probes::{ProbeOptions, Probes},
     record::{Metadata, RecordedIrq, Recording, Writer},
 };
 use tracer_common::{Slot, offsets::ABSENT};
 
 use super::{
-    Session, duration_arg,
+    RingArgs, Session, duration_arg,
     live::{JourneyFilter, LiveOutput},
     output::JourneySink,
 };
@@ -44,9 +44,8 @@ pub struct RecordArgs {
     /// Do not attach this tracepoint (`category:name` or `name`); repeatable.
     #[arg(long, value_name = "TRACEPOINT")]
     pub without: Vec<String>,
-    /// Ring buffer size in bytes (power of two).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES)]
-    pub ring_size: u32,
+    #[command(flatten)]
+    pub ring: RingArgs,
 }
 
 /// Options of `tracer report`.
@@ -83,8 +82,9 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         cpu: None,
         journey_mode: true,
         without: args.without.clone(),
-        ring_bytes: args.ring_size,
+        ring_bytes: args.ring.ring_size,
         kernel_log: verbose,
+        batch_wakeups: !args.ring.wakeup_per_event,
     };
     let Session {
         probes,

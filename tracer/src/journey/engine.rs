@@ -226,7 +226,7 @@ impl Engine {
             return;
         };
         self.stats.events += 1;
-        if self.stats.events % SWEEP_EVERY == 0 {
+        if self.stats.events.is_multiple_of(SWEEP_EVERY) {
             self.sweep();
         }
         let cpu = event.cpu;
@@ -955,7 +955,7 @@ impl Engine {
 }
 
 fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
-    Some(to?.checked_sub(from?)?)
+    to?.checked_sub(from?)
 }
 
 /// A wakeup that found the reader still on its CPU: it had announced it would sleep but not

@@ -1,0 +1,207 @@
+//! The configurations compared side by side: no tracer, `tracer live`, `perf record` and a
+//! bpftrace script, each started around a measurement and stopped after it.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+
+/// The tracepoints tracer attaches, for perf and bpftrace.
+pub const TRACEPOINTS: &[&str] = &[
+    "irq:irq_handler_entry",
+    "irq:irq_handler_exit",
+    "irq:softirq_raise",
+    "irq:softirq_entry",
+    "irq:softirq_exit",
+    "napi:napi_poll",
+    "net:netif_receive_skb",
+    "net:netif_rx",
+    "net:napi_gro_receive_entry",
+    "sock:sk_data_ready",
+    "sched:sched_waking",
+    "sched:sched_wakeup",
+    "sched:sched_switch",
+    "skb:skb_copy_datagram_iovec",
+    "skb:kfree_skb",
+    "skb:consume_skb",
+    "sock:sock_recv_length",
+    "syscalls:sys_enter_recvfrom",
+    "syscalls:sys_exit_recvfrom",
+    "syscalls:sys_enter_recvmsg",
+    "syscalls:sys_exit_recvmsg",
+    "syscalls:sys_enter_recvmmsg",
+    "syscalls:sys_exit_recvmmsg",
+    "syscalls:sys_enter_read",
+    "syscalls:sys_exit_read",
+    "syscalls:sys_enter_readv",
+    "syscalls:sys_exit_readv",
+];
+
+/// One configuration of the side-by-side runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Config {
+    NoTracer,
+    TracerLive,
+    PerfRecord,
+    Bpftrace,
+}
+
+impl Config {
+    pub const ALL: [Config; 4] = [
+        Config::NoTracer,
+        Config::TracerLive,
+        Config::PerfRecord,
+        Config::Bpftrace,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::NoTracer => "no tracer",
+            Config::TracerLive => "tracer live",
+            Config::PerfRecord => "perf record",
+            Config::Bpftrace => "bpftrace",
+        }
+    }
+
+    /// Starts this configuration's tracer and waits until it is attached.
+    pub fn start(self, tracer: &Path, dir: &Path) -> anyhow::Result<Option<Running>> {
+        let (program, args, settle_ms): (String, Vec<String>, u64) = match self {
+            Config::NoTracer => return Ok(None),
+            Config::TracerLive => (
+                tracer.display().to_string(),
+                vec!["live".into(), "--json".into()],
+                2000,
+            ),
+            Config::PerfRecord => {
+                let mut args: Vec<String> = ["record", "-q", "-a", "-o"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                args.push(dir.join("peer.data").display().to_string());
+                for tp in TRACEPOINTS {
+                    args.push("-e".into());
+                    args.push((*tp).into());
+                }
+                ("perf".into(), args, 2000)
+            }
+            Config::Bpftrace => {
+                let script: String = TRACEPOINTS
+                    .iter()
+                    .map(|tp| {
+                        format!("tracepoint:{tp} {{ printf(\"%s %d %d\\n\", probe, pid, cpu); }}\n")
+                    })
+                    .collect();
+                ("bpftrace".into(), vec!["-e".into(), script], 5000)
+            }
+        };
+        Running::start(&program, &args, dir, settle_ms).map(Some)
+    }
+}
+
+/// A tracer running around a measurement: stdout discarded, stderr kept for its summary.
+pub struct Running {
+    child: Child,
+    stderr: PathBuf,
+}
+
+/// What a stopped `tracer live` said about itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracerExit {
+    pub events: u64,
+    pub lost: u64,
+    pub complete: u64,
+}
+
+impl Running {
+    pub fn start(
+        program: &str,
+        args: &[String],
+        dir: &Path,
+        settle_ms: u64,
+    ) -> anyhow::Result<Self> {
+        let stderr = dir.join(format!("stderr-{}", fs::read_dir(dir)?.count()));
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr)?)
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        std::thread::sleep(Duration::from_millis(settle_ms));
+        Ok(Self { child, stderr })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops with SIGINT (so the tracer prints its summary) and returns its stderr.
+    pub fn stop(mut self) -> anyhow::Result<String> {
+        // SAFETY: signalling our own child.
+        unsafe { kill(self.child.id() as i32, 2) };
+        self.child.wait()?;
+        Ok(fs::read_to_string(&self.stderr).unwrap_or_default())
+    }
+}
+
+impl TracerExit {
+    /// Reads the exit summary of `tracer live` (`engine: N complete`, `lost events: N`,
+    /// `events read: N`).
+    pub fn parse(stderr: &str) -> anyhow::Result<Self> {
+        let number_after = |key: &str| -> Option<u64> {
+            let rest = stderr.rsplit(key).next().filter(|_| stderr.contains(key))?;
+            rest.split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())?
+                .parse()
+                .ok()
+        };
+        let complete = stderr
+            .rsplit("engine: ")
+            .next()
+            .filter(|_| stderr.contains("engine: "))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok());
+        match (
+            number_after("events read: "),
+            number_after("lost events: "),
+            complete,
+        ) {
+            (Some(events), Some(lost), Some(complete)) => Ok(Self {
+                events,
+                lost,
+                complete,
+            }),
+            _ => anyhow::bail!("no exit summary from tracer live: {stderr}"),
+        }
+    }
+}
+
+/// utime and stime of a process so far, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit(')').next().context("no comm in stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Ok((fields[11].parse()?, fields[12].parse()?))
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`).
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { sysconf(2) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+unsafe extern "C" {
+    pub fn kill(pid: i32, signal: i32) -> i32;
+    /// _SC_CLK_TCK is 2 on Linux.
+    fn sysconf(name: i32) -> i64;
+}

@@ -1,0 +1,197 @@
+//! Latency overhead on a loopback UDP ping-pong (sockperf), and each eBPF program's cost
+//! (bpf_stats, in a run of its own so its accounting does not weigh on the latencies).
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::Context as _;
+
+use super::peers::{Config, TracerExit, median};
+
+pub struct PingPong {
+    pub seconds: u64,
+    pub rounds: usize,
+    /// (configuration, median average latency in us), "no tracer" first.
+    pub latency: Vec<(Config, f64)>,
+    /// Over the tracer's latency runs: complete journeys and sockperf's packets (both ways).
+    pub journeys: u64,
+    pub packets: u64,
+    pub lost: u64,
+    /// Per tracer program in the bpf_stats run: (name, runs, ns per run).
+    pub programs: Vec<(String, u64, f64)>,
+    /// Packets of the bpf_stats run, for eBPF ns per packet.
+    pub stats_packets: u64,
+}
+
+struct Sockperf {
+    avg_us: f64,
+    /// Messages sent and received by the client.
+    packets: u64,
+}
+
+const PORT: &str = "11911";
+
+fn ping_pong(seconds: u64) -> anyhow::Result<Sockperf> {
+    let out = Command::new("sockperf")
+        .args([
+            "ping-pong",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            PORT,
+            "-t",
+            &seconds.to_string(),
+            "-m",
+            "64",
+        ])
+        .output()
+        .context("running sockperf ping-pong")?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let number = |key: &str| -> Option<f64> {
+        text.split(key)
+            .nth(1)?
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()?
+            .parse()
+            .ok()
+    };
+    let avg_us = number("avg-latency=")
+        .with_context(|| format!("no avg-latency in sockperf output: {text}"))?;
+    // "[Total Run] ... SentMessages=N; ReceivedMessages=M": every message the tracer saw.
+    let total = text
+        .split("[Total Run]")
+        .nth(1)
+        .with_context(|| format!("no [Total Run] in sockperf output: {text}"))?;
+    let count = |key: &str| -> u64 {
+        total
+            .split(key)
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Sockperf {
+        avg_us,
+        packets: count("SentMessages=") + count("ReceivedMessages="),
+    })
+}
+
+pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPong> {
+    let (seconds, rounds) = if quick { (3, 3) } else { (5, 5) };
+    let mut server = Command::new("sockperf")
+        .args(["server", "-i", "127.0.0.1", "-p", PORT])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting sockperf server")?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let result = rounds_of(tracer, dir, seconds, rounds);
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
+fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::Result<PingPong> {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Config::ALL.len()];
+    let (mut journeys, mut packets, mut lost) = (0, 0, 0);
+    for _ in 0..rounds {
+        for (index, config) in Config::ALL.iter().enumerate() {
+            let running = config.start(tracer, dir)?;
+            let run = ping_pong(seconds);
+            if let Some(running) = running {
+                let stderr = running.stop()?;
+                if *config == Config::TracerLive {
+                    let exit = TracerExit::parse(&stderr)?;
+                    journeys += exit.complete;
+                    lost += exit.lost;
+                    packets += run.as_ref().map_or(0, |run| run.packets);
+                }
+            }
+            samples[index].push(run?.avg_us);
+        }
+    }
+    let latency = Config::ALL
+        .iter()
+        .zip(samples)
+        .map(|(config, mut values)| (*config, median(&mut values)))
+        .collect();
+
+    // bpf_stats on for one more tracer run only: the kernel's accounting has a cost of its own.
+    crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
+    let stats = program_costs(tracer, dir, seconds);
+    crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=0"])?;
+    let (programs, stats_packets) = stats?;
+    Ok(PingPong {
+        seconds,
+        rounds,
+        latency,
+        journeys,
+        packets,
+        lost,
+        programs,
+        stats_packets,
+    })
+}
+
+/// Per program (name, runs, ns per run), and the packets of that run.
+type Costs = (Vec<(String, u64, f64)>, u64);
+
+fn program_costs(tracer: &Path, dir: &Path, seconds: u64) -> anyhow::Result<Costs> {
+    let before: Vec<u64> = program_stats()?.into_iter().map(|(id, ..)| id).collect();
+    let running = Config::TracerLive.start(tracer, dir)?.expect("a tracer");
+    let zero: BTreeMap<u64, (u64, u64)> = program_stats()?
+        .into_iter()
+        .map(|(id, _, time, runs)| (id, (time, runs)))
+        .collect();
+    let run = ping_pong(seconds);
+    let mut programs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (id, name, run_time, runs) in program_stats()? {
+        if !before.contains(&id) {
+            let (time0, runs0) = zero.get(&id).copied().unwrap_or_default();
+            let entry = programs.entry(name).or_default();
+            entry.0 += run_time - time0;
+            entry.1 += runs - runs0;
+        }
+    }
+    running.stop()?;
+    let programs = programs
+        .into_iter()
+        .filter(|(_, (_, runs))| *runs > 0)
+        .map(|(name, (run_time, runs))| (name, runs, run_time as f64 / runs as f64))
+        .collect();
+    Ok((programs, run?.packets))
+}
+
+/// run_time_ns and run_cnt of every loaded program (`bpftool prog show`, bpf_stats on).
+fn program_stats() -> anyhow::Result<Vec<(u64, String, u64, u64)>> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .context("running bpftool")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A small hand parse keeps xtask free of a JSON dependency: one object per program.
+    let mut programs = Vec::new();
+    for object in text.split("},{") {
+        let field = |key: &str| -> Option<&str> {
+            let start = object.find(&format!("\"{key}\":"))? + key.len() + 3;
+            let rest = &object[start..];
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim_matches('"'))
+        };
+        let (Some(id), Some(name)) = (field("id"), field("name")) else {
+            continue;
+        };
+        let number = |key| field(key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        programs.push((
+            id.parse().unwrap_or(0),
+            name.to_owned(),
+            number("run_time_ns"),
+            number("run_cnt"),
+        ));
+    }
+    Ok(programs)
+}
