@@ -194,7 +194,7 @@ mod tests {
         for n in 0..40 {
             let journey = Journey {
                 dev: "lo".into(),
-                comm: Some(format!("task{n}")),
+                comm: Some(format!("task{n}").into()),
                 complete: true,
                 stages_ns: StageDurations {
                     total: Some(50_000),

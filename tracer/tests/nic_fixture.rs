@@ -39,7 +39,7 @@ fn nic_journeys_start_at_the_nic_interrupt_and_end_in_the_downloader() {
 
     let read: Vec<&Journey> = journeys
         .iter()
-        .filter(|j| j.dev == "eth0" && j.pid.is_some())
+        .filter(|j| &*j.dev == "eth0" && j.pid.is_some())
         .collect();
     assert!(
         read.len() >= 15,

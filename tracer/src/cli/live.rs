@@ -89,8 +89,8 @@ impl JourneyFilter {
             && self
                 .comm
                 .as_ref()
-                .is_none_or(|comm| journey.comm.as_ref() == Some(comm))
-            && self.dev.as_ref().is_none_or(|dev| &journey.dev == dev)
+                .is_none_or(|comm| journey.comm.as_deref() == Some(comm.as_str()))
+            && self.dev.as_ref().is_none_or(|dev| *journey.dev == **dev)
             && self.cpu.is_none_or(cpu_touched)
     }
 }
@@ -265,8 +265,10 @@ pub async fn follow(
             }
         }
         journeys.retain(|journey| output.filter.keeps(journey));
-        for journey in &journeys {
-            metrics.observe(journey);
+        if listener.is_some() {
+            for journey in &journeys {
+                metrics.observe(journey);
+            }
         }
         if output.collect {
             collected.extend(journeys.iter().cloned());

@@ -16,6 +16,8 @@ pub struct JourneySink<W: io::Write> {
     summary: StageSummary,
     shown: u64,
     closed: bool,
+    /// Reused for each JSON line.
+    line: String,
 }
 
 impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
@@ -27,6 +29,7 @@ impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
             summary: StageSummary::default(),
             shown: 0,
             closed: false,
+            line: String::new(),
         };
         if !sink.output.json && !sink.output.quiet {
             sink.write_line(&render::header());
@@ -59,12 +62,15 @@ impl<W: io::Write> JourneySink<W> {
             if self.output.quiet {
                 continue;
             }
-            let line = if self.output.json {
-                serde_json::to_string(&journey).expect("a journey serializes")
+            if self.output.json {
+                let mut line = std::mem::take(&mut self.line);
+                line.clear();
+                tracer::journey::json::write(&journey, &mut line);
+                self.write_line(&line);
+                self.line = line;
             } else {
-                render::line(&journey)
-            };
-            self.write_line(&line);
+                self.write_line(&render::line(&journey));
+            }
         }
         if self.out.flush().is_err() {
             self.closed = true;

@@ -367,17 +367,17 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
                 .collect();
             let comms = journeys
                 .iter()
-                .filter_map(|journey| Some((journey.tid?, journey.comm.clone()?)))
+                .filter_map(|journey| Some((journey.tid?, journey.comm.as_deref()?.to_owned())))
                 .collect();
             tracer::export::perfetto::export(&recording.events, &journeys, &irq_names, &comms)
         }
         ExportFormat::Jsonl => {
-            let mut out = Vec::new();
+            let mut out = String::new();
             for journey in &journeys {
-                serde_json::to_writer(&mut out, journey)?;
-                out.push(b'\n');
+                tracer::journey::json::write(journey, &mut out);
+                out.push('\n');
             }
-            out
+            out.into_bytes()
         }
         ExportFormat::Csv => {
             let mut out = tracer::export::csv::header();
@@ -481,15 +481,10 @@ fn analysis_text(
         }
     }
     let sections: [(&str, Box<dyn Fn(&tracer::journey::Journey) -> String>); 4] = [
-        ("device", Box::new(|journey| journey.dev.clone())),
+        ("device", Box::new(|journey| journey.dev.to_string())),
         (
             "irq",
-            Box::new(|journey| {
-                journey
-                    .irq_name
-                    .clone()
-                    .unwrap_or_else(|| "(none)".to_owned())
-            }),
+            Box::new(|journey| journey.irq_name.as_deref().unwrap_or("(none)").to_owned()),
         ),
         (
             "softirq cpu",

@@ -201,7 +201,7 @@ mod tests {
             journey(2, "eth0", 400_000),
             journey(3, "lo", 60_000),
         ];
-        let by_dev = breakdown(&journeys, |j| j.dev.clone());
+        let by_dev = breakdown(&journeys, |j| j.dev.to_string());
         assert_eq!(by_dev["lo"].count(), 2);
         assert_eq!(by_dev["eth0"].max(), 400_000);
         let slow = slowest(&journeys, 2);

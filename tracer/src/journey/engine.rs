@@ -12,13 +12,16 @@
 //!   a TCP read takes every segment queued before it; the reader's next recv-family syscall
 //!   exit is the recv return.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap, VecDeque},
+};
 
 use rustc_hash::FxHashMap;
 
-use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NET_RX_SOFTIRQ};
+use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NAME_LEN, NET_RX_SOFTIRQ};
 
-use super::record::{Journey, Missing, Stage, StageDurations};
+use super::record::{Addr, Journey, Missing, Shared, Stage, StageDurations};
 
 /// MSG_PEEK: a read that leaves the datagram queued.
 const MSG_PEEK: u32 = 2;
@@ -184,7 +187,11 @@ pub struct Engine {
     sockets: FxHashMap<u64, VecDeque<u64>>,
     woken: FxHashMap<u32, Vec<u64>>,
     reading: FxHashMap<u32, Vec<u64>>,
-    comms: FxHashMap<u32, String>,
+    comms: FxHashMap<u32, Shared>,
+    /// Device names seen in events, interned: a journey's `dev` is then a shared count.
+    devs: FxHashMap<[u8; NAME_LEN], Shared>,
+    /// `config.irq_devices` names, shared.
+    irq_names: FxHashMap<u32, Shared>,
     /// Fallbacks: the reader each socket woke last, the sockets of each reader, and packets
     /// linked to a reader by its wakeup alone (no sk_data_ready).
     owners: FxHashMap<u64, u32>,
@@ -200,11 +207,17 @@ impl Engine {
         let comms = config
             .comms
             .iter()
-            .map(|(tid, comm)| (*tid, comm.clone()))
+            .map(|(tid, comm)| (*tid, Shared::from(comm.as_str())))
+            .collect();
+        let irq_names = config
+            .irq_devices
+            .iter()
+            .map(|(irq, device)| (*irq, Shared::from(device.name.as_str())))
             .collect();
         Self {
             config,
             comms,
+            irq_names,
             next_id: 1,
             ..Self::default()
         }
@@ -376,7 +389,7 @@ impl Engine {
                 self.config
                     .comms
                     .iter()
-                    .map(|(tid, comm)| (*tid, comm.clone())),
+                    .map(|(tid, comm)| (*tid, Shared::from(comm.as_str()))),
             );
         }
         if self.owners.len() > MAX_COMMS {
@@ -437,12 +450,25 @@ impl Engine {
             .is_none_or(|known| known.as_bytes() != name)
         {
             self.comms
-                .insert(tid, String::from_utf8_lossy(name).into_owned());
+                .insert(tid, Shared::from(String::from_utf8_lossy(name).as_ref()));
         }
     }
 
+    /// The device name an event carries, interned.
+    fn dev(&mut self, event: &Event) -> Shared {
+        if let Some(dev) = self.devs.get(&event.name) {
+            return dev.clone();
+        }
+        let dev = Shared::from(crate::decode::name(event).as_str());
+        // Names come from a handful of devices; a flood of distinct ones would be corrupt input.
+        if self.devs.len() < MAX_COMMS {
+            self.devs.insert(event.name, dev.clone());
+        }
+        dev
+    }
+
     fn comm(&self, tid: u32) -> &str {
-        self.comms.get(&tid).map_or("", String::as_str)
+        self.comms.get(&tid).map_or("", |comm| comm)
     }
 
     /// Events were lost on `cpu` just before this one: every open journey may have a gap,
@@ -461,10 +487,10 @@ impl Engine {
         self.next_id += 1;
         let journey = Journey {
             id,
-            dev: crate::decode::name(event),
+            dev: self.dev(event),
             len: event.arg0,
-            skbaddr: format!("{:#x}", event.addr),
-            proto: "other".to_owned(),
+            skbaddr: Addr(event.addr),
+            proto: Cow::Borrowed("other"),
             ..Journey::default()
         };
         self.open.insert(
@@ -504,9 +530,7 @@ impl Engine {
                             journey.ts.irq_entry = Some(span.entry);
                             journey.ts.irq_exit = span.exit;
                             journey.cpu_irq = Some(cpu);
-                            if let Some(device) = self.config.irq_devices.get(&span.irq) {
-                                journey.irq_name = Some(device.name.clone());
-                            }
+                            journey.irq_name = self.irq_names.get(&span.irq).cloned();
                         }
                         None => open.raised_without_irq = true,
                     }
@@ -542,10 +566,11 @@ impl Engine {
         let id = match continued {
             Some(id) => {
                 self.merge_gro_followers(id, event.ts);
+                let dev = self.dev(event);
                 let open = self.open.get_mut(&id).expect("checked above");
                 open.phase = Phase::Stack;
                 let journey = &mut open.journey;
-                journey.dev = crate::decode::name(event);
+                journey.dev = dev;
                 journey.len = event.arg0;
                 if open.gro_cpu != Some(cpu) {
                     journey.cpu_stack = Some(cpu);
@@ -652,11 +677,11 @@ impl Engine {
         open.sk = event.addr;
         let journey = &mut open.journey;
         journey.ts.sk_data_ready = Some(event.ts);
-        journey.skaddr = Some(format!("{:#x}", event.addr));
+        journey.skaddr = Some(Addr(event.addr));
         journey.proto = match event.arg1 {
-            IPPROTO_UDP => "udp".to_owned(),
-            IPPROTO_TCP => "tcp".to_owned(),
-            other => other.to_string(),
+            IPPROTO_UDP => Cow::Borrowed("udp"),
+            IPPROTO_TCP => Cow::Borrowed("tcp"),
+            other => Cow::Owned(other.to_string()),
         };
         self.sockets.entry(event.addr).or_default().push_back(id);
         self.cpu(event.cpu).last_ready = Some(id);
@@ -748,8 +773,9 @@ impl Engine {
                     };
                     for id in &taken {
                         if let Some(open) = self.open.get_mut(id) {
-                            open.journey.proto = if tcp_read { "tcp" } else { "udp" }.to_owned();
-                            open.journey.skaddr = Some(format!("{:#x}", event.addr));
+                            open.journey.proto =
+                                Cow::Borrowed(if tcp_read { "tcp" } else { "udp" });
+                            open.journey.skaddr = Some(Addr(event.addr));
                         }
                     }
                     taken
@@ -760,8 +786,11 @@ impl Engine {
                 }
             },
         };
-        let comm = Some(crate::decode::name(event)).filter(|comm| !comm.is_empty());
-        let comm = comm.or_else(|| self.comms.get(&event.tid).cloned());
+        // The read carries its task's name; remembered (allocating only when it changed).
+        if event.name[0] != 0 {
+            self.learn_comm(event.tid, event);
+        }
+        let comm = self.comms.get(&event.tid).cloned();
         let is_udp = |engine: &Self, id: &u64| {
             engine
                 .open
@@ -787,7 +816,7 @@ impl Engine {
         &mut self,
         taken: &[u64],
         event: &Event,
-        comm: Option<String>,
+        comm: Option<Shared>,
         bytes: Option<i64>,
     ) {
         let count = taken.len() as u32;
@@ -859,12 +888,12 @@ impl Engine {
             let bytes = (kind != EventKind::SysExitRecvmmsg).then_some(event.addr as i64);
             self.assign_reader(&ids, event, comm, bytes);
         }
-        let syscall = kind.name().trim_start_matches("sys_exit_").to_owned();
+        let syscall = kind.name().trim_start_matches("sys_exit_");
         for id in ids {
             if let Some(open) = self.open.get_mut(&id) {
                 let journey = &mut open.journey;
                 journey.ts.recv_return = Some(event.ts);
-                journey.syscall = Some(syscall.clone());
+                journey.syscall = Some(syscall);
                 journey.cpu_task.get_or_insert(event.cpu);
             }
             self.end(id, None, out);
@@ -913,7 +942,7 @@ impl Engine {
 
     /// Finishes a journey: computes stages and missing reasons, and emits it unless it never
     /// reached a socket (counted instead, unless `keep_unsocketed`).
-    fn end(&mut self, id: u64, incomplete: Option<&str>, out: &mut Vec<Journey>) {
+    fn end(&mut self, id: u64, incomplete: Option<&'static str>, out: &mut Vec<Journey>) {
         let Some(open) = self.open.remove(&id) else {
             return;
         };
@@ -964,7 +993,7 @@ const STILL_RUNNING: &str =
     "woken while still on its CPU (before it had switched out): no run queue wait, no switch in";
 
 /// Stage durations and missing-stage reasons of a finished journey.
-fn finalize(open: Open, incomplete: Option<&str>, degraded: Degraded) -> Journey {
+fn finalize(open: Open, incomplete: Option<&'static str>, degraded: Degraded) -> Journey {
     let Open {
         mut journey,
         softirq_unknown,
@@ -983,12 +1012,12 @@ fn finalize(open: Open, incomplete: Option<&str>, degraded: Degraded) -> Journey
         total: None,
     };
     stages.total = span(ts.first(), ts.recv_return);
-    let virtual_dev = journey.dev == "lo" || journey.dev.starts_with("veth");
+    let virtual_dev = &*journey.dev == "lo" || journey.dev.starts_with("veth");
     let mut missing = Vec::new();
-    let mut note = |stage: Stage, reason: &str| {
+    let mut note = |stage: Stage, reason: &'static str| {
         missing.push(Missing {
             stage,
-            reason: reason.to_owned(),
+            reason: Cow::Borrowed(reason),
         })
     };
     let lost = journey.lost_events;

@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod engine;
+pub mod json;
 pub mod record;
 pub mod render;
 pub mod reorder;

@@ -1,7 +1,28 @@
 //! The journey record: one received packet from its interrupt to recv() returning it.
 //! Field names are the JSON record of DESIGN.md; other tools and tests depend on them.
 
-use serde::Serialize;
+use std::{borrow::Cow, fmt, sync::Arc};
+
+use serde::{Serialize, Serializer};
+
+/// A kernel address (`sk_buff`, `sock`), shown as `0x...` hex in JSON and text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Addr(pub u64);
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl Serialize for Addr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Text a journey shares with others (device and task names): cloning it is a count.
+pub type Shared = Arc<str>;
 
 /// The stages of a journey, in order (the vocabulary of CLI columns, JSON and metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -126,7 +147,7 @@ impl StageDurations {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Missing {
     pub stage: Stage,
-    pub reason: String,
+    pub reason: Cow<'static, str>,
 }
 
 /// One received packet's journey (the JSON lines record).
@@ -135,11 +156,11 @@ pub struct Journey {
     /// Sequence number of the journey in this trace (order of the packet's first event).
     pub id: u64,
     /// Device that received it (netif_receive_skb), e.g. `eth0`, `lo`.
-    pub dev: String,
+    pub dev: Shared,
     /// The NIC interrupt that raised the softirq which polled it; null without one.
     pub irq: Option<u32>,
     /// That interrupt's name, e.g. `virtio2-input.0`.
-    pub irq_name: Option<String>,
+    pub irq_name: Option<Shared>,
     pub cpu_irq: Option<u16>,
     /// CPU whose NET_RX softirq polled the packet.
     pub cpu_softirq: Option<u16>,
@@ -151,15 +172,15 @@ pub struct Journey {
     pub pid: Option<u32>,
     /// Reader's thread id.
     pub tid: Option<u32>,
-    pub comm: Option<String>,
+    pub comm: Option<Shared>,
     /// `udp`, `tcp`, or the IP protocol number.
-    pub proto: String,
+    pub proto: Cow<'static, str>,
     /// Length seen by netif_receive_skb (the IP packet).
     pub len: u32,
     /// Bytes returned by the read that delivered this packet.
     pub bytes: Option<i64>,
     /// The recv-family syscall that returned it.
-    pub syscall: Option<String>,
+    pub syscall: Option<&'static str>,
     /// Position (1-based) of the packet in its NAPI poll.
     pub napi_batch_pos: Option<u32>,
     /// Packets that poll processed (napi_poll work).
@@ -174,8 +195,8 @@ pub struct Journey {
     pub read_packets: u32,
     /// The read returned fewer bytes than the datagram's payload.
     pub partial_read: bool,
-    pub skbaddr: String,
-    pub skaddr: Option<String>,
+    pub skbaddr: Addr,
+    pub skaddr: Option<Addr>,
     pub ts: Stamps,
     pub stages_ns: StageDurations,
     /// It reached recv() return with no events lost on the way.

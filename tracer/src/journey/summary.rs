@@ -1,19 +1,31 @@
 //! Per-stage latency statistics: count, p50, p90, p99, max, from log-linear histograms
 //! (16 sub-buckets per power of two: a percentile is within about 6% of the true value).
 
-use std::collections::BTreeMap;
-
 use super::record::{Journey, Stage};
 
 const SUB_BITS: u32 = 4;
 const SUB: u64 = 1 << SUB_BITS;
 
+/// Buckets enough for any u64: groups 0..=61 of SUB sub-buckets.
+const BUCKETS: usize = 62 * SUB as usize;
+
 /// A log-linear histogram of nanosecond values.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Histogram {
-    counts: BTreeMap<u32, u64>,
+    /// Count per bucket: a flat array, recording is an index and an add.
+    counts: Box<[u64; BUCKETS]>,
     count: u64,
     max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: Box::new([0; BUCKETS]),
+            count: 0,
+            max: 0,
+        }
+    }
 }
 
 fn bucket(value: u64) -> u32 {
@@ -39,7 +51,7 @@ fn bucket_top(index: u32) -> u64 {
 impl Histogram {
     /// Adds one value.
     pub fn record(&mut self, value: u64) {
-        *self.counts.entry(bucket(value)).or_default() += 1;
+        self.counts[bucket(value) as usize] += 1;
         self.count += 1;
         self.max = self.max.max(value);
     }
@@ -61,10 +73,10 @@ impl Histogram {
         }
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
         let mut seen = 0;
-        for (&index, &n) in &self.counts {
+        for (index, &n) in self.counts.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                return Some(bucket_top(index).min(self.max));
+                return Some(bucket_top(index as u32).min(self.max));
             }
         }
         Some(self.max)
@@ -74,7 +86,8 @@ impl Histogram {
 /// Per-stage histograms of every journey seen.
 #[derive(Clone, Debug, Default)]
 pub struct StageSummary {
-    stages: BTreeMap<Stage, Histogram>,
+    /// Indexed by `Stage as usize`.
+    stages: [Option<Histogram>; Stage::ALL.len()],
     /// Journeys added.
     pub journeys: u64,
 }
@@ -85,14 +98,16 @@ impl StageSummary {
         self.journeys += 1;
         for stage in Stage::ALL {
             if let Some(ns) = journey.stages_ns.get(stage) {
-                self.stages.entry(stage).or_default().record(ns);
+                self.stages[stage as usize]
+                    .get_or_insert_with(Histogram::default)
+                    .record(ns);
             }
         }
     }
 
     /// The histogram of one stage.
     pub fn stage(&self, stage: Stage) -> Option<&Histogram> {
-        self.stages.get(&stage)
+        self.stages[stage as usize].as_ref()
     }
 
     /// A text table: stage, count, p50, p90, p99, max.
@@ -102,7 +117,7 @@ impl StageSummary {
             "stage", "count", "p50", "p90", "p99", "max"
         );
         for stage in Stage::ALL {
-            let Some(histogram) = self.stages.get(&stage) else {
+            let Some(histogram) = &self.stages[stage as usize] else {
                 text.push_str(&format!("{:<13} {:>8}\n", stage.name(), 0));
                 continue;
             };

@@ -179,7 +179,7 @@ fn missing_reason(journey: &Journey, stage: Stage) -> Option<&str> {
         .missing
         .iter()
         .find(|m| m.stage == stage)
-        .map(|m| m.reason.as_str())
+        .map(|m| m.reason.as_ref())
 }
 
 /// Every stamp present is in journey order.
@@ -216,7 +216,7 @@ fn loopback_datagram_to_a_blocked_reader_has_every_stage_but_irq() {
     let j = &journeys[0];
     assert!(j.complete, "{j:?}");
     assert_eq!(
-        (j.dev.as_str(), j.proto.as_str(), j.len, j.bytes),
+        (&*j.dev, j.proto.as_ref(), j.len, j.bytes),
         ("lo", "udp", 92, Some(64))
     );
     assert_eq!(
@@ -322,7 +322,7 @@ fn gro_merges_segments_into_one_journey() {
     assert_eq!(journeys.len(), 1, "{journeys:?}");
     let j = &journeys[0];
     assert_eq!(
-        (j.gro_merged, j.proto.as_str(), j.bytes),
+        (j.gro_merged, j.proto.as_ref(), j.bytes),
         (2, "tcp", Some(4344))
     );
     assert_eq!(j.napi_batch_pos, Some(1));
@@ -459,7 +459,7 @@ fn one_read_returns_several_datagrams_or_segments() {
     }
     for j in &journeys[2..] {
         assert_eq!(
-            (j.proto.as_str(), j.bytes, j.read_packets),
+            (j.proto.as_ref(), j.bytes, j.read_packets),
             ("tcp", Some(1000), 2)
         );
         assert_eq!(j.ts.recv_return, Some(51_000));
@@ -692,7 +692,7 @@ fn without_sk_data_ready_the_wakeup_links_packet_and_reader() {
     let j = &journeys[0];
     assert!(j.complete);
     assert_eq!(
-        (j.proto.as_str(), j.bytes, j.tid),
+        (j.proto.as_ref(), j.bytes, j.tid),
         ("udp", Some(64), Some(READER))
     );
     assert_eq!(

@@ -5,6 +5,7 @@
 //! CPU (two tasks switching through pipe reads), then two floods plus the pipe.
 
 use std::{
+    io::Write as _,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -70,20 +71,20 @@ fn step(
     let started = Instant::now();
     let mut loads: Vec<Child> = Vec::new();
     for _ in 0..floods {
-        loads.push(
-            Command::new("sh")
-                .args([
-                    "-c",
-                    &format!(
-                        "echo go | exec {} traffic --count 4000000000 --gap-ms 0",
-                        tracer.display()
-                    ),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("starting a UDP flood")?,
-        );
+        let mut flood = Command::new(tracer)
+            .args(["traffic", "--count", "4000000000", "--gap-ms", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a UDP flood")?;
+        // It starts sending when told to (the demo waits for its tracer the same way).
+        flood
+            .stdin
+            .take()
+            .context("flood stdin")?
+            .write_all(b"go\n")?;
+        loads.push(flood);
     }
     if pipe {
         loads.push(
@@ -107,7 +108,7 @@ fn step(
     }
     std::thread::sleep(Duration::from_secs(seconds));
     for load in &mut loads {
-        // SAFETY: signalling our own child; the flood's sh execs tracer traffic.
+        // SAFETY: signalling our own child (a single process: traffic's reader is a thread).
         unsafe { kill(load.id() as i32, 9) };
         let _ = load.wait();
     }
