@@ -238,6 +238,12 @@ pub const ANY_CPU: u32 = u32::MAX;
 /// Length of the `IGNORE_TGIDS` global: the tracer and up to three readers of its output.
 pub const IGNORE_SLOTS: usize = 4;
 
+/// IRQ numbers the `NET_IRQS` bitmap covers (0..4096); a higher IRQ is always kept.
+pub const NET_IRQ_BITS: u32 = 4096;
+
+/// Length of the `NET_IRQS` bitmap in u64 words.
+pub const NET_IRQ_WORDS: usize = (NET_IRQ_BITS / 64) as usize;
+
 /// NET_RX_SOFTIRQ, the softirq vector of packet reception.
 pub const NET_RX_SOFTIRQ: u32 = 3;
 

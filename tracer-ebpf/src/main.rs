@@ -20,8 +20,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use tracer_common::{
-    ANY_CPU, Event, EventKind, FLAG_LOST_BEFORE, IGNORE_SLOTS, LostCounter, NAME_LEN,
-    NET_RX_SOFTIRQ, SLOT_COUNT, Slot, offsets::ABSENT,
+    ANY_CPU, Event, EventKind, FLAG_LOST_BEFORE, IGNORE_SLOTS, LostCounter, NAME_LEN, NET_IRQ_BITS,
+    NET_IRQ_WORDS, NET_RX_SOFTIRQ, SLOT_COUNT, Slot, offsets::ABSENT,
 };
 
 /// Field offsets of this kernel's tracepoints, indexed by [`Slot`].
@@ -55,6 +55,14 @@ static FILTER_CPU: u32 = ANY_CPU;
 /// then emitted only if the call read a socket.
 #[unsafe(no_mangle)]
 static SOCKET_READS_ONLY: u32 = 0;
+
+/// 1 when `NET_IRQS` is filled: journey mode then keeps only those interrupts.
+#[unsafe(no_mangle)]
+static NET_IRQ_FILTER: u32 = 0;
+
+/// Bitmap of the IRQ numbers (below [`NET_IRQ_BITS`]) that belong to network devices.
+#[unsafe(no_mangle)]
+static NET_IRQS: [u64; NET_IRQ_WORDS] = [0; NET_IRQ_WORDS];
 
 /// Wake the reader only once this many bytes wait in `EVENTS`; 0 wakes it for every event
 /// (the kernel's default). User space, which polls on a short timer as well, sets it: a
@@ -366,24 +374,46 @@ macro_rules! context_program {
     };
 }
 
-context_program!(
+/// `irq_handler_entry/exit`: in journey mode only the interrupts of network devices.
+macro_rules! irq_program {
+    ($name:ident, $kind:ident, $irq:ident, |$ctx:ident, $ev:ident| $fill:block) => {
+        #[tracepoint]
+        pub fn $name($ctx: TracePointContext) -> u32 {
+            let here = here();
+            let irq: u32 = field(&$ctx, Slot::$irq);
+            if packet_passes(&here) && (!journey_mode() || network_irq(irq)) {
+                emit(&here, EventKind::$kind, |$ev| {
+                    $ev.arg0 = irq;
+                    $fill
+                });
+            }
+            0
+        }
+    };
+}
+
+/// Whether an IRQ belongs to a network device (`NET_IRQS`); every IRQ passes when user
+/// space could not tell which do, and so does an IRQ beyond the bitmap.
+#[inline(always)]
+fn network_irq(irq: u32) -> bool {
+    if global_u32(&NET_IRQ_FILTER) == 0 || irq >= NET_IRQ_BITS {
+        return true;
+    }
+    // SAFETY: as in global_u32; the index is below NET_IRQ_BITS / 64.
+    let word = unsafe { core::ptr::read_volatile(&NET_IRQS[(irq / 64) as usize % NET_IRQ_WORDS]) };
+    (word >> (irq % 64)) & 1 != 0
+}
+
+irq_program!(
     irq_handler_entry,
     IrqHandlerEntry,
-    packet_passes,
-    |ctx, ev| {
-        ev.arg0 = field(&ctx, Slot::IrqEntryIrq);
-    }
+    IrqEntryIrq,
+    |ctx, ev| {}
 );
 
-context_program!(
-    irq_handler_exit,
-    IrqHandlerExit,
-    packet_passes,
-    |ctx, ev| {
-        ev.arg0 = field(&ctx, Slot::IrqExitIrq);
-        ev.arg1 = field(&ctx, Slot::IrqExitRet);
-    }
-);
+irq_program!(irq_handler_exit, IrqHandlerExit, IrqExitIrq, |ctx, ev| {
+    ev.arg1 = field(&ctx, Slot::IrqExitRet);
+});
 
 /// `softirq_raise/entry/exit`: every vector in event mode, only NET_RX in journey mode.
 macro_rules! softirq_program {

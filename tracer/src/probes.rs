@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use tracer_common::{ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter};
+use tracer_common::{ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS};
 
 use crate::{
     names::numbered_entries,
@@ -157,6 +157,15 @@ impl Probes {
         // Journey mode keeps a recv-family exit only when sock_recv_length saw the call read
         // a socket; without that tracepoint every exit must go out.
         let socket_reads_only = options.journey_mode && layout.has(EventKind::SockRecvLength);
+        // Journey mode keeps only network devices' interrupts, when we can tell which they are.
+        let net_irqs = if options.journey_mode {
+            net_irq_bitmap(crate::irqmap::IrqMap::from_system().irqs.keys().copied())
+        } else {
+            None
+        };
+        if options.journey_mode && net_irqs.is_none() {
+            log::info!("no network device interrupts found in sysfs: keeping every IRQ");
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &layout.offsets, true)
             .override_global("FILTER_TGID", &filter_tgid, true)
@@ -165,6 +174,8 @@ impl Probes {
             .override_global("JOURNEY_MODE", &u32::from(options.journey_mode), true)
             .override_global("WAKEUP_BYTES", &options.wakeup_bytes(), true)
             .override_global("SOCKET_READS_ONLY", &u32::from(socket_reads_only), true)
+            .override_global("NET_IRQ_FILTER", &u32::from(net_irqs.is_some()), true)
+            .override_global("NET_IRQS", &net_irqs.unwrap_or([0; NET_IRQ_WORDS]), true)
             .map_max_entries("EVENTS", options.ring_bytes)
             .load(EBPF_OBJECT)?;
 
@@ -219,6 +230,9 @@ impl Probes {
             .map(|(kind, why)| (*kind, why.to_string()))
             .collect();
         for &kind in &layout.available {
+            if options.journey_mode && JOURNEY_UNUSED.contains(&kind) {
+                continue;
+            }
             match attach(&mut ebpf, kind) {
                 Ok(()) => attached.push(kind),
                 Err(why) => skipped.push((kind, why)),
@@ -290,6 +304,28 @@ impl Probes {
             logger.flush();
         }
     }
+}
+
+/// Tracepoints the journey engine never reads: journey mode does not attach them, since each
+/// would run a program per packet for an event thrown away. net:netif_rx only repeats
+/// netif_receive_skb's skb earlier on loopback/veth; skb:skb_copy_datagram_iovec is covered by
+/// sock_recv_length and the syscall exit.
+pub const JOURNEY_UNUSED: [EventKind; 2] = [EventKind::NetifRx, EventKind::SkbCopyDatagramIovec];
+
+/// The `NET_IRQS` bitmap of these IRQs; `None` when there are none (nothing to filter by)
+/// or one is beyond the bitmap (the kernel keeps those anyway, but then so must the rest
+/// of the picture: keep every IRQ).
+fn net_irq_bitmap(irqs: impl Iterator<Item = u32>) -> Option<[u64; NET_IRQ_WORDS]> {
+    let mut bits = [0u64; NET_IRQ_WORDS];
+    let mut any = false;
+    for irq in irqs {
+        if irq >= NET_IRQ_BITS {
+            return None;
+        }
+        bits[(irq / 64) as usize] |= 1 << (irq % 64);
+        any = true;
+    }
+    any.then_some(bits)
 }
 
 /// `RECV_TASKS` value of a thread inside a recv-family or wait syscall (the eBPF side's
@@ -432,5 +468,25 @@ impl std::fmt::Debug for Probes {
             .field("attached", &self.attached)
             .field("skipped", &self.skipped)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn net_irq_bitmap_sets_one_bit_per_irq() {
+        let bits = super::net_irq_bitmap([0, 63, 64, 4095].into_iter()).unwrap();
+        assert_eq!(bits[0], 1 | 1 << 63);
+        assert_eq!(bits[1], 1);
+        assert_eq!(bits[63], 1 << 63);
+        assert_eq!(bits.iter().map(|w| w.count_ones()).sum::<u32>(), 4);
+        assert!(
+            super::net_irq_bitmap([].into_iter()).is_none(),
+            "nothing to filter by"
+        );
+        assert!(
+            super::net_irq_bitmap([5, 4096].into_iter()).is_none(),
+            "an IRQ beyond the bitmap keeps every IRQ"
+        );
     }
 }

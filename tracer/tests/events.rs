@@ -364,3 +364,75 @@ fn without_privileges_one_line_names_the_capability() {
         "{stderr}"
     );
 }
+
+/// Journey mode keeps only network devices' interrupts, in the kernel: during a disk
+/// workload (write + fsync, which raises the block device's interrupts), an event-mode tracer
+/// sees interrupts of other devices, while a journey-mode recording made at the same time
+/// holds only IRQs that sysfs names as a network device's.
+#[test]
+fn journey_mode_keeps_only_network_interrupts() {
+    let Some(_serial) = kernel_test("journey_mode_keeps_only_network_interrupts") else {
+        return;
+    };
+    let network: HashSet<u32> = tracer::irqmap::IrqMap::from_system()
+        .irqs
+        .keys()
+        .copied()
+        .collect();
+    assert!(
+        !network.is_empty(),
+        "this host has no network device interrupts in sysfs: nothing to filter by"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("irqs.trc");
+    let events = RunningTracer::start(&["events", "--json"], dir.path());
+    let record_dir = tempfile::tempdir().unwrap();
+    let recorder = RunningTracer::start(
+        &["record", "-o", trace.to_str().unwrap()],
+        record_dir.path(),
+    );
+    // On the build directory's disk: /tmp may be a tmpfs, which raises no interrupt.
+    let disk_file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("irq-filter-disk-load");
+    {
+        use std::io::Write as _;
+        let mut file = fs::File::create(&disk_file).unwrap();
+        for round in 0..200u32 {
+            file.write_all(&[round as u8; 4096]).unwrap();
+            file.sync_data().unwrap();
+        }
+    }
+    let _ = fs::remove_file(&disk_file);
+    let (_, recorded_stderr) = recorder.stop();
+    let (stdout, stderr) = events.stop();
+    assert_eq!(lost_total(&stderr), 0, "events lost: {stderr:?}");
+    let seen: HashSet<u64> = json_events(&stdout)
+        .iter()
+        .filter(|event| event["kind"] == "irq_handler_entry")
+        .filter_map(|event| event["irq"].as_u64())
+        .collect();
+    let other: Vec<&u64> = seen
+        .iter()
+        .filter(|irq| !network.contains(&(**irq as u32)))
+        .collect();
+    assert!(
+        !other.is_empty(),
+        "the disk workload raised no interrupt outside the network devices ({seen:?}): the check below could not fail"
+    );
+    let recording = tracer::record::Recording::read(&trace).unwrap_or_else(|err| {
+        panic!("recording unreadable: {err}; recorder said {recorded_stderr:?}")
+    });
+    let recorded: HashSet<u32> = recording
+        .events
+        .iter()
+        .filter(|event| event.kind == tracer_common::EventKind::IrqHandlerEntry as u8)
+        .map(|event| event.arg0)
+        .collect();
+    let foreign: Vec<&u32> = recorded
+        .iter()
+        .filter(|irq| !network.contains(irq))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "journey mode recorded interrupts of other devices {foreign:?} (network: {network:?}; event mode saw {seen:?})"
+    );
+}

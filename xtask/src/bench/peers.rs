@@ -195,6 +195,40 @@ pub fn ticks_per_second() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
+/// SCHED_IDLE busy loops, one per CPU, for as long as this lives: no CPU ever halts, so a
+/// wakeup never pays for waking a halted (virtual) CPU, and any real task preempts them at
+/// once. Without them, whatever keeps CPUs busy (a tracer's own work) also shortens the
+/// latency it is supposed to be measured against.
+pub struct WarmCpus(Vec<Child>);
+
+impl WarmCpus {
+    pub fn start() -> anyhow::Result<Self> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut spinners = Vec::new();
+        for cpu in 0..cpus {
+            spinners.push(
+                Command::new("chrt")
+                    .args(["--idle", "0", "taskset", "-c", &cpu.to_string()])
+                    .args(["sh", "-c", "while :; do :; done"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting a SCHED_IDLE spinner (chrt, taskset)")?,
+            );
+        }
+        Ok(Self(spinners))
+    }
+}
+
+impl Drop for WarmCpus {
+    fn drop(&mut self) {
+        for spinner in &mut self.0 {
+            let _ = spinner.kill();
+            let _ = spinner.wait();
+        }
+    }
+}
+
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]

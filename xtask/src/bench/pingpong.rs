@@ -9,13 +9,15 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::peers::{Config, TracerExit, median};
+use super::peers::{Config, TracerExit, WarmCpus, median};
 
 pub struct PingPong {
     pub seconds: u64,
     pub rounds: usize,
-    /// (configuration, median average latency in us), "no tracer" first.
+    /// (configuration, median average latency in us), "no tracer" first: idle CPUs halt.
     pub latency: Vec<(Config, f64)>,
+    /// The same with SCHED_IDLE spinners keeping every CPU out of halt.
+    pub warm: Vec<(Config, f64)>,
     /// Over the tracer's latency runs: complete journeys and sockperf's packets (both ways).
     pub journeys: u64,
     pub packets: u64,
@@ -81,7 +83,7 @@ fn ping_pong(seconds: u64) -> anyhow::Result<Sockperf> {
 }
 
 pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPong> {
-    let (seconds, rounds) = if quick { (3, 3) } else { (5, 5) };
+    let (seconds, rounds) = if quick { (2, 3) } else { (5, 5) };
     let mut server = Command::new("sockperf")
         .args(["server", "-i", "127.0.0.1", "-p", PORT])
         .stdout(Stdio::null())
@@ -95,9 +97,17 @@ pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPon
     result
 }
 
-fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::Result<PingPong> {
+/// Latencies of every configuration, alternated; adds the tracer's journeys, packets and
+/// lost events to `counts`.
+fn latencies(
+    tracer: &Path,
+    dir: &Path,
+    seconds: u64,
+    rounds: usize,
+    counts: &mut (u64, u64, u64),
+) -> anyhow::Result<Vec<(Config, f64)>> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Config::ALL.len()];
-    let (mut journeys, mut packets, mut lost) = (0, 0, 0);
+    let (journeys, packets, lost) = counts;
     for _ in 0..rounds {
         for (index, config) in Config::ALL.iter().enumerate() {
             let running = config.start(tracer, dir)?;
@@ -106,19 +116,29 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
                 let stderr = running.stop()?;
                 if *config == Config::TracerLive {
                     let exit = TracerExit::parse(&stderr)?;
-                    journeys += exit.complete;
-                    lost += exit.lost;
-                    packets += run.as_ref().map_or(0, |run| run.packets);
+                    *journeys += exit.complete;
+                    *lost += exit.lost;
+                    *packets += run.as_ref().map_or(0, |run| run.packets);
                 }
             }
             samples[index].push(run?.avg_us);
         }
     }
-    let latency = Config::ALL
+    Ok(Config::ALL
         .iter()
         .zip(samples)
         .map(|(config, mut values)| (*config, median(&mut values)))
-        .collect();
+        .collect())
+}
+
+fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::Result<PingPong> {
+    let mut counts = (0, 0, 0);
+    let latency = latencies(tracer, dir, seconds, rounds, &mut counts)?;
+    let warm = {
+        let _spinners = WarmCpus::start()?;
+        latencies(tracer, dir, seconds, rounds, &mut counts)?
+    };
+    let (journeys, packets, lost) = counts;
 
     // bpf_stats on for one more tracer run only: the kernel's accounting has a cost of its own.
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
@@ -129,6 +149,7 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
         seconds,
         rounds,
         latency,
+        warm,
         journeys,
         packets,
         lost,

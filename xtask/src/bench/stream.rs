@@ -50,7 +50,7 @@ fn stream(seconds: u64) -> anyhow::Result<f64> {
 }
 
 pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<Stream> {
-    let (seconds, rounds) = if quick { (3, 3) } else { (5, 5) };
+    let (seconds, rounds) = if quick { (2, 3) } else { (5, 5) };
     let mut server = Command::new("iperf3")
         .args(["-s", "-p", PORT])
         .stdout(Stdio::null())
