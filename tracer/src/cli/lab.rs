@@ -109,13 +109,16 @@ const LABS: &[Lab] = &[
         summary: "the same reader on an idle CPU, beside nice 0, nice -20 and SCHED_FIFO hogs, then at SCHED_FIFO itself",
         story: "A woken task waits in the run queue until the scheduler picks it. An idle (virtual) CPU must \
                 first wake up; a busy CPU answers at once if the newcomer deserves it. The competitor's \
-                priority decides: a nice -20 hog has about 87 times the weight of the nice 0 reader, a \
-                SCHED_FIFO hog runs until it yields (or RT throttling stops it), and a SCHED_FIFO reader \
-                preempts any normal task.",
+                priority decides: a nice -20 hog has about 87 times the weight of the nice 0 reader; a \
+                SCHED_FIFO hog would run until it yields, but since Linux 6.12 a deadline \"fair server\" \
+                reserves 50 ms per second for normal tasks, so a light reader still gets in at once (older \
+                kernels only let it in when RT throttling stops the hog); a SCHED_FIFO reader preempts any \
+                normal task.",
         questions: &[
             "Order the phases by runqueue p50. Is the idle CPU the fastest? Why not?",
             "By what factor does a nice -20 competitor lengthen the runqueue stage?",
             "What changes when the reader itself is SCHED_FIFO?",
+            "Why does the SCHED_FIFO hog delay the reader less than the nice -20 one on this kernel?",
         ],
     },
     Lab {
@@ -686,6 +689,13 @@ fn model_answers(lab: &str, m: &[Measured]) -> Vec<String> {
                 format!(
                     "3. SCHED_FIFO reader: {} vs {}: a real-time task preempts any normal one at once.",
                     ns(m[4].p50(Stage::Runqueue)),
+                    ns(m[2].p50(Stage::Runqueue))
+                ),
+                format!(
+                    "4. SCHED_FIFO hog: {} vs nice -20 hog: {}. Since 6.12 the fair server reserves 50 ms per \
+                     second for normal tasks and runs them when they wake; a reader needing microseconds per \
+                     packet never exhausts it. The nice -20 hog is a normal task: EEVDF lets it finish its slice.",
+                    ns(m[3].p50(Stage::Runqueue)),
                     ns(m[2].p50(Stage::Runqueue))
                 ),
             ]

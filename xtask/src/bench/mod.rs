@@ -31,7 +31,9 @@ struct Row {
 
 pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let tracer = root.join("target/release/tracer");
+    progress("checking sockperf, bpftrace, iperf3");
     ensure_bench_tools()?;
+    progress("recording size and offline decode");
     let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let datagrams = if quick { 20_000 } else { 100_000 };
@@ -146,8 +148,11 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         },
     ];
     let pingpong = pingpong::measure(&tracer, &dir, quick)?;
+    progress("TCP stream (iperf3)");
     let stream = stream::measure(&tracer, &dir, quick)?;
+    progress("event rate steps");
     let (rate_seconds, steps) = rate::measure(&tracer, &dir, quick)?;
+    progress("done");
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -230,11 +235,13 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     )?;
     writeln!(
         text,
-        "| configuration | CPUs busy: avg latency | ratio | CPUs halt: avg latency | ratio | target (busy) |"
+        "| configuration | CPUs busy: avg latency (fastest..slowest run) | ratio | CPUs halt: avg latency | ratio | target (busy) |"
     )?;
     writeln!(text, "|---|---:|---:|---:|---:|---|")?;
     let (warm_base, base) = (pingpong.warm[0].1, pingpong.latency[0].1);
-    for ((config, warm), (_, latency)) in pingpong.warm.iter().zip(&pingpong.latency) {
+    for ((config, warm, fastest, slowest), (_, latency)) in
+        pingpong.warm.iter().zip(&pingpong.latency)
+    {
         let target = if *config == Config::TracerLive {
             "<= 1.05"
         } else {
@@ -242,7 +249,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         };
         writeln!(
             text,
-            "| {} | {warm:.2} us | {:.3} | {latency:.2} us | {:.3} | {target} |",
+            "| {} | {warm:.2} us ({fastest:.2}..{slowest:.2}) | {:.3} | {latency:.2} us | {:.3} | {target} |",
             config.name(),
             warm / warm_base,
             latency / base
@@ -341,6 +348,13 @@ fn ensure_bench_tools() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A progress line on stderr, stamped with the time since the benchmark started.
+pub fn progress(what: &str) {
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let elapsed = STARTED.get_or_init(Instant::now).elapsed().as_secs();
+    eprintln!("bench [{:02}:{:02}] {what}", elapsed / 60, elapsed % 60);
 }
 
 fn human(value: f64) -> String {

@@ -74,19 +74,20 @@ impl Config {
             Config::TracerLive => (
                 tracer.display().to_string(),
                 vec!["live".into(), "--json".into()],
-                2000,
+                TRACER_READY,
             ),
             Config::PerfRecord => {
-                let mut args: Vec<String> = ["record", "-q", "-a", "-o"]
+                // Pipe mode into /dev/null: perf is spared writing (and we, waiting for) a
+                // file of hundreds of MB; that only flatters perf.
+                let mut args: Vec<String> = ["record", "-q", "-a", "-o", "-"]
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
-                args.push(dir.join("peer.data").display().to_string());
                 for tp in TRACEPOINTS {
                     args.push("-e".into());
                     args.push((*tp).into());
                 }
-                ("perf".into(), args, 2000)
+                ("perf".into(), args, 1000)
             }
             Config::Bpftrace => {
                 let script: String = TRACEPOINTS
@@ -101,6 +102,9 @@ impl Config {
         Running::start(&program, &args, dir, settle_ms).map(Some)
     }
 }
+
+/// `settle_ms` value meaning: wait until `tracer` prints its ready line.
+pub const TRACER_READY: u64 = 0;
 
 /// A tracer running around a measurement: stdout discarded, stderr kept for its summary.
 pub struct Running {
@@ -130,7 +134,17 @@ impl Running {
             .stderr(fs::File::create(&stderr)?)
             .spawn()
             .with_context(|| format!("starting {program}"))?;
-        std::thread::sleep(Duration::from_millis(settle_ms));
+        if settle_ms == TRACER_READY {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !fs::read_to_string(&stderr).is_ok_and(|text| text.contains("Ctrl-C to stop")) {
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!("{program} did not become ready within 30 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(settle_ms));
+        }
         Ok(Self { child, stderr })
     }
 

@@ -16,8 +16,9 @@ pub struct PingPong {
     pub rounds: usize,
     /// (configuration, median average latency in us), "no tracer" first: idle CPUs halt.
     pub latency: Vec<(Config, f64)>,
-    /// The same with SCHED_IDLE spinners keeping every CPU out of halt.
-    pub warm: Vec<(Config, f64)>,
+    /// The same with SCHED_IDLE spinners keeping every CPU out of halt, with the fastest and
+    /// slowest run: (configuration, median, min, max).
+    pub warm: Vec<(Config, f64, f64, f64)>,
     /// Over the tracer's latency runs: complete journeys and sockperf's packets (both ways).
     pub journeys: u64,
     pub packets: u64,
@@ -105,7 +106,7 @@ fn latencies(
     seconds: u64,
     rounds: usize,
     counts: &mut (u64, u64, u64),
-) -> anyhow::Result<Vec<(Config, f64)>> {
+) -> anyhow::Result<Vec<(Config, f64, f64, f64)>> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Config::ALL.len()];
     let (journeys, packets, lost) = counts;
     for _ in 0..rounds {
@@ -127,17 +128,26 @@ fn latencies(
     Ok(Config::ALL
         .iter()
         .zip(samples)
-        .map(|(config, mut values)| (*config, median(&mut values)))
+        .map(|(config, mut values)| {
+            let median = median(&mut values);
+            (*config, median, values[0], values[values.len() - 1])
+        })
         .collect())
 }
 
 fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::Result<PingPong> {
     let mut counts = (0, 0, 0);
-    let latency = latencies(tracer, dir, seconds, rounds, &mut counts)?;
+    super::progress("UDP ping-pong (sockperf), CPUs halting when idle");
+    let latency = latencies(tracer, dir, seconds, rounds, &mut counts)?
+        .into_iter()
+        .map(|(config, median, ..)| (config, median))
+        .collect();
+    super::progress("UDP ping-pong (sockperf), CPUs kept busy");
     let warm = {
         let _spinners = WarmCpus::start()?;
         latencies(tracer, dir, seconds, rounds, &mut counts)?
     };
+    super::progress("eBPF program costs (bpf_stats)");
     let (journeys, packets, lost) = counts;
 
     // bpf_stats on for one more tracer run only: the kernel's accounting has a cost of its own.

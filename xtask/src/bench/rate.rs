@@ -65,7 +65,7 @@ fn step(
         &tracer.display().to_string(),
         &["live".into(), "--json".into()],
         dir,
-        2000,
+        super::peers::TRACER_READY,
     )?;
     let (user0, system0) = cpu_ticks(running.pid())?;
     let started = Instant::now();
