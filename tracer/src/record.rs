@@ -286,6 +286,14 @@ fn parse_v2(bytes: &[u8], path: &Path) -> Result<Recording, RecordError> {
         trailer: None,
         truncated: None,
     };
+    // One pass over the chunk headers sizes the event vector: no regrowth (a copy of every
+    // event so far, each time) while decoding. Bounded by what the file could plausibly hold.
+    // A corrupt header may announce too many: the reservation is only a hint (and untouched
+    // pages cost nothing), and one that cannot be had is skipped.
+    let announced = announced_events(bytes).min(bytes.len().saturating_mul(32));
+    let _ = recording.events.try_reserve_exact(announced);
+    let mut decompressor =
+        zstd::bulk::Decompressor::new().map_err(|err| corrupt(8, format!("zstd: {err}")))?;
     let mut have_meta = false;
     let mut at = 8;
     while at < bytes.len() {
@@ -319,7 +327,8 @@ fn parse_v2(bytes: &[u8], path: &Path) -> Result<Recording, RecordError> {
         if raw_len > MAX_RAW {
             return Err(corrupt(at, format!("implausible size {raw_len}")));
         }
-        let raw = zstd::bulk::decompress(body, raw_len)
+        let raw = decompressor
+            .decompress(body, raw_len)
             .map_err(|err| corrupt(at, format!("zstd: {err}")))?;
         if raw.len() != raw_len {
             return Err(corrupt(
@@ -359,6 +368,22 @@ fn parse_v2(bytes: &[u8], path: &Path) -> Result<Recording, RecordError> {
         });
     }
     Ok(recording)
+}
+
+/// Events the event chunks' headers announce (stops at the first header that does not fit).
+fn announced_events(bytes: &[u8]) -> usize {
+    let mut total = 0usize;
+    let mut at = 8;
+    while let Some(header) = bytes.get(at..at + CHUNK_HEADER) {
+        let word = |range: std::ops::Range<usize>| {
+            u32::from_le_bytes(header[range].try_into().expect("4 bytes")) as usize
+        };
+        if header[0] == CHUNK_EVENTS_KIND {
+            total = total.saturating_add(word(1..5));
+        }
+        at = at.saturating_add(CHUNK_HEADER).saturating_add(word(9..13));
+    }
+    total
 }
 
 fn parse_v1(bytes: &[u8], path: &Path) -> Result<Recording, RecordError> {

@@ -253,8 +253,11 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let mut kept = Vec::new();
     let mut journeys = Vec::new();
     let total_events = recording.events.len();
+    let (mut first, mut last) = (u64::MAX, 0);
     for (index, chunk) in recording.events.chunks(65536).enumerate() {
         for event in chunk {
+            first = first.min(event.ts);
+            last = last.max(event.ts);
             tracker.push_event(*event);
         }
         tracker.advance(None, &mut journeys);
@@ -268,18 +271,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     }
     tracker.finish(&mut journeys);
     take(&mut journeys, &mut sink, &mut kept, &output.filter);
-    let first = recording
-        .events
-        .iter()
-        .map(|event| event.ts)
-        .min()
-        .unwrap_or(0);
-    let last = recording
-        .events
-        .iter()
-        .map(|event| event.ts)
-        .max()
-        .unwrap_or(first);
+    if first > last {
+        (first, last) = (0, 0); // no events
+    }
     let lost = recording
         .trailer
         .as_ref()

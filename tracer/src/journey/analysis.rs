@@ -84,23 +84,22 @@ pub fn breakdown(
 
 /// A log2 histogram of one stage, drawn like bcc's tools: `[lo, hi) count |####|`.
 pub fn log2_histogram(journeys: &[Journey], stage: Stage) -> String {
-    let mut buckets: BTreeMap<u32, u64> = BTreeMap::new();
+    // Bucket `bit` holds values below 2^bit (bit 0: zero).
+    let mut buckets = [0u64; 65];
     for value in journeys
         .iter()
         .filter_map(|journey| journey.stages_ns.get(stage))
     {
-        *buckets.entry(64 - value.leading_zeros()).or_default() += 1;
+        buckets[(64 - value.leading_zeros()) as usize] += 1;
     }
-    let Some(&most) = buckets.values().max() else {
+    let used = || (0..65u32).filter(|bit| buckets[*bit as usize] > 0);
+    let (Some(first), Some(last)) = (used().next(), used().last()) else {
         return format!("{}: no samples\n", stage.name());
     };
-    let (&first, &last) = (
-        buckets.keys().next().expect("non-empty"),
-        buckets.keys().last().expect("non-empty"),
-    );
+    let most = buckets.iter().copied().max().unwrap_or(1);
     let mut text = format!("{}:\n", stage.name());
     for bit in first..=last {
-        let count = buckets.get(&bit).copied().unwrap_or(0);
+        let count = buckets[bit as usize];
         let low = if bit == 0 { 0 } else { 1u64 << (bit - 1) };
         let high = 1u64 << bit;
         let bar = "#".repeat((count * 40).div_ceil(most) as usize);
