@@ -262,20 +262,7 @@ fn setup() -> anyhow::Result<()> {
             "installing Debian packages: {}",
             apt_missing.join(" ")
         ));
-        sh("apt-get", &["update", "-qq"])?;
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(&apt_missing);
-        let status = Command::new("apt-get")
-            .args(&args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("running apt-get")?;
-        if !status.success() {
-            bail!(
-                "apt-get install {} failed ({status})",
-                apt_missing.join(" ")
-            );
-        }
+        apt_install(&apt_missing)?;
     }
     if !linker_ok {
         step(&format!(
@@ -323,6 +310,23 @@ fn setup() -> anyhow::Result<()> {
 
 pub(crate) fn step(what: &str) {
     eprintln!("xtask setup: {what}");
+}
+
+/// `apt-get install` without questions (debconf answers with defaults: iperf3 would ask
+/// whether to start a daemon).
+pub(crate) fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    sh("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(packages);
+    let status = Command::new("apt-get")
+        .args(&args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get install {} failed ({status})", packages.join(" "));
+    }
+    Ok(())
 }
 
 pub(crate) fn dpkg_installed(package: &str) -> bool {

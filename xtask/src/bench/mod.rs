@@ -334,18 +334,7 @@ fn ensure_bench_tools() -> anyhow::Result<()> {
             "installing {} for the benchmark",
             missing.join(" ")
         ));
-        crate::sh("apt-get", &["update", "-qq"])?;
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(&missing);
-        // iperf3 asks through debconf whether to start a daemon: answer no, silently.
-        let status = Command::new("apt-get")
-            .args(&args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("running apt-get")?;
-        if !status.success() {
-            bail!("apt-get {} failed ({status})", args.join(" "));
-        }
+        crate::apt_install(&missing)?;
     }
     Ok(())
 }
