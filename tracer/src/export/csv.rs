@@ -83,7 +83,7 @@ pub fn row(journey: &Journey) -> String {
         field(&journey.proto),
         field(journey.len),
         optional(journey.bytes),
-        optional(journey.syscall.as_deref()),
+        optional(journey.syscall),
         optional(journey.napi_batch_pos),
         optional(journey.napi_work),
         optional(journey.napi_budget),

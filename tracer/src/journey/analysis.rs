@@ -93,7 +93,7 @@ pub fn log2_histogram(journeys: &[Journey], stage: Stage) -> String {
         buckets[(64 - value.leading_zeros()) as usize] += 1;
     }
     let used = || (0..65u32).filter(|bit| buckets[*bit as usize] > 0);
-    let (Some(first), Some(last)) = (used().next(), used().last()) else {
+    let (Some(first), Some(last)) = (used().next(), used().next_back()) else {
         return format!("{}: no samples\n", stage.name());
     };
     let most = buckets.iter().copied().max().unwrap_or(1);

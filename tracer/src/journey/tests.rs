@@ -224,7 +224,7 @@ fn loopback_datagram_to_a_blocked_reader_has_every_stage_but_irq() {
         (Some(READER), Some(READER), Some("reader"))
     );
     assert_eq!(
-        (j.cpu_softirq, j.cpu_task, j.syscall.as_deref()),
+        (j.cpu_softirq, j.cpu_task, j.syscall),
         (Some(0), Some(1), Some("recvfrom"))
     );
     assert_eq!(
@@ -326,7 +326,7 @@ fn gro_merges_segments_into_one_journey() {
         (2, "tcp", Some(4344))
     );
     assert_eq!(j.napi_batch_pos, Some(1));
-    assert_eq!(j.syscall.as_deref(), Some("read"));
+    assert_eq!(j.syscall, Some("read"));
     assert!(j.complete);
     assert_eq!(
         engine
@@ -452,7 +452,7 @@ fn one_read_returns_several_datagrams_or_segments() {
     assert_eq!(journeys.len(), 4);
     for j in &journeys[..2] {
         assert_eq!(
-            (j.syscall.as_deref(), j.bytes, j.read_packets),
+            (j.syscall, j.bytes, j.read_packets),
             (Some("recvmmsg"), Some(64), 1)
         );
         assert_eq!(j.ts.recv_return, Some(42_000));
