@@ -238,10 +238,9 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         "| configuration | CPUs busy: avg latency (fastest..slowest run) | ratio | CPUs halt: avg latency | ratio | target (busy) |"
     )?;
     writeln!(text, "|---|---:|---:|---:|---:|---|")?;
-    let (warm_base, base) = (pingpong.warm[0].1, pingpong.latency[0].1);
-    for ((config, warm, fastest, slowest), (_, latency)) in
-        pingpong.warm.iter().zip(&pingpong.latency)
-    {
+    let (warm_base, base) = (pingpong.warm[0].median, pingpong.latency[0].1);
+    for (measured, (config, latency)) in pingpong.warm.iter().zip(&pingpong.latency) {
+        let (warm, fastest, slowest) = (measured.median, measured.min, measured.max);
         let target = if *config == Config::TracerLive {
             "<= 1.05"
         } else {

@@ -96,7 +96,8 @@ impl Config {
                         format!("tracepoint:{tp} {{ printf(\"%s %d %d\\n\", probe, pid, cpu); }}\n")
                     })
                     .collect();
-                ("bpftrace".into(), vec!["-e".into(), script], 5000)
+                // bpftrace runs BEGIN once every probe is attached: about 2 s for these here.
+                ("bpftrace".into(), vec!["-e".into(), script], 3500)
             }
         };
         Running::start(&program, &args, dir, settle_ms).map(Some)
@@ -241,6 +242,62 @@ impl Drop for WarmCpus {
             let _ = spinner.wait();
         }
     }
+}
+
+/// One configuration's measurements over the alternated rounds.
+#[derive(Clone, Copy, Debug)]
+pub struct Measured {
+    pub config: Config,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Over the tracer's runs: its complete journeys and lost events, and the workload's own
+/// count of what it sent (the second value `measure` returns).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracerTotals {
+    pub journeys: u64,
+    pub lost: u64,
+    pub workload: u64,
+}
+
+/// Runs `measure` (a value, and the workload's own count) once per configuration per round,
+/// configurations alternated, each configuration's tracer started before and stopped after.
+pub fn alternate(
+    tracer: &Path,
+    dir: &Path,
+    rounds: usize,
+    totals: &mut TracerTotals,
+    mut measure: impl FnMut() -> anyhow::Result<(f64, u64)>,
+) -> anyhow::Result<Vec<Measured>> {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Config::ALL.len()];
+    for _ in 0..rounds {
+        for (index, config) in Config::ALL.iter().enumerate() {
+            let running = config.start(tracer, dir)?;
+            let run = measure();
+            if let Some(running) = running {
+                let stderr = running.stop()?;
+                if *config == Config::TracerLive {
+                    let exit = TracerExit::parse(&stderr)?;
+                    totals.journeys += exit.complete;
+                    totals.lost += exit.lost;
+                    totals.workload += run.as_ref().map_or(0, |(_, count)| *count);
+                }
+            }
+            samples[index].push(run?.0);
+        }
+    }
+    Ok(Config::ALL
+        .iter()
+        .zip(samples)
+        .map(|(config, mut values)| Measured {
+            config: *config,
+            median: median(&mut values),
+            min: values[0],
+            max: values[values.len() - 1],
+        })
+        .collect())
 }
 
 pub fn median(values: &mut [f64]) -> f64 {

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::peers::{Config, TracerExit, WarmCpus, median};
+use super::peers::{Config, Measured, TracerTotals, WarmCpus, alternate};
 
 pub struct PingPong {
     pub seconds: u64,
@@ -17,8 +17,8 @@ pub struct PingPong {
     /// (configuration, median average latency in us), "no tracer" first: idle CPUs halt.
     pub latency: Vec<(Config, f64)>,
     /// The same with SCHED_IDLE spinners keeping every CPU out of halt, with the fastest and
-    /// slowest run: (configuration, median, min, max).
-    pub warm: Vec<(Config, f64, f64, f64)>,
+    /// slowest run.
+    pub warm: Vec<Measured>,
     /// Over the tracer's latency runs: complete journeys and sockperf's packets (both ways).
     pub journeys: u64,
     pub packets: u64,
@@ -98,57 +98,32 @@ pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPon
     result
 }
 
-/// Latencies of every configuration, alternated; adds the tracer's journeys, packets and
-/// lost events to `counts`.
+/// Latencies of every configuration, alternated.
 fn latencies(
     tracer: &Path,
     dir: &Path,
     seconds: u64,
     rounds: usize,
-    counts: &mut (u64, u64, u64),
-) -> anyhow::Result<Vec<(Config, f64, f64, f64)>> {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Config::ALL.len()];
-    let (journeys, packets, lost) = counts;
-    for _ in 0..rounds {
-        for (index, config) in Config::ALL.iter().enumerate() {
-            let running = config.start(tracer, dir)?;
-            let run = ping_pong(seconds);
-            if let Some(running) = running {
-                let stderr = running.stop()?;
-                if *config == Config::TracerLive {
-                    let exit = TracerExit::parse(&stderr)?;
-                    *journeys += exit.complete;
-                    *lost += exit.lost;
-                    *packets += run.as_ref().map_or(0, |run| run.packets);
-                }
-            }
-            samples[index].push(run?.avg_us);
-        }
-    }
-    Ok(Config::ALL
-        .iter()
-        .zip(samples)
-        .map(|(config, mut values)| {
-            let median = median(&mut values);
-            (*config, median, values[0], values[values.len() - 1])
-        })
-        .collect())
+    totals: &mut TracerTotals,
+) -> anyhow::Result<Vec<Measured>> {
+    alternate(tracer, dir, rounds, totals, || {
+        ping_pong(seconds).map(|run| (run.avg_us, run.packets))
+    })
 }
 
 fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::Result<PingPong> {
-    let mut counts = (0, 0, 0);
+    let mut totals = TracerTotals::default();
     super::progress("UDP ping-pong (sockperf), CPUs halting when idle");
-    let latency = latencies(tracer, dir, seconds, rounds, &mut counts)?
+    let latency = latencies(tracer, dir, seconds, rounds, &mut totals)?
         .into_iter()
-        .map(|(config, median, ..)| (config, median))
+        .map(|measured| (measured.config, measured.median))
         .collect();
     super::progress("UDP ping-pong (sockperf), CPUs kept busy");
     let warm = {
         let _spinners = WarmCpus::start()?;
-        latencies(tracer, dir, seconds, rounds, &mut counts)?
+        latencies(tracer, dir, seconds, rounds, &mut totals)?
     };
     super::progress("eBPF program costs (bpf_stats)");
-    let (journeys, packets, lost) = counts;
 
     // bpf_stats on for one more tracer run only: the kernel's accounting has a cost of its own.
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
@@ -160,9 +135,9 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
         rounds,
         latency,
         warm,
-        journeys,
-        packets,
-        lost,
+        journeys: totals.journeys,
+        packets: totals.workload,
+        lost: totals.lost,
         programs,
         stats_packets,
     })

@@ -45,7 +45,7 @@ const STEPS: [(&str, usize, bool); 3] = [
 ];
 
 pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<(u64, Vec<Step>)> {
-    let seconds = if quick { 4 } else { 30 };
+    let seconds = if quick { 3 } else { 30 };
     let mut steps = Vec::new();
     for (load, floods, pipe) in STEPS {
         steps.push(step(tracer, dir, seconds, load, floods, pipe)?);

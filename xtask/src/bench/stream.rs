@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::peers::{Config, TracerExit, median};
+use super::peers::{Config, TracerTotals, alternate};
 
 pub struct Stream {
     pub seconds: u64,
@@ -65,33 +65,18 @@ pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<Stream>
 }
 
 fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::Result<Stream> {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Config::ALL.len()];
-    let (mut journeys, mut lost) = (0, 0);
-    for _ in 0..rounds {
-        for (index, config) in Config::ALL.iter().enumerate() {
-            let running = config.start(tracer, dir)?;
-            let run = stream(seconds);
-            if let Some(running) = running {
-                let stderr = running.stop()?;
-                if *config == Config::TracerLive {
-                    let exit = TracerExit::parse(&stderr)?;
-                    journeys += exit.complete;
-                    lost += exit.lost;
-                }
-            }
-            samples[index].push(run?);
-        }
-    }
-    let throughput = Config::ALL
-        .iter()
-        .zip(samples)
-        .map(|(config, mut values)| (*config, median(&mut values)))
-        .collect();
+    let mut totals = TracerTotals::default();
+    let throughput = alternate(tracer, dir, rounds, &mut totals, || {
+        stream(seconds).map(|gbits| (gbits, 0))
+    })?
+    .into_iter()
+    .map(|measured| (measured.config, measured.median))
+    .collect();
     Ok(Stream {
         seconds,
         rounds,
         throughput,
-        journeys,
-        lost,
+        journeys: totals.journeys,
+        lost: totals.lost,
     })
 }
