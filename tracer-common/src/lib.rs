@@ -75,11 +75,17 @@ pub enum EventKind {
     SysEnterReadv = 26,
     /// `syscalls:sys_exit_readv`: `addr` = return value (i64).
     SysExitReadv = 27,
+    /// `tcp:tcp_probe` (a segment entering an established socket, in softirq or from the
+    /// socket backlog in the reader's context): `addr` = skb, `addr2` = sock,
+    /// `arg0` = data_len (payload, u16), `arg1` = sport << 16 | dport, `arg2` = family.
+    TcpProbe = 28,
+    /// `tcp:tcp_destroy_sock`: `addr` = sock. The socket's lifetime ends here.
+    TcpDestroySock = 29,
 }
 
 impl EventKind {
     /// Every kind, in numeric order.
-    pub const ALL: [EventKind; 27] = [
+    pub const ALL: [EventKind; 29] = [
         Self::IrqHandlerEntry,
         Self::IrqHandlerExit,
         Self::SoftirqRaise,
@@ -107,12 +113,14 @@ impl EventKind {
         Self::SysExitRead,
         Self::SysEnterReadv,
         Self::SysExitReadv,
+        Self::TcpProbe,
+        Self::TcpDestroySock,
     ];
 
     /// The kind with this numeric value, if any.
     pub fn from_u8(value: u8) -> Option<Self> {
         match value {
-            1..=27 => Some(Self::ALL[value as usize - 1]),
+            1..=29 => Some(Self::ALL[value as usize - 1]),
             _ => None,
         }
     }
@@ -147,6 +155,8 @@ impl EventKind {
             Self::SysExitRead => ("syscalls", "sys_exit_read"),
             Self::SysEnterReadv => ("syscalls", "sys_enter_readv"),
             Self::SysExitReadv => ("syscalls", "sys_exit_readv"),
+            Self::TcpProbe => ("tcp", "tcp_probe"),
+            Self::TcpDestroySock => ("tcp", "tcp_destroy_sock"),
         }
     }
 
@@ -243,6 +253,16 @@ pub const NET_IRQ_BITS: u32 = 4096;
 
 /// Length of the `NET_IRQS` bitmap in u64 words.
 pub const NET_IRQ_WORDS: usize = (NET_IRQ_BITS / 64) as usize;
+
+/// `NetifReceiveSkb.arg1` bit: the program read the packet's IP and transport headers
+/// (kernel BTF gave `sk_buff.data`). Then `arg1` bits 0-7 hold the IP protocol, bits 8-15
+/// the TCP flags, bits 16-19 the IP version; `arg2` the transport payload length in bytes;
+/// `addr2` the TCP sequence number of the first payload byte.
+pub const HDR_VALID: u32 = 1 << 24;
+
+/// `SockRecvLength.addr2` bit 32: bits 0-31 hold the TCP socket's `copied_seq` after the
+/// read (kernel BTF gave `tcp_sock.copied_seq`): every byte before it has been read.
+pub const COPIED_SEQ_VALID: u64 = 1 << 32;
 
 /// NET_RX_SOFTIRQ, the softirq vector of packet reception.
 pub const NET_RX_SOFTIRQ: u32 = 3;

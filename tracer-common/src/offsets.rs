@@ -133,4 +133,11 @@ slots! {
     EnterReadvFd = ("syscalls", "sys_enter_readv", "fd", Int(8), false),
     EnterReadvVlen = ("syscalls", "sys_enter_readv", "vlen", Int(8), true),
     ExitReadvRet = ("syscalls", "sys_exit_readv", "ret", Int(8), false),
+    TcpProbeSkb = ("tcp", "tcp_probe", "skbaddr", Int(8), false),
+    TcpProbeSk = ("tcp", "tcp_probe", "skaddr", Int(8), false),
+    TcpProbeDataLen = ("tcp", "tcp_probe", "data_len", Int(2), false),
+    TcpProbeSport = ("tcp", "tcp_probe", "sport", Int(2), true),
+    TcpProbeDport = ("tcp", "tcp_probe", "dport", Int(2), true),
+    TcpProbeFamily = ("tcp", "tcp_probe", "family", Int(2), true),
+    DestroySk = ("tcp", "tcp_destroy_sock", "skaddr", Int(8), false),
 }

@@ -102,11 +102,31 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
             ("work", json!(event.arg0)),
             ("budget", json!(event.arg1)),
         ],
-        K::NetifReceiveSkb | K::NetifRx => vec![
+        K::NetifReceiveSkb | K::NetifRx => {
+            let mut fields = vec![
+                ("skbaddr", addr(event.addr)),
+                ("len", json!(event.arg0)),
+                ("dev", json!(name(event))),
+            ];
+            if event.arg1 & tracer_common::HDR_VALID != 0 {
+                fields.push(("ip_proto", json!(event.arg1 & 0xff)));
+                fields.push(("payload", json!(event.arg2)));
+                if event.arg1 & 0xff == 6 {
+                    fields.push(("tcp_flags", json!(format!("{:#04x}", (event.arg1 >> 8) & 0xff))));
+                    fields.push(("seq", json!(event.addr2 as u32)));
+                }
+            }
+            fields
+        }
+        K::TcpProbe => vec![
             ("skbaddr", addr(event.addr)),
-            ("len", json!(event.arg0)),
-            ("dev", json!(name(event))),
+            ("skaddr", addr(event.addr2)),
+            ("data_len", json!(event.arg0)),
+            ("sport", json!(event.arg1 >> 16)),
+            ("dport", json!(event.arg1 & 0xffff)),
+            ("family", json!(event.arg2)),
         ],
+        K::TcpDestroySock => vec![("skaddr", addr(event.addr))],
         K::NapiGroReceiveEntry => vec![
             ("skbaddr", addr(event.addr)),
             ("len", json!(event.arg0)),
@@ -153,6 +173,14 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
             ("protocol", json!(event.arg2 & 0xffff)),
             ("ret", json!(event.arg0 as i32)),
             ("flags", json!(format!("{:#x}", event.arg1))),
+            (
+                "copied_seq",
+                if event.addr2 & tracer_common::COPIED_SEQ_VALID != 0 {
+                    json!(event.addr2 as u32)
+                } else {
+                    Value::Null
+                },
+            ),
         ],
         K::SysEnterRecvfrom | K::SysEnterRead => {
             vec![("fd", json!(event.arg0)), ("size", json!(event.addr2))]

@@ -4,6 +4,7 @@
 //! Data flow: [`probes`] load the programs and [`source`] reads their fixed-size records;
 //! [`decode`] turns records into events and lines; [`names`] resolves numbers to names.
 
+pub mod btf;
 pub mod caps;
 pub mod clock;
 pub mod decode;

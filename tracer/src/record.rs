@@ -78,6 +78,7 @@ impl Metadata {
             keep_unsocketed,
             degraded: crate::journey::Degraded::from_missing(self.skipped_kinds()),
             max_open: 0,
+            readers: crate::journey::ReaderFilter::default(),
         }
     }
 
@@ -87,7 +88,12 @@ impl Metadata {
             .into_iter()
             .filter(|kind| {
                 let (category, name) = kind.tracepoint();
-                self.skipped.contains_key(&format!("{category}:{name}"))
+                let tracepoint = format!("{category}:{name}");
+                // A recording made before this kind existed has no offsets for it.
+                let prefix = format!("{tracepoint}:");
+                let unknown = !self.offsets.is_empty()
+                    && !self.offsets.keys().any(|key| key.starts_with(&prefix));
+                self.skipped.contains_key(&tracepoint) || unknown
             })
             .collect()
     }

@@ -41,6 +41,10 @@ pub fn impact(kind: EventKind) -> &'static str {
         K::SchedWakeup => "no ts.wakeup stamp",
         K::SchedSwitch => "no runqueue and syscall stages",
         K::SkbCopyDatagramIovec => "none (fallback link only)",
+        K::TcpProbe => {
+            "TCP segments processed from the socket backlog are not linked to their socket"
+        }
+        K::TcpDestroySock => "data left unread on a closed TCP socket stays open until the end",
         K::KfreeSkb => "drops are not seen: dropped packets end as never read",
         K::ConsumeSkb => "packets consumed by the stack stay open until the skb is reused",
         K::SockRecvLength => {

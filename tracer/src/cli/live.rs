@@ -75,6 +75,14 @@ pub struct JourneyFilter {
 }
 
 impl JourneyFilter {
+    /// The readers whose journeys the engine keeps (`--pid`, `--comm`).
+    pub fn readers(&self) -> tracer::journey::ReaderFilter {
+        tracer::journey::ReaderFilter {
+            pids: self.pid.into_iter().collect(),
+            comms: self.comm.iter().cloned().collect(),
+        }
+    }
+
     pub fn keeps(&self, journey: &Journey) -> bool {
         let cpu_touched = |cpu: u16| {
             [
@@ -196,6 +204,7 @@ pub async fn follow(
         keep_unsocketed: output.keep_unsocketed,
         degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
         max_open: 0,
+        readers: output.filter.readers(),
     };
     let mut tracker = Tracker::new(config);
     let mut recorder = match &output.record {

@@ -40,6 +40,13 @@ pub fn write(journey: &Journey, out: &mut String) {
     w.boolean(key!("partial_read"), journey.partial_read);
     w.addr(key!("skbaddr"), Some(journey.skbaddr));
     w.addr(key!("skaddr"), journey.skaddr);
+    w.number(key!("payload"), journey.payload);
+    let flags = journey.tcp_flags.map(|flags| flags.to_string());
+    w.string(key!("tcp_flags"), flags.as_deref());
+    w.boolean(key!("control"), journey.control);
+    w.number(key!("first_read"), journey.first_read);
+    w.number(key!("reads"), Some(journey.reads));
+    w.number(key!("woken_tid"), journey.woken_tid);
     w.key(key!("ts"));
     stamps(&journey.ts, w.out);
     w.key(key!("stages_ns"));
@@ -253,6 +260,12 @@ mod tests {
             partial_read: true,
             skbaddr: Addr(0xffff8880abcd0000),
             skaddr: Some(Addr(0x1)),
+            payload: Some(64),
+            tcp_flags: Some(crate::journey::record::TcpFlags(0x18)),
+            control: true,
+            first_read: Some(8),
+            reads: 2,
+            woken_tid: Some(4244),
             ts: Stamps {
                 irq_entry: Some(1),
                 irq_exit: Some(2),

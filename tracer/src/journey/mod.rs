@@ -13,7 +13,7 @@ pub mod tracker;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{Degraded, Engine, EngineConfig, EngineStats, IrqDevice};
+pub use engine::{Degraded, Engine, EngineConfig, EngineStats, IrqDevice, ReaderFilter};
 pub use record::{Journey, Missing, Stage, StageDurations, Stamps};
 pub use reorder::Reorder;
 pub use summary::StageSummary;

@@ -21,6 +21,40 @@ impl Serialize for Addr {
     }
 }
 
+/// TCP header flags (the byte at offset 13 of the header), shown as `SYN|ACK`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// Flag names by bit, lowest first.
+    const NAMES: [&'static str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+}
+
+impl fmt::Display for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (bit, name) in Self::NAMES.iter().enumerate() {
+            if self.0 & (1 << bit) != 0 {
+                if !first {
+                    f.write_str("|")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for TcpFlags {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// Text a journey shares with others (device and task names): cloning it is a count.
 pub type Shared = Arc<str>;
 
@@ -197,6 +231,23 @@ pub struct Journey {
     pub partial_read: bool,
     pub skbaddr: Addr,
     pub skaddr: Option<Addr>,
+    /// Application bytes the packet carried: a UDP datagram's data, a TCP segment's payload
+    /// (null where the kernel gave no way to know it).
+    pub payload: Option<u32>,
+    /// TCP flags of the segment, e.g. `PSH|ACK` (null for other protocols or unknown).
+    pub tcp_flags: Option<TcpFlags>,
+    /// A TCP segment without application data (handshake, pure ACK, FIN, RST): it has no
+    /// reader; shown only with `--all`, never counted as a drop or left open.
+    pub control: bool,
+    /// CLOCK_MONOTONIC return of the first read that returned any of its bytes (equal to
+    /// `ts.recv_return` unless TCP spread the packet over several reads).
+    pub first_read: Option<u64>,
+    /// Reads that returned part of this packet (TCP; 1 for a datagram).
+    pub reads: u32,
+    /// The thread sched_waking woke for this packet. When it is not `tid` (another thread
+    /// of a shared socket, or an epoll thread handing work over), the wakeup and runqueue
+    /// stages are not this journey's and are marked missing.
+    pub woken_tid: Option<u32>,
     pub ts: Stamps,
     pub stages_ns: StageDurations,
     /// It reached recv() return with no events lost on the way.

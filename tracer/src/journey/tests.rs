@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NAME_LEN, NET_RX_SOFTIRQ};
+use tracer_common::{
+    COPIED_SEQ_VALID, Event, EventKind, FLAG_LOST_BEFORE, HDR_VALID, NAME_LEN, NET_RX_SOFTIRQ,
+};
 
 use super::{Engine, EngineConfig, IrqDevice, Journey, Stage};
 
@@ -15,6 +17,13 @@ fn named(text: &str) -> [u8; NAME_LEN] {
     let mut name = [0; NAME_LEN];
     name[..text.len()].copy_from_slice(text.as_bytes());
     name
+}
+
+/// A kernel without tcp:tcp_probe and without BTF (or a recording from before them): TCP
+/// segments have no known payload, and a read takes every segment queued before it.
+fn without_tcp_probe(mut config: EngineConfig) -> EngineConfig {
+    config.degraded.no_tcp_probe = true;
+    config
 }
 
 /// Builds events; each call stamps the next event on a CPU at a time in microseconds.
@@ -143,6 +152,59 @@ impl Stream {
     }
     fn consume(&mut self, cpu: u16, us: u64, skb: u64) -> &mut Self {
         self.ev(cpu, us, 0, EventKind::ConsumeSkb, |e| e.addr = skb)
+    }
+
+    /// netif_receive_skb of a TCP segment whose headers the kernel side read.
+    fn tcp_segment(
+        &mut self,
+        cpu: u16,
+        us: u64,
+        tid: u32,
+        skb: u64,
+        (seq, payload, flags): (u32, u32, u8),
+    ) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::NetifReceiveSkb, |e| {
+            e.addr = skb;
+            e.arg0 = 52 + payload;
+            e.name = named("lo");
+            e.arg1 = HDR_VALID | 4 << 16 | u32::from(flags) << 8 | 6;
+            e.arg2 = payload;
+            e.addr2 = u64::from(seq);
+        })
+    }
+    fn tcp_probe(&mut self, cpu: u16, us: u64, tid: u32, skb: u64, sk: u64, data_len: u32) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::TcpProbe, |e| {
+            e.addr = skb;
+            e.addr2 = sk;
+            e.arg0 = data_len;
+            e.arg2 = 2;
+        })
+    }
+    fn destroy(&mut self, cpu: u16, us: u64, sk: u64) -> &mut Self {
+        self.ev(cpu, us, 0, EventKind::TcpDestroySock, |e| e.addr = sk)
+    }
+    /// A TCP read by `tid` of process `pid` returning `ret` bytes; `copied` is the socket's
+    /// copied_seq after it (None: a kernel without BTF).
+    fn tcp_read(
+        &mut self,
+        cpu: u16,
+        us: u64,
+        (pid, tid): (u32, u32),
+        sk: u64,
+        ret: u32,
+        copied: Option<u32>,
+    ) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::SockRecvLength, |e| {
+            e.tgid = pid;
+            e.addr = sk;
+            e.arg0 = ret;
+            e.arg2 = 2 << 16 | 6;
+            e.addr2 = copied.map_or(0, |seq| COPIED_SEQ_VALID | u64::from(seq));
+        });
+        self.ev(cpu, us + 1, tid, EventKind::SysExitRecvfrom, |e| {
+            e.tgid = pid;
+            e.addr = u64::from(ret);
+        })
     }
 
     fn run(&self, config: EngineConfig) -> (Vec<Journey>, Engine) {
@@ -318,7 +380,7 @@ fn gro_merges_segments_into_one_journey() {
         .softirq_exit(0, 36, 0)
         .recv_length(1, 50, TCP_SOCK, 4344, 0)
         .recv_exit(1, 51, EventKind::SysExitRead, 4344);
-    let (journeys, engine) = s.run(nic_config());
+    let (journeys, engine) = s.run(without_tcp_probe(nic_config()));
     assert_eq!(journeys.len(), 1, "{journeys:?}");
     let j = &journeys[0];
     assert_eq!(
@@ -448,7 +510,7 @@ fn one_read_returns_several_datagrams_or_segments() {
         // One TCP read takes both segments.
         .recv_length(1, 50, TCP_SOCK, 1000, 0)
         .recv_exit(1, 51, EventKind::SysExitRecvfrom, 1000);
-    let (journeys, _) = s.run(EngineConfig::default());
+    let (journeys, _) = s.run(without_tcp_probe(EngineConfig::default()));
     assert_eq!(journeys.len(), 4);
     for j in &journeys[..2] {
         assert_eq!(
@@ -682,6 +744,7 @@ fn without_sk_data_ready_the_wakeup_links_packet_and_reader() {
         .recv_exit(1, 41, EventKind::SysExitRecvfrom, 64);
     let config = EngineConfig {
         degraded: super::Degraded {
+            no_tcp_probe: false,
             no_data_ready: true,
             no_recv_length: false,
         },
@@ -722,6 +785,7 @@ fn without_sock_recv_length_the_socket_reader_and_syscall_exit_link_the_read() {
         .recv_exit(1, 50, EventKind::SysExitRecvfrom, 65);
     let config = EngineConfig {
         degraded: super::Degraded {
+            no_tcp_probe: false,
             no_data_ready: false,
             no_recv_length: true,
         },
@@ -811,4 +875,239 @@ fn a_wakeup_that_finds_the_reader_still_running_has_no_runqueue_stage() {
             .unwrap()
             .starts_with("woken while still on its CPU")
     );
+}
+
+// ---- TCP follows bytes, not reads (docs/tcp.md) ----
+
+const PSH_ACK: u8 = 0x18;
+const ACK: u8 = 0x10;
+const FIN_ACK: u8 = 0x11;
+const SYN: u8 = 0x02;
+
+/// `n` segments of `size` bytes each arriving in softirq on CPU 0 (seq from 1000), each
+/// linked to `TCP_SOCK` by tcp_probe and announced by sk_data_ready.
+fn segments(s: &mut Stream, n: u32, size: u32, start_us: u64) {
+    s.raise(0, start_us, 900).softirq_entry(0, start_us + 1, 900);
+    for i in 0..n {
+        let us = start_us + 2 + u64::from(i) * 3;
+        let skb = 0x10_000 + u64::from(i) * 0x100;
+        s.tcp_segment(0, us, 900, skb, (1000 + i * size, size, PSH_ACK))
+            .tcp_probe(0, us + 1, 900, skb, TCP_SOCK, size)
+            .data_ready(0, us + 2, 900, TCP_SOCK, 6);
+    }
+    s.softirq_exit(0, start_us + 2 + u64::from(n) * 3, 900);
+}
+
+#[test]
+fn one_read_of_coalesced_segments_ends_each_at_that_read_with_its_own_payload() {
+    for copied in [true, false] {
+        let mut s = Stream::default();
+        segments(&mut s, 20, 10, 10);
+        s.tcp_read(1, 200, (READER, READER), TCP_SOCK, 200, copied.then_some(1200));
+        let (journeys, engine) = s.run(EngineConfig::default());
+        assert_eq!(journeys.len(), 20, "copied_seq {copied}: {journeys:?}");
+        for j in &journeys {
+            assert_eq!(j.payload, Some(10));
+            assert_eq!((j.reads, j.read_packets, j.bytes), (1, 20, Some(200)));
+            assert_eq!(j.ts.recv_return, Some(201_000));
+            assert_eq!(j.first_read, Some(201_000));
+            assert!(j.complete);
+            assert_ordered(j);
+        }
+        assert_eq!(engine.stats().reads_without_packet, 0);
+        assert_eq!(engine.stats().unmatched_read_bytes, 0);
+    }
+}
+
+#[test]
+fn a_large_segment_read_in_pieces_ends_at_the_read_of_its_last_byte() {
+    for copied in [true, false] {
+        let mut s = Stream::default();
+        segments(&mut s, 3, 1000, 10);
+        // Reads of 1500 bytes: the first takes segment 1 and half of 2, the second the rest.
+        s.tcp_read(1, 100, (READER, READER), TCP_SOCK, 1500, copied.then_some(2500))
+            .tcp_read(1, 200, (READER, READER), TCP_SOCK, 1500, copied.then_some(4000));
+        let (journeys, _) = s.run(EngineConfig::default());
+        assert_eq!(journeys.len(), 3, "copied_seq {copied}");
+        let [a, b, c] = &journeys[..] else { unreachable!() };
+        assert_eq!((a.ts.recv_return, a.first_read, a.reads), (Some(101_000), Some(101_000), 1));
+        assert_eq!((b.ts.recv_return, b.first_read, b.reads), (Some(201_000), Some(101_000), 2));
+        assert_eq!((c.ts.recv_return, c.first_read, c.reads), (Some(201_000), Some(201_000), 1));
+        assert!(journeys.iter().all(|j| j.complete && j.payload == Some(1000)));
+    }
+    // One 100 KB segment (loopback TSO) read 4 KB at a time: one journey, 25 reads.
+    let mut s = Stream::default();
+    segments(&mut s, 1, 100_000, 10);
+    for read in 0..25u32 {
+        let bytes = if read < 24 { 4096 } else { 100_000 - 24 * 4096 };
+        let copied = 1000 + (read * 4096 + bytes).min(100_000);
+        s.tcp_read(1, 100 + u64::from(read) * 10, (READER, READER), TCP_SOCK, bytes, Some(copied));
+    }
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 1);
+    let j = &journeys[0];
+    assert_eq!((j.reads, j.first_read, j.ts.recv_return), (25, Some(101_000), Some(341_000)));
+    assert_eq!(engine.stats().reads_without_packet, 0);
+}
+
+#[test]
+fn bytes_queued_before_the_trace_are_not_credited_to_later_segments() {
+    let mut s = Stream::default();
+    segments(&mut s, 2, 100, 10);
+    // The first read returns 500 bytes that were queued before the trace (seq 500..1000).
+    s.tcp_read(1, 100, (READER, READER), TCP_SOCK, 500, Some(1000))
+        .tcp_read(1, 110, (READER, READER), TCP_SOCK, 200, Some(1200));
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 2);
+    assert!(journeys.iter().all(|j| j.ts.recv_return == Some(111_000)));
+    assert_eq!(engine.stats().reads_without_packet, 1);
+}
+
+#[test]
+fn control_segments_are_not_data_journeys_nor_drops() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900).softirq_entry(0, 11, 900);
+    // SYN to a listener, the handshake's last ACK (wakes accept()), a FIN (wakes the reader).
+    s.tcp_segment(0, 12, 900, 0x1000, (1, 0, SYN))
+        .consume(0, 13, 0x1000)
+        .tcp_segment(0, 14, 900, 0x2000, (2, 0, ACK))
+        .data_ready(0, 15, 900, 0xdead_0000, 6)
+        .waking(0, 16, 900, READER, "server")
+        .tcp_segment(0, 17, 900, 0x3000, (2, 0, FIN_ACK))
+        .tcp_probe(0, 18, 900, 0x3000, TCP_SOCK, 0)
+        .data_ready(0, 19, 900, TCP_SOCK, 6)
+        .softirq_exit(0, 20, 900)
+        // The FIN's skb purged at close: not a drop of data.
+        .kfree(1, 30, 0x3000, 6)
+        .destroy(1, 31, TCP_SOCK);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert!(journeys.is_empty(), "{journeys:?}");
+    let stats = engine.stats();
+    assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.unlinked_data_ready, 0);
+    assert_eq!(stats.control.get("SYN"), Some(&1));
+    assert_eq!(stats.control.get("ACK"), Some(&1));
+    assert_eq!(stats.control.get("FIN|ACK"), Some(&1));
+    assert!(stats.incomplete.is_empty());
+    // With --all they are shown, labelled, and still not counted as incomplete data.
+    let mut all = EngineConfig::default();
+    all.keep_unsocketed = true;
+    let (journeys, engine) = s.run(all);
+    assert_eq!(journeys.len(), 3);
+    assert!(journeys.iter().all(|j| j.control && j.pid.is_none()));
+    assert_eq!(journeys[2].tcp_flags.unwrap().to_string(), "FIN|ACK");
+    assert_eq!(engine.stats().journeys_emitted, 0);
+}
+
+#[test]
+fn without_btf_the_handshake_ack_on_the_listener_is_control() {
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x2000, "lo", 52)
+        .data_ready(0, 13, 900, 0xdead_0000, 6)
+        .waking(0, 14, 900, READER, "server")
+        .softirq_exit(0, 15, 900);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert!(journeys.is_empty(), "{journeys:?}");
+    assert_eq!(engine.stats().control.get("no payload"), Some(&1));
+}
+
+#[test]
+fn a_segment_processed_from_the_socket_backlog_reaches_its_reader() {
+    let mut s = Stream::default();
+    // Softirq on CPU 0 finds the socket owned by the reader: the segment goes to the backlog.
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .tcp_segment(0, 12, 900, 0x1000, (1000, 300, PSH_ACK))
+        .softirq_exit(0, 13, 900)
+        // The reader releases the socket on CPU 1: tcp_probe and sk_data_ready in its context.
+        .tcp_probe(1, 20, READER, 0x1000, TCP_SOCK, 300)
+        .data_ready(1, 21, READER, TCP_SOCK, 6)
+        .tcp_read(1, 22, (READER, READER), TCP_SOCK, 300, Some(1300));
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 1, "{:?}", engine.stats());
+    let j = &journeys[0];
+    assert!(j.complete);
+    assert_eq!((j.payload, j.tid, j.ts.sk_data_ready), (Some(300), Some(READER), Some(21_000)));
+    assert_eq!(j.stages_ns.stack, Some(9_000));
+    assert!(engine.stats().unsocketed.is_empty());
+}
+
+#[test]
+fn a_wakeup_of_another_thread_is_not_the_readers() {
+    const OTHER: u32 = 501;
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .receive(0, 12, 900, 0x1000, "lo", 92)
+        .data_ready(0, 13, 900, SOCK, 17)
+        .waking(0, 14, 900, OTHER, "worker")
+        .softirq_exit(0, 15, 900)
+        .switch_in(1, 20, 0, OTHER, "worker");
+    // READER, already running, takes the datagram; the woken thread finds nothing.
+    s.recv_length(1, 30, SOCK, 64, 0)
+        .recv_exit(1, 31, EventKind::SysExitRecvfrom, 64);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 1);
+    let j = &journeys[0];
+    assert_eq!((j.tid, j.woken_tid), (Some(READER), Some(OTHER)));
+    assert_eq!((j.ts.waking, j.ts.switch_in), (None, None));
+    assert!(missing_reason(j, Stage::Wakeup).unwrap().contains("another thread"));
+    assert_eq!(engine.stats().wakeups_of_other_threads, 1);
+    assert!(j.complete, "the journey itself was followed by evidence");
+}
+
+#[test]
+fn a_closed_socket_ends_its_unread_data_as_lost_not_dropped() {
+    let mut s = Stream::default();
+    segments(&mut s, 2, 100, 10);
+    s.tcp_read(1, 100, (READER, READER), TCP_SOCK, 150, Some(1150))
+        .destroy(1, 120, TCP_SOCK);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 2);
+    assert!(journeys[0].complete);
+    assert!(!journeys[1].complete);
+    assert!(
+        missing_reason(&journeys[1], Stage::Total)
+            .unwrap()
+            .contains("closed with part of this data unread")
+    );
+    assert_eq!((engine.stats().closed_unread, engine.stats().dropped), (1, 0));
+    assert_eq!(engine.open_journeys(), 0);
+}
+
+#[test]
+fn a_reader_filter_keeps_only_its_readers_journeys() {
+    const OTHER_SOCK: u64 = 0xffff_0000_7000;
+    const IDLE_SOCK: u64 = 0xffff_0000_8000;
+    let mut s = Stream::default();
+    s.raise(0, 10, 900).softirq_entry(0, 11, 900);
+    for (i, sk) in [TCP_SOCK, OTHER_SOCK, IDLE_SOCK, OTHER_SOCK].into_iter().enumerate() {
+        let us = 12 + i as u64 * 3;
+        let skb = 0x1000 * (i as u64 + 1);
+        s.tcp_segment(0, us, 900, skb, (1000, 100, PSH_ACK))
+            .tcp_probe(0, us + 1, 900, skb, sk, 100)
+            .data_ready(0, us + 2, 900, sk, 6);
+    }
+    s.softirq_exit(0, 30, 900)
+        .tcp_read(1, 40, (READER, READER), TCP_SOCK, 100, Some(1100))
+        .tcp_read(1, 50, (600, 601), OTHER_SOCK, 100, Some(1100));
+    // A later segment on the other reader's socket is dropped at once under the filter.
+    s.raise(0, 60, 900)
+        .softirq_entry(0, 61, 900)
+        .tcp_segment(0, 62, 900, 0x9000, (1200, 100, PSH_ACK))
+        .tcp_probe(0, 63, 900, 0x9000, OTHER_SOCK, 100)
+        .softirq_exit(0, 64, 900);
+    let mut config = EngineConfig::default();
+    config.readers.pids = vec![READER];
+    let (journeys, engine) = s.run(config);
+    assert_eq!(journeys.len(), 1, "{journeys:?}");
+    assert_eq!(journeys[0].pid, Some(READER));
+    let stats = engine.stats();
+    // The other reader's two segments, its later one, and the never-read one on a socket
+    // no selected reader used.
+    assert_eq!(stats.not_selected, 4, "{stats:?}");
+    assert_eq!((stats.journeys_emitted, stats.complete), (1, 1));
+    assert!(stats.incomplete.is_empty());
 }

@@ -1,0 +1,461 @@
+//! The journey engine: time-ordered events in, journeys out. Pure: no kernel, no files.
+//!
+//! How a packet is followed (docs/DESIGN.md, "Honesty rules of the data"; docs/tcp.md):
+//! - [`cpu`]: per CPU, the hard IRQ in progress, the first NET_RX raise since the last
+//!   NET_RX entry (and the NIC IRQ it was raised in) and the NET_RX softirq in progress;
+//! - [`packets`]: a packet is its skb address from napi_gro_receive_entry/netif_receive_skb
+//!   until it is enqueued on a socket, freed, or the address shows up again; a TCP segment
+//!   without payload is a control segment and ends there;
+//! - [`sockets`]: a packet reaches its socket at tcp_probe (TCP, any context) or at the
+//!   sk_data_ready that follows its receive on the same CPU; a socket is a byte stream (TCP)
+//!   or a queue of datagrams (UDP), and its destruction ends what it still holds;
+//! - [`readers`]: the first sched_waking after sk_data_ready is the wakeup (kept only if the
+//!   woken thread is the reader); a UDP read takes the oldest datagram, a TCP read takes the
+//!   bytes up to the socket's copied_seq (or as many bytes as it returned), and the packet
+//!   whose last byte it returned ends at the reader's syscall exit;
+//! - [`finalize`]: stage durations and the reasons of what is missing.
+
+mod cpu;
+mod finalize;
+mod packets;
+mod readers;
+mod sockets;
+mod stats;
+
+use std::{borrow::Cow, collections::VecDeque};
+
+use rustc_hash::FxHashMap;
+
+use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NAME_LEN};
+
+pub use stats::{
+    DEFAULT_MAX_OPEN, Degraded, EngineConfig, EngineStats, IrqDevice, ReaderFilter,
+};
+
+use super::record::{Addr, Journey, Shared};
+use cpu::CpuState;
+use sockets::SocketQueue;
+
+/// Task names remembered at most before the table is cleared.
+const MAX_COMMS: usize = 65_536;
+/// Events between two sweeps of the link tables.
+const SWEEP_EVERY: u64 = 1 << 16;
+
+/// Where a followed packet is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Seen by GRO, not yet by netif_receive_skb.
+    Gro,
+    /// netif_receive_skb seen, not yet enqueued on a socket.
+    Stack,
+    /// On a socket's receive queue (a TCP segment may be partly read already).
+    Queued,
+    /// Its last byte was taken by a read; waiting for the syscall to return.
+    Read,
+}
+
+#[derive(Clone, Debug)]
+struct Open {
+    journey: Journey,
+    phase: Phase,
+    skb: u64,
+    sk: u64,
+    gro_ts: Option<u64>,
+    gro_cpu: Option<u16>,
+    /// The softirq context could not be known (started before the trace, lost events).
+    softirq_unknown: bool,
+    /// NET_RX was raised outside any NIC interrupt.
+    raised_without_irq: bool,
+    /// TCP sequence number of the first payload byte (from the packet's header).
+    seq: Option<u32>,
+    /// Payload bytes already returned by reads (TCP).
+    taken: u32,
+    /// tcp_probe saw it enter an established socket.
+    probed: bool,
+    /// Its wakeup woke another thread than its reader.
+    woke_other: bool,
+}
+
+/// Rebuilds journeys from a time-ordered event stream.
+#[derive(Debug, Default)]
+pub struct Engine {
+    config: EngineConfig,
+    cpus: Vec<CpuState>,
+    open: FxHashMap<u64, Open>,
+    skbs: FxHashMap<u64, u64>,
+    sockets: FxHashMap<u64, SocketQueue>,
+    /// TCP segments that reached their socket (tcp_probe) and wait for its sk_data_ready.
+    awaiting_ready: FxHashMap<u64, u64>,
+    woken: FxHashMap<u32, Vec<u64>>,
+    /// Packets whose last byte the current syscall of a thread returned.
+    reading: FxHashMap<u32, Vec<u64>>,
+    /// Packets the current syscall of a thread returned only part of.
+    touched: FxHashMap<u32, Vec<u64>>,
+    comms: FxHashMap<u32, Shared>,
+    /// Device names seen in events, interned: a journey's `dev` is then a shared count.
+    devs: FxHashMap<[u8; NAME_LEN], Shared>,
+    /// `config.irq_devices` names, shared.
+    irq_names: FxHashMap<u32, Shared>,
+    /// Fallbacks: the reader each socket woke last, the sockets of each reader, and packets
+    /// linked to a reader by its wakeup alone (no sk_data_ready).
+    owners: FxHashMap<u64, u32>,
+    task_sockets: FxHashMap<u32, Vec<u64>>,
+    by_task: FxHashMap<u32, VecDeque<u64>>,
+    next_id: u64,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// A new engine.
+    pub fn new(config: EngineConfig) -> Self {
+        let comms = config
+            .comms
+            .iter()
+            .map(|(tid, comm)| (*tid, Shared::from(comm.as_str())))
+            .collect();
+        let irq_names = config
+            .irq_devices
+            .iter()
+            .map(|(irq, device)| (*irq, Shared::from(device.name.as_str())))
+            .collect();
+        Self {
+            config,
+            comms,
+            irq_names,
+            next_id: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Packets followed right now (not yet emitted).
+    pub fn open_journeys(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Feeds one event (in time order); finished journeys are appended to `out`.
+    pub fn push(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        let Some(kind) = EventKind::from_u8(event.kind) else {
+            return;
+        };
+        self.stats.events += 1;
+        if self.stats.events.is_multiple_of(SWEEP_EVERY) {
+            self.sweep();
+        }
+        let cpu = event.cpu;
+        if self.cpus.len() <= cpu as usize {
+            self.cpus.resize_with(cpu as usize + 1, CpuState::default);
+        }
+        if event.flags & FLAG_LOST_BEFORE != 0 {
+            self.on_loss(cpu);
+        }
+        use EventKind as K;
+        match kind {
+            K::IrqHandlerEntry => self.on_irq_entry(event),
+            K::IrqHandlerExit => self.on_irq_exit(event),
+            K::SoftirqRaise => self.on_softirq_raise(event),
+            K::SoftirqEntry => self.on_softirq_entry(event),
+            K::SoftirqExit => self.on_softirq_exit(event),
+            K::NapiPoll => self.on_napi_poll(event),
+            K::NapiGroReceiveEntry => self.on_gro_entry(event, out),
+            K::NetifRx => {}
+            K::NetifReceiveSkb => self.on_receive(event, out),
+            K::TcpProbe => self.on_tcp_probe(event, out),
+            K::SkDataReady => self.on_data_ready(event, out),
+            K::TcpDestroySock => self.on_destroy(event, out),
+            K::SchedWaking => self.on_waking(event),
+            K::SchedWakeup => self.on_wakeup(event),
+            K::SchedSwitch => self.on_switch(event),
+            K::SkbCopyDatagramIovec => {}
+            K::KfreeSkb => self.on_free(event, true, out),
+            K::ConsumeSkb => self.on_free(event, false, out),
+            K::SockRecvLength => self.on_recv_length(event),
+            K::SysExitRecvfrom
+            | K::SysExitRecvmsg
+            | K::SysExitRecvmmsg
+            | K::SysExitRead
+            | K::SysExitReadv => {
+                self.on_syscall_exit(event, kind, out);
+            }
+            K::SysEnterRecvfrom
+            | K::SysEnterRecvmsg
+            | K::SysEnterRecvmmsg
+            | K::SysEnterRead
+            | K::SysEnterReadv => {}
+        }
+    }
+
+    /// Ends the trace: packets still queued or in a read are emitted as incomplete.
+    pub fn finish(&mut self, out: &mut Vec<Journey>) {
+        let mut ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(open) = self.open.get(&id) else {
+                continue;
+            };
+            let reason = match open.phase {
+                Phase::Queued if open.taken > 0 => "partly read when the trace ended",
+                Phase::Queued => "never read before the trace ended",
+                Phase::Read => "recv had not returned when the trace ended",
+                Phase::Gro | Phase::Stack => "had not reached a socket when the trace ended",
+            };
+            self.end(id, Some(reason), out);
+        }
+    }
+
+    /// Drops links to journeys that are gone, and forgets task names when there are too many.
+    fn sweep(&mut self) {
+        let open = &self.open;
+        let before = self.table_entries();
+        self.skbs.retain(|_, id| open.contains_key(id));
+        self.awaiting_ready.retain(|_, id| open.contains_key(id));
+        for queue in self.sockets.values_mut() {
+            queue.ids.retain(|id| open.contains_key(id));
+        }
+        self.sockets.retain(|_, queue| !queue.is_idle());
+        for ids in self
+            .woken
+            .values_mut()
+            .chain(self.reading.values_mut())
+            .chain(self.touched.values_mut())
+        {
+            ids.retain(|id| open.contains_key(id));
+        }
+        self.woken.retain(|_, ids| !ids.is_empty());
+        self.reading.retain(|_, ids| !ids.is_empty());
+        self.touched.retain(|_, ids| !ids.is_empty());
+        for queue in self.by_task.values_mut() {
+            queue.retain(|id| open.contains_key(id));
+        }
+        self.by_task.retain(|_, queue| !queue.is_empty());
+        if self.comms.len() > MAX_COMMS {
+            self.comms.clear();
+            self.comms.extend(
+                self.config
+                    .comms
+                    .iter()
+                    .map(|(tid, comm)| (*tid, Shared::from(comm.as_str()))),
+            );
+        }
+        if self.owners.len() > MAX_COMMS {
+            self.owners.clear();
+            self.task_sockets.clear();
+        }
+        if self.sockets.len() > MAX_COMMS {
+            // Owners of sockets nobody has used for a while; queues with packets stay.
+            self.sockets.retain(|_, queue| !queue.ids.is_empty());
+        }
+        self.stats.swept += before.saturating_sub(self.table_entries()) as u64;
+    }
+
+    fn table_entries(&self) -> usize {
+        self.skbs.len()
+            + self.awaiting_ready.len()
+            + self.sockets.values().map(|q| q.ids.len()).sum::<usize>()
+            + self.woken.values().map(Vec::len).sum::<usize>()
+            + self.reading.values().map(Vec::len).sum::<usize>()
+            + self.touched.values().map(Vec::len).sum::<usize>()
+            + self.by_task.values().map(VecDeque::len).sum::<usize>()
+            + self.comms.len()
+            + self.owners.len()
+    }
+
+    /// Ends the oldest open journeys while more than `max_open` are open.
+    fn evict(&mut self, out: &mut Vec<Journey>) {
+        let max = if self.config.max_open == 0 {
+            DEFAULT_MAX_OPEN
+        } else {
+            self.config.max_open
+        };
+        if self.open.len() <= max {
+            return;
+        }
+        let mut ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.sort_unstable();
+        let excess = self.open.len() - max + max / 16; // make room for a while
+        for id in ids.into_iter().take(excess) {
+            self.stats.evicted += 1;
+            self.end(
+                id,
+                Some("evicted: too many packets open at once (memory bound)"),
+                out,
+            );
+        }
+    }
+
+    fn cpu(&mut self, cpu: u16) -> &mut CpuState {
+        &mut self.cpus[cpu as usize]
+    }
+
+    /// Remembers the comm an event carries for `tid`, allocating only when it changed.
+    fn learn_comm(&mut self, tid: u32, event: &Event) {
+        let end = event
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(event.name.len());
+        let name = &event.name[..end];
+        if self
+            .comms
+            .get(&tid)
+            .is_none_or(|known| known.as_bytes() != name)
+        {
+            self.comms
+                .insert(tid, Shared::from(String::from_utf8_lossy(name).as_ref()));
+        }
+    }
+
+    /// The device name an event carries, interned.
+    fn dev(&mut self, event: &Event) -> Shared {
+        if let Some(dev) = self.devs.get(&event.name) {
+            return dev.clone();
+        }
+        let dev = Shared::from(crate::decode::name(event).as_str());
+        // Names come from a handful of devices; a flood of distinct ones would be corrupt input.
+        if self.devs.len() < MAX_COMMS {
+            self.devs.insert(event.name, dev.clone());
+        }
+        dev
+    }
+
+    fn comm(&self, tid: u32) -> &str {
+        self.comms.get(&tid).map_or("", |comm| comm)
+    }
+
+    /// Events were lost on `cpu` just before this one: every open journey may have a gap,
+    /// and this CPU's context is unknown until its next softirq boundary.
+    fn on_loss(&mut self, cpu: u16) {
+        *self.stats.loss_marks.entry(cpu).or_default() += 1;
+        for open in self.open.values_mut() {
+            open.journey.lost_events = true;
+        }
+        self.cpus[cpu as usize] = CpuState::default();
+    }
+
+    fn new_journey(&mut self, event: &Event, phase: Phase, out: &mut Vec<Journey>) -> u64 {
+        self.evict(out);
+        let id = self.next_id;
+        self.next_id += 1;
+        let journey = Journey {
+            id,
+            dev: self.dev(event),
+            len: event.arg0,
+            skbaddr: Addr(event.addr),
+            proto: Cow::Borrowed("other"),
+            ..Journey::default()
+        };
+        self.open.insert(
+            id,
+            Open {
+                journey,
+                phase,
+                skb: event.addr,
+                sk: 0,
+                gro_ts: None,
+                gro_cpu: None,
+                softirq_unknown: false,
+                raised_without_irq: false,
+                seq: None,
+                taken: 0,
+                probed: false,
+                woke_other: false,
+            },
+        );
+        id
+    }
+
+    /// Forgets a journey without emitting it: another reader's packet under a reader filter.
+    fn discard(&mut self, id: u64) {
+        if let Some(open) = self.open.remove(&id) {
+            if self.skbs.get(&open.skb) == Some(&id) {
+                self.skbs.remove(&open.skb);
+            }
+            if let Some(queue) = self.sockets.get_mut(&open.sk) {
+                queue.ids.retain(|other| *other != id);
+            }
+            self.stats.not_selected += 1;
+        }
+    }
+
+    fn count_unsocketed(&mut self, reason: &str) {
+        *self.stats.unsocketed.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    /// Finishes a journey: computes stages and missing reasons, and emits it unless it never
+    /// reached a socket (counted instead, unless `keep_unsocketed`) or, under a reader
+    /// filter, it was not read by a selected reader nor queued on a selected one's socket.
+    fn end(&mut self, id: u64, incomplete: Option<&'static str>, out: &mut Vec<Journey>) {
+        let Some(open) = self.open.get(&id) else {
+            return;
+        };
+        if self.config.readers.is_active()
+            && open.journey.pid.is_none()
+            && !open.journey.control
+            && !self
+                .sockets
+                .get(&open.sk)
+                .is_some_and(|queue| queue.owner == sockets::Owner::Selected)
+        {
+            self.discard(id);
+            return;
+        }
+        let Some(open) = self.open.remove(&id) else {
+            return;
+        };
+        if self.skbs.get(&open.skb) == Some(&id) {
+            self.skbs.remove(&open.skb);
+        }
+        if self.awaiting_ready.get(&open.sk) == Some(&id) {
+            self.awaiting_ready.remove(&open.sk);
+        }
+        if open.phase == Phase::Queued {
+            if let Some(queue) = self.sockets.get_mut(&open.sk) {
+                queue.ids.retain(|other| *other != id);
+            }
+            if open.sk == 0 {
+                for queue in self.by_task.values_mut() {
+                    queue.retain(|other| *other != id);
+                }
+            }
+        }
+        if open.journey.control {
+            let flags = open
+                .journey
+                .tcp_flags
+                .map_or_else(|| "no payload".to_owned(), |flags| flags.to_string());
+            *self.stats.control.entry(flags).or_default() += 1;
+            if self.config.keep_unsocketed {
+                out.push(finalize::finalize(open, incomplete, self.config.degraded));
+            }
+            return;
+        }
+        let reached_socket = open.journey.ts.sk_data_ready.is_some()
+            || open.journey.pid.is_some()
+            || open.phase == Phase::Queued;
+        let dropped = open.journey.drop_reason.is_some();
+        if !reached_socket && !dropped && !self.config.keep_unsocketed {
+            self.count_unsocketed(incomplete.unwrap_or("no socket"));
+            return;
+        }
+        let journey = finalize::finalize(open, incomplete, self.config.degraded);
+        self.stats.journeys_emitted += 1;
+        if dropped {
+            self.stats.dropped += 1;
+        }
+        if journey.complete {
+            self.stats.complete += 1;
+        } else {
+            let reason = if journey.lost_events {
+                "events lost"
+            } else {
+                incomplete.unwrap_or("incomplete")
+            };
+            *self.stats.incomplete.entry(reason.to_owned()).or_default() += 1;
+        }
+        out.push(journey);
+    }
+}

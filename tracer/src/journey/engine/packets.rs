@@ -1,0 +1,210 @@
+//! Packets before their socket: GRO entry, netif_receive_skb (with the headers the kernel
+//! side read: protocol, TCP flags, payload, sequence number), NAPI batches, frees and drops.
+
+use std::borrow::Cow;
+
+use tracer_common::{Event, HDR_VALID};
+
+use super::{Engine, Phase};
+use crate::journey::{Journey, record::TcpFlags};
+
+pub(super) const IPPROTO_TCP: u32 = 6;
+pub(super) const IPPROTO_UDP: u32 = 17;
+
+/// The name of an IP protocol number in the `proto` field.
+pub(super) fn proto_name(number: u32) -> Cow<'static, str> {
+    match number {
+        IPPROTO_UDP => Cow::Borrowed("udp"),
+        IPPROTO_TCP => Cow::Borrowed("tcp"),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+impl Engine {
+    pub(super) fn on_gro_entry(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        self.retire_skb(event.addr, out);
+        let id = self.new_journey(event, Phase::Gro, out);
+        self.skbs.insert(event.addr, id);
+        self.stamp_softirq(id, event.cpu);
+        if let Some(open) = self.open.get_mut(&id) {
+            open.gro_ts = Some(event.ts);
+            open.gro_cpu = Some(event.cpu);
+        }
+        let state = self.cpu(event.cpu);
+        state.gro_pending.push(id);
+        state.batch.push(id);
+    }
+
+    pub(super) fn on_receive(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        let cpu = event.cpu;
+        let continued = self.skbs.get(&event.addr).copied().filter(|id| {
+            self.open
+                .get(id)
+                .is_some_and(|open| open.phase == Phase::Gro)
+        });
+        let id = match continued {
+            Some(id) => {
+                self.merge_gro_followers(id, event.ts);
+                let dev = self.dev(event);
+                let open = self.open.get_mut(&id).expect("checked above");
+                open.phase = Phase::Stack;
+                let journey = &mut open.journey;
+                journey.dev = dev;
+                journey.len = event.arg0;
+                if open.gro_cpu != Some(cpu) {
+                    journey.cpu_stack = Some(cpu);
+                }
+                id
+            }
+            None => {
+                self.retire_skb(event.addr, out);
+                let id = self.new_journey(event, Phase::Stack, out);
+                self.skbs.insert(event.addr, id);
+                self.stamp_softirq(id, cpu);
+                self.cpu(cpu).batch.push(id);
+                id
+            }
+        };
+        let mut control = false;
+        if let Some(open) = self.open.get_mut(&id) {
+            open.journey.ts.netif_receive = Some(event.ts);
+            if event.arg1 & HDR_VALID != 0 {
+                let proto = event.arg1 & 0xff;
+                open.journey.proto = proto_name(proto);
+                open.journey.payload = Some(event.arg2);
+                if proto == IPPROTO_TCP {
+                    open.journey.tcp_flags = Some(TcpFlags((event.arg1 >> 8) as u8));
+                    open.seq = Some(event.addr2 as u32);
+                    control = event.arg2 == 0;
+                }
+            }
+        }
+        if control {
+            self.end_control(id, out);
+            let state = self.cpu(cpu);
+            state.last_received = None;
+            state.last_was_control = true;
+        } else {
+            let state = self.cpu(cpu);
+            state.last_received = Some(id);
+            state.last_was_control = false;
+        }
+    }
+
+    /// A TCP segment without payload: no reader will ever read it.
+    pub(super) fn end_control(&mut self, id: u64, out: &mut Vec<Journey>) {
+        if let Some(open) = self.open.get_mut(&id) {
+            open.journey.control = true;
+            open.journey.proto = Cow::Borrowed("tcp");
+        }
+        self.end(
+            id,
+            Some("control segment: no application data for a reader"),
+            out,
+        );
+    }
+
+    /// GRO entries that came after `head` on the same CPU and never reached
+    /// netif_receive_skb themselves were merged into it.
+    fn merge_gro_followers(&mut self, head: u64, now: u64) {
+        let Some(gro_cpu) = self.open.get(&head).and_then(|open| open.gro_cpu) else {
+            return;
+        };
+        let pending = std::mem::take(&mut self.cpus[gro_cpu as usize].gro_pending);
+        let mut keep = Vec::new();
+        let mut merged = 0;
+        let mut after_head = false;
+        for id in pending {
+            if id == head {
+                after_head = true;
+                continue;
+            }
+            let still_gro = self
+                .open
+                .get(&id)
+                .is_some_and(|open| open.phase == Phase::Gro);
+            if !still_gro {
+                continue;
+            }
+            if after_head
+                && self
+                    .open
+                    .get(&id)
+                    .and_then(|open| open.gro_ts)
+                    .is_some_and(|ts| ts <= now)
+            {
+                merged += 1;
+                if let Some(open) = self.open.remove(&id) {
+                    self.skbs.remove(&open.skb);
+                }
+                self.count_unsocketed("merged into another packet by GRO");
+            } else {
+                keep.push(id);
+            }
+        }
+        self.cpus[gro_cpu as usize].gro_pending = keep;
+        if let Some(open) = self.open.get_mut(&head) {
+            open.journey.gro_merged += merged;
+        }
+    }
+
+    /// A new packet uses `skb`: the packet that had it before is over.
+    fn retire_skb(&mut self, skb: u64, out: &mut Vec<Journey>) {
+        let Some(old) = self.skbs.remove(&skb) else {
+            return;
+        };
+        let Some(open) = self.open.get(&old) else {
+            return;
+        };
+        if matches!(open.phase, Phase::Gro | Phase::Stack) {
+            self.end(old, Some("skb address reused before the packet reached a socket (its free was not traced)"), out);
+        }
+    }
+
+    pub(super) fn on_napi_poll(&mut self, event: &Event) {
+        let batch = std::mem::take(&mut self.cpu(event.cpu).batch);
+        for (index, id) in batch.iter().enumerate() {
+            if let Some(open) = self.open.get_mut(id) {
+                let journey = &mut open.journey;
+                journey.napi_batch_pos = Some(index as u32 + 1);
+                journey.napi_work = Some(event.arg0);
+                journey.napi_budget = Some(event.arg1);
+            }
+        }
+    }
+
+    pub(super) fn on_free(&mut self, event: &Event, dropped: bool, out: &mut Vec<Journey>) {
+        let Some(&id) = self.skbs.get(&event.addr) else {
+            return;
+        };
+        let Some(open) = self.open.get(&id) else {
+            self.skbs.remove(&event.addr);
+            return;
+        };
+        match (open.phase, dropped) {
+            (Phase::Read, _) => {}
+            (Phase::Queued, false) => {} // dequeued by the read that follows
+            (_, true) => {
+                self.skbs.remove(&event.addr);
+                let reason = self
+                    .config
+                    .drop_reasons
+                    .get(&u64::from(event.arg0))
+                    .cloned();
+                let reason = reason.unwrap_or_else(|| event.arg0.to_string());
+                if let Some(open) = self.open.get_mut(&id) {
+                    open.journey.drop_reason = Some(reason);
+                }
+                self.end(id, Some("dropped"), out);
+            }
+            (Phase::Gro | Phase::Stack, false) => {
+                self.skbs.remove(&event.addr);
+                self.end(
+                    id,
+                    Some("consumed by the stack without reaching a socket"),
+                    out,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Readers: the wakeup a packet causes, the reader's switch onto a CPU, the read that takes
+//! the packet (sock_recv_length) and the syscall exit that returns it; the reader filter.
+
+use std::borrow::Cow;
+
+use tracer_common::{COPIED_SEQ_VALID, Event, EventKind};
+
+use super::{Engine, Phase, packets::IPPROTO_TCP, sockets::Owner};
+use crate::journey::{Journey, record::{Addr, Shared}};
+
+/// MSG_PEEK: a read that leaves the data queued.
+const MSG_PEEK: u32 = 2;
+const AF_INET: u32 = 2;
+
+impl Engine {
+    pub(super) fn on_waking(&mut self, event: &Event) {
+        let woken = event.arg0;
+        if event.name.starts_with(b"ksoftirqd/") {
+            self.stats.ksoftirqd_wakeups += 1;
+        }
+        self.learn_comm(woken, event);
+        let fallback = self.config.degraded.no_data_ready;
+        let state = self.cpu(event.cpu);
+        let ready = state.last_ready.take();
+        let received = if fallback {
+            state.last_received.take()
+        } else {
+            None
+        };
+        if let Some(id) = ready {
+            let Some(open) = self.open.get_mut(&id) else {
+                return;
+            };
+            if open.journey.ts.waking.is_none() {
+                open.journey.ts.waking = Some(event.ts);
+                open.journey.woken_tid = Some(woken);
+                self.woken.entry(woken).or_default().push(id);
+            }
+            if self.config.degraded.no_recv_length && open.sk != 0 {
+                self.owners.insert(open.sk, woken);
+                let sockets = self.task_sockets.entry(woken).or_default();
+                if !sockets.contains(&open.sk) {
+                    sockets.push(open.sk);
+                }
+            }
+        } else if let Some(id) = received
+            && let Some(open) = self.open.get_mut(&id)
+            && open.phase == Phase::Stack
+        {
+            // No sk_data_ready on this kernel: the wakeup in the packet's softirq is the link.
+            open.phase = Phase::Queued;
+            open.journey.ts.waking = Some(event.ts);
+            open.journey.woken_tid = Some(woken);
+            self.woken.entry(woken).or_default().push(id);
+            self.by_task.entry(woken).or_default().push_back(id);
+        }
+    }
+
+    pub(super) fn on_wakeup(&mut self, event: &Event) {
+        if let Some(ids) = self.woken.get(&event.arg0) {
+            for id in ids {
+                if let Some(open) = self.open.get_mut(id) {
+                    open.journey.ts.wakeup.get_or_insert(event.ts);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_switch(&mut self, event: &Event) {
+        let next = event.arg1;
+        self.learn_comm(next, event);
+        if let Some(ids) = self.woken.remove(&next) {
+            for id in ids {
+                if let Some(open) = self.open.get_mut(&id) {
+                    open.journey.ts.switch_in = Some(event.ts);
+                    open.journey.cpu_task = Some(event.cpu);
+                }
+            }
+        }
+    }
+
+    /// `sock:sock_recv_length`: a read of a socket returned `ret` bytes.
+    pub(super) fn on_recv_length(&mut self, event: &Event) {
+        let ret = event.arg0 as i32;
+        if ret <= 0 || event.arg1 & MSG_PEEK != 0 {
+            return;
+        }
+        // The read carries its task's name; remembered (allocating only when it changed).
+        if event.name[0] != 0 {
+            self.learn_comm(event.tid, event);
+        }
+        let sk = event.addr;
+        let tcp_read = event.arg2 & 0xffff == IPPROTO_TCP;
+        let tcp_queue = self.sockets.get(&sk).map(|queue| queue.tcp);
+        let (taken, partial) = match tcp_queue {
+            Some(true) => {
+                let copied = (event.addr2 & COPIED_SEQ_VALID != 0).then_some(event.addr2 as u32);
+                let taken = self.take_tcp(sk, ret as u32, copied);
+                (taken.done, taken.partial)
+            }
+            Some(false) => {
+                let front = self
+                    .sockets
+                    .get_mut(&sk)
+                    .and_then(|queue| queue.ids.pop_front());
+                (front.into_iter().collect(), Vec::new())
+            }
+            None => (self.take_by_wakeup(event, tcp_read), Vec::new()),
+        };
+        if taken.is_empty() && partial.is_empty() {
+            self.stats.reads_without_packet += 1;
+            return;
+        }
+        let comm = self.comms.get(&event.tid).cloned();
+        let selected = self
+            .config
+            .readers
+            .selects(event.tgid, comm.as_deref().unwrap_or(""));
+        if let Some(queue) = self.sockets.get_mut(&sk) {
+            queue.owner = if selected {
+                Owner::Selected
+            } else {
+                Owner::Other
+            };
+        }
+        if !selected {
+            for id in taken {
+                self.discard(id);
+            }
+            return;
+        }
+        let udp = tcp_queue == Some(false);
+        self.assign_reader(&taken, event, comm, Some(i64::from(ret)));
+        for id in &taken {
+            let Some(open) = self.open.get_mut(id) else {
+                continue;
+            };
+            if udp {
+                open.journey.reads = 1;
+                let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
+                open.journey.partial_read =
+                    (ret as u32) < open.journey.len.saturating_sub(headers);
+            }
+        }
+        self.reading.entry(event.tid).or_default().extend(taken);
+        self.touched.entry(event.tid).or_default().extend(partial);
+    }
+
+    /// Linked by wakeup alone (no sk_data_ready): the read says which socket.
+    fn take_by_wakeup(&mut self, event: &Event, tcp_read: bool) -> Vec<u64> {
+        let Some(queue) = self.by_task.get_mut(&event.tid) else {
+            return Vec::new();
+        };
+        let taken: Vec<u64> = if tcp_read {
+            queue.drain(..).collect()
+        } else {
+            queue.pop_front().into_iter().collect()
+        };
+        for id in &taken {
+            if let Some(open) = self.open.get_mut(id) {
+                open.journey.proto = Cow::Borrowed(if tcp_read { "tcp" } else { "udp" });
+                open.journey.skaddr = Some(Addr(event.addr));
+            }
+        }
+        taken
+    }
+
+    /// Marks `taken` as read by the current task of `event`. A wakeup that woke another
+    /// thread is not this reader's: its stamps are dropped and the stage marked.
+    fn assign_reader(
+        &mut self,
+        taken: &[u64],
+        event: &Event,
+        comm: Option<Shared>,
+        bytes: Option<i64>,
+    ) {
+        let count = taken.len() as u32;
+        for id in taken {
+            let Some(open) = self.open.get_mut(id) else {
+                continue;
+            };
+            open.phase = Phase::Read;
+            let journey = &mut open.journey;
+            if journey.woken_tid.is_some_and(|woken| woken != event.tid) {
+                journey.ts.waking = None;
+                journey.ts.wakeup = None;
+                journey.ts.switch_in = None;
+                journey.cpu_task = None;
+                open.woke_other = true;
+                self.stats.wakeups_of_other_threads += 1;
+            }
+            journey.pid = Some(event.tgid);
+            journey.tid = Some(event.tid);
+            journey.comm = comm.clone();
+            journey.bytes = bytes;
+            journey.read_packets = count;
+            if journey.reads == 0 {
+                journey.reads = 1;
+            }
+        }
+    }
+
+    /// Without sock_recv_length: a read that returned data takes packets from the sockets
+    /// this task was woken for (oldest first), or from the packets linked to it by wakeup.
+    fn take_without_recv_length(&mut self, event: &Event, kind: EventKind) -> Vec<u64> {
+        let ret = event.addr as i64;
+        if ret <= 0 {
+            return Vec::new();
+        }
+        let datagrams = if kind == EventKind::SysExitRecvmmsg {
+            ret as usize
+        } else {
+            1
+        };
+        let mut taken = Vec::new();
+        let sockets = self
+            .task_sockets
+            .get(&event.tid)
+            .cloned()
+            .unwrap_or_default();
+        while taken.len() < datagrams {
+            let oldest = sockets
+                .iter()
+                .filter_map(|sk| {
+                    let front = *self.sockets.get(sk)?.ids.front()?;
+                    Some((self.open.get(&front)?.journey.ts.sk_data_ready, *sk, front))
+                })
+                .min();
+            let Some((_, sk, _)) = oldest else { break };
+            let queue = self.sockets.get_mut(&sk).expect("found above");
+            if queue.tcp {
+                taken.extend(queue.ids.drain(..));
+                break;
+            }
+            taken.extend(queue.ids.pop_front());
+        }
+        if taken.is_empty()
+            && let Some(queue) = self.by_task.get_mut(&event.tid)
+        {
+            taken.extend(queue.drain(..queue.len().min(datagrams)));
+        }
+        taken
+    }
+
+    pub(super) fn on_syscall_exit(&mut self, event: &Event, kind: EventKind, out: &mut Vec<Journey>) {
+        let mut ids = self.reading.remove(&event.tid).unwrap_or_default();
+        if ids.is_empty() && self.config.degraded.no_recv_length {
+            ids = self.take_without_recv_length(event, kind);
+            let comm = self.comms.get(&event.tid).cloned();
+            let bytes = (kind != EventKind::SysExitRecvmmsg).then_some(event.addr as i64);
+            self.assign_reader(&ids, event, comm, bytes);
+        }
+        for id in self.touched.remove(&event.tid).unwrap_or_default() {
+            if let Some(open) = self.open.get_mut(&id) {
+                open.journey.first_read.get_or_insert(event.ts);
+            }
+        }
+        let syscall = kind.name().trim_start_matches("sys_exit_");
+        for id in ids {
+            if let Some(open) = self.open.get_mut(&id) {
+                let journey = &mut open.journey;
+                journey.ts.recv_return = Some(event.ts);
+                journey.first_read.get_or_insert(event.ts);
+                journey.syscall = Some(syscall);
+                journey.cpu_task.get_or_insert(event.cpu);
+            }
+            self.end(id, None, out);
+        }
+    }
+}
