@@ -16,13 +16,18 @@ use clap::{Parser, Subcommand};
 /// bpf-linker must be built against the LLVM major of the nightly rustc (22 here).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
-/// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests.
+/// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests; real
+/// servers and clients nobody here wrote (redis, nginx, ab) for tests/servers.rs.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "iproute2",
     "bpftool",
+    "redis-server",
+    "redis-tools",
+    "nginx",
+    "apache2-utils",
 ];
 const TRACEFS: &str = "/sys/kernel/tracing";
 

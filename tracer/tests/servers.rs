@@ -1,0 +1,602 @@
+//! Kernel tests against real servers nobody here wrote (redis, nginx, ab from Debian's
+//! packages, installed by `cargo xtask setup`), with the servers' own counters as ground
+//! truth: every byte a server read belongs to exactly one journey of that server.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{RunningTracer, json_events, kernel_test};
+use serde_json::Value;
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The program, or a loud failure in CI (setup installs it) and a skip elsewhere.
+fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("{program} is not installed: `cargo xtask setup` installs it");
+        }
+        eprintln!("\n!!! SKIPPING: {program} is not installed (run `cargo xtask setup`) !!!\n");
+    }
+    found
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("{program}: {err}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The data journeys (not control segments) read by these processes.
+fn journeys_of<'a>(journeys: &'a [Value], pids: &BTreeSet<u64>) -> Vec<&'a Value> {
+    journeys
+        .iter()
+        .filter(|j| j["pid"].as_u64().is_some_and(|pid| pids.contains(&pid)))
+        .filter(|j| j["control"] == false)
+        .collect()
+}
+
+fn payload_sum(journeys: &[&Value]) -> u64 {
+    journeys
+        .iter()
+        .map(|j| {
+            j["payload"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("journey without payload: {j}"))
+        })
+        .sum()
+}
+
+/// Every journey complete, none dropped: a server that read all it was sent.
+fn assert_all_complete(label: &str, journeys: &[&Value]) {
+    for j in journeys {
+        assert!(
+            j["complete"] == true && j["drop_reason"].is_null(),
+            "{label}: incomplete journey {j}"
+        );
+    }
+}
+
+/// The tracer's closing summary must not claim losses that did not happen.
+fn assert_summary_clean(label: &str, stderr: &[String]) {
+    let text = stderr.join("\n");
+    for line in &stderr[..] {
+        assert!(
+            !line.starts_with("incomplete:"),
+            "{label}: the summary reports incomplete journeys:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("dropped (data)") || text.contains("dropped (data): 0"),
+        "{label}: the summary reports drops:\n{text}"
+    );
+}
+
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--dir", dir.path().to_str().unwrap()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let redis = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.cli(&["ping"]).is_none_or(|pong| pong.trim() != "PONG") {
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    fn pid(&self) -> u64 {
+        u64::from(self.child.id())
+    }
+
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// redis's own count of bytes it read from clients (INFO stats).
+    fn input_bytes(&self) -> u64 {
+        let info = self.cli(&["info", "stats"]).expect("INFO stats");
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_net_input_bytes:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("total_net_input_bytes in INFO")
+    }
+
+    fn benchmark(&self, args: &[&str]) {
+        let port = self.port.to_string();
+        let mut all = vec!["-p", port.as_str(), "-q", "--csv"];
+        all.extend(args);
+        run("redis-benchmark", &all);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `RESP` bytes of redis-benchmark's `SET key:__rand_int__ <value of size>`.
+fn set_command_len(value: usize) -> u64 {
+    let value_len = value.to_string();
+    (4 + 4 + 5 + 5 + 18 + (3 + value_len.len()) + value + 2) as u64
+}
+
+#[test]
+fn redis_journeys_carry_exactly_the_bytes_redis_read() {
+    let Some(_serial) = kernel_test("redis_journeys_carry_exactly_the_bytes_redis_read") else {
+        return;
+    };
+    if !(have("redis-server") && have("redis-benchmark")) {
+        return;
+    }
+    let redis = Redis::start();
+    let pid = redis.pid();
+    let scenarios: [(&str, &[&str], bool, Option<(usize, usize)>); 4] = [
+        // (label, redis-benchmark args, --pid, (SET value size, commands) when one segment each)
+        (
+            "keep-alive",
+            &["-t", "set", "-n", "300", "-c", "1", "-k", "1"],
+            false,
+            Some((3, 300)),
+        ),
+        (
+            "a new connection per request, --pid",
+            &["-t", "set", "-n", "150", "-c", "1", "-k", "0"],
+            true,
+            Some((3, 150)),
+        ),
+        (
+            "pipelined -P 16, --pid",
+            &["-t", "set", "-n", "1600", "-c", "2", "-P", "16"],
+            true,
+            None,
+        ),
+        (
+            "100 KB values",
+            &["-t", "set", "-n", "20", "-c", "1", "-d", "100000"],
+            false,
+            None,
+        ),
+    ];
+    for (label, args, with_pid, single) in scenarios {
+        let dir = tempfile::tempdir().unwrap();
+        let before = redis.input_bytes();
+        let pid_text = pid.to_string();
+        let mut tracer_args = vec!["live", "--json", "--interval", "1h"];
+        if with_pid {
+            tracer_args.extend(["--pid", pid_text.as_str()]);
+        }
+        let tracer = RunningTracer::start(&tracer_args, dir.path());
+        redis.benchmark(args);
+        let after = redis.input_bytes();
+        std::thread::sleep(Duration::from_millis(300));
+        let (stdout, stderr) = tracer.stop();
+        let journeys = json_events(&stdout);
+        let pids = BTreeSet::from([pid]);
+        let ours = journeys_of(&journeys, &pids);
+        let traced = payload_sum(&ours);
+        eprintln!(
+            "redis {label}: INFO says {} bytes read, journeys carry {traced} in {} journeys",
+            after - before,
+            ours.len()
+        );
+        assert_eq!(traced, after - before, "redis {label}: bytes");
+        assert_all_complete(label, &ours);
+        assert_summary_clean(label, &stderr);
+        if with_pid {
+            let others: Vec<&Value> = journeys
+                .iter()
+                .filter(|j| j["pid"].as_u64() != Some(pid))
+                .collect();
+            assert!(others.is_empty(), "redis {label}: --pid shows others: {others:?}");
+        }
+        if let Some((value, commands)) = single {
+            let set_len = set_command_len(value);
+            let sets = ours
+                .iter()
+                .filter(|j| j["payload"].as_u64() == Some(set_len))
+                .count();
+            assert_eq!(sets, commands, "redis {label}: one journey per SET command");
+            assert!(
+                ours.iter().all(|j| j["reads"] == 1),
+                "redis {label}: a single-segment command is one read"
+            );
+        }
+    }
+}
+
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// nginx with two workers, logging `$pid $request_length` per request.
+    fn start() -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        let port = free_port();
+        fs::create_dir_all(dir.join("html/upload")).unwrap();
+        let big: Vec<u8> = (0..1_048_576u32).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(dir.join("html/big.bin"), big).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "user root;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             daemon off;\nevents {{ worker_connections 256; }}\n\
+             http {{\n  log_format bytes '$pid $request_length $status';\n\
+               access_log {d}/access.log bytes;\n  client_body_temp_path {d}/body;\n\
+               proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {d}/html;\n    client_max_body_size 10m;\n\
+                 location = / {{ return 200 \"ok\\n\"; }}\n\
+                 location /upload/ {{ dav_methods PUT; create_full_put_path on; }}\n  }}\n}}\n"
+        );
+        fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .args(["-c", dir.join("nginx.conf").to_str().unwrap()])
+            .args(["-p", dir.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let nginx = Self {
+            child,
+            port,
+            dir,
+            _temp: temp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while nginx.workers().len() < 2 || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        nginx
+    }
+
+    /// The worker processes (children of the master).
+    fn workers(&self) -> BTreeSet<u64> {
+        let children = format!("/proc/{0}/task/{0}/children", self.child.id());
+        fs::read_to_string(children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect()
+    }
+
+    /// Sum of `$request_length` per worker pid in the access log.
+    fn request_bytes(&self) -> BTreeMap<u64, u64> {
+        let mut sums = BTreeMap::new();
+        for line in fs::read_to_string(self.dir.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+        {
+            let mut fields = line.split_whitespace();
+            let pid: u64 = fields.next().unwrap().parse().unwrap();
+            let bytes: u64 = fields.next().unwrap().parse().unwrap();
+            *sums.entry(pid).or_default() += bytes;
+        }
+        sums
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for worker in self.workers() {
+            // SAFETY: kill on a pid we started (a worker of our nginx).
+            unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// ab's own count of bytes it received ("Total transferred").
+fn ab_transferred(output: &str) -> u64 {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("Total transferred:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Total transferred in ab output:\n{output}"))
+}
+
+#[test]
+fn nginx_workers_journeys_carry_exactly_their_request_bytes() {
+    let Some(_serial) = kernel_test("nginx_workers_journeys_carry_exactly_their_request_bytes")
+    else {
+        return;
+    };
+    if !(have("nginx") && have("ab")) {
+        return;
+    }
+    let nginx = Nginx::start();
+    let workers = nginx.workers();
+    let body = tempfile::NamedTempFile::new().unwrap();
+    fs::write(body.path(), vec![b'x'; 200 * 1024]).unwrap();
+    let body_path = body.path().to_str().unwrap().to_owned();
+    for with_pid in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = fs::remove_file(nginx.dir.join("access.log"));
+        // nginx reopens its log on SIGUSR1.
+        // SAFETY: a signal to the nginx master we started.
+        unsafe { libc::kill(nginx.child.id() as i32, libc::SIGUSR1) };
+        std::thread::sleep(Duration::from_millis(300));
+        let first = workers.first().unwrap().to_string();
+        let mut args = vec!["live", "--json", "--interval", "1h"];
+        if with_pid {
+            args.extend(["--pid", first.as_str()]);
+        }
+        let tracer = RunningTracer::start(&args, dir.path());
+        let root = nginx.url("/");
+        run("ab", &["-q", "-k", "-n", "200", "-c", "2", &root]);
+        run("ab", &["-q", "-n", "100", "-c", "2", &root]);
+        let put = nginx.url("/upload/f");
+        run("ab", &["-q", "-n", "5", "-c", "1", "-u", &body_path, "-T", "application/octet-stream", &put]);
+        let download = run("ab", &["-n", "3", "-c", "1", &nginx.url("/big.bin")]);
+        std::thread::sleep(Duration::from_millis(300));
+        let (stdout, stderr) = tracer.stop();
+        let journeys = json_events(&stdout);
+        let logged = nginx.request_bytes();
+        let traced_workers: Vec<u64> = if with_pid {
+            vec![workers.first().copied().unwrap()]
+        } else {
+            workers.iter().copied().collect()
+        };
+        for worker in &traced_workers {
+            let ours = journeys_of(&journeys, &BTreeSet::from([*worker]));
+            let expected = logged.get(worker).copied().unwrap_or(0);
+            eprintln!(
+                "nginx worker {worker} (--pid: {with_pid}): access log {expected} bytes, journeys {} in {}",
+                payload_sum(&ours),
+                ours.len()
+            );
+            assert_eq!(payload_sum(&ours), expected, "nginx worker {worker}, --pid {with_pid}");
+            assert_all_complete("nginx", &ours);
+        }
+        assert_summary_clean("nginx", &stderr);
+        if with_pid {
+            assert!(
+                journeys.iter().all(|j| j["pid"].as_u64() == traced_workers.first().copied()),
+                "--pid shows other processes' journeys"
+            );
+        } else {
+            // The client: every byte ab received of the 1 MB downloads.
+            let ab: BTreeSet<u64> = journeys
+                .iter()
+                .filter(|j| j["comm"] == "ab")
+                .filter_map(|j| j["pid"].as_u64())
+                .collect();
+            let received: u64 = ab
+                .iter()
+                .map(|pid| payload_sum(&journeys_of(&journeys, &BTreeSet::from([*pid]))))
+                .max()
+                .unwrap_or(0);
+            assert_eq!(received, ab_transferred(&download), "ab's download bytes");
+        }
+    }
+}
+
+/// Reads of a bulk TCP stream logged by the test itself: (before, after, bytes).
+#[test]
+fn bulk_stream_every_journey_ends_in_the_read_that_returned_its_last_byte() {
+    let Some(_serial) =
+        kernel_test("bulk_stream_every_journey_ends_in_the_read_that_returned_its_last_byte")
+    else {
+        return;
+    };
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tracer = RunningTracer::start(&["live", "--json", "--interval", "1h"], dir.path());
+    const TOTAL: usize = 3 << 20;
+    let sender = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let chunk: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+        let mut sent = 0;
+        let mut size = 100;
+        while sent < TOTAL {
+            let n = size.min(TOTAL - sent);
+            stream.write_all(&chunk[..n]).unwrap();
+            sent += n;
+            size = size * 7 % 69_997 + 1;
+            if sent % 5 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+    let (mut stream, _) = listener.accept().unwrap();
+    let reader_tid = common::gettid();
+    let mut reads: Vec<(u64, u64, u64)> = Vec::new();
+    let mut buf = vec![0u8; 9000];
+    let mut got = 0;
+    let mut want = 5000;
+    while got < TOTAL {
+        let before = common::monotonic_ns();
+        let n = stream.read(&mut buf[..want]).unwrap();
+        let after = common::monotonic_ns();
+        assert!(n > 0, "stream ended early");
+        reads.push((before, after, n as u64));
+        got += n;
+        want = if want == 5000 { 9000 } else { 5000 };
+    }
+    sender.join().unwrap();
+    drop(stream);
+    std::thread::sleep(Duration::from_millis(300));
+    let (stdout, _) = tracer.stop();
+    let journeys = json_events(&stdout);
+    let mut ours: Vec<&Value> = journeys
+        .iter()
+        .filter(|j| j["tid"].as_u64() == Some(u64::from(reader_tid)) && j["control"] == false)
+        .collect();
+    ours.sort_by_key(|j| j["id"].as_u64());
+    assert_eq!(payload_sum(&ours), TOTAL as u64, "bytes of the stream");
+    // cumulative bytes after each read
+    let mut cumulative = Vec::with_capacity(reads.len());
+    let mut total = 0;
+    for (_, _, n) in &reads {
+        total += n;
+        cumulative.push(total);
+    }
+    let read_holding = |byte: u64| cumulative.partition_point(|&c| c < byte);
+    let mut offset = 0;
+    for j in &ours {
+        let payload = j["payload"].as_u64().unwrap();
+        let first = read_holding(offset + 1);
+        let last = read_holding(offset + payload);
+        offset += payload;
+        let (before, after, _) = reads[last];
+        let recv_return = j["ts"]["recv_return"].as_u64().unwrap();
+        assert!(
+            before <= recv_return && recv_return <= after,
+            "journey {} (bytes ..{offset}) returned at {recv_return}, its last byte's read ran {before}..{after}",
+            j["id"]
+        );
+        let first_read = j["first_read"].as_u64().unwrap();
+        assert!(
+            reads[first].0 <= first_read && first_read <= reads[first].1,
+            "journey {}: first_read {first_read} outside its first byte's read",
+            j["id"]
+        );
+        assert_eq!(j["reads"].as_u64(), Some((last - first + 1) as u64));
+    }
+    eprintln!(
+        "bulk: {} reads, {} journeys, {} spread over several reads",
+        reads.len(),
+        ours.len(),
+        ours.iter().filter(|j| j["reads"].as_u64() > Some(1)).count()
+    );
+}
+
+/// Two threads blocked in recv() on one UDP socket: a journey's wakeup is its reader's.
+#[test]
+fn shared_udp_socket_wakeups_belong_to_the_thread_that_read() {
+    let Some(_serial) = kernel_test("shared_udp_socket_wakeups_belong_to_the_thread_that_read")
+    else {
+        return;
+    };
+    use std::{net::UdpSocket, sync::Arc};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let tracer = RunningTracer::start(&["live", "--json", "--interval", "1h"], dir.path());
+    const COUNT: usize = 200;
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let socket = Arc::clone(&socket);
+            std::thread::spawn(move || {
+                let tid = common::gettid();
+                let mut sizes = Vec::new();
+                let mut buf = [0u8; 2048];
+                while let Ok(n) = socket.recv(&mut buf) {
+                    if n == 1 {
+                        break;
+                    }
+                    sizes.push(n);
+                }
+                (tid, sizes)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seq in 0..COUNT {
+        sender.send_to(&vec![7u8; 100 + seq], addr).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for _ in 0..2 {
+        sender.send_to(&[0], addr).unwrap();
+    }
+    let results: Vec<(u32, Vec<usize>)> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (stdout, _) = tracer.stop();
+    let journeys = json_events(&stdout);
+    let reader_of: BTreeMap<u64, u64> = results
+        .iter()
+        .flat_map(|(tid, sizes)| sizes.iter().map(move |n| (*n as u64, u64::from(*tid))))
+        .collect();
+    let ours: Vec<&Value> = journeys
+        .iter()
+        .filter(|j| j["pid"].as_u64() == Some(u64::from(std::process::id())))
+        .filter(|j| j["bytes"].as_u64().is_some_and(|n| n >= 100))
+        .collect();
+    assert_eq!(ours.len(), COUNT, "one journey per datagram");
+    let mut checked = 0;
+    for j in &ours {
+        let bytes = j["bytes"].as_u64().unwrap();
+        assert_eq!(j["tid"].as_u64(), reader_of.get(&bytes).copied(), "reader of {bytes} B: {j}");
+        if !j["ts"]["waking"].is_null() {
+            assert_eq!(j["woken_tid"], j["tid"], "a complete journey with another thread's wakeup: {j}");
+            checked += 1;
+        }
+    }
+    let other_wakeups = ours.iter().filter(|j| j["woken_tid"] != j["tid"] && !j["woken_tid"].is_null()).count();
+    eprintln!(
+        "shared UDP socket: {} and {} datagrams per thread; {checked} journeys with the reader's own wakeup, {other_wakeups} marked as another thread's",
+        results[0].1.len(),
+        results[1].1.len()
+    );
+    assert!(checked > 0, "some journeys have a wakeup");
+}
