@@ -141,3 +141,26 @@ slots! {
     TcpProbeFamily = ("tcp", "tcp_probe", "family", Int(2), true),
     DestroySk = ("tcp", "tcp_destroy_sock", "skaddr", Int(8), false),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventKind;
+
+    #[test]
+    fn every_slot_is_a_field_of_a_traced_tracepoint() {
+        // User space reads the formats of EventKind tracepoints only: a slot of any other
+        // tracepoint would stay ABSENT.
+        for slot in Slot::ALL {
+            let spec = slot.spec();
+            assert!(
+                EventKind::ALL
+                    .iter()
+                    .any(|kind| kind.tracepoint() == (spec.category, spec.tracepoint)),
+                "{slot:?}: {}:{} is no EventKind's tracepoint",
+                spec.category,
+                spec.tracepoint
+            );
+        }
+    }
+}

@@ -10,9 +10,13 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use tracer_common::{ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS};
+use tracer_common::{
+    ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS, abi,
+    abi::recv_tasks::INSIDE,
+};
 
 use crate::{
+    btf::StructOffsets,
     names::numbered_entries,
     tracefs::{self, FormatDir, Layout, TracefsError},
 };
@@ -39,6 +43,9 @@ pub struct ProbeOptions {
     pub ring_bytes: u32,
     /// Forward the programs' aya-log messages to the `log` crate.
     pub kernel_log: bool,
+    /// Do not read kernel BTF: no packet headers, no TCP read points (the fallback a kernel
+    /// without BTF gets; for tests and comparisons).
+    pub without_btf: bool,
     /// Batch the ring buffer's wakeups: the kernel wakes the reader only once
     /// [`Self::wakeup_bytes`] wait, and the reader also drains every [`crate::source::POLL_INTERVAL`].
     /// Off: a wakeup per event (lowest delivery latency, highest cost on the traced host).
@@ -54,6 +61,7 @@ impl Default for ProbeOptions {
             without: Vec::new(),
             ring_bytes: DEFAULT_RING_BYTES,
             kernel_log: false,
+            without_btf: false,
             batch_wakeups: true,
         }
     }
@@ -110,6 +118,10 @@ pub struct Probes {
     pub layout: Layout,
     /// Kinds whose program is attached.
     pub attached: Vec<EventKind>,
+    /// Kernel struct offsets from BTF the programs were given.
+    pub struct_offsets: StructOffsets,
+    /// Why there are none, when there are none.
+    pub btf_unavailable: Option<String>,
     /// Kinds that are not attached, with the reason (missing tracepoint, `--without`,
     /// unexpected layout, or the attach error).
     pub skipped: Vec<(EventKind, String)>,
@@ -166,17 +178,40 @@ impl Probes {
         if options.journey_mode && net_irqs.is_none() {
             log::info!("no network device interrupts found in sysfs: keeping every IRQ");
         }
+        // Struct offsets from kernel BTF: packet headers and TCP read points. Without them
+        // the journeys fall back to tracepoint fields alone (docs/tcp.md).
+        let (struct_offsets, btf_unavailable) = if options.without_btf {
+            (StructOffsets::default(), Some("--without-btf".to_owned()))
+        } else {
+            match StructOffsets::from_kernel() {
+                Ok(offsets) => (offsets, None),
+                Err(err) => {
+                    log::warn!("{err}: no packet headers and no TCP read points (docs/tcp.md)");
+                    (StructOffsets::default(), Some(err.to_string()))
+                }
+            }
+        };
         let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", &layout.offsets, true)
-            .override_global("FILTER_TGID", &filter_tgid, true)
-            .override_global("FILTER_CPU", &filter_cpu, true)
-            .override_global("IGNORE_TGIDS", &ignore, true)
-            .override_global("JOURNEY_MODE", &u32::from(options.journey_mode), true)
-            .override_global("WAKEUP_BYTES", &options.wakeup_bytes(), true)
-            .override_global("SOCKET_READS_ONLY", &u32::from(socket_reads_only), true)
-            .override_global("NET_IRQ_FILTER", &u32::from(net_irqs.is_some()), true)
-            .override_global("NET_IRQS", &net_irqs.unwrap_or([0; NET_IRQ_WORDS]), true)
-            .map_max_entries("EVENTS", options.ring_bytes)
+            .override_global(abi::OFFSETS, &layout.offsets, true)
+            .override_global(abi::FILTER_TGID, &filter_tgid, true)
+            .override_global(abi::FILTER_CPU, &filter_cpu, true)
+            .override_global(abi::IGNORE_TGIDS, &ignore, true)
+            .override_global(abi::JOURNEY_MODE, &u32::from(options.journey_mode), true)
+            .override_global(abi::WAKEUP_BYTES, &options.wakeup_bytes(), true)
+            .override_global(abi::SOCKET_READS_ONLY, &u32::from(socket_reads_only), true)
+            .override_global(abi::NET_IRQ_FILTER, &u32::from(net_irqs.is_some()), true)
+            .override_global(abi::NET_IRQS, &net_irqs.unwrap_or([0; NET_IRQ_WORDS]), true)
+            .override_global(
+                abi::SKB_DATA_OFF,
+                &struct_offsets.skb_data.unwrap_or(abi::NO_OFFSET),
+                true,
+            )
+            .override_global(
+                abi::TCP_COPIED_SEQ_OFF,
+                &struct_offsets.tcp_copied_seq.unwrap_or(abi::NO_OFFSET),
+                true,
+            )
+            .map_max_entries(abi::EVENTS, options.ring_bytes)
             .load(EBPF_OBJECT)?;
 
         let logger = if options.kernel_log {
@@ -193,16 +228,16 @@ impl Probes {
 
         if let Some(pid) = options.pid {
             let map = ebpf
-                .map_mut("FILTER_TIDS")
+                .map_mut(abi::FILTER_TIDS)
                 .expect("FILTER_TIDS is in the object");
             let mut tids: HashMap<_, u32, u8> =
                 HashMap::try_from(map).map_err(|source| ProbeError::Map {
-                    name: "FILTER_TIDS",
+                    name: abi::FILTER_TIDS,
                     source,
                 })?;
             for tid in threads_of(pid) {
                 tids.insert(tid, 1, 0).map_err(|source| ProbeError::Map {
-                    name: "FILTER_TIDS",
+                    name: abi::FILTER_TIDS,
                     source,
                 })?;
             }
@@ -210,11 +245,11 @@ impl Probes {
 
         if options.journey_mode && options.pid.is_none() {
             let map = ebpf
-                .map_mut("RECV_TASKS")
+                .map_mut(abi::RECV_TASKS)
                 .expect("RECV_TASKS is in the object");
             let mut readers: HashMap<_, u32, u8> =
                 HashMap::try_from(map).map_err(|source| ProbeError::Map {
-                    name: "RECV_TASKS",
+                    name: abi::RECV_TASKS,
                     source,
                 })?;
             for tid in tasks_in_recv() {
@@ -249,7 +284,7 @@ impl Probes {
             return Self::load(&retry);
         }
         if options.journey_mode {
-            for name in WAIT_SYSCALLS {
+            for name in abi::wait_programs() {
                 if let Err(why) = attach_program(&mut ebpf, "syscalls", name) {
                     log::warn!("{why}: readers blocked in this call will have no wakeup stage");
                 }
@@ -259,6 +294,8 @@ impl Probes {
             ebpf,
             layout,
             attached,
+            struct_offsets,
+            btf_unavailable,
             skipped,
             logger,
         })
@@ -266,28 +303,28 @@ impl Probes {
 
     /// The event ring buffer; call once.
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Map {
-            name: "EVENTS",
+        let map = self.ebpf.take_map(abi::EVENTS).ok_or(ProbeError::Map {
+            name: abi::EVENTS,
             source: aya::maps::MapError::InvalidName {
-                name: "EVENTS".into(),
+                name: abi::EVENTS.into(),
             },
         })?;
         RingBuf::try_from(map).map_err(|source| ProbeError::Map {
-            name: "EVENTS",
+            name: abi::EVENTS,
             source,
         })
     }
 
     /// Events lost to a full ring buffer so far, per CPU (index = CPU).
     pub fn lost_per_cpu(&self) -> Result<Vec<u64>, ProbeError> {
-        let map = self.ebpf.map("LOST").expect("LOST is in the object");
+        let map = self.ebpf.map(abi::LOST).expect("LOST is in the object");
         let lost: PerCpuArray<_, LostCounter> =
             PerCpuArray::try_from(map).map_err(|source| ProbeError::Map {
-                name: "LOST",
+                name: abi::LOST,
                 source,
             })?;
         let values = lost.get(&0, 0).map_err(|source| ProbeError::Map {
-            name: "LOST",
+            name: abi::LOST,
             source,
         })?;
         Ok(values.iter().map(|counter| counter.lost).collect())
@@ -327,28 +364,6 @@ fn net_irq_bitmap(irqs: impl Iterator<Item = u32>) -> Option<[u64; NET_IRQ_WORDS
     }
     any.then_some(bits)
 }
-
-/// `RECV_TASKS` value of a thread inside a recv-family or wait syscall (the eBPF side's
-/// `INSIDE`).
-const INSIDE: u8 = 1;
-
-/// Wait syscalls whose programs only track the tasks waiting in them (journey mode).
-const WAIT_SYSCALLS: [&str; 14] = [
-    "sys_enter_poll",
-    "sys_exit_poll",
-    "sys_enter_ppoll",
-    "sys_exit_ppoll",
-    "sys_enter_select",
-    "sys_exit_select",
-    "sys_enter_pselect6",
-    "sys_exit_pselect6",
-    "sys_enter_epoll_wait",
-    "sys_exit_epoll_wait",
-    "sys_enter_epoll_pwait",
-    "sys_exit_epoll_pwait",
-    "sys_enter_epoll_pwait2",
-    "sys_exit_epoll_pwait2",
-];
 
 /// Loads and attaches the program of one kind; the error text names the tracepoint.
 fn attach(ebpf: &mut Ebpf, kind: EventKind) -> Result<(), String> {
@@ -414,15 +429,6 @@ fn opened_read_only(proc_dir: &Path, fd: &str) -> bool {
         .is_some_and(|flags| flags & 0o3 == 0)
 }
 
-/// Syscall numbers of the recv family on this architecture (asm/unistd.h).
-#[cfg(target_arch = "x86_64")]
-// recvfrom recvmsg recvmmsg read readv, then poll select epoll_wait ppoll pselect6 epoll_pwait epoll_pwait2
-const RECV_SYSCALLS: [u64; 12] = [45, 47, 299, 0, 19, 7, 23, 232, 271, 270, 281, 441];
-#[cfg(target_arch = "aarch64")]
-const RECV_SYSCALLS: [u64; 9] = [207, 212, 243, 63, 65, 73, 72, 22, 441]; // + ppoll pselect6 epoll_pwait(2)
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const RECV_SYSCALLS: [u64; 0] = [];
-
 /// Threads blocked in a recv-family or wait syscall right now (`/proc/*/task/*/syscall`), so a
 /// reader that was already waiting when tracing began is followed from its first packet.
 fn tasks_in_recv() -> Vec<u32> {
@@ -436,7 +442,7 @@ fn tasks_in_recv() -> Vec<u32> {
                 .split_whitespace()
                 .next()
                 .and_then(|nr| nr.parse::<u64>().ok());
-            if number.is_some_and(|nr| RECV_SYSCALLS.contains(&nr)) {
+            if number.is_some_and(abi::is_traced_syscall) {
                 tids.push(tid);
             }
         }

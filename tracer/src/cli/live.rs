@@ -143,6 +143,7 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
         );
     }
     let options = ProbeOptions {
+        without_btf: false,
         pid: args.pid,
         cpu: None,
         journey_mode: true,

@@ -112,6 +112,7 @@ impl FilterArgs {
     /// The probe options these filters ask for.
     pub fn probe_options(&self, verbose: bool) -> ProbeOptions {
         ProbeOptions {
+            without_btf: false,
             pid: self.pid,
             cpu: self.cpu,
             journey_mode: false,

@@ -78,6 +78,7 @@ pub struct ReportArgs {
 
 pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
     let options = ProbeOptions {
+        without_btf: false,
         pid: args.pid,
         cpu: None,
         journey_mode: true,

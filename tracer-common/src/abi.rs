@@ -1,0 +1,276 @@
+//! The kernel/user contract in one place: the names user space looks up in the eBPF object
+//! (maps, globals, programs), the values the two sides exchange through them, and the
+//! syscalls traced.
+//!
+//! The eBPF side cannot name a static or a program after a `const` (the symbol is the Rust
+//! identifier), so `tracer-ebpf` spells these names once more as identifiers; the test
+//! `tracer/tests/abi.rs` checks every name here against the built object. The record the
+//! `EVENTS` ring buffer carries is [`crate::Event`] (`event.rs`).
+
+// Maps (tracer-ebpf/src/maps.rs).
+
+/// Ring buffer of [`crate::Event`]s; user space sets its size.
+pub const EVENTS: &str = "EVENTS";
+/// Per-CPU array of one [`LostCounter`]: events lost to a full ring buffer.
+pub const LOST: &str = "LOST";
+/// LRU hash tid -> `u8`: where each thread stands in a recv-family or wait syscall
+/// ([`recv_tasks`] values).
+pub const RECV_TASKS: &str = "RECV_TASKS";
+/// Hash tid -> `1`: the threads of the `--pid` process.
+pub const FILTER_TIDS: &str = "FILTER_TIDS";
+
+/// Every map user space looks up.
+pub const MAP_NAMES: [&str; 4] = [EVENTS, LOST, RECV_TASKS, FILTER_TIDS];
+
+// Globals, set by user space before load (tracer-ebpf/src/globals.rs).
+
+/// `[u16; SLOT_COUNT]`: tracepoint field offsets, indexed by [`crate::Slot`].
+pub const OFFSETS: &str = "OFFSETS";
+/// `u32`: keep only this tgid's events (0: every process).
+pub const FILTER_TGID: &str = "FILTER_TGID";
+/// `[u32; IGNORE_SLOTS]`: processes never traced (0: unused slot).
+pub const IGNORE_TGIDS: &str = "IGNORE_TGIDS";
+/// `u32`: 1 in journey mode (`tracer live`), 0 in event mode.
+pub const JOURNEY_MODE: &str = "JOURNEY_MODE";
+/// `u32`: keep only this CPU's events ([`ANY_CPU`]: every CPU).
+pub const FILTER_CPU: &str = "FILTER_CPU";
+/// `u32`: 1 when `sock:sock_recv_length` is attached (emit only socket-reading exits).
+pub const SOCKET_READS_ONLY: &str = "SOCKET_READS_ONLY";
+/// `u32`: 1 when `NET_IRQS` is filled.
+pub const NET_IRQ_FILTER: &str = "NET_IRQ_FILTER";
+/// `[u64; NET_IRQ_WORDS]`: bitmap of the network devices' IRQ numbers.
+pub const NET_IRQS: &str = "NET_IRQS";
+/// `u32`: wake the ring buffer's reader once this many bytes wait (0: every event).
+pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+
+/// `u32`: offset of `struct sk_buff.data` from kernel BTF ([`NO_OFFSET`]: unknown); the
+/// netif_receive_skb program then reads the packet's IP and transport headers.
+pub const SKB_DATA_OFF: &str = "SKB_DATA_OFF";
+/// `u32`: offset of `struct tcp_sock.copied_seq` from kernel BTF ([`NO_OFFSET`]: unknown);
+/// the sock_recv_length program then reports the socket's read point.
+pub const TCP_COPIED_SEQ_OFF: &str = "TCP_COPIED_SEQ_OFF";
+
+/// A struct offset global's value when BTF did not give the field.
+pub const NO_OFFSET: u32 = u32::MAX;
+
+/// Every global user space sets.
+pub const GLOBAL_NAMES: [&str; 11] = [
+    OFFSETS,
+    FILTER_TGID,
+    IGNORE_TGIDS,
+    JOURNEY_MODE,
+    FILTER_CPU,
+    SOCKET_READS_ONLY,
+    NET_IRQ_FILTER,
+    NET_IRQS,
+    WAKEUP_BYTES,
+    SKB_DATA_OFF,
+    TCP_COPIED_SEQ_OFF,
+];
+
+/// Value of the `FILTER_CPU` global that means "every CPU".
+pub const ANY_CPU: u32 = u32::MAX;
+
+/// Length of the `IGNORE_TGIDS` global: the tracer and up to three readers of its output.
+pub const IGNORE_SLOTS: usize = 4;
+
+/// IRQ numbers the `NET_IRQS` bitmap covers (0..4096); a higher IRQ is always kept.
+pub const NET_IRQ_BITS: u32 = 4096;
+
+/// Length of the `NET_IRQS` bitmap in u64 words.
+pub const NET_IRQ_WORDS: usize = (NET_IRQ_BITS / 64) as usize;
+
+/// `NetifReceiveSkb.arg1` bit: the program read the packet's IP and transport headers
+/// (kernel BTF gave `sk_buff.data`). Then `arg1` bits 0-7 hold the IP protocol, bits 8-15
+/// the TCP flags, bits 16-19 the IP version; `arg2` the transport payload length in bytes;
+/// `addr2` the TCP sequence number of the first payload byte.
+pub const HDR_VALID: u32 = 1 << 24;
+
+/// `SockRecvLength.addr2` bit 32: bits 0-31 hold the TCP socket's `copied_seq` after the
+/// read (kernel BTF gave `tcp_sock.copied_seq`): every byte before it has been read.
+pub const COPIED_SEQ_VALID: u64 = 1 << 32;
+
+/// NET_RX_SOFTIRQ, the softirq vector of packet reception (include/linux/interrupt.h).
+pub const NET_RX_SOFTIRQ: u32 = 3;
+
+/// `RECV_TASKS` values: where a thread stands in a recv-family or wait syscall.
+pub mod recv_tasks {
+    /// Outside any tracked syscall.
+    pub const OUTSIDE: u8 = 0;
+    /// Inside one (user space also marks threads already blocked in one at start-up).
+    pub const INSIDE: u8 = 1;
+    /// Inside one that has read a socket (`sock:sock_recv_length` fired).
+    pub const READ_SOCKET: u8 = 2;
+}
+
+/// Per-CPU value of the `LOST` map: events lost to a full ring buffer, and how many of those
+/// have been flagged on a later event (`FLAG_LOST_BEFORE`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LostCounter {
+    /// Reserve failures on this CPU.
+    pub lost: u64,
+    /// `lost` as of the last event that carried `FLAG_LOST_BEFORE`.
+    pub reported: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: two u64s, no padding, every bit pattern valid.
+unsafe impl aya::Pod for LostCounter {}
+
+/// What the programs of a traced syscall do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyscallRole {
+    /// recv family: emit events (these [`crate::EventKind`]s) and track `RECV_TASKS`.
+    Recv {
+        /// Kind of the `sys_enter_*` program.
+        enter: crate::EventKind,
+        /// Kind of the `sys_exit_*` program.
+        exit: crate::EventKind,
+    },
+    /// Wait syscalls (poll, select, epoll): only track `RECV_TASKS`, attached in journey
+    /// mode. A reader blocked in them is woken by a packet just like one blocked in recv().
+    Wait,
+}
+
+/// One syscall the programs trace at `syscalls:sys_enter_<name>` and `sys_exit_<name>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracedSyscall {
+    /// Syscall name, e.g. `recvfrom`.
+    pub name: &'static str,
+    /// Program (and tracepoint) at entry: `sys_enter_<name>`.
+    pub enter: &'static str,
+    /// Program (and tracepoint) at exit: `sys_exit_<name>`.
+    pub exit: &'static str,
+    /// Recv family or wait.
+    pub role: SyscallRole,
+    /// Syscall number on x86_64 (asm/unistd_64.h).
+    pub nr_x86_64: Option<u64>,
+    /// Syscall number on aarch64 (asm-generic/unistd.h); `None`: no such syscall there.
+    pub nr_aarch64: Option<u64>,
+}
+
+impl TracedSyscall {
+    /// Syscall number on the architecture this is compiled for (`None` on others).
+    pub const fn number(&self) -> Option<u64> {
+        if cfg!(target_arch = "x86_64") {
+            self.nr_x86_64
+        } else if cfg!(target_arch = "aarch64") {
+            self.nr_aarch64
+        } else {
+            None
+        }
+    }
+}
+
+macro_rules! traced_syscalls {
+    ($( $name:ident: $role:expr, x86_64 $x86:expr, aarch64 $arm:expr; )*) => {
+        /// Every traced syscall: the recv family first, then the wait syscalls.
+        pub const TRACED_SYSCALLS: [TracedSyscall; [$(stringify!($name)),*].len()] = [$(
+            TracedSyscall {
+                name: stringify!($name),
+                enter: concat!("sys_enter_", stringify!($name)),
+                exit: concat!("sys_exit_", stringify!($name)),
+                role: $role,
+                nr_x86_64: $x86,
+                nr_aarch64: $arm,
+            },
+        )*];
+    };
+}
+
+use crate::EventKind as K;
+use SyscallRole::Wait;
+
+const fn recv(enter: K, exit: K) -> SyscallRole {
+    SyscallRole::Recv { enter, exit }
+}
+
+traced_syscalls! {
+    recvfrom: recv(K::SysEnterRecvfrom, K::SysExitRecvfrom), x86_64 Some(45), aarch64 Some(207);
+    recvmsg: recv(K::SysEnterRecvmsg, K::SysExitRecvmsg), x86_64 Some(47), aarch64 Some(212);
+    recvmmsg: recv(K::SysEnterRecvmmsg, K::SysExitRecvmmsg), x86_64 Some(299), aarch64 Some(243);
+    read: recv(K::SysEnterRead, K::SysExitRead), x86_64 Some(0), aarch64 Some(63);
+    readv: recv(K::SysEnterReadv, K::SysExitReadv), x86_64 Some(19), aarch64 Some(65);
+    poll: Wait, x86_64 Some(7), aarch64 None;
+    ppoll: Wait, x86_64 Some(271), aarch64 Some(73);
+    select: Wait, x86_64 Some(23), aarch64 None;
+    pselect6: Wait, x86_64 Some(270), aarch64 Some(72);
+    epoll_wait: Wait, x86_64 Some(232), aarch64 None;
+    epoll_pwait: Wait, x86_64 Some(281), aarch64 Some(22);
+    epoll_pwait2: Wait, x86_64 Some(441), aarch64 Some(441);
+}
+
+/// The programs of the wait syscalls, each `sys_enter_*` before its `sys_exit_*`.
+pub fn wait_programs() -> impl Iterator<Item = &'static str> {
+    TRACED_SYSCALLS
+        .iter()
+        .filter(|syscall| syscall.role == Wait)
+        .flat_map(|syscall| [syscall.enter, syscall.exit])
+}
+
+/// Whether `nr` is a traced syscall on this architecture (a thread blocked in it now may
+/// be a packet's reader).
+pub fn is_traced_syscall(nr: u64) -> bool {
+    TRACED_SYSCALLS
+        .iter()
+        .any(|syscall| syscall.number() == Some(nr))
+}
+
+/// Every program user space attaches by name: one per [`crate::EventKind`], then the wait
+/// syscalls' programs.
+pub fn program_names() -> impl Iterator<Item = &'static str> {
+    crate::EventKind::ALL
+        .iter()
+        .map(|kind| kind.name())
+        .chain(wait_programs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recv_syscalls_are_their_event_kinds() {
+        for syscall in TRACED_SYSCALLS {
+            if let SyscallRole::Recv { enter, exit } = syscall.role {
+                assert_eq!(enter.tracepoint(), ("syscalls", syscall.enter));
+                assert_eq!(exit.tracepoint(), ("syscalls", syscall.exit));
+            }
+        }
+    }
+
+    #[test]
+    fn every_syscall_kind_is_a_traced_syscall() {
+        for kind in crate::EventKind::ALL {
+            if kind.tracepoint().0 == "syscalls" {
+                assert!(
+                    TRACED_SYSCALLS.iter().any(
+                        |s| s.role != Wait && (s.enter == kind.name() || s.exit == kind.name())
+                    ),
+                    "{kind:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wait_programs_in_attach_order() {
+        let mut programs = wait_programs();
+        assert_eq!(programs.next(), Some("sys_enter_poll"));
+        assert_eq!(programs.next(), Some("sys_exit_poll"));
+        assert_eq!(programs.last(), Some("sys_exit_epoll_pwait2"));
+        assert_eq!(wait_programs().count(), 14);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x86_64_numbers() {
+        // recvfrom recvmsg recvmmsg read readv poll select epoll_wait ppoll pselect6
+        // epoll_pwait epoll_pwait2
+        for nr in [45, 47, 299, 0, 19, 7, 23, 232, 271, 270, 281, 441] {
+            assert!(is_traced_syscall(nr), "{nr}");
+        }
+        assert!(!is_traced_syscall(1), "write");
+    }
+}

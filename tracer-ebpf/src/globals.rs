@@ -1,0 +1,90 @@
+//! Read-only globals that user space sets before load (`tracer_common::abi` names them),
+//! and the volatile reads that keep the compiler from folding their defaults.
+
+use tracer_common::{
+    ANY_CPU, IGNORE_SLOTS, NET_IRQ_WORDS, SLOT_COUNT, Slot, abi::NO_OFFSET, offsets::ABSENT,
+};
+
+/// Field offsets of this kernel's tracepoints, indexed by [`Slot`].
+#[unsafe(no_mangle)]
+pub(crate) static OFFSETS: [u16; SLOT_COUNT] = [ABSENT; SLOT_COUNT];
+
+/// Keep only events whose current task belongs to this tgid (or whose subject is in
+/// `FILTER_TIDS`); 0 keeps everything.
+#[unsafe(no_mangle)]
+pub(crate) static FILTER_TGID: u32 = 0;
+
+/// Processes never traced: the tracer itself and the readers of its output pipe. Tracing
+/// them would feed output back into input (each line written wakes a reader: an event).
+/// Zero entries are unused.
+#[unsafe(no_mangle)]
+pub(crate) static IGNORE_TGIDS: [u32; IGNORE_SLOTS] = [0; IGNORE_SLOTS];
+
+/// 0: event mode (`tracer events`): an event is kept when its current task (or, for sched
+/// events, its subject) passes the pid filter. 1: journey mode (`tracer live`): packet-path
+/// events are kept from every context (packets do not run as their reader), sched events only
+/// for tasks that can be a packet's reader (`FILTER_TIDS` with a pid filter, else
+/// `RECV_TASKS`), and the tracer is ignored only as a subject, never as the interrupted task.
+#[unsafe(no_mangle)]
+pub(crate) static JOURNEY_MODE: u32 = 0;
+
+/// Keep only events on this CPU; [`ANY_CPU`] keeps every CPU.
+#[unsafe(no_mangle)]
+pub(crate) static FILTER_CPU: u32 = ANY_CPU;
+
+/// 1 when `sock:sock_recv_length` is attached: in journey mode a recv-family syscall exit is
+/// then emitted only if the call read a socket.
+#[unsafe(no_mangle)]
+pub(crate) static SOCKET_READS_ONLY: u32 = 0;
+
+/// 1 when `NET_IRQS` is filled: journey mode then keeps only those interrupts.
+#[unsafe(no_mangle)]
+pub(crate) static NET_IRQ_FILTER: u32 = 0;
+
+/// Bitmap of the IRQ numbers (below `NET_IRQ_BITS`) that belong to network devices.
+#[unsafe(no_mangle)]
+pub(crate) static NET_IRQS: [u64; NET_IRQ_WORDS] = [0; NET_IRQ_WORDS];
+
+/// Wake the reader only once this many bytes wait in `EVENTS`; 0 wakes it for every event
+/// (the kernel's default). User space, which polls on a short timer as well, sets it: a
+/// wakeup per packet costs more than tracing the packet (an irq_work, on a VM an exit).
+#[unsafe(no_mangle)]
+pub(crate) static WAKEUP_BYTES: u32 = 0;
+
+/// Offset of `struct sk_buff.data` (kernel BTF), or `NO_OFFSET`: netif_receive_skb then
+/// reads the packet's headers.
+#[unsafe(no_mangle)]
+pub(crate) static SKB_DATA_OFF: u32 = NO_OFFSET;
+
+/// Offset of `struct tcp_sock.copied_seq` (kernel BTF), or `NO_OFFSET`: sock_recv_length
+/// then reports the socket's read point after a TCP read.
+#[unsafe(no_mangle)]
+pub(crate) static TCP_COPIED_SEQ_OFF: u32 = NO_OFFSET;
+
+/// Reads a `u32` global.
+#[inline(always)]
+pub(crate) fn global_u32(value: &u32) -> u32 {
+    // SAFETY: read_volatile keeps the compiler from folding the default value; user space
+    // rewrites it before load.
+    unsafe { core::ptr::read_volatile(value) }
+}
+
+/// The offset of a field in its tracepoint record, or `ABSENT`.
+#[inline(always)]
+pub(crate) fn offset(slot: Slot) -> u16 {
+    // SAFETY: as in global_u32; the index is a constant below SLOT_COUNT.
+    unsafe { core::ptr::read_volatile(&OFFSETS[slot as usize]) }
+}
+
+/// Word `index` of the `NET_IRQS` bitmap (taken modulo its length).
+#[inline(always)]
+pub(crate) fn net_irq_word(index: usize) -> u64 {
+    // SAFETY: as in global_u32; the index is below NET_IRQ_WORDS.
+    unsafe { core::ptr::read_volatile(&NET_IRQS[index % NET_IRQ_WORDS]) }
+}
+
+/// Whether journey mode is on (`JOURNEY_MODE`).
+#[inline(always)]
+pub(crate) fn journey_mode() -> bool {
+    global_u32(&JOURNEY_MODE) != 0
+}

@@ -1,0 +1,71 @@
+//! The maps shared with user space (`tracer_common::abi` names them) and the accessors of
+//! the two task maps.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use tracer_common::{LostCounter, abi::recv_tasks::OUTSIDE};
+
+/// Every event, in one ring buffer (size set by user space).
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Per-CPU count of events lost to a full ring buffer, and how many were flagged.
+#[map]
+pub(crate) static LOST: PerCpuArray<LostCounter> = PerCpuArray::with_max_entries(1, 0);
+
+/// Threads that use recv-family or wait syscalls, valued `INSIDE` while inside one and
+/// `OUTSIDE` outside (`READ_SOCKET` once the call read a socket): the tasks a packet can
+/// wake. Journey mode keeps sched events only for those inside. Entries stay between calls
+/// (flipped in place, cheaper than an insert and a delete per call); LRU forgets threads
+/// that stopped reading.
+#[map]
+pub(crate) static RECV_TASKS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Threads of the `--pid` process: a sched event whose subject (the woken task, the task
+/// switched in) is one of them is kept even when another task is current.
+#[map]
+pub(crate) static FILTER_TIDS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Whether a thread is in `FILTER_TIDS`.
+#[inline(always)]
+pub(crate) fn filtered_tid(tid: u32) -> bool {
+    // SAFETY: a read-only lookup of a plain u8 value.
+    unsafe { FILTER_TIDS.get(&tid).is_some() }
+}
+
+/// Sets a thread's `RECV_TASKS` value in place; inserts only a thread new to the map.
+#[inline(always)]
+pub(crate) fn set_reading(tid: u32, value: u8) {
+    match RECV_TASKS.get_ptr_mut(&tid) {
+        // SAFETY: a u8 in a map value, written only by its own thread's programs.
+        Some(slot) => unsafe { *slot = value },
+        None => {
+            let _ = RECV_TASKS.insert(&tid, &value, 0);
+        }
+    }
+}
+
+/// Sets the current thread's `RECV_TASKS` value to `OUTSIDE`; returns the value it had.
+#[inline(always)]
+pub(crate) fn take_reading(tid: u32) -> u8 {
+    match RECV_TASKS.get_ptr_mut(&tid) {
+        Some(slot) => {
+            // SAFETY: a u8 in a map value, written only by its own thread's programs.
+            unsafe {
+                let was = *slot;
+                *slot = OUTSIDE;
+                was
+            }
+        }
+        None => OUTSIDE,
+    }
+}
+
+/// Whether a thread is inside a recv-family or wait syscall now.
+#[inline(always)]
+pub(crate) fn reading(tid: u32) -> bool {
+    // SAFETY: a read-only lookup of a plain u8 value.
+    unsafe { RECV_TASKS.get(&tid) }.is_some_and(|value| *value != OUTSIDE)
+}

@@ -1,0 +1,76 @@
+//! Scheduler programs: `sched:sched_waking`, `sched:sched_wakeup` and `sched:sched_switch`,
+//! kept for the task they are about (the woken task, the tasks switched in and out).
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use tracer_common::{EventKind, NAME_LEN, Slot};
+
+use crate::{
+    emit::emit,
+    fields::field,
+    filter::{here, sched_passes},
+    globals::journey_mode,
+};
+
+/// `sched_waking` / `sched_wakeup`: kept as `sched_passes` says for the woken task.
+macro_rules! wake_program {
+    ($name:ident, $kind:ident, $comm:ident, $pid:ident, $prio:ident, $cpu:ident) => {
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            let here = here();
+            let woken: u32 = field(&ctx, Slot::$pid);
+            let comm: [u8; NAME_LEN] = field(&ctx, Slot::$comm);
+            // ksoftirqd wakeups are kept too: NET_RX work moving to a thread.
+            if sched_passes(&here, woken, None) || (journey_mode() && is_ksoftirqd(&comm)) {
+                emit(&here, EventKind::$kind, |ev| {
+                    ev.arg0 = woken;
+                    ev.arg1 = field(&ctx, Slot::$cpu);
+                    ev.arg2 = field(&ctx, Slot::$prio);
+                    ev.name = comm;
+                });
+            }
+            0
+        }
+    };
+}
+
+#[inline(always)]
+fn is_ksoftirqd(comm: &[u8; NAME_LEN]) -> bool {
+    comm[..9] == *b"ksoftirqd"
+}
+
+// sched:sched_waking
+wake_program!(
+    sched_waking,
+    SchedWaking,
+    WakingComm,
+    WakingPid,
+    WakingPrio,
+    WakingCpu
+);
+
+// sched:sched_wakeup
+wake_program!(
+    sched_wakeup,
+    SchedWakeup,
+    WakeupComm,
+    WakeupPid,
+    WakeupPrio,
+    WakeupCpu
+);
+
+/// `sched:sched_switch`: kept as `sched_passes` says for the tasks switched in and out.
+#[tracepoint]
+pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    let here = here();
+    let next: u32 = field(&ctx, Slot::SwitchNextPid);
+    if sched_passes(&here, next, Some(here.tid)) {
+        emit(&here, EventKind::SchedSwitch, |ev| {
+            ev.addr = field(&ctx, Slot::SwitchPrevState);
+            ev.arg0 = field(&ctx, Slot::SwitchPrevPid);
+            ev.arg1 = next;
+            ev.arg2 = field(&ctx, Slot::SwitchNextPrio);
+            ev.name = field(&ctx, Slot::SwitchNextComm);
+        });
+    }
+    0
+}

@@ -1,0 +1,148 @@
+//! Syscall programs at `syscalls:sys_enter_*` / `sys_exit_*`: the recv family (events, and
+//! `RECV_TASKS` tracking) and the wait syscalls (tracking only). The list user space
+//! attaches is `tracer_common::abi::TRACED_SYSCALLS`; each entry needs both programs here.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use tracer_common::{
+    EventKind, Slot,
+    abi::recv_tasks::{INSIDE, READ_SOCKET},
+};
+
+use crate::{
+    emit::emit,
+    fields::field,
+    filter::{Here, context_passes, here, ignored},
+    globals::{FILTER_TGID, SOCKET_READS_ONLY, global_u32, journey_mode},
+    maps::{FILTER_TIDS, filtered_tid, set_reading, take_reading},
+};
+
+/// Marks the current thread as inside a recv-family or wait syscall (`RECV_TASKS`). Returns
+/// whether journey mode wants the entry event: it does not (the engine uses exits only).
+#[inline(always)]
+fn enter_recv(here: &Here) -> bool {
+    if !ignored(here.tgid) {
+        set_reading(here.tid, INSIDE);
+        // A thread of the --pid process created after start joins the filter here.
+        let want = global_u32(&FILTER_TGID);
+        if want != 0 && here.tgid == want && !filtered_tid(here.tid) {
+            let _ = FILTER_TIDS.insert(&here.tid, &1, 0);
+        }
+    }
+    false
+}
+
+/// The current thread's recv-family or wait syscall returned. Returns whether journey mode
+/// wants the exit event: only when the call read a socket (a read() of a pipe or file is
+/// nobody's packet), unless user space cannot know that (no sock_recv_length).
+#[inline(always)]
+fn exit_recv(here: &Here) -> bool {
+    take_reading(here.tid) == READ_SOCKET || global_u32(&SOCKET_READS_ONLY) == 0
+}
+
+/// The recv-family syscall programs: keep `RECV_TASKS` up to date (before any filter), then
+/// emit like a context program.
+macro_rules! syscall_program {
+    ($name:ident, $kind:ident, $track:ident, |$ctx:ident, $ev:ident| $fill:block) => {
+        #[tracepoint]
+        pub fn $name($ctx: TracePointContext) -> u32 {
+            let here = here();
+            let journey_wants = $track(&here);
+            if context_passes(&here) && (journey_wants || !journey_mode()) {
+                emit(&here, EventKind::$kind, |$ev| $fill);
+            }
+            0
+        }
+    };
+}
+
+/// Wait syscalls (poll, select, epoll) only keep `RECV_TASKS` up to date: a reader blocked
+/// in them is woken by a packet just like one blocked in recv().
+macro_rules! wait_program {
+    ($name:ident, $track:ident) => {
+        #[tracepoint]
+        pub fn $name(_ctx: TracePointContext) -> u32 {
+            let _ = $track(&here());
+            0
+        }
+    };
+}
+
+// syscalls:sys_enter_* / sys_exit_* of the wait syscalls in abi::TRACED_SYSCALLS.
+wait_program!(sys_enter_poll, enter_recv);
+wait_program!(sys_exit_poll, exit_recv);
+wait_program!(sys_enter_ppoll, enter_recv);
+wait_program!(sys_exit_ppoll, exit_recv);
+wait_program!(sys_enter_select, enter_recv);
+wait_program!(sys_exit_select, exit_recv);
+wait_program!(sys_enter_pselect6, enter_recv);
+wait_program!(sys_exit_pselect6, exit_recv);
+wait_program!(sys_enter_epoll_wait, enter_recv);
+wait_program!(sys_exit_epoll_wait, exit_recv);
+wait_program!(sys_enter_epoll_pwait, enter_recv);
+wait_program!(sys_exit_epoll_pwait, exit_recv);
+wait_program!(sys_enter_epoll_pwait2, enter_recv);
+wait_program!(sys_exit_epoll_pwait2, exit_recv);
+
+// syscalls:sys_enter_recvfrom
+syscall_program!(
+    sys_enter_recvfrom,
+    SysEnterRecvfrom,
+    enter_recv,
+    |ctx, ev| {
+        ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvfromFd) as u32;
+        ev.addr2 = field(&ctx, Slot::EnterRecvfromSize);
+    }
+);
+
+// syscalls:sys_exit_recvfrom
+syscall_program!(sys_exit_recvfrom, SysExitRecvfrom, exit_recv, |ctx, ev| {
+    ev.addr = field(&ctx, Slot::ExitRecvfromRet);
+});
+
+// syscalls:sys_enter_recvmsg
+syscall_program!(sys_enter_recvmsg, SysEnterRecvmsg, enter_recv, |ctx, ev| {
+    ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvmsgFd) as u32;
+});
+
+// syscalls:sys_exit_recvmsg
+syscall_program!(sys_exit_recvmsg, SysExitRecvmsg, exit_recv, |ctx, ev| {
+    ev.addr = field(&ctx, Slot::ExitRecvmsgRet);
+});
+
+// syscalls:sys_enter_recvmmsg
+syscall_program!(
+    sys_enter_recvmmsg,
+    SysEnterRecvmmsg,
+    enter_recv,
+    |ctx, ev| {
+        ev.arg0 = field::<u64>(&ctx, Slot::EnterRecvmmsgFd) as u32;
+        ev.addr2 = field(&ctx, Slot::EnterRecvmmsgVlen);
+    }
+);
+
+// syscalls:sys_exit_recvmmsg
+syscall_program!(sys_exit_recvmmsg, SysExitRecvmmsg, exit_recv, |ctx, ev| {
+    ev.addr = field(&ctx, Slot::ExitRecvmmsgRet);
+});
+
+// syscalls:sys_enter_read
+syscall_program!(sys_enter_read, SysEnterRead, enter_recv, |ctx, ev| {
+    ev.arg0 = field::<u64>(&ctx, Slot::EnterReadFd) as u32;
+    ev.addr2 = field(&ctx, Slot::EnterReadCount);
+});
+
+// syscalls:sys_exit_read
+syscall_program!(sys_exit_read, SysExitRead, exit_recv, |ctx, ev| {
+    ev.addr = field(&ctx, Slot::ExitReadRet);
+});
+
+// syscalls:sys_enter_readv
+syscall_program!(sys_enter_readv, SysEnterReadv, enter_recv, |ctx, ev| {
+    ev.arg0 = field::<u64>(&ctx, Slot::EnterReadvFd) as u32;
+    ev.addr2 = field(&ctx, Slot::EnterReadvVlen);
+});
+
+// syscalls:sys_exit_readv
+syscall_program!(sys_exit_readv, SysExitReadv, exit_recv, |ctx, ev| {
+    ev.addr = field(&ctx, Slot::ExitReadvRet);
+});
