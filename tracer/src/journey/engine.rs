@@ -21,22 +21,15 @@ use rustc_hash::FxHashMap;
 
 use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NAME_LEN, NET_RX_SOFTIRQ};
 
-use super::record::{Addr, Journey, Missing, Shared, Stage, StageDurations};
+pub use crate::host::irqmap::IrqDevice;
+
+use super::model::{Addr, Journey, Missing, Shared, Stage, StageDurations};
 
 /// MSG_PEEK: a read that leaves the datagram queued.
 const MSG_PEEK: u32 = 2;
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
 const AF_INET: u32 = 2;
-
-/// A network device's interrupt, from sysfs (see `irqmap`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IrqDevice {
-    /// The netdev, e.g. `eth0`.
-    pub dev: String,
-    /// The interrupt's action name, e.g. `virtio2-input.0`.
-    pub name: String,
-}
 
 /// Links this kernel (or the user, with `--without`) does not provide: the engine then
 /// falls back to the next best evidence and marks the stages it cannot measure.
@@ -459,7 +452,7 @@ impl Engine {
         if let Some(dev) = self.devs.get(&event.name) {
             return dev.clone();
         }
-        let dev = Shared::from(crate::decode::name(event).as_str());
+        let dev = Shared::from(crate::source::decode::name(event).as_str());
         // Names come from a handful of devices; a flood of distinct ones would be corrupt input.
         if self.devs.len() < MAX_COMMS {
             self.devs.insert(event.name, dev.clone());
