@@ -31,7 +31,7 @@ pub async fn record(
     let filters = capture::record_filters(options.pid, &options.without);
     let meta = capture::metadata(&probes, filters);
     let mut writer =
-        Writer::create(&output, &meta).with_context(|| format!("creating {}", output.display()))?;
+        Writer::create(output, &meta).with_context(|| format!("creating {}", output.display()))?;
     eprintln!("tracer: recording to {}; Ctrl-C to stop", output.display());
     let progress = std::io::stderr().is_terminal();
     let started = Instant::now();

@@ -169,7 +169,7 @@ pub fn export(
         }
     };
     let mut file =
-        std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?;
+        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
     file.write_all(&bytes)
         .with_context(|| format!("writing {}", output.display()))?;
     eprintln!(

@@ -10,6 +10,9 @@ use crate::{
     recording::Recording,
 };
 
+/// A breakdown of the report: its name and the group of a journey.
+type Section = (&'static str, Box<dyn Fn(&Journey) -> String>);
+
 /// The text report: recording facts, stage table, histograms, breakdowns, waterfalls, NAPI
 /// arithmetic, reader context switches, incomplete journeys.
 pub fn analysis_text(
@@ -75,7 +78,7 @@ pub fn analysis_text(
             text.push_str(&analysis::log2_histogram(journeys, stage));
         }
     }
-    let sections: [(&str, Box<dyn Fn(&Journey) -> String>); 4] = [
+    let sections: [Section; 4] = [
         ("device", Box::new(|journey| journey.dev.to_string())),
         (
             "irq",
