@@ -83,7 +83,8 @@ pub const NET_IRQ_WORDS: usize = (NET_IRQ_BITS / 64) as usize;
 /// `NetifReceiveSkb.arg1` bit: the program read the packet's IP and transport headers
 /// (kernel BTF gave `sk_buff.data`). Then `arg1` bits 0-7 hold the IP protocol, bits 8-15
 /// the TCP flags, bits 16-19 the IP version; `arg2` the transport payload length in bytes;
-/// `addr2` the TCP sequence number of the first payload byte.
+/// `addr2` bits 0-31 the TCP sequence number of the first payload byte, bits 32-47 the
+/// source port, bits 48-63 the destination port (TCP and UDP).
 pub const HDR_VALID: u32 = 1 << 24;
 
 /// `SockRecvLength.addr2` bit 32: bits 0-31 hold the TCP socket's `copied_seq` after the

@@ -11,7 +11,7 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
 /// Fills `arg1` (protocol, TCP flags, IP version, `HDR_VALID`), `arg2` (transport payload)
-/// and `addr2` (TCP sequence number) of a netif_receive_skb event whose `addr` is the skb
+/// and `addr2` (TCP sequence number, source and destination ports) of a netif_receive_skb event whose `addr` is the skb
 /// and `arg0` its length. Leaves them zero when the headers cannot be read.
 #[inline(always)]
 pub(crate) fn read_headers(ev: &mut Event) {
@@ -48,16 +48,19 @@ pub(crate) fn read_headers(ev: &mut Event) {
     else {
         return;
     };
+    let ports = u64::from(u16::from_be_bytes([l4[0], l4[1]])) << 32
+        | u64::from(u16::from_be_bytes([l4[2], l4[3]])) << 48;
     match proto {
         IPPROTO_TCP => {
             let doff = u32::from(l4[12] >> 4) * 4;
             ev.arg2 = l3_payload.saturating_sub(doff);
-            ev.addr2 = u64::from(u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]));
+            ev.addr2 = ports | u64::from(u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]));
             ev.arg1 = HDR_VALID | u32::from(version) << 16 | u32::from(l4[13]) << 8 | 6;
         }
         IPPROTO_UDP => {
             let length = u32::from(u16::from_be_bytes([l4[4], l4[5]]));
             ev.arg2 = length.saturating_sub(8);
+            ev.addr2 = ports;
             ev.arg1 = HDR_VALID | u32::from(version) << 16 | u32::from(IPPROTO_UDP);
         }
         other => {

@@ -1,21 +1,16 @@
 //! tracer: follow every received packet from the NIC's hard interrupt to the moment recv()
 //! returns it, with eBPF programs on kernel tracepoints.
 //!
-//! Data flow: [`probes`] load the programs and [`source`] reads their fixed-size records;
-//! [`decode`] turns records into events and lines; [`names`] resolves numbers to names.
+//! Data flow (docs/DESIGN.md): [`probe`] loads the programs on facts about this machine
+//! ([`host`]); [`source`] reads their records live, [`recording`] stores and reads them back;
+//! [`journey`] decodes, reorders and rebuilds each packet's journey; [`sink`] writes journeys
+//! out; [`session`] runs a whole trace; [`lab`] holds the exercises.
 
-pub mod btf;
-pub mod caps;
-pub mod clock;
-pub mod decode;
-pub mod duration;
-pub mod export;
-pub mod irqmap;
+pub mod host;
 pub mod journey;
-pub mod metrics;
-pub mod names;
-pub mod probes;
-pub mod record;
+pub mod lab;
+pub mod probe;
+pub mod recording;
+pub mod session;
+pub mod sink;
 pub mod source;
-pub mod tracefs;
-pub mod traffic;

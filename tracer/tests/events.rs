@@ -374,7 +374,7 @@ fn journey_mode_keeps_only_network_interrupts() {
     let Some(_serial) = kernel_test("journey_mode_keeps_only_network_interrupts") else {
         return;
     };
-    let network: HashSet<u32> = tracer::irqmap::IrqMap::from_system()
+    let network: HashSet<u32> = tracer::host::irqmap::IrqMap::from_system()
         .irqs
         .keys()
         .copied()
@@ -418,7 +418,7 @@ fn journey_mode_keeps_only_network_interrupts() {
         !other.is_empty(),
         "the disk workload raised no interrupt outside the network devices ({seen:?}): the check below could not fail"
     );
-    let recording = tracer::record::Recording::read(&trace).unwrap_or_else(|err| {
+    let recording = tracer::recording::Recording::read(&trace).unwrap_or_else(|err| {
         panic!("recording unreadable: {err}; recorder said {recorded_stderr:?}")
     });
     let recorded: HashSet<u32> = recording

@@ -4,15 +4,15 @@
 use std::path::Path;
 
 use tracer::{
-    journey::{Journey, Tracker},
-    record::Recording,
+    journey::{EngineConfig, Journey, Tracker},
+    recording::Recording,
 };
 
 fn journeys() -> (Vec<Journey>, Recording) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/nic-download/eth0-pip-download.trc");
     let recording = Recording::read(&path).expect("fixture reads");
-    let mut tracker = Tracker::new(recording.meta.engine_config(false));
+    let mut tracker = Tracker::new(EngineConfig::from_recording(&recording.meta, false));
     let mut out = Vec::new();
     for event in &recording.events {
         tracker.push_event(*event);

@@ -340,12 +340,13 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The workers first: once the master is gone they are nobody's children.
         for worker in self.workers() {
             // SAFETY: kill on a pid we started (a worker of our nginx).
             unsafe { libc::kill(worker as i32, libc::SIGKILL) };
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

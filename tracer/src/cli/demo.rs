@@ -6,9 +6,13 @@ use std::{io::BufRead as _, process::Stdio, time::Duration};
 use anyhow::Context as _;
 use clap::Args;
 use tokio::io::AsyncWriteExt as _;
-use tracer::{irqmap::IrqMap, probes::ProbeOptions, traffic};
-
-use super::live::{JourneyFilter, LiveOutput};
+use tracer::{
+    host::irqmap::IrqMap,
+    journey::JourneyFilter,
+    lab::workload as traffic,
+    probe::{ProbeOptions, Probes},
+    session::live::{LiveOutput, follow},
+};
 
 /// Options of `tracer demo`.
 #[derive(Clone, Debug, Args)]
@@ -106,12 +110,7 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
     eprintln!(
         "tracer:   wakeup: the kernel wakes the blocked reader; runqueue: the scheduler puts it on a CPU; syscall: recv() returns."
     );
-    let options = ProbeOptions {
-        pid: Some(pid),
-        journey_mode: true,
-        kernel_log: verbose,
-        ..ProbeOptions::default()
-    };
+    let options = ProbeOptions::journeys_of(pid, verbose);
     let output = LiveOutput {
         json: args.json,
         filter: JourneyFilter {
@@ -128,7 +127,7 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
     };
     let mut go = child.stdin.take().context("traffic process stdin")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let ready = move |_: &tracer::probes::Probes| {
+    let ready = move |_: &Probes| {
         let _ = ready_tx.send(());
     };
     let stop = async move {
@@ -140,7 +139,7 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
         // Let the last recv return leave the reorder window.
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let stats = super::live::follow(&options, &output, IrqMap::from_system(), ready, stop).await?;
+    let stats = follow(&options, &output, IrqMap::from_system(), ready, stop).await?;
     eprintln!(
         "tracer: demo done: {} journeys of process {pid}, {} complete. Next: `tracer live` follows every packet of this host.",
         stats.journeys, stats.complete

@@ -6,9 +6,11 @@ use std::path::Path;
 use clap::Args;
 use serde_json::json;
 use tracer::{
-    caps,
-    probes::{ProbeOptions, Probes},
-    tracefs::{self, FormatDir, Layout},
+    host::{
+        caps,
+        tracefs::{self, FormatDir, Layout},
+    },
+    probe::{ProbeOptions, Probes},
 };
 use tracer_common::EventKind;
 

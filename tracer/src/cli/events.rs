@@ -1,20 +1,11 @@
 //! `tracer events`: the raw decoded event stream.
 
-use std::{
-    future::Future,
-    io::{self, BufWriter},
-    time::Duration,
-};
+use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
-use tracer::{
-    decode,
-    names::Names,
-    probes::{ProbeOptions, Probes},
-};
+use tracer::session::events::stream;
 
-use super::{FilterArgs, Session, coverage, duration_arg};
+use super::{FilterArgs, duration_arg};
 
 /// Options of `tracer events`.
 #[derive(Clone, Debug, Args)]
@@ -38,123 +29,4 @@ pub async fn run(args: EventsArgs, verbose: bool) -> anyhow::Result<()> {
         }
     };
     stream(&options, args.json, |_| {}, stop).await.map(|_| ())
-}
-
-/// Counts of one streaming run.
-#[derive(Debug, Default)]
-pub struct StreamStats {
-    /// Events printed.
-    pub events: u64,
-    /// Records that did not decode.
-    pub undecodable: u64,
-    /// Events lost in the kernel, per CPU.
-    pub lost_per_cpu: Vec<u64>,
-}
-
-/// Prints decoded events until `stop` resolves, Ctrl-C or SIGTERM, or stdout closes; then
-/// drains what is left and prints the counts (lost per CPU) on stderr. `ready` runs once the
-/// programs are attached.
-pub async fn stream(
-    options: &ProbeOptions,
-    json: bool,
-    ready: impl FnOnce(&Probes),
-    stop: impl Future<Output = ()>,
-) -> anyhow::Result<StreamStats> {
-    let Session {
-        mut probes,
-        mut source,
-        mut signals,
-    } = Session::start(options)?;
-    let names = Names::from_system(probes.drop_reasons());
-    eprintln!("tracer: tracing {}; Ctrl-C to stop", coverage(&probes));
-    ready(&probes);
-
-    let mut printer = Printer {
-        out: BufWriter::new(io::stdout().lock()),
-        names,
-        json,
-        stats: StreamStats::default(),
-        closed: false,
-    };
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = signals.recv() => break,
-            () = &mut stop => break,
-            batch = source.next_batch(|bytes| printer.print(bytes)) => {
-                batch.context("reading the ring buffer")?;
-                printer.flush();
-                probes.flush_kernel_log();
-                if printer.closed {
-                    break;
-                }
-            }
-        }
-    }
-    source.drain_now(|bytes| printer.print(bytes));
-    printer.flush();
-    let mut stats = printer.stats;
-    stats.lost_per_cpu = probes.lost_per_cpu()?;
-    report(&stats);
-    Ok(stats)
-}
-
-struct Printer<W: io::Write> {
-    out: W,
-    names: Names,
-    json: bool,
-    stats: StreamStats,
-    closed: bool,
-}
-
-impl<W: io::Write> Printer<W> {
-    fn print(&mut self, bytes: &[u8]) {
-        let (event, kind) = match decode::decode(bytes) {
-            Ok(decoded) => decoded,
-            Err(err) => {
-                if self.stats.undecodable == 0 {
-                    log::warn!("undecodable record: {err}");
-                }
-                self.stats.undecodable += 1;
-                return;
-            }
-        };
-        self.names.learn(&event, kind);
-        if self.closed {
-            return;
-        }
-        let written = if self.json {
-            writeln!(self.out, "{}", decode::to_json(&event, kind, &self.names))
-        } else {
-            writeln!(self.out, "{}", decode::to_text(&event, kind, &self.names))
-        };
-        match written {
-            Ok(()) => self.stats.events += 1,
-            Err(_) => self.closed = true, // stdout closed (e.g. `| head`): stop quietly
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.out.flush().is_err() {
-            self.closed = true;
-        }
-    }
-}
-
-fn report(stats: &StreamStats) {
-    let lost: u64 = stats.lost_per_cpu.iter().sum();
-    let per_cpu: Vec<String> = stats
-        .lost_per_cpu
-        .iter()
-        .enumerate()
-        .map(|(cpu, n)| format!("cpu{cpu}={n}"))
-        .collect();
-    eprintln!(
-        "tracer: {} events; lost {lost} ({})",
-        stats.events,
-        per_cpu.join(" ")
-    );
-    if stats.undecodable > 0 {
-        eprintln!("tracer: {} undecodable records skipped", stats.undecodable);
-    }
 }

@@ -1,82 +1,18 @@
-//! Subcommands and what they share: filter options, the event loop, exit codes.
+//! Command-line arguments and dispatch: what the subcommands share (probe and ring options,
+//! durations, exit codes).
 
 pub mod demo;
 pub mod doctor;
+pub mod duration;
 pub mod events;
 pub mod lab;
 pub mod live;
-pub mod output;
 pub mod record;
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
-use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracer::{
-    probes::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions, Probes},
-    source::RingSource,
-};
-
-/// SIGINT and SIGTERM, the two ways to stop a tracing command cleanly.
-pub struct StopSignals {
-    sigint: Signal,
-    sigterm: Signal,
-}
-
-impl StopSignals {
-    /// Resolves when either arrives.
-    pub async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.sigint.recv() => {}
-            _ = self.sigterm.recv() => {}
-        }
-    }
-}
-
-/// What every tracing command starts with: the attached programs, their event stream and
-/// the stop signals.
-pub struct Session {
-    pub probes: Probes,
-    pub source: RingSource,
-    pub signals: StopSignals,
-}
-
-impl Session {
-    /// Loads and attaches the programs (warning about each tracepoint left out), opens the
-    /// ring buffer, and installs the signal handlers before the caller prints its ready
-    /// line, so a Ctrl-C right after that line is already ours.
-    pub fn start(options: &ProbeOptions) -> anyhow::Result<Self> {
-        let mut probes = Probes::load(options)?;
-        for (kind, why) in &probes.skipped {
-            let (category, name) = kind.tracepoint();
-            log::warn!("not tracing {category}:{name}: {why}");
-        }
-        let poll = options
-            .batch_wakeups
-            .then_some(tracer::source::POLL_INTERVAL);
-        let source =
-            RingSource::new(probes.take_ring()?, poll).context("polling the ring buffer")?;
-        let signals = StopSignals {
-            sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-        };
-        Ok(Self {
-            probes,
-            source,
-            signals,
-        })
-    }
-}
-
-/// `N of M tracepoints`, for the ready line.
-pub fn coverage(probes: &Probes) -> String {
-    let attached = probes.attached.len();
-    format!(
-        "{attached} of {} tracepoints",
-        attached + probes.skipped.len()
-    )
-}
+use tracer::probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions};
 
 /// Filters applied in the kernel, before an event is emitted.
 #[derive(Clone, Debug, Args)]
@@ -111,22 +47,49 @@ pub struct RingArgs {
 impl FilterArgs {
     /// The probe options these filters ask for.
     pub fn probe_options(&self, verbose: bool) -> ProbeOptions {
+        ProbeArgs {
+            pid: self.pid,
+            cpu: self.cpu,
+            without: &self.without,
+            ring: &self.ring,
+        }
+        .options(false, verbose)
+    }
+}
+
+/// The probe options every tracing command takes, whatever each calls and documents them
+/// as: the one place they become [`ProbeOptions`].
+pub struct ProbeArgs<'a> {
+    pub pid: Option<u32>,
+    pub cpu: Option<u32>,
+    pub without: &'a [String],
+    pub ring: &'a RingArgs,
+}
+
+impl ProbeArgs<'_> {
+    /// The options, in journey mode or event mode.
+    pub fn options(&self, journey_mode: bool, verbose: bool) -> ProbeOptions {
         ProbeOptions {
             without_btf: false,
             pid: self.pid,
             cpu: self.cpu,
-            journey_mode: false,
-            without: self.without.clone(),
+            journey_mode,
+            without: self.without.to_vec(),
             ring_bytes: self.ring.ring_size,
             kernel_log: verbose,
             batch_wakeups: !self.ring.wakeup_per_event,
         }
     }
+
+    /// The options of a journey command (`live`, `record`).
+    pub fn journeys(&self, verbose: bool) -> ProbeOptions {
+        self.options(true, verbose)
+    }
 }
 
 /// Parses `--duration` values.
 pub fn duration_arg(text: &str) -> Result<Duration, String> {
-    tracer::duration::parse(text)
+    duration::parse(text)
 }
 
 /// Exit status for an error: 2 when tracing is impossible (permissions), else 1.

@@ -1,20 +1,19 @@
-//! Journeys: the engine that rebuilds each packet's path from events, the record it yields,
-//! the reorder window in front of it, and the per-stage summary behind it.
+//! Journeys: the model of one packet's path, the engine that rebuilds it from events, the
+//! reorder window in front of it, the pipeline that joins them, the filter and the field table
+//! behind it.
 
-pub mod analysis;
 pub mod engine;
-pub mod json;
-pub mod record;
-pub mod render;
+pub mod fields;
+pub mod filter;
+pub mod model;
+pub mod pipeline;
 pub mod reorder;
-pub mod summary;
-pub mod tracker;
 
 #[cfg(test)]
 mod tests;
 
 pub use engine::{Degraded, Engine, EngineConfig, EngineStats, IrqDevice, ReaderFilter};
-pub use record::{Journey, Missing, Stage, StageDurations, Stamps};
+pub use filter::JourneyFilter;
+pub use model::{Journey, Missing, Stage, StageDurations, Stamps};
+pub use pipeline::Tracker;
 pub use reorder::Reorder;
-pub use summary::StageSummary;
-pub use tracker::Tracker;

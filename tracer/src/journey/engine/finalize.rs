@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::{Degraded, Open};
-use crate::journey::record::{Journey, Missing, Stage, StageDurations};
+use crate::journey::model::{Journey, Missing, Stage, StageDurations};
 
 fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
     to?.checked_sub(from?)

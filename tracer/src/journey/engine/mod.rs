@@ -32,7 +32,7 @@ pub use stats::{
     DEFAULT_MAX_OPEN, Degraded, EngineConfig, EngineStats, IrqDevice, ReaderFilter,
 };
 
-use super::record::{Addr, Journey, Shared};
+use super::model::{Addr, Journey, Shared};
 use cpu::CpuState;
 use sockets::SocketQueue;
 
@@ -68,6 +68,8 @@ struct Open {
     raised_without_irq: bool,
     /// TCP sequence number of the first payload byte (from the packet's header).
     seq: Option<u32>,
+    /// Source and destination ports (from the packet's header), TCP and UDP.
+    ports: Option<(u16, u16)>,
     /// Payload bytes already returned by reads (TCP).
     taken: u32,
     /// tcp_probe saw it enter an established socket.
@@ -85,7 +87,11 @@ pub struct Engine {
     skbs: FxHashMap<u64, u64>,
     sockets: FxHashMap<u64, SocketQueue>,
     /// TCP segments that reached their socket (tcp_probe) and wait for its sk_data_ready.
-    awaiting_ready: FxHashMap<u64, u64>,
+    awaiting_ready: FxHashMap<u64, Vec<u64>>,
+    /// TCP data segments received but not yet linked to a socket: the candidates when the
+    /// kernel coalesced one into another in the socket backlog (then only the surviving skb
+    /// passes tcp_probe, carrying both payloads).
+    unlinked_tcp: Vec<u64>,
     woken: FxHashMap<u32, Vec<u64>>,
     /// Packets whose last byte the current syscall of a thread returned.
     reading: FxHashMap<u32, Vec<u64>>,
@@ -212,7 +218,12 @@ impl Engine {
         let open = &self.open;
         let before = self.table_entries();
         self.skbs.retain(|_, id| open.contains_key(id));
-        self.awaiting_ready.retain(|_, id| open.contains_key(id));
+        for ids in self.awaiting_ready.values_mut() {
+            ids.retain(|id| open.contains_key(id));
+        }
+        self.awaiting_ready.retain(|_, ids| !ids.is_empty());
+        self.unlinked_tcp
+            .retain(|id| open.get(id).is_some_and(|o| o.phase == Phase::Stack));
         for queue in self.sockets.values_mut() {
             queue.ids.retain(|id| open.contains_key(id));
         }
@@ -254,7 +265,8 @@ impl Engine {
 
     fn table_entries(&self) -> usize {
         self.skbs.len()
-            + self.awaiting_ready.len()
+            + self.awaiting_ready.values().map(Vec::len).sum::<usize>()
+            + self.unlinked_tcp.len()
             + self.sockets.values().map(|q| q.ids.len()).sum::<usize>()
             + self.woken.values().map(Vec::len).sum::<usize>()
             + self.reading.values().map(Vec::len).sum::<usize>()
@@ -314,7 +326,7 @@ impl Engine {
         if let Some(dev) = self.devs.get(&event.name) {
             return dev.clone();
         }
-        let dev = Shared::from(crate::decode::name(event).as_str());
+        let dev = Shared::from(crate::source::decode::name(event).as_str());
         // Names come from a handful of devices; a flood of distinct ones would be corrupt input.
         if self.devs.len() < MAX_COMMS {
             self.devs.insert(event.name, dev.clone());
@@ -360,6 +372,7 @@ impl Engine {
                 softirq_unknown: false,
                 raised_without_irq: false,
                 seq: None,
+                ports: None,
                 taken: 0,
                 probed: false,
                 woke_other: false,
@@ -409,8 +422,8 @@ impl Engine {
         if self.skbs.get(&open.skb) == Some(&id) {
             self.skbs.remove(&open.skb);
         }
-        if self.awaiting_ready.get(&open.sk) == Some(&id) {
-            self.awaiting_ready.remove(&open.sk);
+        if let Some(ids) = self.awaiting_ready.get_mut(&open.sk) {
+            ids.retain(|other| *other != id);
         }
         if open.phase == Phase::Queued {
             if let Some(queue) = self.sockets.get_mut(&open.sk) {

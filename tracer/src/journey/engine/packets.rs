@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use tracer_common::{Event, HDR_VALID};
 
 use super::{Engine, Phase};
-use crate::journey::{Journey, record::TcpFlags};
+use crate::journey::{Journey, model::TcpFlags};
 
 pub(super) const IPPROTO_TCP: u32 = 6;
 pub(super) const IPPROTO_UDP: u32 = 17;
@@ -72,6 +72,9 @@ impl Engine {
                 let proto = event.arg1 & 0xff;
                 open.journey.proto = proto_name(proto);
                 open.journey.payload = Some(event.arg2);
+                if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
+                    open.ports = Some(((event.addr2 >> 32) as u16, (event.addr2 >> 48) as u16));
+                }
                 if proto == IPPROTO_TCP {
                     open.journey.tcp_flags = Some(TcpFlags((event.arg1 >> 8) as u8));
                     open.seq = Some(event.addr2 as u32);
@@ -85,6 +88,14 @@ impl Engine {
             state.last_received = None;
             state.last_was_control = true;
         } else {
+            if self.open.get(&id).is_some_and(|open| open.seq.is_some()) {
+                if self.unlinked_tcp.len() >= 4096 {
+                    let open = &self.open;
+                    self.unlinked_tcp
+                        .retain(|id| open.get(id).is_some_and(|o| o.phase == Phase::Stack));
+                }
+                self.unlinked_tcp.push(id);
+            }
             let state = self.cpu(cpu);
             state.last_received = Some(id);
             state.last_was_control = false;

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use tracer_common::{COPIED_SEQ_VALID, Event, EventKind};
 
 use super::{Engine, Phase, packets::IPPROTO_TCP, sockets::Owner};
-use crate::journey::{Journey, record::{Addr, Shared}};
+use crate::journey::{Journey, model::{Addr, Shared}};
 
 /// MSG_PEEK: a read that leaves the data queued.
 const MSG_PEEK: u32 = 2;

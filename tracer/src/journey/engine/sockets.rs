@@ -10,7 +10,7 @@ use super::{
     Engine, Phase,
     packets::{IPPROTO_TCP, IPPROTO_UDP, proto_name},
 };
-use crate::journey::{Journey, record::Addr};
+use crate::journey::{Journey, model::Addr};
 
 const AF_INET: u32 = 2;
 
@@ -79,40 +79,99 @@ impl Engine {
         if open.phase != Phase::Stack {
             return;
         }
-        open.probed = true;
-        open.sk = sk;
-        let journey = &mut open.journey;
-        journey.skaddr = Some(Addr(sk));
-        journey.proto = Cow::Borrowed("tcp");
-        let payload = *journey
+        let data_len = event.arg0 & 0xffff;
+        let own = *open
+            .journey
             .payload
-            .get_or_insert_with(|| unwrap_data_len(event.arg0, journey.len));
-        if payload == 0 {
+            .get_or_insert_with(|| unwrap_data_len(data_len, open.journey.len));
+        let seq = open.seq;
+        let mut linked = Vec::new();
+        if own > 0 {
+            linked.push(id);
+        } else {
+            // A pure ACK (maybe one the backlog merged data into: that data has journeys
+            // of its own, found below).
             self.end_control(id, out);
-            return;
         }
-        if self.enqueue(id, sk, true) {
-            self.awaiting_ready.insert(sk, id);
-            let state = self.cpu(event.cpu);
-            if state.last_received == Some(id) {
-                state.last_received = None;
+        if own & 0xffff != data_len
+            && let Some(seq) = seq
+        {
+            linked.extend(self.coalesced_into(seq, own, data_len, event.arg1));
+        }
+        for id in linked {
+            let Some(open) = self.open.get_mut(&id) else {
+                continue;
+            };
+            open.probed = true;
+            open.sk = sk;
+            open.journey.skaddr = Some(Addr(sk));
+            open.journey.proto = Cow::Borrowed("tcp");
+            if self.enqueue(id, sk, true) {
+                self.awaiting_ready.entry(sk).or_default().push(id);
+                let state = self.cpu(event.cpu);
+                if state.last_received == Some(id) {
+                    state.last_received = None;
+                }
             }
         }
     }
 
-    /// `sock:sk_data_ready`: the socket has data for its reader. Links the segment tcp_probe
+    /// The segments the kernel merged into the one at `seq` (carrying `own` bytes) while it
+    /// waited in the socket backlog: tcp_add_backlog coalesces, and the merged skbs are freed
+    /// untraced, so tcp_probe sees one skb whose `data_len` (16 bits: modulo 65536) counts
+    /// them all. They are the same flow's unlinked segments that follow it without a gap,
+    /// up to where the total matches `data_len`. `ports` is tcp_probe's local << 16 | remote.
+    fn coalesced_into(&mut self, seq: u32, own: u32, data_len: u32, ports: u32) -> Vec<u64> {
+        let (local, remote) = ((ports >> 16) as u16, ports as u16);
+        let open = &self.open;
+        self.unlinked_tcp
+            .retain(|id| open.get(id).is_some_and(|o| o.phase == Phase::Stack));
+        let mut candidates: Vec<(u32, u32, u64)> = self
+            .unlinked_tcp
+            .iter()
+            .filter_map(|id| {
+                let o = open.get(id)?;
+                let offset = o.seq?.wrapping_sub(seq);
+                let flow = o.ports == Some((remote, local));
+                let payload = o.journey.payload?;
+                (flow && !o.probed && offset >= own).then_some((offset, payload, *id))
+            })
+            .collect();
+        candidates.sort_unstable();
+        let mut total = own;
+        let mut merged = Vec::new();
+        for (offset, payload, id) in candidates {
+            if offset != total {
+                break;
+            }
+            total = total.wrapping_add(payload);
+            merged.push(id);
+            if total & 0xffff == data_len {
+                return merged;
+            }
+        }
+        Vec::new()
+    }
+
+    /// `sock:sk_data_ready`: the socket has data for its reader. Links the segments tcp_probe
     /// announced on this socket, else the packet this CPU received last.
     pub(super) fn on_data_ready(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let sk = event.addr;
-        if let Some(id) = self.awaiting_ready.remove(&sk) {
-            if let Some(open) = self.open.get_mut(&id) {
+        if let Some(ids) = self.awaiting_ready.remove(&sk) {
+            for &id in &ids {
+                let Some(open) = self.open.get_mut(&id) else {
+                    continue;
+                };
                 open.journey.ts.sk_data_ready.get_or_insert(event.ts);
-                // The bytes are on the socket now; the skb may be coalesced into another and
-                // freed untraced, so its address no longer names this packet.
+                // The bytes are on the socket now; the skb may be coalesced into another
+                // and freed untraced, so its address no longer names this packet.
                 if self.skbs.get(&open.skb) == Some(&id) {
                     self.skbs.remove(&open.skb);
                 }
-                self.cpu(event.cpu).last_ready = Some(id);
+            }
+            // The wakeup that follows is the newest segment's.
+            if let Some(&last) = ids.last() {
+                self.cpu(event.cpu).last_ready = Some(last);
             }
             return;
         }

@@ -5,14 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tracer_common::EventKind;
 
-/// A network device's interrupt, from sysfs (see `irqmap`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IrqDevice {
-    /// The netdev, e.g. `eth0`.
-    pub dev: String,
-    /// The interrupt's action name, e.g. `virtio2-input.0`.
-    pub name: String,
-}
+pub use crate::host::irqmap::IrqDevice;
 
 /// Links this kernel (or the user, with `--without`) does not provide: the engine then
 /// falls back to the next best evidence and marks the stages it cannot measure.

@@ -179,7 +179,7 @@ pub fn export(
             Some(EventKind::NapiPoll) => {
                 let name = format!(
                     "napi_poll {} {}/{}",
-                    crate::decode::name(event),
+                    crate::source::decode::name(event),
                     event.arg0,
                     event.arg1
                 );
@@ -193,7 +193,7 @@ pub fn export(
                     let comm = comms
                         .get(&event.arg1)
                         .cloned()
-                        .unwrap_or_else(|| crate::decode::name(event));
+                        .unwrap_or_else(|| crate::source::decode::name(event));
                     open.entry(tasks).or_default().begin("task");
                     let name = format!("{comm} ({})", event.arg1);
                     writer.event(event.ts, SLICE_BEGIN, tasks, Some(&name), &[], &[]);

@@ -3,7 +3,7 @@
 //! Each tracepoint is attached on its own; one that this kernel lacks (or whose layout does
 //! not fit) is reported by name and the others still attach.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -15,101 +15,15 @@ use tracer_common::{
     abi::recv_tasks::INSIDE,
 };
 
-use crate::{
+use super::{ProbeError, ProbeOptions};
+use crate::host::{
     btf::StructOffsets,
-    names::numbered_entries,
-    tracefs::{self, FormatDir, Layout, TracefsError},
+    procfs::{ignored_tgids, possible_cpus, tasks_in_recv, threads_of},
+    tracefs::{self, FormatDir, Layout},
 };
 
 /// The compiled eBPF object, embedded at build time.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
-
-/// Default ring buffer size: 8 MiB holds 131072 events (64 B each).
-pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
-
-/// What to trace and how.
-#[derive(Clone, Debug)]
-pub struct ProbeOptions {
-    /// Keep events of this process (tgid) only, as current task or as subject.
-    pub pid: Option<u32>,
-    /// Keep events on this CPU only.
-    pub cpu: Option<u32>,
-    /// Journey mode (`tracer live`): packet-path events from every context, sched events
-    /// only for possible readers. Off: event mode, every filter on the current task.
-    pub journey_mode: bool,
-    /// Tracepoints to leave out, as `category:name` or `name`.
-    pub without: Vec<String>,
-    /// Ring buffer size in bytes (a power of two, at least one page).
-    pub ring_bytes: u32,
-    /// Forward the programs' aya-log messages to the `log` crate.
-    pub kernel_log: bool,
-    /// Do not read kernel BTF: no packet headers, no TCP read points (the fallback a kernel
-    /// without BTF gets; for tests and comparisons).
-    pub without_btf: bool,
-    /// Batch the ring buffer's wakeups: the kernel wakes the reader only once
-    /// [`Self::wakeup_bytes`] wait, and the reader also drains every [`crate::source::POLL_INTERVAL`].
-    /// Off: a wakeup per event (lowest delivery latency, highest cost on the traced host).
-    pub batch_wakeups: bool,
-}
-
-impl Default for ProbeOptions {
-    fn default() -> Self {
-        Self {
-            pid: None,
-            cpu: None,
-            journey_mode: false,
-            without: Vec::new(),
-            ring_bytes: DEFAULT_RING_BYTES,
-            kernel_log: false,
-            without_btf: false,
-            batch_wakeups: true,
-        }
-    }
-}
-
-impl ProbeOptions {
-    /// Bytes waiting in the ring buffer that make the kernel wake the reader; 0 for every
-    /// event. An eighth of the ring leaves room for a poll interval of a flood.
-    pub fn wakeup_bytes(&self) -> u32 {
-        if self.batch_wakeups {
-            self.ring_bytes / 8
-        } else {
-            0
-        }
-    }
-}
-
-/// Errors of loading and attaching, with the context a user needs.
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    /// Not allowed to load eBPF programs.
-    #[error("{0}")]
-    Permission(String),
-    /// tracefs trouble.
-    #[error(transparent)]
-    Tracefs(#[from] TracefsError),
-    /// `--pid` names no running process.
-    #[error("no process with pid {0}")]
-    NoSuchPid(u32),
-    /// `--cpu` names no online CPU.
-    #[error("no CPU {cpu}: this machine has CPUs 0-{last}")]
-    NoSuchCpu { cpu: u32, last: u32 },
-    /// Ring buffer size the kernel would reject.
-    #[error("ring buffer size {0} is not a power of two of at least 4096 bytes")]
-    RingSize(u32),
-    /// The object failed to load (verifier, maps).
-    #[error("loading the eBPF object: {0}")]
-    Load(#[from] aya::EbpfError),
-    /// A map the object must contain is missing or of another type.
-    #[error("eBPF map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: aya::maps::MapError,
-    },
-    /// Every tracepoint failed.
-    #[error("no tracepoint could be attached")]
-    NothingAttached,
-}
 
 /// Loaded and attached programs, and the maps user space reads.
 pub struct Probes {
@@ -131,7 +45,7 @@ pub struct Probes {
 impl Probes {
     /// Checks permissions and options, reads tracefs, loads and attaches every program.
     pub fn load(options: &ProbeOptions) -> Result<Self, ProbeError> {
-        crate::caps::check().map_err(ProbeError::Permission)?;
+        crate::host::caps::check().map_err(ProbeError::Permission)?;
         if !(options.ring_bytes.is_power_of_two() && options.ring_bytes >= 4096) {
             return Err(ProbeError::RingSize(options.ring_bytes));
         }
@@ -171,7 +85,12 @@ impl Probes {
         let socket_reads_only = options.journey_mode && layout.has(EventKind::SockRecvLength);
         // Journey mode keeps only network devices' interrupts, when we can tell which they are.
         let net_irqs = if options.journey_mode {
-            net_irq_bitmap(crate::irqmap::IrqMap::from_system().irqs.keys().copied())
+            net_irq_bitmap(
+                crate::host::irqmap::IrqMap::from_system()
+                    .irqs
+                    .keys()
+                    .copied(),
+            )
         } else {
             None
         };
@@ -201,6 +120,7 @@ impl Probes {
             .override_global(abi::SOCKET_READS_ONLY, &u32::from(socket_reads_only), true)
             .override_global(abi::NET_IRQ_FILTER, &u32::from(net_irqs.is_some()), true)
             .override_global(abi::NET_IRQS, &net_irqs.unwrap_or([0; NET_IRQ_WORDS]), true)
+
             .override_global(
                 abi::SKB_DATA_OFF,
                 &struct_offsets.skb_data.unwrap_or(abi::NO_OFFSET),
@@ -385,87 +305,6 @@ fn attach_program(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<(), Str
         .attach(category, name)
         .map_err(|err| format!("{category}:{name}: attach failed: {err}"))?;
     Ok(())
-}
-
-/// This process, then the processes that read its stdout when that is a pipe (`| grep`):
-/// tracing them would trace our own output being consumed.
-fn ignored_tgids() -> Vec<u32> {
-    let me = std::process::id();
-    let mut tgids = vec![me];
-    let Ok(stdout) = fs::read_link("/proc/self/fd/1") else {
-        return tgids;
-    };
-    let stdout = stdout.to_string_lossy().into_owned();
-    if !stdout.starts_with("pipe:") {
-        return tgids;
-    }
-    for (pid, dir) in numbered_entries(Path::new("/proc")) {
-        if pid == me || tgids.len() >= IGNORE_SLOTS {
-            continue;
-        }
-        let Ok(fds) = fs::read_dir(dir.join("fd")) else {
-            continue;
-        };
-        let reads_our_pipe = fds.flatten().any(|fd| {
-            let same_pipe =
-                fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == stdout);
-            same_pipe && opened_read_only(&dir, &fd.file_name().to_string_lossy())
-        });
-        if reads_our_pipe {
-            tgids.push(pid);
-        }
-    }
-    tgids
-}
-
-/// Whether `/proc/<pid>/fdinfo/<fd>` says the fd is open for reading only (O_RDONLY).
-fn opened_read_only(proc_dir: &Path, fd: &str) -> bool {
-    let Ok(info) = fs::read_to_string(proc_dir.join("fdinfo").join(fd)) else {
-        return false;
-    };
-    info.lines()
-        .find_map(|line| line.strip_prefix("flags:"))
-        .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
-        .is_some_and(|flags| flags & 0o3 == 0)
-}
-
-/// Threads blocked in a recv-family or wait syscall right now (`/proc/*/task/*/syscall`), so a
-/// reader that was already waiting when tracing began is followed from its first packet.
-fn tasks_in_recv() -> Vec<u32> {
-    let mut tids = Vec::new();
-    for (_, process) in numbered_entries(Path::new("/proc")) {
-        for (tid, task) in numbered_entries(&process.join("task")) {
-            let Ok(syscall) = fs::read_to_string(task.join("syscall")) else {
-                continue;
-            };
-            let number = syscall
-                .split_whitespace()
-                .next()
-                .and_then(|nr| nr.parse::<u64>().ok());
-            if number.is_some_and(abi::is_traced_syscall) {
-                tids.push(tid);
-            }
-        }
-    }
-    tids
-}
-
-/// The thread ids of a process at this moment.
-fn threads_of(pid: u32) -> Vec<u32> {
-    let mut tids: Vec<u32> = numbered_entries(Path::new(&format!("/proc/{pid}/task")))
-        .map(|(tid, _)| tid)
-        .collect();
-    if tids.is_empty() {
-        tids.push(pid);
-    }
-    tids
-}
-
-/// Number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. `0-1`).
-fn possible_cpus() -> Option<u32> {
-    let text = fs::read_to_string("/sys/devices/system/cpu/possible").ok()?;
-    let last = text.trim().rsplit(['-', ',']).next()?.parse::<u32>().ok()?;
-    Some(last + 1)
 }
 
 impl std::fmt::Debug for Probes {

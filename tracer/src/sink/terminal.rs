@@ -1,18 +1,35 @@
-//! Journey output shared by `live`, `demo` and `report`.
+//! Journeys and summaries on stdout (text lines or JSON objects), as `live`, `demo` and
+//! `report` print them.
 
 use std::{
     io::{self, BufWriter},
     time::Duration,
 };
 
-use tracer::journey::{Journey, StageSummary, Tracker, render};
+use super::{
+    jsonl,
+    summary::{StageSummary, run_summary},
+    text,
+};
+use crate::journey::{Journey, JourneyFilter, Tracker};
 
-use super::live::LiveOutput;
+/// What the terminal shows.
+#[derive(Clone, Debug, Default)]
+pub struct Shown {
+    /// JSON objects instead of text lines.
+    pub json: bool,
+    /// Count journeys but print none.
+    pub quiet: bool,
+    /// Stop showing after this many.
+    pub count: Option<u64>,
+    /// Which journeys.
+    pub filter: JourneyFilter,
+}
 
 /// Prints journeys (text lines or JSON objects) and summaries.
 pub struct JourneySink<W: io::Write> {
     out: W,
-    output: LiveOutput,
+    output: Shown,
     summary: StageSummary,
     shown: u64,
     closed: bool,
@@ -22,7 +39,7 @@ pub struct JourneySink<W: io::Write> {
 
 impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
     /// A sink on stdout; text output starts with the column header.
-    pub fn stdout(output: LiveOutput) -> Self {
+    pub fn stdout(output: Shown) -> Self {
         let mut sink = Self {
             out: BufWriter::new(io::stdout().lock()),
             output,
@@ -32,7 +49,7 @@ impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
             line: String::new(),
         };
         if !sink.output.json && !sink.output.quiet {
-            sink.write_line(&render::header());
+            sink.write_line(&text::header());
         }
         sink
     }
@@ -65,11 +82,11 @@ impl<W: io::Write> JourneySink<W> {
             if self.output.json {
                 let mut line = std::mem::take(&mut self.line);
                 line.clear();
-                tracer::journey::json::write(&journey, &mut line);
+                jsonl::write(&journey, &mut line);
                 self.write_line(&line);
                 self.line = line;
             } else {
-                self.write_line(&render::line(&journey));
+                self.write_line(&text::line(&journey));
             }
         }
         if self.out.flush().is_err() {
@@ -92,56 +109,7 @@ impl<W: io::Write> JourneySink<W> {
         elapsed: Duration,
         last: bool,
     ) {
-        let stats = tracker.engine().stats();
-        let shown = self.summary.journeys;
-        let mut text = format!(
-            "--- {} after {:.1}s: {shown} journeys shown; engine: {} complete, {} incomplete ---\n",
-            if last { "summary" } else { "so far" },
-            elapsed.as_secs_f64(),
-            stats.complete,
-            stats.incomplete.values().sum::<u64>(),
-        );
-        text.push_str(&self.summary.table());
-        for (reason, count) in &stats.incomplete {
-            text.push_str(&format!("incomplete: {count} {reason}\n"));
-        }
-        for (reason, count) in &stats.unsocketed {
-            text.push_str(&format!(
-                "not shown, never reached a socket: {count} {reason}\n"
-            ));
-        }
-        let lost = match lost {
-            Some(lost) => {
-                let per_cpu: Vec<String> = lost
-                    .iter()
-                    .enumerate()
-                    .map(|(cpu, n)| format!("cpu{cpu}={n}"))
-                    .collect();
-                format!("{} ({})", lost.iter().sum::<u64>(), per_cpu.join(" "))
-            }
-            None => {
-                let marks: Vec<String> = stats
-                    .loss_marks
-                    .iter()
-                    .map(|(cpu, n)| format!("cpu{cpu}: {n} gaps"))
-                    .collect();
-                if marks.is_empty() {
-                    "none marked".to_owned()
-                } else {
-                    marks.join(", ")
-                }
-            }
-        };
-        text.push_str(&format!(
-            "lost events: {lost}; late events: {}; ksoftirqd wakeups: {}; reads that found no new packet: {}; \
-             evicted (memory bound): {}; stale links swept: {}; events read: {}\n",
-            tracker.late_events(),
-            stats.ksoftirqd_wakeups,
-            stats.reads_without_packet,
-            stats.evicted,
-            stats.swept,
-            stats.events,
-        ));
+        let text = run_summary(&self.summary, tracker, lost, elapsed, last);
         if self.output.json {
             eprint!("{text}");
         } else {

@@ -1,91 +1,62 @@
-//! The journey record as one JSON line, written by hand: the same bytes serde_json writes for
-//! [`Journey`]'s `Serialize` (a unit test holds them equal), at a fraction of the cost (keys
-//! are constants, numbers go through itoa, strings are copied whole when nothing needs an
-//! escape). `tracer live --json` writes one of these per packet.
+//! The journey record as one JSON line, written by hand from the field table
+//! ([`crate::journey::fields`]): the same bytes serde_json writes for [`Journey`]'s
+//! `Serialize` (a unit test holds them equal), at a fraction of the cost (keys are constants,
+//! numbers go through itoa, strings are copied whole when nothing needs an escape).
+//! `tracer live --json` writes one of these per packet.
 
-use super::record::{Addr, Journey, Missing, StageDurations, Stamps};
+use std::io;
 
-/// `,"name":` as one literal.
-macro_rules! key {
-    ($name:literal) => {
-        concat!(",\"", $name, "\":")
-    };
-}
+use super::Sink;
+use crate::journey::{
+    Journey, Missing, StageDurations, Stamps,
+    fields::{FIELDS, STAGE_KEYS, STAMPS, Value, stages},
+    model::Addr,
+};
 
 /// Appends `journey` as a JSON object (no newline) to `out`.
 pub fn write(journey: &Journey, out: &mut String) {
     let mut w = Writer { out, first: true };
     w.open();
-    w.number(key!("id"), Some(journey.id));
-    w.string(key!("dev"), Some(&journey.dev));
-    w.number(key!("irq"), journey.irq);
-    w.string(key!("irq_name"), journey.irq_name.as_deref());
-    w.number(key!("cpu_irq"), journey.cpu_irq);
-    w.number(key!("cpu_softirq"), journey.cpu_softirq);
-    w.number(key!("cpu_task"), journey.cpu_task);
-    w.number(key!("cpu_stack"), journey.cpu_stack);
-    w.number(key!("pid"), journey.pid);
-    w.number(key!("tid"), journey.tid);
-    w.string(key!("comm"), journey.comm.as_deref());
-    w.string(key!("proto"), Some(&journey.proto));
-    w.number(key!("len"), Some(journey.len));
-    w.number(key!("bytes"), journey.bytes);
-    w.string(key!("syscall"), journey.syscall);
-    w.number(key!("napi_batch_pos"), journey.napi_batch_pos);
-    w.number(key!("napi_work"), journey.napi_work);
-    w.number(key!("napi_budget"), journey.napi_budget);
-    w.boolean(key!("softirq_in_ksoftirqd"), journey.softirq_in_ksoftirqd);
-    w.number(key!("gro_merged"), Some(journey.gro_merged));
-    w.number(key!("read_packets"), Some(journey.read_packets));
-    w.boolean(key!("partial_read"), journey.partial_read);
-    w.addr(key!("skbaddr"), Some(journey.skbaddr));
-    w.addr(key!("skaddr"), journey.skaddr);
-    w.number(key!("payload"), journey.payload);
-    let flags = journey.tcp_flags.map(|flags| flags.to_string());
-    w.string(key!("tcp_flags"), flags.as_deref());
-    w.boolean(key!("control"), journey.control);
-    w.number(key!("first_read"), journey.first_read);
-    w.number(key!("reads"), Some(journey.reads));
-    w.number(key!("woken_tid"), journey.woken_tid);
-    w.key(key!("ts"));
-    stamps(&journey.ts, w.out);
-    w.key(key!("stages_ns"));
-    stages(&journey.stages_ns, w.out);
-    w.boolean(key!("complete"), journey.complete);
-    w.key(key!("missing"));
-    missing(&journey.missing, w.out);
-    w.string(key!("drop_reason"), journey.drop_reason.as_deref());
-    w.boolean(key!("lost_events"), journey.lost_events);
+    for field in FIELDS {
+        let key = field.json_key;
+        match (field.value)(journey) {
+            Value::Unsigned(value) => w.number(key, value),
+            Value::Signed(value) => w.number(key, value),
+            Value::Text(value) => w.string(key, value),
+            Value::Bool(value) => w.boolean(key, value),
+            Value::Addr(value) => w.addr(key, value),
+            Value::Stamps(ts) => {
+                w.key(key);
+                stamps(ts, w.out);
+            }
+            Value::Stages(ns) => {
+                w.key(key);
+                stage_durations(ns, w.out);
+            }
+            Value::Missing(list) => {
+                w.key(key);
+                missing(list, w.out);
+            }
+        }
+    }
     w.close();
 }
 
 fn stamps(ts: &Stamps, out: &mut String) {
     let mut w = Writer { out, first: true };
     w.open();
-    w.number(key!("irq_entry"), ts.irq_entry);
-    w.number(key!("irq_exit"), ts.irq_exit);
-    w.number(key!("softirq_raise"), ts.softirq_raise);
-    w.number(key!("softirq_entry"), ts.softirq_entry);
-    w.number(key!("netif_receive"), ts.netif_receive);
-    w.number(key!("sk_data_ready"), ts.sk_data_ready);
-    w.number(key!("waking"), ts.waking);
-    w.number(key!("wakeup"), ts.wakeup);
-    w.number(key!("switch_in"), ts.switch_in);
-    w.number(key!("recv_return"), ts.recv_return);
+    for stamp in &STAMPS {
+        w.number(stamp.json_key, (stamp.value)(ts));
+    }
     w.close();
 }
 
-fn stages(ns: &StageDurations, out: &mut String) {
+fn stage_durations(ns: &StageDurations, out: &mut String) {
     let mut w = Writer { out, first: true };
     w.open();
-    w.number(key!("irq"), ns.irq);
-    w.number(key!("softirq_wait"), ns.softirq_wait);
-    w.number(key!("poll"), ns.poll);
-    w.number(key!("stack"), ns.stack);
-    w.number(key!("wakeup"), ns.wakeup);
-    w.number(key!("runqueue"), ns.runqueue);
-    w.number(key!("syscall"), ns.syscall);
-    w.number(key!("total"), ns.total);
+    for ((_, value), key) in stages(ns).zip(STAGE_KEYS) {
+        w.number(key, value);
+    }
     w.close();
 }
 
@@ -100,11 +71,40 @@ fn missing(list: &[Missing], out: &mut String) {
             first: true,
         };
         w.open();
-        w.string(key!("stage"), Some(item.stage.name()));
-        w.string(key!("reason"), Some(&item.reason));
+        w.string(",\"stage\":", Some(item.stage.name()));
+        w.string(",\"reason\":", Some(&item.reason));
         w.close();
     }
     out.push(']');
+}
+
+/// Journeys as JSON lines on a writer (`export --format jsonl`).
+pub struct JsonLines<W: io::Write> {
+    out: W,
+    line: String,
+}
+
+impl<W: io::Write> JsonLines<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            line: String::new(),
+        }
+    }
+
+    /// The writer back.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: io::Write> Sink for JsonLines<W> {
+    fn journey(&mut self, journey: &Journey) -> io::Result<()> {
+        self.line.clear();
+        write(journey, &mut self.line);
+        self.line.push('\n');
+        self.out.write_all(self.line.as_bytes())
+    }
 }
 
 /// Writes the members of one object; `first` decides the comma.
@@ -224,7 +224,7 @@ fn escaped(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journey::record::Stage;
+    use crate::journey::Stage;
 
     fn line(journey: &Journey) -> String {
         let mut out = String::new();
@@ -261,7 +261,7 @@ mod tests {
             skbaddr: Addr(0xffff8880abcd0000),
             skaddr: Some(Addr(0x1)),
             payload: Some(64),
-            tcp_flags: Some(crate::journey::record::TcpFlags(0x18)),
+            tcp_flags: Some(crate::journey::model::TcpFlags(0x18)),
             control: true,
             first_read: Some(8),
             reads: 2,

@@ -28,6 +28,15 @@ pub struct TcpFlags(pub u8);
 impl TcpFlags {
     /// Flag names by bit, lowest first.
     const NAMES: [&'static str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+
+    /// The flags as text, e.g. `PSH|ACK` (`none` without a flag): one shared string per
+    /// value, built once.
+    pub fn as_str(self) -> &'static str {
+        static TEXT: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            (0..=u8::MAX).map(|bits| TcpFlags(bits).to_string()).collect()
+        });
+        &TEXT[usize::from(self.0)]
+    }
 }
 
 impl fmt::Display for TcpFlags {

@@ -1,9 +1,7 @@
 //! One text line per journey, and the header above the lines.
 
-use super::{
-    record::{Journey, Stage},
-    summary::human_ns,
-};
+use super::summary::human_ns;
+use crate::journey::{Journey, Stage};
 
 /// Column header of [`line`].
 pub fn header() -> String {
@@ -66,7 +64,7 @@ pub fn line(journey: &Journey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journey::record::{StageDurations, Stamps};
+    use crate::journey::{StageDurations, Stamps};
 
     #[test]
     fn renders_a_loopback_journey() {

@@ -9,7 +9,8 @@ use std::{
 
 use tracer_common::{Event, EventKind};
 
-use crate::decode;
+use super::procfs::parse_interrupts;
+use crate::source::decode;
 
 /// Resolves IRQ numbers, task ids and drop reasons to names.
 #[derive(Debug, Default)]
@@ -82,62 +83,9 @@ impl Names {
     }
 }
 
-/// The entries of `dir` named by a number (`/proc/<pid>`, `/proc/<pid>/task/<tid>`), with
-/// their paths; empty if `dir` cannot be read.
-pub fn numbered_entries(dir: &std::path::Path) -> impl Iterator<Item = (u32, std::path::PathBuf)> {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path())))
-}
-
-/// Comms of the ksoftirqd threads (tid -> `ksoftirqd/N`), so NET_RX work that runs in them
-/// is recognised before any sched event names them.
-pub fn kernel_thread_comms() -> HashMap<u32, String> {
-    let mut comms = HashMap::new();
-    for (pid, dir) in numbered_entries(std::path::Path::new("/proc")) {
-        if let Ok(comm) = fs::read_to_string(dir.join("comm"))
-            && comm.starts_with("ksoftirqd/")
-        {
-            comms.insert(pid, comm.trim_end().to_owned());
-        }
-    }
-    comms
-}
-
-/// IRQ number -> action name from the text of `/proc/interrupts` (the last column).
-pub fn parse_interrupts(text: &str) -> HashMap<u32, String> {
-    let mut irqs = HashMap::new();
-    for line in text.lines().skip(1) {
-        let Some((number, rest)) = line.trim_start().split_once(':') else {
-            continue;
-        };
-        let Ok(number) = number.parse::<u32>() else {
-            continue;
-        };
-        if let Some(action) = rest.split_whitespace().last() {
-            irqs.insert(number, action.to_owned());
-        }
-    }
-    irqs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_proc_interrupts() {
-        let text = "           CPU0       CPU1\n\
-            \x20 38:          0       5491 PCI-MSIX-0000:00:03.0   1-edge      virtio2-input.0\n\
-            \x20 39:       5169          0 PCI-MSIX-0000:00:03.0   2-edge      virtio2-output.0\n\
-            NMI:          0          0   Non-maskable interrupts\n";
-        let irqs = parse_interrupts(text);
-        assert_eq!(irqs.get(&38).map(String::as_str), Some("virtio2-input.0"));
-        assert_eq!(irqs.get(&39).map(String::as_str), Some("virtio2-output.0"));
-        assert_eq!(irqs.len(), 2);
-    }
 
     #[test]
     fn learns_comms_from_sched_events() {

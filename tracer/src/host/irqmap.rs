@@ -7,7 +7,14 @@
 
 use std::{collections::HashMap, fs, path::Path};
 
-use crate::journey::IrqDevice;
+/// A network device's interrupt, from sysfs .
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IrqDevice {
+    /// The netdev, e.g. `eth0`.
+    pub dev: String,
+    /// The interrupt's action name, e.g. `virtio2-input.0`.
+    pub name: String,
+}
 
 /// Network devices of this host, by name, and the IRQs of each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,7 +29,7 @@ impl IrqMap {
     /// Reads the running system's map.
     pub fn from_system() -> Self {
         let names = fs::read_to_string("/proc/interrupts")
-            .map(|text| crate::names::parse_interrupts(&text))
+            .map(|text| super::procfs::parse_interrupts(&text))
             .unwrap_or_default();
         Self::from_sysfs(Path::new("/sys"), &names)
     }

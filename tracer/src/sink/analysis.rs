@@ -6,10 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tracer_common::{Event, EventKind};
 
-use super::{
-    record::{Journey, Stage},
-    summary::{Histogram, human_ns},
-};
+use super::summary::{Histogram, human_ns};
+use crate::journey::{Journey, Stage};
 
 /// Counts over the raw events that journeys alone do not show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,7 +34,10 @@ impl EventCounts {
         for event in events {
             match EventKind::from_u8(event.kind) {
                 Some(EventKind::NapiPoll) if event.arg0 > 0 => {
-                    let entry = counts.polls.entry(crate::decode::name(event)).or_default();
+                    let entry = counts
+                        .polls
+                        .entry(crate::source::decode::name(event))
+                        .or_default();
                     entry.0 += 1;
                     entry.1 += u64::from(event.arg0);
                 }
@@ -48,7 +49,7 @@ impl EventCounts {
                 Some(EventKind::NetifReceiveSkb) => {
                     *counts
                         .packets
-                        .entry(crate::decode::name(event))
+                        .entry(crate::source::decode::name(event))
                         .or_default() += 1;
                 }
                 Some(EventKind::SchedSwitch) if readers.contains(&event.tid) => {
@@ -168,7 +169,7 @@ pub fn slowest(journeys: &[Journey], n: usize) -> Vec<&Journey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journey::record::{StageDurations, Stamps};
+    use crate::journey::{StageDurations, Stamps};
 
     fn journey(id: u64, dev: &str, total: u64) -> Journey {
         Journey {

@@ -1,7 +1,10 @@
-//! Per-stage latency statistics: count, p50, p90, p99, max, from log-linear histograms
-//! (16 sub-buckets per power of two: a percentile is within about 6% of the true value).
+//! Per-stage latency statistics (count, p50, p90, p99, max, from log-linear histograms: 16
+//! sub-buckets per power of two, a percentile within about 6% of the true value) and the run
+//! summary printed at the end.
 
-use super::record::{Journey, Stage};
+use std::time::Duration;
+
+use crate::journey::{Journey, Stage, Tracker};
 
 const SUB_BITS: u32 = 4;
 const SUB: u64 = 1 << SUB_BITS;
@@ -144,6 +147,69 @@ pub fn human_ns(ns: u64) -> String {
         1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
         _ => format!("{:.2}s", ns as f64 / 1e9),
     }
+}
+
+/// The run summary: journeys shown, the stage table, incomplete and unsocketed reasons, lost
+/// and late events and the engine's counters. `lost`: the kernel's per-CPU loss counters,
+/// when known (else the gaps the engine marked).
+pub fn run_summary(
+    summary: &StageSummary,
+    tracker: &Tracker,
+    lost: Option<&[u64]>,
+    elapsed: Duration,
+    last: bool,
+) -> String {
+    let stats = tracker.engine().stats();
+    let shown = summary.journeys;
+    let mut text = format!(
+        "--- {} after {:.1}s: {shown} journeys shown; engine: {} complete, {} incomplete ---\n",
+        if last { "summary" } else { "so far" },
+        elapsed.as_secs_f64(),
+        stats.complete,
+        stats.incomplete.values().sum::<u64>(),
+    );
+    text.push_str(&summary.table());
+    for (reason, count) in &stats.incomplete {
+        text.push_str(&format!("incomplete: {count} {reason}\n"));
+    }
+    for (reason, count) in &stats.unsocketed {
+        text.push_str(&format!(
+            "not shown, never reached a socket: {count} {reason}\n"
+        ));
+    }
+    let lost = match lost {
+        Some(lost) => {
+            let per_cpu: Vec<String> = lost
+                .iter()
+                .enumerate()
+                .map(|(cpu, n)| format!("cpu{cpu}={n}"))
+                .collect();
+            format!("{} ({})", lost.iter().sum::<u64>(), per_cpu.join(" "))
+        }
+        None => {
+            let marks: Vec<String> = stats
+                .loss_marks
+                .iter()
+                .map(|(cpu, n)| format!("cpu{cpu}: {n} gaps"))
+                .collect();
+            if marks.is_empty() {
+                "none marked".to_owned()
+            } else {
+                marks.join(", ")
+            }
+        }
+    };
+    text.push_str(&format!(
+        "lost events: {lost}; late events: {}; ksoftirqd wakeups: {}; reads that found no new packet: {}; \
+         evicted (memory bound): {}; stale links swept: {}; events read: {}\n",
+        tracker.late_events(),
+        stats.ksoftirqd_wakeups,
+        stats.reads_without_packet,
+        stats.evicted,
+        stats.swept,
+        stats.events,
+    ));
+    text
 }
 
 #[cfg(test)]

@@ -3,8 +3,12 @@
 
 use tracer_common::Event;
 
-use super::{Engine, EngineConfig, Journey, Reorder, reorder::DEFAULT_WINDOW_NS};
-use crate::decode;
+use std::collections::HashMap;
+
+use super::{
+    Degraded, Engine, EngineConfig, IrqDevice, Journey, Reorder, reorder::DEFAULT_WINDOW_NS,
+};
+use crate::{recording::Metadata, source::decode};
 
 /// Follows journeys through a stream of raw event records.
 #[derive(Debug)]
@@ -77,4 +81,39 @@ impl Tracker {
     pub fn undecodable(&self) -> u64 {
         self.undecodable
     }
+}
+
+impl EngineConfig {
+    /// The engine's view of the host a recording was made on.
+    pub fn from_recording(meta: &Metadata, keep_unsocketed: bool) -> Self {
+        Self {
+            irq_devices: irq_devices(meta),
+            drop_reasons: meta.drop_reasons.clone(),
+            comms: meta
+                .comms
+                .iter()
+                .map(|(tid, comm)| (*tid, comm.clone()))
+                .collect(),
+            keep_unsocketed,
+            degraded: Degraded::from_missing(meta.skipped_kinds()),
+            max_open: 0,
+            readers: super::ReaderFilter::default(),
+        }
+    }
+}
+
+/// A recording's network IRQs as the engine wants them.
+pub fn irq_devices(meta: &Metadata) -> HashMap<u32, IrqDevice> {
+    meta.irqs
+        .iter()
+        .map(|irq| {
+            (
+                irq.irq,
+                IrqDevice {
+                    dev: irq.dev.clone(),
+                    name: irq.name.clone(),
+                },
+            )
+        })
+        .collect()
 }

@@ -1,0 +1,10 @@
+//! Facts about this machine: capabilities, clocks, /proc, tracefs formats, which interrupts
+//! belong to which network device, and the names of numbers.
+
+pub mod btf;
+pub mod caps;
+pub mod clock;
+pub mod irqmap;
+pub mod names;
+pub mod procfs;
+pub mod tracefs;

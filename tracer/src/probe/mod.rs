@@ -1,0 +1,10 @@
+//! The kernel side from user space: configure, load and attach the eBPF programs, read their
+//! loss counters.
+
+pub mod error;
+pub mod loader;
+pub mod options;
+
+pub use error::ProbeError;
+pub use loader::{JOURNEY_UNUSED, Probes};
+pub use options::{DEFAULT_RING_BYTES, ProbeOptions};

@@ -1,0 +1,223 @@
+//! The recording format: magic, chunk kinds, metadata and trailer records, the column
+//! encoding of events. The layout is documented in docs/FORMAT.md.
+//!
+//! Version 2 is a sequence of self-checking chunks (metadata, event chunks, a trailer with
+//! the counters), each zstd-compressed with a CRC-32, events stored column by column with
+//! delta-coded timestamps. A recorder killed mid-way leaves every whole chunk readable.
+//! Version 1 (uncompressed, one header then 64-byte events) is still read.
+
+use std::{collections::BTreeMap, io, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracer_common::{Event, EventKind, NAME_LEN};
+
+/// Magic of format version 1.
+pub const MAGIC_V1: &[u8; 8] = b"TRACERv1";
+/// Magic of format version 2, the one written.
+pub const MAGIC_V2: &[u8; 8] = b"TRACERv2";
+/// Events per chunk at most (a chunk is also cut when the recorder flushes by time).
+pub const CHUNK_EVENTS: usize = 16384;
+pub(super) const CHUNK_HEADER: usize = 17;
+/// The largest uncompressed chunk accepted, against corrupt length fields.
+pub(super) const MAX_RAW: usize = 64 << 20;
+pub(super) const ZSTD_LEVEL: i32 = 3;
+
+pub(super) const CHUNK_META: u8 = b'M';
+pub(super) const CHUNK_EVENTS_KIND: u8 = b'E';
+pub(super) const CHUNK_TRAILER: u8 = b'C';
+
+/// One network interrupt, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedIrq {
+    pub irq: u32,
+    pub dev: String,
+    pub name: String,
+}
+
+/// What a recording says about the host it was made on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub tool_version: String,
+    pub kernel: String,
+    pub hostname: String,
+    pub cpus: u32,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC at the start, in ns: wall time of a stamp.
+    pub realtime_offset_ns: i128,
+    pub irqs: Vec<RecordedIrq>,
+    pub drop_reasons: BTreeMap<u64, String>,
+    /// Known task names at the start (ksoftirqd threads), by tid.
+    pub comms: BTreeMap<u32, String>,
+    /// Filters the recording was made with, as given on the command line.
+    pub filters: Vec<String>,
+    /// Tracepoint field offsets used (`category:name:field` -> offset).
+    #[serde(default)]
+    pub offsets: BTreeMap<String, u16>,
+    /// Tracepoints not attached, with the reason.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, String>,
+}
+
+impl Metadata {
+    /// The kinds whose tracepoint was not attached when this was recorded.
+    pub fn skipped_kinds(&self) -> Vec<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .filter(|kind| {
+                let (category, name) = kind.tracepoint();
+                let tracepoint = format!("{category}:{name}");
+                // A recording made before this kind existed has no offsets for it.
+                let prefix = format!("{tracepoint}:");
+                let unknown = !self.offsets.is_empty()
+                    && !self.offsets.keys().any(|key| key.starts_with(&prefix));
+                self.skipped.contains_key(&tracepoint) || unknown
+            })
+            .collect()
+    }
+}
+
+/// Counters written at the end of a recording.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trailer {
+    /// Events recorded, by kind name.
+    pub events_per_kind: BTreeMap<String, u64>,
+    /// Events lost in the kernel, per CPU.
+    pub lost_per_cpu: Vec<u64>,
+    /// Recording length in ns.
+    pub duration_ns: u64,
+}
+
+/// Errors reading a recording, each saying where.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a tracer recording (bad magic at byte 0)")]
+    Magic { path: PathBuf },
+    #[error(
+        "{path}: recording format version {version} is not supported (this tracer reads versions 1 and 2)"
+    )]
+    Version { path: PathBuf, version: String },
+    #[error("{path}: the recording has no metadata (it ends at byte {at})")]
+    NoMetadata { path: PathBuf, at: usize },
+    #[error("{path}: chunk at byte {offset} is corrupt: {reason}")]
+    Chunk {
+        path: PathBuf,
+        offset: usize,
+        reason: String,
+    },
+}
+
+/// Column layout of an event chunk: zigzag varint ts deltas, then fixed-width columns.
+pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(events.len() * 48);
+    let mut previous = 0u64;
+    for event in events {
+        let delta = event.ts.wrapping_sub(previous) as i64;
+        previous = event.ts;
+        put_varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
+    }
+    out.extend(events.iter().map(|event| event.kind));
+    out.extend(events.iter().map(|event| event.flags));
+    for event in events {
+        out.extend_from_slice(&event.cpu.to_le_bytes());
+    }
+    for column in [
+        |e: &Event| e.tgid,
+        |e: &Event| e.tid,
+        |e: &Event| e.arg0,
+        |e: &Event| e.arg1,
+        |e: &Event| e.arg2,
+    ] {
+        for event in events {
+            out.extend_from_slice(&column(event).to_le_bytes());
+        }
+    }
+    for column in [|e: &Event| e.addr, |e: &Event| e.addr2] {
+        for event in events {
+            out.extend_from_slice(&column(event).to_le_bytes());
+        }
+    }
+    for event in events {
+        out.extend_from_slice(&event.name);
+    }
+    out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Decodes `count` events of a chunk; every read is bounds-checked.
+pub(super) fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), String> {
+    let mut at = 0;
+    let mut ts = Vec::with_capacity(count);
+    let mut previous = 0u64;
+    for _ in 0..count {
+        let mut value = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = *raw.get(at).ok_or("timestamps end early")?;
+            at += 1;
+            if shift >= 64 {
+                return Err("timestamp varint too long".to_owned());
+            }
+            value |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let delta = (value >> 1) as i64 ^ -((value & 1) as i64);
+        previous = previous.wrapping_add(delta as u64);
+        ts.push(previous);
+    }
+    let fixed = count * (1 + 1 + 2 + 5 * 4 + 2 * 8 + NAME_LEN);
+    if raw.len() - at != fixed {
+        return Err(format!(
+            "{} bytes of columns for {count} events, expected {fixed}",
+            raw.len() - at
+        ));
+    }
+    let mut column = |width: usize| {
+        let slice = &raw[at..at + width * count];
+        at += width * count;
+        slice
+    };
+    let (kinds, flags, cpus) = (column(1), column(1), column(2));
+    let u32s: Vec<&[u8]> = (0..5).map(|_| column(4)).collect();
+    let u64s: Vec<&[u8]> = (0..2).map(|_| column(8)).collect();
+    let names = column(NAME_LEN);
+    let word = |col: &[u8], i: usize| {
+        u32::from_le_bytes(col[i * 4..i * 4 + 4].try_into().expect("4 bytes"))
+    };
+    let quad = |col: &[u8], i: usize| {
+        u64::from_le_bytes(col[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+    };
+    out.reserve(count);
+    for i in 0..count {
+        if EventKind::from_u8(kinds[i]).is_none() {
+            return Err(format!("event {i}: unknown event kind {}", kinds[i]));
+        }
+        out.push(Event {
+            ts: ts[i],
+            addr: quad(u64s[0], i),
+            addr2: quad(u64s[1], i),
+            tgid: word(u32s[0], i),
+            tid: word(u32s[1], i),
+            arg0: word(u32s[2], i),
+            arg1: word(u32s[3], i),
+            arg2: word(u32s[4], i),
+            cpu: u16::from_le_bytes([cpus[i * 2], cpus[i * 2 + 1]]),
+            kind: kinds[i],
+            flags: flags[i],
+            name: names[i * NAME_LEN..(i + 1) * NAME_LEN]
+                .try_into()
+                .expect("16 bytes"),
+        });
+    }
+    Ok(())
+}

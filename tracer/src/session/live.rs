@@ -1,0 +1,197 @@
+//! The live loop: ring buffer -> pipeline -> sinks (terminal, metrics, recording) until a
+//! stop, a signal or enough journeys. `live`, `demo` and the labs run it.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use super::{Session, coverage};
+use crate::{
+    host::{clock, irqmap::IrqMap, procfs},
+    journey::{Degraded, EngineConfig, EngineStats, Journey, JourneyFilter, Tracker},
+    probe::{ProbeOptions, Probes},
+    recording::{Writer, capture},
+    sink::{
+        metrics::Metrics,
+        metrics_http,
+        terminal::{JourneySink, Shown},
+    },
+};
+
+/// How `follow` presents journeys.
+#[derive(Clone, Debug)]
+pub struct LiveOutput {
+    pub json: bool,
+    pub filter: JourneyFilter,
+    pub count: Option<u64>,
+    pub interval: Duration,
+    pub keep_unsocketed: bool,
+    /// Record the raw events here too.
+    pub record: Option<std::path::PathBuf>,
+    /// Serve metrics here.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Count journeys but print none.
+    pub quiet: bool,
+    /// Keep the shown journeys in the returned stats (labs).
+    pub collect: bool,
+}
+
+/// What one live run saw.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    pub journeys: u64,
+    pub complete: u64,
+    /// The journeys themselves, with `LiveOutput::collect`.
+    pub collected: Vec<Journey>,
+    /// The engine's counters at the end.
+    pub engine: EngineStats,
+}
+
+/// Traces until `stop`, Ctrl-C, SIGTERM or `count` journeys; prints journeys and summaries.
+pub async fn follow(
+    options: &ProbeOptions,
+    output: &LiveOutput,
+    irqs: IrqMap,
+    ready: impl FnOnce(&Probes),
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<LiveStats> {
+    let Session {
+        mut probes,
+        mut source,
+        mut signals,
+    } = Session::start(options)?;
+    let config = EngineConfig {
+        irq_devices: irqs.irqs,
+        drop_reasons: probes.drop_reasons(),
+        comms: procfs::kernel_thread_comms(),
+        keep_unsocketed: output.keep_unsocketed,
+        degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
+        max_open: 0,
+        readers: output.filter.readers(),
+    };
+    let mut tracker = Tracker::new(config);
+    let mut recorder = match &output.record {
+        Some(path) => {
+            let filters = capture::record_filters(options.pid, &options.without);
+            let meta = capture::metadata(&probes, filters);
+            Some(
+                Writer::create(path, &meta)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let record_start = clock::monotonic_ns();
+    let mut write_failure: Option<std::io::Error> = None;
+    let mut take = |tracker: &mut Tracker, recorder: &mut Option<Writer>, bytes: &[u8]| {
+        if let Some(event) = tracker.push_record(bytes)
+            && let Some(writer) = recorder
+            && write_failure.is_none()
+            && let Err(err) = writer.push(&event)
+        {
+            write_failure = Some(err);
+        }
+    };
+    eprintln!(
+        "tracer: tracing {}; following packet journeys; Ctrl-C to stop",
+        coverage(&probes)
+    );
+    ready(&probes);
+
+    let listener = match output.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let mut metrics = Metrics::new();
+    let mut collected = Vec::new();
+    let mut sink = JourneySink::stdout(Shown {
+        json: output.json,
+        quiet: output.quiet,
+        count: output.count,
+        filter: output.filter.clone(),
+    });
+    let started = Instant::now();
+    let mut last_summary = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut journeys = Vec::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = signals.recv() => break,
+            () = &mut stop => break,
+            _ = tick.tick() => {
+                tracker.advance(Some(clock::monotonic_ns()), &mut journeys);
+                if let Some(writer) = &mut recorder {
+                    writer.flush_chunk().context("writing the recording")?;
+                }
+            }
+            accepted = metrics_http::accept(listener.as_ref()) => {
+                if let Ok((stream, _)) = accepted {
+                    metrics.update(tracker.engine().stats(), &probes.lost_per_cpu()?);
+                    tokio::spawn(metrics_http::serve_metrics(stream, metrics.encode()));
+                }
+            }
+            batch = source.next_batch(|bytes| take(&mut tracker, &mut recorder, bytes)) => {
+                batch.context("reading the ring buffer")?;
+                tracker.advance(None, &mut journeys);
+                probes.flush_kernel_log();
+            }
+        }
+        journeys.retain(|journey| output.filter.keeps(journey));
+        if listener.is_some() {
+            for journey in &journeys {
+                metrics.observe(journey);
+            }
+        }
+        if output.collect {
+            collected.extend(journeys.iter().cloned());
+        }
+        sink.show(journeys.drain(..));
+        if sink.closed() || output.count.is_some_and(|count| sink.shown() >= count) {
+            break;
+        }
+        if !output.collect
+            && !output.interval.is_zero()
+            && last_summary.elapsed() >= output.interval
+        {
+            last_summary = Instant::now();
+            let lost = probes.lost_per_cpu()?;
+            sink.summary(&tracker, Some(&lost), started.elapsed(), false);
+        }
+    }
+    source.drain_now(|bytes| take(&mut tracker, &mut recorder, bytes));
+    if let Some(err) = write_failure {
+        return Err(err).context("writing the recording");
+    }
+    tracker.finish(&mut journeys);
+    if output.count.is_none() {
+        journeys.retain(|journey| output.filter.keeps(journey));
+        if output.collect {
+            collected.extend(journeys.iter().cloned());
+        }
+        sink.show(journeys.drain(..));
+    }
+    let lost = probes.lost_per_cpu()?;
+    if let Some(writer) = recorder {
+        let duration = clock::monotonic_ns().saturating_sub(record_start);
+        writer
+            .finish(lost.clone(), duration)
+            .context("writing the recording")?;
+    }
+    if !output.collect {
+        sink.summary(&tracker, Some(&lost), started.elapsed(), true);
+    }
+    Ok(LiveStats {
+        journeys: sink.shown(),
+        complete: tracker.engine().stats().complete,
+        collected,
+        engine: tracker.engine().stats().clone(),
+    })
+}

@@ -1,0 +1,99 @@
+//! The recording loop: raw events from the ring buffer to a file, with the host's metadata
+//! first and the loss counters last. `tracer record` runs it.
+
+use std::{
+    io::IsTerminal as _,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use super::Session;
+use crate::{
+    host::clock,
+    probe::ProbeOptions,
+    recording::{Writer, capture},
+    source::decode,
+};
+
+/// Records until `duration`, Ctrl-C or SIGTERM, then reports what was written on stderr.
+pub async fn record(
+    options: &ProbeOptions,
+    output: &Path,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
+    let Session {
+        probes,
+        mut source,
+        mut signals,
+    } = Session::start(options)?;
+    let filters = capture::record_filters(options.pid, &options.without);
+    let meta = capture::metadata(&probes, filters);
+    let mut writer =
+        Writer::create(output, &meta).with_context(|| format!("creating {}", output.display()))?;
+    eprintln!("tracer: recording to {}; Ctrl-C to stop", output.display());
+    let progress = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let first_ts = clock::monotonic_ns();
+    let stop = tokio::time::sleep(duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut failure: Option<std::io::Error> = None;
+    let mut push = |writer: &mut Writer, bytes: &[u8]| {
+        if let Ok((event, _)) = decode::decode(bytes)
+            && failure.is_none()
+            && let Err(err) = writer.push(&event)
+        {
+            failure = Some(err);
+        }
+    };
+    loop {
+        tokio::select! {
+            () = signals.recv() => break,
+            () = &mut stop => break,
+            _ = tick.tick() => {
+                // Whole chunks reach the file every second: a killed recorder loses at most that.
+                writer.flush_chunk().with_context(|| format!("writing {}", output.display()))?;
+                if progress {
+                    let lost: u64 = probes.lost_per_cpu()?.iter().sum();
+                    eprint!(
+                        "\rtracer: {} events, {} bytes, {lost} lost, {:.0}s   ",
+                        writer.events(),
+                        writer.bytes(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            batch = source.next_batch(|bytes| push(&mut writer, bytes)) => {
+                batch.context("reading the ring buffer")?;
+            }
+        }
+    }
+    source.drain_now(|bytes| push(&mut writer, bytes));
+    if let Some(err) = failure {
+        return Err(err).with_context(|| format!("writing {}", output.display()));
+    }
+    if progress {
+        eprintln!();
+    }
+    let lost = probes.lost_per_cpu()?;
+    let events = writer.events();
+    let bytes = writer
+        .finish(lost.clone(), clock::monotonic_ns().saturating_sub(first_ts))
+        .with_context(|| format!("writing {}", output.display()))?;
+    let per_cpu: Vec<String> = lost
+        .iter()
+        .enumerate()
+        .map(|(cpu, n)| format!("cpu{cpu}={n}"))
+        .collect();
+    eprintln!(
+        "tracer: recorded {events} events ({bytes} bytes, {:.1} B/event) in {:.1}s to {}; lost {} ({})",
+        bytes as f64 / events.max(1) as f64,
+        started.elapsed().as_secs_f64(),
+        output.display(),
+        lost.iter().sum::<u64>(),
+        per_cpu.join(" ")
+    );
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Replaying a recording through the pipeline: `tracer report` (journeys, summary, the text
+//! report) and `tracer export` (Perfetto, JSON lines, CSV).
+
+use std::{io::IsTerminal as _, path::Path, time::Duration};
+
+use anyhow::Context as _;
+
+use crate::{
+    journey::{EngineConfig, Journey, JourneyFilter, Tracker, pipeline},
+    recording::Recording,
+    sink::{
+        Sink as _,
+        analysis::EventCounts,
+        csv::CsvRows,
+        jsonl::JsonLines,
+        perfetto,
+        report::analysis_text,
+        terminal::{JourneySink, Shown},
+    },
+};
+
+/// What `report` shows.
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    /// JSON lines on stdout, the summary on stderr, no text report.
+    pub json: bool,
+    /// Also list every journey, one line each.
+    pub list: bool,
+    /// Waterfalls of this many of the slowest journeys.
+    pub slowest: usize,
+    /// Also packets that never reached a socket.
+    pub keep_unsocketed: bool,
+    pub filter: JourneyFilter,
+}
+
+/// What `export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Export {
+    Perfetto,
+    Jsonl,
+    Csv,
+}
+
+/// Journeys and the report of a recording: JSON lines or a list on stdout (with the summary),
+/// then, without `json`, the text report.
+pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
+    let recording = open_recording(file)?;
+    let meta = &recording.meta;
+    let mut config = EngineConfig::from_recording(meta, options.keep_unsocketed);
+    config.readers = options.filter.readers();
+    let mut tracker = Tracker::new(config);
+    let shown = Shown {
+        json: options.json,
+        filter: options.filter.clone(),
+        ..Shown::default()
+    };
+    let filter = &options.filter;
+    let lines = options.json || options.list;
+    let mut sink = lines.then(|| JourneySink::stdout(shown));
+    let progress = std::io::stderr().is_terminal() && recording.events.len() > 1_000_000;
+    let mut kept = Vec::new();
+    let mut journeys = Vec::new();
+    let total_events = recording.events.len();
+    let (mut first, mut last) = (u64::MAX, 0);
+    for (index, chunk) in recording.events.chunks(65536).enumerate() {
+        for event in chunk {
+            first = first.min(event.ts);
+            last = last.max(event.ts);
+            tracker.push_event(*event);
+        }
+        tracker.advance(None, &mut journeys);
+        take(&mut journeys, &mut sink, &mut kept, filter);
+        if progress {
+            eprint!("\rtracer: {} of {total_events} events", (index + 1) * 65536);
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    tracker.finish(&mut journeys);
+    take(&mut journeys, &mut sink, &mut kept, filter);
+    if first > last {
+        (first, last) = (0, 0); // no events
+    }
+    let lost = recording
+        .trailer
+        .as_ref()
+        .map(|trailer| trailer.lost_per_cpu.as_slice());
+    if let Some(sink) = &mut sink {
+        sink.summary(&tracker, lost, Duration::from_nanos(last - first), true);
+    }
+    if options.json {
+        return Ok(());
+    }
+    let irq_devices = pipeline::irq_devices(meta)
+        .into_iter()
+        .map(|(irq, device)| (irq, device.dev))
+        .collect();
+    let readers = kept.iter().filter_map(|journey| journey.tid).collect();
+    let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
+    let text = analysis_text(&recording, &kept, &counts, &tracker, options.slowest, lost);
+    print!("{text}");
+    Ok(())
+}
+
+/// Reads a recording and warns about a cut or unfinished one.
+pub fn open_recording(file: &Path) -> anyhow::Result<Recording> {
+    let recording = Recording::read(file)?;
+    if let Some(why) = &recording.truncated {
+        log::warn!(
+            "{}: {why} (the recorder was stopped abruptly?); using the {} events before it",
+            file.display(),
+            recording.events.len()
+        );
+    }
+    if recording.version >= 2 && recording.trailer.is_none() {
+        log::warn!(
+            "{}: no trailer: the recorder did not finish (killed?), so its lost-event counts are unknown",
+            file.display()
+        );
+    }
+    Ok(recording)
+}
+
+/// Writes a recording's journeys to `output` as `format`; `keep_unsocketed`: also packets that
+/// never reached a socket.
+pub fn export(
+    file: &Path,
+    format: Export,
+    output: &Path,
+    keep_unsocketed: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let recording = open_recording(file)?;
+    let mut tracker = Tracker::new(EngineConfig::from_recording(
+        &recording.meta,
+        keep_unsocketed,
+    ));
+    let mut journeys = Vec::new();
+    for event in &recording.events {
+        tracker.push_event(*event);
+    }
+    tracker.finish(&mut journeys);
+    let bytes = match format {
+        Export::Perfetto => {
+            let irq_names = recording
+                .meta
+                .irqs
+                .iter()
+                .map(|irq| (irq.irq, irq.name.clone()))
+                .collect();
+            let comms = journeys
+                .iter()
+                .filter_map(|journey| Some((journey.tid?, journey.comm.as_deref()?.to_owned())))
+                .collect();
+            perfetto::export(&recording.events, &journeys, &irq_names, &comms)
+        }
+        Export::Jsonl => {
+            let mut sink = JsonLines::new(Vec::new());
+            for journey in &journeys {
+                sink.journey(journey)?;
+            }
+            sink.into_inner()
+        }
+        Export::Csv => {
+            let mut sink = CsvRows::new(Vec::new())?;
+            for journey in &journeys {
+                sink.journey(journey)?;
+            }
+            sink.into_inner()
+        }
+    };
+    let mut file =
+        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    file.write_all(&bytes)
+        .with_context(|| format!("writing {}", output.display()))?;
+    eprintln!(
+        "tracer: {} journeys from {} events written to {} ({} bytes)",
+        journeys.len(),
+        recording.events.len(),
+        output.display(),
+        bytes.len()
+    );
+    Ok(())
+}
+
+fn take(
+    journeys: &mut Vec<Journey>,
+    sink: &mut Option<JourneySink<std::io::BufWriter<std::io::StdoutLock<'static>>>>,
+    kept: &mut Vec<Journey>,
+    filter: &JourneyFilter,
+) {
+    if let Some(sink) = sink {
+        sink.show(journeys.iter().cloned());
+    }
+    kept.extend(journeys.drain(..).filter(|journey| filter.keeps(journey)));
+}
