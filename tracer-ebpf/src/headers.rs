@@ -44,7 +44,8 @@ pub(crate) fn read_headers(ev: &mut Event) {
         return;
     }
     // struct tcphdr / struct udphdr
-    let Ok(l4) = (unsafe { bpf_probe_read_kernel((data + u64::from(header_len)) as *const [u8; 16]) })
+    let Ok(l4) =
+        (unsafe { bpf_probe_read_kernel((data + u64::from(header_len)) as *const [u8; 16]) })
     else {
         return;
     };

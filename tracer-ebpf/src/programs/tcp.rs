@@ -17,6 +17,11 @@ context_program!(tcp_probe, TcpProbe, packet_passes, |ctx, ev| {
 });
 
 // tcp:tcp_destroy_sock
-context_program!(tcp_destroy_sock, TcpDestroySock, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::DestroySk);
-});
+context_program!(
+    tcp_destroy_sock,
+    TcpDestroySock,
+    packet_passes,
+    |ctx, ev| {
+        ev.addr = field(&ctx, Slot::DestroySk);
+    }
+);

@@ -114,7 +114,7 @@ pub async fn run(args: DemoArgs, verbose: bool) -> anyhow::Result<()> {
     let output = LiveOutput {
         json: args.json,
         filter: JourneyFilter {
-            pid: Some(pid),
+            pids: vec![pid],
             ..JourneyFilter::default()
         },
         count: None,

@@ -1,8 +1,6 @@
 //! `tracer doctor`: what this host can trace, what it cannot, and which journey stages that
 //! costs. Exit status 0: full journeys; 1: degraded; 2: nothing can run.
 
-use std::path::Path;
-
 use clap::Args;
 use serde_json::json;
 use tracer::{
@@ -81,18 +79,44 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
         };
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     mark(&mut rows, "kernel", 0, kernel.trim().to_owned());
-    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
-    mark(
-        &mut rows,
-        "BTF",
-        0,
-        if btf {
-            "present (/sys/kernel/btf/vmlinux)"
-        } else {
-            "absent: not needed, offsets come from tracefs"
-        }
-        .to_owned(),
-    );
+    // Kernel BTF gives the struct offsets for packet headers and TCP read points.
+    match tracer::host::btf::StructOffsets::from_kernel() {
+        Ok(offsets) if offsets.skb_data.is_some() && offsets.tcp_copied_seq.is_some() => mark(
+            &mut rows,
+            "BTF",
+            0,
+            format!(
+                "present ({}): packet headers (protocol, TCP flags, payload, sequence numbers) \
+                 and TCP read points (tcp_sock.copied_seq); sk_buff.data at {}, copied_seq at {}",
+                tracer::host::btf::VMLINUX,
+                offsets.skb_data.unwrap_or_default(),
+                offsets.tcp_copied_seq.unwrap_or_default(),
+            ),
+        ),
+        Ok(offsets) => mark(
+            &mut rows,
+            "BTF",
+            1,
+            format!(
+                "present, but without {}: TCP journeys follow byte counts, control segments are \
+                 told by tcp_probe alone (docs/tcp.md)",
+                if offsets.skb_data.is_none() {
+                    "sk_buff.data"
+                } else {
+                    "tcp_sock.copied_seq"
+                }
+            ),
+        ),
+        Err(err) => mark(
+            &mut rows,
+            "BTF",
+            1,
+            format!(
+                "{err}: no packet headers and no TCP read points; TCP journeys follow byte \
+                 counts (docs/tcp.md); tracepoint offsets still come from tracefs"
+            ),
+        ),
+    }
     let permission = caps::check();
     match &permission {
         Ok(()) => mark(

@@ -24,10 +24,11 @@ pub struct LiveArgs {
     /// One journey object per line on stdout (DESIGN.md record); everything else on stderr.
     #[arg(long)]
     pub json: bool,
-    /// Journeys read by this process (pid = tgid). Task events are filtered in the kernel;
-    /// packet-path events are kept from every context, since packets do not run as the reader.
+    /// Journeys read by this process (pid = tgid; repeatable): only they are shown and
+    /// counted. With one process its task events are filtered in the kernel; packet-path
+    /// events are kept from every context, since packets do not run as the reader.
     #[arg(short, long, value_name = "PID")]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
     /// Journeys read by tasks with this name (comm).
     #[arg(long, value_name = "COMM")]
     pub comm: Option<String>,
@@ -46,6 +47,10 @@ pub struct LiveArgs {
     /// Do not attach this tracepoint (`category:name` or `name`); repeatable.
     #[arg(long, value_name = "TRACEPOINT")]
     pub without: Vec<String>,
+    /// Do not read kernel BTF: no packet headers, no TCP sequence numbers (what a kernel
+    /// without BTF gives; TCP journeys then follow byte counts, docs/tcp.md).
+    #[arg(long)]
+    pub without_btf: bool,
     #[command(flatten)]
     pub ring: RingArgs,
     /// Also record the raw events to FILE (as `tracer record` does).
@@ -69,17 +74,27 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
             irqs.devices.join(", ")
         );
     }
+    for pid in &args.pid {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("no process with pid {pid}");
+        }
+    }
     let options = ProbeArgs {
-        pid: args.pid,
+        // The kernel filters one process; several are told apart in user space.
+        pid: match args.pid[..] {
+            [pid] => Some(pid),
+            _ => None,
+        },
         cpu: None,
         without: &args.without,
+        without_btf: args.without_btf,
         ring: &args.ring,
     }
     .journeys(verbose);
     let output = LiveOutput {
         json: args.json,
         filter: JourneyFilter {
-            pid: args.pid,
+            pids: args.pid.clone(),
             comm: args.comm.clone(),
             dev: args.dev.clone(),
             cpu: args.cpu.map(|cpu| cpu as u16),

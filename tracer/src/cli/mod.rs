@@ -28,6 +28,10 @@ pub struct FilterArgs {
     /// older kernel that lacks it.
     #[arg(long, value_name = "TRACEPOINT")]
     pub without: Vec<String>,
+    /// Do not read kernel BTF: no packet headers, no TCP sequence numbers (what a kernel
+    /// without BTF gives; TCP journeys then follow byte counts, docs/tcp.md).
+    #[arg(long)]
+    pub without_btf: bool,
     #[command(flatten)]
     pub ring: RingArgs,
 }
@@ -51,6 +55,7 @@ impl FilterArgs {
             pid: self.pid,
             cpu: self.cpu,
             without: &self.without,
+            without_btf: self.without_btf,
             ring: &self.ring,
         }
         .options(false, verbose)
@@ -63,6 +68,7 @@ pub struct ProbeArgs<'a> {
     pub pid: Option<u32>,
     pub cpu: Option<u32>,
     pub without: &'a [String],
+    pub without_btf: bool,
     pub ring: &'a RingArgs,
 }
 
@@ -70,7 +76,7 @@ impl ProbeArgs<'_> {
     /// The options, in journey mode or event mode.
     pub fn options(&self, journey_mode: bool, verbose: bool) -> ProbeOptions {
         ProbeOptions {
-            without_btf: false,
+            without_btf: self.without_btf,
             pid: self.pid,
             cpu: self.cpu,
             journey_mode,

@@ -23,6 +23,10 @@ pub struct RecordArgs {
     /// Do not attach this tracepoint (`category:name` or `name`); repeatable.
     #[arg(long, value_name = "TRACEPOINT")]
     pub without: Vec<String>,
+    /// Do not read kernel BTF: no packet headers, no TCP sequence numbers (what a kernel
+    /// without BTF gives; TCP journeys then follow byte counts, docs/tcp.md).
+    #[arg(long)]
+    pub without_btf: bool,
     #[command(flatten)]
     pub ring: RingArgs,
 }
@@ -35,9 +39,9 @@ pub struct ReportArgs {
     /// One journey object per line on stdout; the summary on stderr.
     #[arg(long)]
     pub json: bool,
-    /// Journeys read by this process.
+    /// Journeys read by this process (repeatable): only they are shown and counted.
     #[arg(short, long, value_name = "PID")]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
     /// Journeys read by tasks with this name.
     #[arg(long, value_name = "COMM")]
     pub comm: Option<String>,
@@ -60,6 +64,7 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         pid: args.pid,
         cpu: None,
         without: &args.without,
+        without_btf: args.without_btf,
         ring: &args.ring,
     }
     .journeys(verbose);
@@ -75,7 +80,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
             slowest: args.slowest,
             keep_unsocketed: args.all,
             filter: JourneyFilter {
-                pid: args.pid,
+                pids: args.pid.clone(),
                 comm: args.comm.clone(),
                 dev: args.dev.clone(),
                 cpu: None,

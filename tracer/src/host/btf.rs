@@ -219,7 +219,9 @@ fn u16_at(data: &[u8], at: usize) -> Option<u16> {
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(data.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        data.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// Offsets of the kernel struct fields the programs read; `None` where BTF lacks them.
@@ -324,7 +326,11 @@ mod tests {
         let btf = Btf::parse(skb_like()).unwrap();
         assert_eq!(btf.member_offset("sk_buff", "len"), Some(0));
         assert_eq!(btf.member_offset("sk_buff", "data"), Some(16));
-        assert_eq!(btf.member_offset("sk_buff", "x"), Some(4), "through the union");
+        assert_eq!(
+            btf.member_offset("sk_buff", "x"),
+            Some(4),
+            "through the union"
+        );
         assert_eq!(btf.member_offset("sk_buff", "flags"), None, "a bit field");
         assert_eq!(btf.member_offset("sk_buff", "nope"), None);
         assert_eq!(btf.member_offset("tcp_sock", "copied_seq"), None);

@@ -80,7 +80,9 @@ pub const FIELDS: &[Field] = &[
     field!("skbaddr", |j| Value::Addr(Some(j.skbaddr))),
     field!("skaddr", |j| Value::Addr(j.skaddr)),
     field!("payload", |j| Value::Unsigned(j.payload.map(u64::from))),
-    field!("tcp_flags", |j| Value::Text(j.tcp_flags.map(|f| f.as_str()))),
+    field!("tcp_flags", |j| Value::Text(
+        j.tcp_flags.map(|f| f.as_str())
+    )),
     field!("control", |j| Value::Bool(j.control)),
     field!("first_read", |j| Value::Unsigned(j.first_read)),
     field!("reads", |j| Value::Unsigned(Some(u64::from(j.reads)))),

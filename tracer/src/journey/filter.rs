@@ -5,7 +5,8 @@ use super::Journey;
 /// Which journeys to show (applied to finished journeys, in user space).
 #[derive(Clone, Debug, Default)]
 pub struct JourneyFilter {
-    pub pid: Option<u32>,
+    /// Processes (tgid) whose reads took the packets; empty: any.
+    pub pids: Vec<u32>,
     pub comm: Option<String>,
     pub dev: Option<String>,
     pub cpu: Option<u16>,
@@ -16,7 +17,7 @@ impl JourneyFilter {
     /// journey belongs to the thread whose read returned it.
     pub fn readers(&self) -> super::ReaderFilter {
         super::ReaderFilter {
-            pids: self.pid.into_iter().collect(),
+            pids: self.pids.clone(),
             comms: self.comm.iter().cloned().collect(),
         }
     }
@@ -32,7 +33,7 @@ impl JourneyFilter {
             ]
             .contains(&Some(cpu))
         };
-        self.pid.is_none_or(|pid| journey.pid == Some(pid))
+        (self.pids.is_empty() || journey.pid.is_some_and(|pid| self.pids.contains(&pid)))
             && self
                 .comm
                 .as_ref()

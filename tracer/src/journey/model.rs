@@ -33,7 +33,9 @@ impl TcpFlags {
     /// value, built once.
     pub fn as_str(self) -> &'static str {
         static TEXT: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-            (0..=u8::MAX).map(|bits| TcpFlags(bits).to_string()).collect()
+            (0..=u8::MAX)
+                .map(|bits| TcpFlags(bits).to_string())
+                .collect()
         });
         &TEXT[usize::from(self.0)]
     }

@@ -173,7 +173,15 @@ impl Stream {
             e.addr2 = u64::from(seq) | 40000 << 32 | 6379 << 48;
         })
     }
-    fn tcp_probe(&mut self, cpu: u16, us: u64, tid: u32, skb: u64, sk: u64, data_len: u32) -> &mut Self {
+    fn tcp_probe(
+        &mut self,
+        cpu: u16,
+        us: u64,
+        tid: u32,
+        skb: u64,
+        sk: u64,
+        data_len: u32,
+    ) -> &mut Self {
         self.ev(cpu, us, tid, EventKind::TcpProbe, |e| {
             e.addr = skb;
             e.addr2 = sk;
@@ -890,7 +898,8 @@ const SYN: u8 = 0x02;
 /// `n` segments of `size` bytes each arriving in softirq on CPU 0 (seq from 1000), each
 /// linked to `TCP_SOCK` by tcp_probe and announced by sk_data_ready.
 fn segments(s: &mut Stream, n: u32, size: u32, start_us: u64) {
-    s.raise(0, start_us, 900).softirq_entry(0, start_us + 1, 900);
+    s.raise(0, start_us, 900)
+        .softirq_entry(0, start_us + 1, 900);
     for i in 0..n {
         let us = start_us + 2 + u64::from(i) * 3;
         let skb = 0x10_000 + u64::from(i) * 0x100;
@@ -906,7 +915,14 @@ fn one_read_of_coalesced_segments_ends_each_at_that_read_with_its_own_payload() 
     for copied in [true, false] {
         let mut s = Stream::default();
         segments(&mut s, 20, 10, 10);
-        s.tcp_read(1, 200, (READER, READER), TCP_SOCK, 200, copied.then_some(1200));
+        s.tcp_read(
+            1,
+            200,
+            (READER, READER),
+            TCP_SOCK,
+            200,
+            copied.then_some(1200),
+        );
         let (journeys, engine) = s.run(EngineConfig::default());
         assert_eq!(journeys.len(), 20, "copied_seq {copied}: {journeys:?}");
         for j in &journeys {
@@ -928,15 +944,44 @@ fn a_large_segment_read_in_pieces_ends_at_the_read_of_its_last_byte() {
         let mut s = Stream::default();
         segments(&mut s, 3, 1000, 10);
         // Reads of 1500 bytes: the first takes segment 1 and half of 2, the second the rest.
-        s.tcp_read(1, 100, (READER, READER), TCP_SOCK, 1500, copied.then_some(2500))
-            .tcp_read(1, 200, (READER, READER), TCP_SOCK, 1500, copied.then_some(4000));
+        s.tcp_read(
+            1,
+            100,
+            (READER, READER),
+            TCP_SOCK,
+            1500,
+            copied.then_some(2500),
+        )
+        .tcp_read(
+            1,
+            200,
+            (READER, READER),
+            TCP_SOCK,
+            1500,
+            copied.then_some(4000),
+        );
         let (journeys, _) = s.run(EngineConfig::default());
         assert_eq!(journeys.len(), 3, "copied_seq {copied}");
-        let [a, b, c] = &journeys[..] else { unreachable!() };
-        assert_eq!((a.ts.recv_return, a.first_read, a.reads), (Some(101_000), Some(101_000), 1));
-        assert_eq!((b.ts.recv_return, b.first_read, b.reads), (Some(201_000), Some(101_000), 2));
-        assert_eq!((c.ts.recv_return, c.first_read, c.reads), (Some(201_000), Some(201_000), 1));
-        assert!(journeys.iter().all(|j| j.complete && j.payload == Some(1000)));
+        let [a, b, c] = &journeys[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            (a.ts.recv_return, a.first_read, a.reads),
+            (Some(101_000), Some(101_000), 1)
+        );
+        assert_eq!(
+            (b.ts.recv_return, b.first_read, b.reads),
+            (Some(201_000), Some(101_000), 2)
+        );
+        assert_eq!(
+            (c.ts.recv_return, c.first_read, c.reads),
+            (Some(201_000), Some(201_000), 1)
+        );
+        assert!(
+            journeys
+                .iter()
+                .all(|j| j.complete && j.payload == Some(1000))
+        );
     }
     // One 100 KB segment (loopback TSO) read 4 KB at a time: one journey, 25 reads.
     let mut s = Stream::default();
@@ -944,12 +989,22 @@ fn a_large_segment_read_in_pieces_ends_at_the_read_of_its_last_byte() {
     for read in 0..25u32 {
         let bytes = if read < 24 { 4096 } else { 100_000 - 24 * 4096 };
         let copied = 1000 + (read * 4096 + bytes).min(100_000);
-        s.tcp_read(1, 100 + u64::from(read) * 10, (READER, READER), TCP_SOCK, bytes, Some(copied));
+        s.tcp_read(
+            1,
+            100 + u64::from(read) * 10,
+            (READER, READER),
+            TCP_SOCK,
+            bytes,
+            Some(copied),
+        );
     }
     let (journeys, engine) = s.run(EngineConfig::default());
     assert_eq!(journeys.len(), 1);
     let j = &journeys[0];
-    assert_eq!((j.reads, j.first_read, j.ts.recv_return), (25, Some(101_000), Some(341_000)));
+    assert_eq!(
+        (j.reads, j.first_read, j.ts.recv_return),
+        (25, Some(101_000), Some(341_000))
+    );
     assert_eq!(engine.stats().reads_without_packet, 0);
 }
 
@@ -1032,7 +1087,10 @@ fn a_segment_processed_from_the_socket_backlog_reaches_its_reader() {
     assert_eq!(journeys.len(), 1, "{:?}", engine.stats());
     let j = &journeys[0];
     assert!(j.complete);
-    assert_eq!((j.payload, j.tid, j.ts.sk_data_ready), (Some(300), Some(READER), Some(21_000)));
+    assert_eq!(
+        (j.payload, j.tid, j.ts.sk_data_ready),
+        (Some(300), Some(READER), Some(21_000))
+    );
     assert_eq!(j.stages_ns.stack, Some(9_000));
     assert!(engine.stats().unsocketed.is_empty());
 }
@@ -1056,7 +1114,11 @@ fn a_wakeup_of_another_thread_is_not_the_readers() {
     let j = &journeys[0];
     assert_eq!((j.tid, j.woken_tid), (Some(READER), Some(OTHER)));
     assert_eq!((j.ts.waking, j.ts.switch_in), (None, None));
-    assert!(missing_reason(j, Stage::Wakeup).unwrap().contains("another thread"));
+    assert!(
+        missing_reason(j, Stage::Wakeup)
+            .unwrap()
+            .contains("another thread")
+    );
     assert_eq!(engine.stats().wakeups_of_other_threads, 1);
     assert!(j.complete, "the journey itself was followed by evidence");
 }
@@ -1076,7 +1138,10 @@ fn a_closed_socket_ends_its_unread_data_as_lost_not_dropped() {
             .unwrap()
             .contains("closed with part of this data unread")
     );
-    assert_eq!((engine.stats().closed_unread, engine.stats().dropped), (1, 0));
+    assert_eq!(
+        (engine.stats().closed_unread, engine.stats().dropped),
+        (1, 0)
+    );
     assert_eq!(engine.open_journeys(), 0);
 }
 
@@ -1086,7 +1151,10 @@ fn a_reader_filter_keeps_only_its_readers_journeys() {
     const IDLE_SOCK: u64 = 0xffff_0000_8000;
     let mut s = Stream::default();
     s.raise(0, 10, 900).softirq_entry(0, 11, 900);
-    for (i, sk) in [TCP_SOCK, OTHER_SOCK, IDLE_SOCK, OTHER_SOCK].into_iter().enumerate() {
+    for (i, sk) in [TCP_SOCK, OTHER_SOCK, IDLE_SOCK, OTHER_SOCK]
+        .into_iter()
+        .enumerate()
+    {
         let us = 12 + i as u64 * 3;
         let skb = 0x1000 * (i as u64 + 1);
         s.tcp_segment(0, us, 900, skb, (1000, 100, PSH_ACK))
@@ -1122,7 +1190,13 @@ fn segments_coalesced_in_the_socket_backlog_keep_their_own_journeys() {
     // the kernel merges the second and third into the first skb (freed untraced).
     s.raise(0, 10, 900).softirq_entry(0, 11, 900);
     for (i, skb) in [0x1000u64, 0x2000, 0x3000].into_iter().enumerate() {
-        s.tcp_segment(0, 12 + i as u64, 900, skb, (1000 + i as u32 * 500, 500, PSH_ACK));
+        s.tcp_segment(
+            0,
+            12 + i as u64,
+            900,
+            skb,
+            (1000 + i as u32 * 500, 500, PSH_ACK),
+        );
     }
     s.softirq_exit(0, 20, 900)
         // The reader releases the socket: one tcp_probe with all 1500 bytes.
@@ -1132,7 +1206,10 @@ fn segments_coalesced_in_the_socket_backlog_keep_their_own_journeys() {
     let (journeys, engine) = s.run(EngineConfig::default());
     assert_eq!(journeys.len(), 3, "{:?}", engine.stats());
     for j in &journeys {
-        assert_eq!((j.payload, j.ts.sk_data_ready, j.ts.recv_return), (Some(500), Some(31_000), Some(41_000)));
+        assert_eq!(
+            (j.payload, j.ts.sk_data_ready, j.ts.recv_return),
+            (Some(500), Some(31_000), Some(41_000))
+        );
         assert!(j.complete);
     }
     assert!(engine.stats().unsocketed.is_empty());

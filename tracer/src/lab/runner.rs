@@ -232,7 +232,7 @@ async fn run_phase(
     let output = LiveOutput {
         json: false,
         filter: JourneyFilter {
-            pid: Some(pid),
+            pids: vec![pid],
             ..JourneyFilter::default()
         },
         count: None,

@@ -120,7 +120,6 @@ impl Probes {
             .override_global(abi::SOCKET_READS_ONLY, &u32::from(socket_reads_only), true)
             .override_global(abi::NET_IRQ_FILTER, &u32::from(net_irqs.is_some()), true)
             .override_global(abi::NET_IRQS, &net_irqs.unwrap_or([0; NET_IRQ_WORDS]), true)
-
             .override_global(
                 abi::SKB_DATA_OFF,
                 &struct_offsets.skb_data.unwrap_or(abi::NO_OFFSET),

@@ -51,7 +51,10 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
                 fields.push(("ip_proto", json!(event.arg1 & 0xff)));
                 fields.push(("payload", json!(event.arg2)));
                 if event.arg1 & 0xff == 6 {
-                    fields.push(("tcp_flags", json!(format!("{:#04x}", (event.arg1 >> 8) & 0xff))));
+                    fields.push((
+                        "tcp_flags",
+                        json!(format!("{:#04x}", (event.arg1 >> 8) & 0xff)),
+                    ));
                     fields.push(("seq", json!(event.addr2 as u32)));
                 }
                 if matches!(event.arg1 & 0xff, 6 | 17) {

@@ -177,6 +177,40 @@ pub fn run_summary(
             "not shown, never reached a socket: {count} {reason}\n"
         ));
     }
+    text.push_str(&format!(
+        "data: dropped by the kernel {}; left unread when the socket closed {}\n",
+        stats.dropped, stats.closed_unread
+    ));
+    if stats.dropped_unknown > 0 {
+        text.push_str(&format!(
+            "dropped packets not known to carry data (purged at close, no headers without BTF): {}\n",
+            stats.dropped_unknown
+        ));
+    }
+    if !stats.control.is_empty() {
+        let kinds: Vec<String> = stats
+            .control
+            .iter()
+            .map(|(flags, n)| format!("{flags} {n}"))
+            .collect();
+        text.push_str(&format!(
+            "control segments (no payload, not data journeys): {}\n",
+            kinds.join(", ")
+        ));
+    }
+    if stats.not_selected > 0 {
+        text.push_str(&format!(
+            "not selected (read by other processes, or on their sockets): {}\n",
+            stats.not_selected
+        ));
+    }
+    if stats.wakeups_of_other_threads > 0 || stats.unmatched_read_bytes > 0 {
+        text.push_str(&format!(
+            "wakeups of another thread than the reader (marked, not credited): {}; \
+             bytes read that no traced segment carried: {}\n",
+            stats.wakeups_of_other_threads, stats.unmatched_read_bytes
+        ));
+    }
     let lost = match lost {
         Some(lost) => {
             let per_cpu: Vec<String> = lost

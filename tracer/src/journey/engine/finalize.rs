@@ -15,7 +15,11 @@ const STILL_RUNNING: &str =
     "woken while still on its CPU (before it had switched out): no run queue wait, no switch in";
 
 /// Stage durations and missing-stage reasons of a finished journey.
-pub(super) fn finalize(open: Open, incomplete: Option<&'static str>, degraded: Degraded) -> Journey {
+pub(super) fn finalize(
+    open: Open,
+    incomplete: Option<&'static str>,
+    degraded: Degraded,
+) -> Journey {
     let Open {
         mut journey,
         softirq_unknown,

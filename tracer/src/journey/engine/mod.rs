@@ -28,9 +28,7 @@ use rustc_hash::FxHashMap;
 
 use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NAME_LEN};
 
-pub use stats::{
-    DEFAULT_MAX_OPEN, Degraded, EngineConfig, EngineStats, IrqDevice, ReaderFilter,
-};
+pub use stats::{DEFAULT_MAX_OPEN, Degraded, EngineConfig, EngineStats, IrqDevice, ReaderFilter};
 
 use super::model::{Addr, Journey, Shared};
 use cpu::CpuState;
@@ -450,13 +448,32 @@ impl Engine {
             || open.journey.pid.is_some()
             || open.phase == Phase::Queued;
         let dropped = open.journey.drop_reason.is_some();
+        // A drop is of data when the packet is known to carry some. Without headers (no
+        // BTF) one that never reached a socket and was purged with its socket's queues is
+        // most likely the connection's last bare ACK: not counted as data.
+        let purged_unknown = !reached_socket
+            && open.journey.payload.is_none()
+            && open.journey.drop_reason.as_deref() == Some("QUEUE_PURGE");
+        let data_drop = dropped
+            && !purged_unknown
+            && open
+                .journey
+                .payload
+                .is_none_or(|payload| payload > 0 || reached_socket);
+        if dropped && !data_drop {
+            self.stats.dropped_unknown += 1;
+            if self.config.keep_unsocketed {
+                out.push(finalize::finalize(open, incomplete, self.config.degraded));
+            }
+            return;
+        }
         if !reached_socket && !dropped && !self.config.keep_unsocketed {
             self.count_unsocketed(incomplete.unwrap_or("no socket"));
             return;
         }
         let journey = finalize::finalize(open, incomplete, self.config.degraded);
         self.stats.journeys_emitted += 1;
-        if dropped {
+        if data_drop {
             self.stats.dropped += 1;
         }
         if journey.complete {

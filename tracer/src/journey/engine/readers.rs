@@ -6,7 +6,10 @@ use std::borrow::Cow;
 use tracer_common::{COPIED_SEQ_VALID, Event, EventKind};
 
 use super::{Engine, Phase, packets::IPPROTO_TCP, sockets::Owner};
-use crate::journey::{Journey, model::{Addr, Shared}};
+use crate::journey::{
+    Journey,
+    model::{Addr, Shared},
+};
 
 /// MSG_PEEK: a read that leaves the data queued.
 const MSG_PEEK: u32 = 2;
@@ -138,8 +141,7 @@ impl Engine {
             if udp {
                 open.journey.reads = 1;
                 let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
-                open.journey.partial_read =
-                    (ret as u32) < open.journey.len.saturating_sub(headers);
+                open.journey.partial_read = (ret as u32) < open.journey.len.saturating_sub(headers);
             }
         }
         self.reading.entry(event.tid).or_default().extend(taken);
@@ -242,7 +244,12 @@ impl Engine {
         taken
     }
 
-    pub(super) fn on_syscall_exit(&mut self, event: &Event, kind: EventKind, out: &mut Vec<Journey>) {
+    pub(super) fn on_syscall_exit(
+        &mut self,
+        event: &Event,
+        kind: EventKind,
+        out: &mut Vec<Journey>,
+    ) {
         let mut ids = self.reading.remove(&event.tid).unwrap_or_default();
         if ids.is_empty() && self.config.degraded.no_recv_length {
             ids = self.take_without_recv_length(event, kind);

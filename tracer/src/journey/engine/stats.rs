@@ -95,6 +95,8 @@ pub struct EngineStats {
     pub unsocketed: BTreeMap<String, u64>,
     /// Data packets the kernel dropped (kfree_skb with a reason).
     pub dropped: u64,
+    /// Dropped packets not known to carry data (no headers read, never reached a socket).
+    pub dropped_unknown: u64,
     /// Events flagged FLAG_LOST_BEFORE, per CPU.
     pub loss_marks: BTreeMap<u16, u64>,
     /// sched_waking of a ksoftirqd thread (NET_RX work deferred to a thread).
