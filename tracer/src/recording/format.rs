@@ -65,9 +65,11 @@ impl Metadata {
             .filter(|kind| {
                 let (category, name) = kind.tracepoint();
                 let tracepoint = format!("{category}:{name}");
-                // A recording made before this kind existed has no offsets for it.
+                // A recording made before this kind existed has no offsets for it (format v1
+                // recorded no offsets, and predates every kind after sys_exit_readv).
                 let prefix = format!("{tracepoint}:");
-                let unknown = !self.offsets.is_empty()
+                let newer_than_v1 = *kind as u8 > EventKind::SysExitReadv as u8;
+                let unknown = (!self.offsets.is_empty() || newer_than_v1)
                     && !self.offsets.keys().any(|key| key.starts_with(&prefix));
                 self.skipped.contains_key(&tracepoint) || unknown
             })
