@@ -88,7 +88,7 @@ fn assert_all_complete(label: &str, journeys: &[&Value]) {
 /// The tracer's closing summary must not claim losses that did not happen.
 fn assert_summary_clean(label: &str, stderr: &[String]) {
     let text = stderr.join("\n");
-    for line in &stderr[..] {
+    for line in stderr {
         assert!(
             !line.starts_with("incomplete:"),
             "{label}: the summary reports incomplete journeys:\n{text}"

@@ -1048,8 +1048,10 @@ fn control_segments_are_not_data_journeys_nor_drops() {
     assert_eq!(stats.control.get("FIN|ACK"), Some(&1));
     assert!(stats.incomplete.is_empty());
     // With --all they are shown, labelled, and still not counted as incomplete data.
-    let mut all = EngineConfig::default();
-    all.keep_unsocketed = true;
+    let all = EngineConfig {
+        keep_unsocketed: true,
+        ..EngineConfig::default()
+    };
     let (journeys, engine) = s.run(all);
     assert_eq!(journeys.len(), 3);
     assert!(journeys.iter().all(|j| j.control && j.pid.is_none()));
