@@ -376,7 +376,7 @@ fn switches_phases(short: bool) -> Vec<Phase> {
     {
         let base = |label| Phase {
             work_us: 8000,
-            ..Phase::new(label, n(300, 15), 20_000)
+            ..Phase::new(label, n(300, 40), 20_000)
         };
         vec![
             base("alone"),
