@@ -220,6 +220,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
         );
     } else {
         for (check, status, detail) in &rows {
+            let detail = tracer::sink::escape::text(detail);
             println!("{check:<34} {status:<9} {detail}");
         }
         println!("\nverdict: {verdict}");

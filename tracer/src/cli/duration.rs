@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The longest duration accepted: 366 days.
+const MAX_SECONDS: f64 = 366.0 * 86_400.0;
+
 /// Parses a duration such as `5s`, `250ms`, `1.5m` or `10`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -27,6 +30,13 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("invalid duration {text:?}"));
     }
+    // Far above any trace, far below where deadlines (now + duration) overflow.
+    if seconds > MAX_SECONDS {
+        return Err(format!(
+            "duration {text:?} is out of range (at most {} days)",
+            MAX_SECONDS as u64 / 86_400
+        ));
+    }
     Ok(Duration::from_secs_f64(seconds))
 }
 
@@ -43,5 +53,11 @@ mod tests {
         assert!(parse("5 parsecs").is_err());
         assert!(parse("-1s").is_err());
         assert!(parse("s").is_err());
+        assert_eq!(parse("366d").map_err(|e| e.contains("unit")), Err(true));
+        for huge in ["99999999999999999999s", "1e300h", "9000h"] {
+            let err = parse(huge).unwrap_err();
+            assert!(err.contains("out of range"), "{huge}: {err}");
+        }
+        assert_eq!(parse("8784h"), Ok(Duration::from_secs(366 * 86_400)));
     }
 }

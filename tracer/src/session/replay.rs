@@ -99,7 +99,7 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
     let readers = kept.iter().filter_map(|journey| journey.tid).collect();
     let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
     let text = analysis_text(&recording, &kept, &counts, &tracker, options.slowest, lost);
-    print!("{text}");
+    print!("{}", crate::sink::escape::lines(&text));
     Ok(())
 }
 

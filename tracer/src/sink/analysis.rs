@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tracer_common::{Event, EventKind};
 
-use super::summary::{Histogram, human_ns};
+use super::{
+    escape,
+    summary::{Histogram, human_ns},
+};
 use crate::journey::{Journey, Stage};
 
 /// Counts over the raw events that journeys alone do not show.
@@ -132,8 +135,8 @@ pub fn waterfall(journey: &Journey, width: usize) -> String {
     let mut text = format!(
         "journey {} on {} read by {} ({}), total {}:\n",
         journey.id,
-        journey.dev,
-        journey.comm.as_deref().unwrap_or("?"),
+        escape::text(&journey.dev),
+        escape::text(journey.comm.as_deref().unwrap_or("?")),
         journey.tid.map_or("-".to_owned(), |tid| tid.to_string()),
         human_ns(total)
     );

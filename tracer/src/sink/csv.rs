@@ -4,7 +4,7 @@
 
 use std::io;
 
-use super::Sink;
+use super::{Sink, escape};
 use crate::journey::{
     Journey,
     fields::{FIELDS, Value, stages},
@@ -43,7 +43,7 @@ pub fn header() -> String {
 
 fn field(value: impl ToString) -> String {
     let text = value.to_string();
-    if text.contains([',', '"', '\n']) {
+    if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text
@@ -61,7 +61,9 @@ pub fn row(journey: &Journey) -> String {
         match (column.value)(journey) {
             Value::Unsigned(value) => cells.push(optional(value)),
             Value::Signed(value) => cells.push(optional(value)),
-            Value::Text(value) => cells.push(optional(value)),
+            Value::Text(value) => {
+                cells.push(optional(value.map(|text| escape::csv_cell(text).into_owned())))
+            }
             Value::Bool(value) => cells.push(field(value)),
             Value::Addr(value) => cells.push(optional(value)),
             Value::Stamps(ts) => cells.extend(ts.in_order().iter().map(|(_, ts)| optional(*ts))),

@@ -165,7 +165,7 @@ pub fn to_json(event: &Event, kind: EventKind, names: &Names) -> Value {
 pub fn to_text(event: &Event, kind: EventKind, names: &Names) -> String {
     let mut line = format!(
         "{:>16} {:>7}/{:<7} [{:03}] {:>5}.{:09}: {:<24}",
-        names.comm(event.tid),
+        super::escape::text(&names.comm(event.tid)),
         event.tid,
         event.tgid,
         event.cpu,
@@ -175,7 +175,7 @@ pub fn to_text(event: &Event, kind: EventKind, names: &Names) -> String {
     );
     for (key, value) in fields(event, kind, names) {
         match value {
-            Value::String(text) => write!(line, " {key}={text}"),
+            Value::String(text) => write!(line, " {key}={}", super::escape::text(&text)),
             other => write!(line, " {key}={other}"),
         }
         .expect("writing to a String cannot fail");

@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod csv;
+pub mod escape;
 pub mod events;
 pub mod jsonl;
 pub mod metrics;

@@ -3,6 +3,7 @@
 
 use super::{
     analysis::{self, EventCounts},
+    escape,
     summary::{StageSummary, human_ns},
 };
 use crate::{
@@ -45,8 +46,8 @@ pub fn analysis_text(
         text,
         "recording: format v{}, kernel {}, host {}, {} CPUs, {} events over {}, lost {}",
         recording.version,
-        meta.kernel,
-        meta.hostname,
+        escape::text(&meta.kernel),
+        escape::text(&meta.hostname),
         meta.cpus,
         recording.events.len(),
         human_ns(span),
@@ -112,7 +113,8 @@ pub fn analysis_text(
             let q = |q| histogram.quantile(q).map_or("-".to_owned(), human_ns);
             let _ = writeln!(
                 text,
-                "  {group:<28} {:>7} {:>10} {:>10} {:>10}",
+                "  {:<28} {:>7} {:>10} {:>10} {:>10}",
+                escape::text(&group),
                 histogram.count(),
                 q(0.5),
                 q(0.99),
@@ -130,7 +132,8 @@ pub fn analysis_text(
     for (dev, (polls, packets)) in &counts.polls {
         let _ = writeln!(
             text,
-            "  {dev:<16} {polls} polls with work, {packets} packets: {:.2} packets per poll",
+            "  {:<16} {polls} polls with work, {packets} packets: {:.2} packets per poll",
+            escape::text(dev),
             *packets as f64 / (*polls).max(1) as f64
         );
     }
@@ -139,7 +142,8 @@ pub fn analysis_text(
         let packets = counts.packets.get(dev).copied().unwrap_or(0);
         let _ = writeln!(
             text,
-            "  {dev:<16} {irqs} hard IRQs (every queue, rx and tx): {:.2} polls per IRQ, {:.3} IRQs per packet ({packets} packets)",
+            "  {:<16} {irqs} hard IRQs (every queue, rx and tx): {:.2} polls per IRQ, {:.3} IRQs per packet ({packets} packets)",
+            escape::text(dev),
             polls as f64 / (*irqs).max(1) as f64,
             *irqs as f64 / packets.max(1) as f64
         );

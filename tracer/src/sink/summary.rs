@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::escape;
 use crate::journey::{Journey, Stage, Tracker};
 
 const SUB_BITS: u32 = 4;
@@ -170,11 +171,12 @@ pub fn run_summary(
     );
     text.push_str(&summary.table());
     for (reason, count) in &stats.incomplete {
-        text.push_str(&format!("incomplete: {count} {reason}\n"));
+        text.push_str(&format!("incomplete: {count} {}\n", escape::text(reason)));
     }
     for (reason, count) in &stats.unsocketed {
         text.push_str(&format!(
-            "not shown, never reached a socket: {count} {reason}\n"
+            "not shown, never reached a socket: {count} {}\n",
+            escape::text(reason)
         ));
     }
     text.push_str(&format!(

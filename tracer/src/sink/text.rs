@@ -1,6 +1,6 @@
 //! One text line per journey, and the header above the lines.
 
-use super::summary::human_ns;
+use super::{escape, summary::human_ns};
 use crate::journey::{Journey, Stage};
 
 /// Column header of [`line`].
@@ -29,7 +29,9 @@ pub fn line(journey: &Journey) -> String {
         cpu(journey.cpu_task)
     );
     let task = match (journey.comm.as_deref(), journey.pid, journey.tid) {
-        (comm, Some(pid), Some(tid)) => format!("{}({pid}/{tid})", comm.unwrap_or("?")),
+        (comm, Some(pid), Some(tid)) => {
+            format!("{}({pid}/{tid})", escape::text(comm.unwrap_or("?")))
+        }
         _ => "-".to_owned(),
     };
     let bytes = journey
@@ -37,7 +39,7 @@ pub fn line(journey: &Journey) -> String {
         .map_or("-".to_owned(), |bytes| bytes.to_string());
     let mut text = format!(
         "{time:>15} {:<8} {cpus:<9} {task:<28} {bytes:>6} ",
-        journey.dev
+        escape::text(&journey.dev)
     );
     for stage in Stage::ALL {
         let value = journey
@@ -50,7 +52,7 @@ pub fn line(journey: &Journey) -> String {
         text.push_str(" ksoftirqd");
     }
     if let Some(reason) = &journey.drop_reason {
-        text.push_str(&format!(" drop:{reason}"));
+        text.push_str(&format!(" drop:{}", escape::text(reason)));
     }
     if journey.lost_events {
         text.push_str(" lost");
