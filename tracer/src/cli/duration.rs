@@ -54,7 +54,7 @@ mod tests {
         assert!(parse("-1s").is_err());
         assert!(parse("s").is_err());
         assert_eq!(parse("366d").map_err(|e| e.contains("unit")), Err(true));
-        for huge in ["99999999999999999999s", "1e300h", "9000h"] {
+        for huge in ["99999999999999999999s", "99999999999999999999", "9000h"] {
             let err = parse(huge).unwrap_err();
             assert!(err.contains("out of range"), "{huge}: {err}");
         }
