@@ -79,7 +79,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("tracer: error: {err:#}");
+            // The message may quote a file's or the host's text: no terminal control in it.
+            let message = format!("{err:#}");
+            eprintln!("tracer: error: {}", tracer::sink::escape::text(&message));
             ExitCode::from(cli::exit_code(&err))
         }
     }

@@ -80,3 +80,150 @@ fn hostile_task_names_are_escaped_in_text_output() {
         );
     }
 }
+
+/// The most address space a `report` of a hostile file may take: an over-allocation fails.
+const ADDRESS_SPACE: u64 = 512 << 20;
+
+/// Runs `tracer <args>` with its address space limited to [`ADDRESS_SPACE`].
+fn tracer_limited(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = std::process::Command::new(common::tracer_bin());
+    command.args(args);
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: ADDRESS_SPACE,
+                rlim_max: ADDRESS_SPACE,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.output().expect("run tracer")
+}
+
+/// `report` and `export` of `file` each end with one line `tracer: error: ...` naming
+/// `expected` and exit status 1, within the address-space limit.
+fn rejected(file: &std::path::Path, expected: &str) {
+    let out_file = file.with_extension("jsonl");
+    for args in [
+        vec![std::ffi::OsStr::new("report"), file.as_os_str()],
+        vec![
+            "export".as_ref(),
+            file.as_os_str(),
+            "--format".as_ref(),
+            "jsonl".as_ref(),
+            "-o".as_ref(),
+            out_file.as_os_str(),
+        ],
+    ] {
+        let output = tracer_limited(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}; stderr:\n{stderr}",
+            output.status
+        );
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line, not:\n{stderr}");
+        assert!(
+            lines[0].starts_with("tracer: error: ") && lines[0].contains(expected),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// The magic and metadata chunk of a real recording.
+fn recording_head(dir: &std::path::Path) -> Vec<u8> {
+    let path = dir.join("head.trc");
+    let meta = tracer::recording::Metadata {
+        kernel: "6.18".into(),
+        cpus: 2,
+        ..Default::default()
+    };
+    drop(tracer::recording::Writer::create(&path, &meta).unwrap());
+    std::fs::read(&path).unwrap()
+}
+
+/// A chunk: kind, event count, declared decompressed size, then `body` with its CRC.
+fn chunk(kind: u8, count: u32, raw_len: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&raw_len.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn chunk_counts_beyond_any_file_are_rejected_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = zstd::bulk::compress(&[0u8; 100], 3).unwrap();
+    // 2^32 - 1 events in one chunk.
+    let mut bytes = recording_head(dir.path());
+    bytes.extend(chunk(b'E', u32::MAX, 100, &body));
+    let path = dir.path().join("count32.trc");
+    std::fs::write(&path, &bytes).unwrap();
+    rejected(&path, "4294967295 events announced, a chunk holds at most 16384");
+    // 2^40 events over 256 chunks of 2^32 each (well, 2^32 - 1), and 2^40 bytes declared.
+    let mut bytes = recording_head(dir.path());
+    for _ in 0..256 {
+        bytes.extend(chunk(b'E', u32::MAX, u32::MAX, &body));
+    }
+    let path = dir.path().join("count40.trc");
+    std::fs::write(&path, &bytes).unwrap();
+    rejected(&path, "events announced");
+    // A plausible count with a size that cannot hold it.
+    let mut bytes = recording_head(dir.path());
+    bytes.extend(chunk(b'E', 16384, u32::MAX, &body));
+    let path = dir.path().join("size.trc");
+    std::fs::write(&path, &bytes).unwrap();
+    rejected(&path, "16384 events cannot be encoded in 4294967295 bytes");
+}
+
+#[test]
+fn zstd_bombs_decompress_no_further_than_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    // 256 MiB of zeros in a few kilobytes, 64 times, declared as full event chunks.
+    let bomb = zstd::bulk::compress(&vec![0u8; 256 << 20], 19).unwrap();
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let mut bytes = recording_head(dir.path());
+    for _ in 0..64 {
+        bytes.extend(chunk(b'E', 16384, 16384 * 59, &bomb));
+    }
+    let path = dir.path().join("bomb.trc");
+    std::fs::write(&path, &bytes).unwrap();
+    rejected(&path, "zstd");
+    // The same as a metadata chunk declared at most 16 MiB, and one declared 256 MiB.
+    for declared in [16u32 << 20, 256 << 20] {
+        let mut bytes = b"TRACERv2".to_vec();
+        bytes.extend(chunk(b'M', 0, declared, &bomb));
+        let path = dir.path().join("meta-bomb.trc");
+        std::fs::write(&path, &bytes).unwrap();
+        rejected(&path, "chunk at byte 8 is corrupt");
+    }
+}
+
+#[test]
+fn endless_and_huge_files_that_are_no_recording_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    rejected(
+        std::path::Path::new("/dev/zero"),
+        "not a tracer recording (bad magic at byte 0)",
+    );
+    let huge = dir.path().join("huge.bin");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(1 << 30).unwrap(); // sparse: 1 GiB of zeros
+    drop(file);
+    rejected(&huge, "not a tracer recording");
+    // A right magic then 1 GiB of zeros: the first chunk header is wrong, nothing more is read.
+    let file = std::fs::OpenOptions::new().write(true).open(&huge).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"TRACERv2", 0).unwrap();
+    drop(file);
+    rejected(&huge, "chunk at byte 8 is corrupt: unexpected chunk type '\\0'");
+}

@@ -18,8 +18,13 @@ pub const MAGIC_V2: &[u8; 8] = b"TRACERv2";
 /// Events per chunk at most (a chunk is also cut when the recorder flushes by time).
 pub const CHUNK_EVENTS: usize = 16384;
 pub(super) const CHUNK_HEADER: usize = 17;
-/// The largest uncompressed chunk accepted, against corrupt length fields.
-pub(super) const MAX_RAW: usize = 64 << 20;
+/// The largest uncompressed metadata or trailer chunk accepted, against corrupt or hostile
+/// length fields (a real one is a few kilobytes).
+pub(super) const MAX_RAW: usize = 16 << 20;
+/// The encoded size of one event: a timestamp varint of 1 to 10 bytes, then fixed columns.
+pub(super) const EVENT_FIXED: usize = 1 + 1 + 2 + 5 * 4 + 2 * 8 + NAME_LEN;
+pub(super) const EVENT_MIN: usize = 1 + EVENT_FIXED;
+pub(super) const EVENT_MAX: usize = 10 + EVENT_FIXED;
 pub(super) const ZSTD_LEVEL: i32 = 3;
 
 pub(super) const CHUNK_META: u8 = b'M';
@@ -177,7 +182,7 @@ pub(super) fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> R
         previous = previous.wrapping_add(delta as u64);
         ts.push(previous);
     }
-    let fixed = count * (1 + 1 + 2 + 5 * 4 + 2 * 8 + NAME_LEN);
+    let fixed = count * EVENT_FIXED;
     if raw.len() - at != fixed {
         return Err(format!(
             "{} bytes of columns for {count} events, expected {fixed}",
