@@ -14,3 +14,21 @@ pub mod recording;
 pub mod session;
 pub mod sink;
 pub mod source;
+
+/// `println!` that ends quietly on a closed stdout (`| head -1`) instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ends quietly on a closed stdout (`| head -1`) instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}

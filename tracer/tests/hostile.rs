@@ -227,3 +227,104 @@ fn endless_and_huge_files_that_are_no_recording_are_refused_at_once() {
     drop(file);
     rejected(&huge, "chunk at byte 8 is corrupt: unexpected chunk type '\\0'");
 }
+
+/// The NIC fixture (format v1: magic, metadata length and metadata, 64-byte events) with its
+/// events `copies` times over: captures concatenated.
+fn concatenated_captures(path: &std::path::Path, copies: usize) {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/nic-download/eth0-pip-download.trc"
+    );
+    let bytes = std::fs::read(fixture).unwrap();
+    assert_eq!(&bytes[..8], b"TRACERv1");
+    let events_at = 12 + u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let mut out = bytes[..events_at].to_vec();
+    for _ in 0..copies {
+        out.extend_from_slice(&bytes[events_at..]);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// SIGINT and SIGTERM stop `report` and `export` within a second with exit status 130 and a
+/// one-line reason; export's partial output is a whole file.
+#[test]
+fn replays_stop_on_sigint_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.trc");
+    concatenated_captures(&input, 300);
+    let output = dir.path().join("out.jsonl");
+    let cases: [(&[&str], i32); 3] = [
+        (&["report"], libc::SIGINT),
+        (&["export", "--format", "jsonl", "-o"], libc::SIGINT),
+        (&["report", "--list"], libc::SIGTERM),
+    ];
+    for (args, signal) in cases {
+        let mut command = std::process::Command::new(common::tracer_bin());
+        command.args(&args[..1]).arg(&input).args(&args[1..]);
+        if args[0] == "export" {
+            command.arg(&output);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{args:?} ended before the signal: make the input bigger"
+        );
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let sent = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_millis(1500),
+                "{args:?} still running after the signal"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        assert_eq!(status.code(), Some(130), "{args:?}: {status}; {stderr}");
+        assert!(
+            stderr.lines().last().unwrap().starts_with("tracer: error: interrupted: "),
+            "{args:?}: {stderr}"
+        );
+        if args[0] == "export" {
+            let text = std::fs::read_to_string(&output).unwrap();
+            assert!(text.ends_with('\n'), "partial export ends in a whole line");
+            for line in text.lines() {
+                serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines");
+            }
+        }
+    }
+}
+
+/// `report --list | head -1`: the closed pipe ends the report quietly, exit status 0.
+#[test]
+fn a_closed_stdout_is_a_normal_end() {
+    let input = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/nic-download/eth0-pip-download.trc"
+    );
+    for args in [&["report", "--list", input][..], &["report", input], &["doctor"]] {
+        let mut child = std::process::Command::new(common::tracer_bin())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            matches!(output.status.code(), Some(0..=2)),
+            "{args:?}: {}; {stderr}",
+            output.status
+        );
+    }
+}

@@ -172,7 +172,7 @@ pub fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
     };
     let exchange = traffic::exchange(&workload)?;
     if args.report {
-        println!(
+        tracer::outln!(
             "{}",
             serde_json::json!({
                 "sent": exchange.sent,

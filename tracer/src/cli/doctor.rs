@@ -214,16 +214,16 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
     if args.json {
         let checks: Vec<_> =
             rows.iter().map(|(check, status, detail)| json!({"check": check, "status": status, "detail": detail})).collect();
-        println!(
+        tracer::outln!(
             "{}",
             json!({"verdict": verdict, "exit": worst, "checks": checks})
         );
     } else {
         for (check, status, detail) in &rows {
             let detail = tracer::sink::escape::text(detail);
-            println!("{check:<34} {status:<9} {detail}");
+            tracer::outln!("{check:<34} {status:<9} {detail}");
         }
-        println!("\nverdict: {verdict}");
+        tracer::outln!("\nverdict: {verdict}");
     }
     Ok(worst)
 }

@@ -35,7 +35,7 @@ pub async fn run(command: LabCommand, verbose: bool) -> anyhow::Result<()> {
     match command {
         LabCommand::List => {
             for lab in LABS {
-                println!("{:<10} {}", lab.name, lab.summary);
+                tracer::outln!("{:<10} {}", lab.name, lab.summary);
             }
             Ok(())
         }

@@ -98,8 +98,15 @@ pub fn duration_arg(text: &str) -> Result<Duration, String> {
     duration::parse(text)
 }
 
-/// Exit status for an error: 2 when tracing is impossible (permissions), else 1.
+/// Exit status for an error: 2 when tracing is impossible (permissions), 130 for a replay
+/// stopped by a signal (as a shell reports Ctrl-C), else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err
+        .downcast_ref::<tracer::session::replay::Interrupted>()
+        .is_some()
+    {
+        return 130;
+    }
     match err.downcast_ref::<ProbeError>() {
         Some(ProbeError::Permission(_)) => 2,
         _ => 1,

@@ -9,12 +9,12 @@ use crate::{
 
 pub fn print_text(lab: &Lab, m: &[Measured], claims: &[(String, bool)], answers: bool) {
     let ns = |value: Option<u64>| value.map_or("-".to_owned(), human_ns);
-    println!(
+    crate::outln!(
         "{:<40} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
         "phase", "packets", "poll", "stack", "wakeup", "runqueue", "total", "woken", "pkt/poll"
     );
     for phase in m {
-        println!(
+        crate::outln!(
             "{:<40} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7.0}% {:>8}",
             phase.phase.label,
             phase.journeys.len(),
@@ -29,9 +29,9 @@ pub fn print_text(lab: &Lab, m: &[Measured], claims: &[(String, bool)], answers:
                 .map_or("-".to_owned(), |v| format!("{v:.2}")),
         );
     }
-    println!("(p50 per stage; reader: CPU time and context switches per phase below)");
+    crate::outln!("(p50 per stage; reader: CPU time and context switches per phase below)");
     for phase in m {
-        println!(
+        crate::outln!(
             "  {:<38} reader CPU {}, voluntary switches {}, involuntary {}",
             phase.phase.label,
             human_ns(phase.reader_number("reader_cpu_ns")),
@@ -47,16 +47,16 @@ pub fn print_text(lab: &Lab, m: &[Measured], claims: &[(String, bool)], answers:
             .collect();
         sorted.sort_by_key(|j| j.stages_ns.total);
         if let Some(median) = sorted.get(sorted.len() / 2) {
-            println!(
+            crate::outln!(
                 "\na representative packet of phase \"{}\" (the median total):",
                 first.phase.label
             );
-            print!("{}", analysis::waterfall(median, 60));
+            crate::out!("{}", analysis::waterfall(median, 60));
         }
     }
-    println!("\nmeasured claims:");
+    crate::outln!("\nmeasured claims:");
     for (claim, holds) in claims {
-        println!(
+        crate::outln!(
             "  [{}] {claim}",
             if *holds {
                 "holds"
@@ -65,14 +65,14 @@ pub fn print_text(lab: &Lab, m: &[Measured], claims: &[(String, bool)], answers:
             }
         );
     }
-    println!("\nquestions:");
+    crate::outln!("\nquestions:");
     for (index, question) in lab.questions.iter().enumerate() {
-        println!("  {}. {question}", index + 1);
+        crate::outln!("  {}. {question}", index + 1);
     }
     if answers {
-        println!("\nmodel answers (from this run's numbers):");
+        crate::outln!("\nmodel answers (from this run's numbers):");
         for line in (lab.answers)(m) {
-            println!("  {line}");
+            crate::outln!("  {line}");
         }
     }
 }

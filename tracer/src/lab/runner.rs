@@ -110,8 +110,8 @@ pub async fn run(args: &RunOptions, verbose: bool) -> anyhow::Result<()> {
     // The tracer itself stays off the reader's CPU, so that only the phase's tasks run there.
     workload::pin_to(0).context("pinning the tracer to CPU 0")?;
     if !args.json {
-        println!("== lab {}: {} ==\n", lab.name, lab.summary);
-        println!("{}\n", report::textwrap(lab.story));
+        crate::outln!("== lab {}: {} ==\n", lab.name, lab.summary);
+        crate::outln!("{}\n", report::textwrap(lab.story));
     }
     let mut measured = Vec::new();
     for (index, phase) in (lab.phases)(args.short).into_iter().enumerate() {
@@ -132,7 +132,7 @@ pub async fn run(args: &RunOptions, verbose: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(claim, holds)| json!({"claim": claim, "holds": holds}))
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             json!({"lab": lab.name, "phases": phases, "claims": claims})
         );

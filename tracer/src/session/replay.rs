@@ -1,7 +1,12 @@
 //! Replaying a recording through the pipeline: `tracer report` (journeys, summary, the text
 //! report) and `tracer export` (Perfetto, JSON lines, CSV).
 
-use std::{io::IsTerminal as _, path::Path, time::Duration};
+use std::{
+    io::IsTerminal as _,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 
@@ -18,6 +23,35 @@ use crate::{
         terminal::{JourneySink, Shown},
     },
 };
+
+/// Set by SIGINT or SIGTERM during `report` or `export`.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM stop a replay at the next batch of events (well within a
+/// second) instead of ending the process with its output half written.
+fn catch_stop_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// A replay stopped by SIGINT or SIGTERM: what was written is whole, the rest is missing
+/// (exit status 130, as a shell reports Ctrl-C).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: {0}")]
+pub struct Interrupted(pub String);
+
+/// Events replayed between checks for a stop signal.
+const BATCH: usize = 65536;
 
 /// What `report` shows.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +78,7 @@ pub enum Export {
 /// Journeys and the report of a recording: JSON lines or a list on stdout (with the summary),
 /// then, without `json`, the text report.
 pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
+    catch_stop_signals();
     let recording = open_recording(file)?;
     let meta = &recording.meta;
     let mut config = EngineConfig::from_recording(meta, options.keep_unsocketed);
@@ -62,7 +97,17 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
     let mut journeys = Vec::new();
     let total_events = recording.events.len();
     let (mut first, mut last) = (u64::MAX, 0);
-    for (index, chunk) in recording.events.chunks(65536).enumerate() {
+    for (index, chunk) in recording.events.chunks(BATCH).enumerate() {
+        if stop_requested() {
+            if progress {
+                eprintln!();
+            }
+            return Err(Interrupted(format!(
+                "report stopped after {} of {total_events} events",
+                index * BATCH
+            ))
+            .into());
+        }
         for event in chunk {
             first = first.min(event.ts);
             last = last.max(event.ts);
@@ -71,7 +116,7 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
         tracker.advance(None, &mut journeys);
         take(&mut journeys, &mut sink, &mut kept, filter);
         if progress {
-            eprint!("\rtracer: {} of {total_events} events", (index + 1) * 65536);
+            eprint!("\rtracer: {} of {total_events} events", (index + 1) * BATCH);
         }
     }
     if progress {
@@ -99,7 +144,11 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
     let readers = kept.iter().filter_map(|journey| journey.tid).collect();
     let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
     let text = analysis_text(&recording, &kept, &counts, &tracker, options.slowest, lost);
-    print!("{}", crate::sink::escape::lines(&text));
+    // A closed stdout (`| head`) ends the report quietly.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stdout().lock(),
+        crate::sink::escape::lines(&text).as_bytes(),
+    );
     Ok(())
 }
 
@@ -131,14 +180,23 @@ pub fn export(
     keep_unsocketed: bool,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
+    catch_stop_signals();
     let recording = open_recording(file)?;
     let mut tracker = Tracker::new(EngineConfig::from_recording(
         &recording.meta,
         keep_unsocketed,
     ));
     let mut journeys = Vec::new();
-    for event in &recording.events {
-        tracker.push_event(*event);
+    let mut interrupted = None;
+    for (index, chunk) in recording.events.chunks(BATCH).enumerate() {
+        if stop_requested() {
+            interrupted = Some(index * BATCH);
+            break;
+        }
+        for event in chunk {
+            tracker.push_event(*event);
+        }
+        tracker.advance(None, &mut journeys);
     }
     tracker.finish(&mut journeys);
     let bytes = match format {
@@ -174,13 +232,20 @@ pub fn export(
         std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
     file.write_all(&bytes)
         .with_context(|| format!("writing {}", output.display()))?;
+    let events = interrupted.unwrap_or(recording.events.len());
     eprintln!(
-        "tracer: {} journeys from {} events written to {} ({} bytes)",
+        "tracer: {} journeys from {events} events written to {} ({} bytes)",
         journeys.len(),
-        recording.events.len(),
         output.display(),
         bytes.len()
     );
+    if interrupted.is_some() {
+        return Err(Interrupted(format!(
+            "export stopped after {events} of {} events",
+            recording.events.len()
+        ))
+        .into());
+    }
     Ok(())
 }
 
