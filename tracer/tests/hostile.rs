@@ -52,11 +52,17 @@ fn hostile_task_names_are_escaped_in_text_output() {
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     for seq in 0..DATAGRAMS {
-        sender.send_to(&[seq as u8; 64], ("127.0.0.1", port)).unwrap();
+        sender
+            .send_to(&[seq as u8; 64], ("127.0.0.1", port))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(20));
         assert!(Instant::now() < deadline);
     }
-    assert_eq!(reader.join().unwrap(), DATAGRAMS, "the reader got every datagram");
+    assert_eq!(
+        reader.join().unwrap(),
+        DATAGRAMS,
+        "the reader got every datagram"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let (live_out, _) = live.stop();
     let (events_out, _) = events.stop();
@@ -169,7 +175,10 @@ fn chunk_counts_beyond_any_file_are_rejected_before_allocating() {
     bytes.extend(chunk(b'E', u32::MAX, 100, &body));
     let path = dir.path().join("count32.trc");
     std::fs::write(&path, &bytes).unwrap();
-    rejected(&path, "4294967295 events announced, a chunk holds at most 16384");
+    rejected(
+        &path,
+        "4294967295 events announced, a chunk holds at most 16384",
+    );
     // 2^40 events over 256 chunks of 2^32 each (well, 2^32 - 1), and 2^40 bytes declared.
     let mut bytes = recording_head(dir.path());
     for _ in 0..256 {
@@ -225,7 +234,10 @@ fn endless_and_huge_files_that_are_no_recording_are_refused_at_once() {
     let file = std::fs::OpenOptions::new().write(true).open(&huge).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, b"TRACERv2", 0).unwrap();
     drop(file);
-    rejected(&huge, "chunk at byte 8 is corrupt: unexpected chunk type '\\0'");
+    rejected(
+        &huge,
+        "chunk at byte 8 is corrupt: unexpected chunk type '\\0'",
+    );
 }
 
 /// The NIC fixture (format v1: magic, metadata length and metadata, 64-byte events) with its
@@ -290,7 +302,11 @@ fn replays_stop_on_sigint_and_sigterm() {
         let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
         assert_eq!(status.code(), Some(130), "{args:?}: {status}; {stderr}");
         assert!(
-            stderr.lines().last().unwrap().starts_with("tracer: error: interrupted: "),
+            stderr
+                .lines()
+                .last()
+                .unwrap()
+                .starts_with("tracer: error: interrupted: "),
             "{args:?}: {stderr}"
         );
         if args[0] == "export" {
@@ -310,7 +326,11 @@ fn a_closed_stdout_is_a_normal_end() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/nic-download/eth0-pip-download.trc"
     );
-    for args in [&["report", "--list", input][..], &["report", input], &["doctor"]] {
+    for args in [
+        &["report", "--list", input][..],
+        &["report", input],
+        &["doctor"],
+    ] {
         let mut child = std::process::Command::new(common::tracer_bin())
             .args(args)
             .stdout(std::process::Stdio::piped())
@@ -326,5 +346,94 @@ fn a_closed_stdout_is_a_normal_end() {
             "{args:?}: {}; {stderr}",
             output.status
         );
+    }
+}
+
+/// Usage mistakes that used to pass silently: exporting a recording onto itself, a
+/// misspelt `--without`, a `--comm` longer than the kernel keeps.
+#[test]
+fn usage_mistakes_are_refused_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("a.trc");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/nic-download/eth0-pip-download.trc"
+    );
+    std::fs::copy(fixture, &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    let link = dir.path().join("b.trc");
+    std::fs::hard_link(&input, &link).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(common::tracer_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for output in [input.clone(), dir.path().join("./a.trc"), link] {
+        let out = run(&[
+            "export".as_ref(),
+            input.as_os_str(),
+            "--format".as_ref(),
+            "jsonl".as_ref(),
+            "-o".as_ref(),
+            output.as_os_str(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("is the recording being exported"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        before,
+        "the recording is intact"
+    );
+
+    for command in ["live", "record", "events", "doctor"] {
+        let out = run(&[
+            command.as_ref(),
+            "--without".as_ref(),
+            "sched_wakingg".as_ref(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        let first = stderr.lines().next().unwrap();
+        assert!(
+            first.contains("sched_wakingg")
+                && first.contains("known: ")
+                && first.contains("sched:sched_waking"),
+            "{command}: {stderr}"
+        );
+    }
+    for command in [&["live"][..], &["report", input.to_str().unwrap()]] {
+        let mut args: Vec<&std::ffi::OsStr> = command.iter().map(|arg| arg.as_ref()).collect();
+        args.extend(["--comm", "a-very-long-process-name"].map(std::ffi::OsStr::new));
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("at most 15 bytes") && stderr.contains("\"a-very-long-pro\""),
+            "{command:?}: {stderr}"
+        );
+    }
+}
+
+/// Recordings are created 0600: task names, pids and the hostname are not for every user.
+#[test]
+fn recordings_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.trc");
+    std::fs::write(&path, b"old").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let meta = tracer::recording::Metadata::default();
+    for _ in 0..2 {
+        drop(tracer::recording::Writer::create(&path, &meta).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -19,7 +19,7 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub json: bool,
     /// Pretend this tracepoint is missing (`category:name` or `name`); repeatable.
-    #[arg(long, value_name = "TRACEPOINT")]
+    #[arg(long, value_name = "TRACEPOINT", value_parser = super::tracepoint_arg)]
     pub without: Vec<String>,
 }
 

@@ -10,7 +10,7 @@ use tracer::{
     session::live::{LiveOutput, follow},
 };
 
-use super::{ProbeArgs, RingArgs, duration_arg};
+use super::{ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
 
 /// Options of `tracer live`.
 #[derive(Clone, Debug, Args)]
@@ -30,7 +30,7 @@ pub struct LiveArgs {
     #[arg(short, long, value_name = "PID")]
     pub pid: Vec<u32>,
     /// Journeys read by tasks with this name (comm).
-    #[arg(long, value_name = "COMM")]
+    #[arg(long, value_name = "COMM", value_parser = comm_arg)]
     pub comm: Option<String>,
     /// Journeys of packets received on this network device.
     #[arg(long, value_name = "DEV")]
@@ -45,7 +45,7 @@ pub struct LiveArgs {
     #[arg(long, value_parser = duration_arg, default_value = "5s")]
     pub interval: Duration,
     /// Do not attach this tracepoint (`category:name` or `name`); repeatable.
-    #[arg(long, value_name = "TRACEPOINT")]
+    #[arg(long, value_name = "TRACEPOINT", value_parser = tracepoint_arg)]
     pub without: Vec<String>,
     /// Do not read kernel BTF: no packet headers, no TCP sequence numbers (what a kernel
     /// without BTF gives; TCP journeys then follow byte counts, docs/tcp.md).

@@ -26,7 +26,7 @@ pub struct FilterArgs {
     pub cpu: Option<u32>,
     /// Do not attach this tracepoint (`category:name` or `name`); repeatable. Simulates an
     /// older kernel that lacks it.
-    #[arg(long, value_name = "TRACEPOINT")]
+    #[arg(long, value_name = "TRACEPOINT", value_parser = tracepoint_arg)]
     pub without: Vec<String>,
     /// Do not read kernel BTF: no packet headers, no TCP sequence numbers (what a kernel
     /// without BTF gives; TCP journeys then follow byte counts, docs/tcp.md).
@@ -91,6 +91,43 @@ impl ProbeArgs<'_> {
     pub fn journeys(&self, verbose: bool) -> ProbeOptions {
         self.options(true, verbose)
     }
+}
+
+/// Parses `--without` values: a tracepoint the tracer attaches, as `category:name` or `name`.
+pub fn tracepoint_arg(text: &str) -> Result<String, String> {
+    let known: Vec<String> = tracer_common::EventKind::ALL
+        .iter()
+        .map(|kind| {
+            let (category, name) = kind.tracepoint();
+            format!("{category}:{name}")
+        })
+        .collect();
+    let found = known
+        .iter()
+        .any(|tracepoint| tracepoint == text || tracepoint.split_once(':').unwrap().1 == text);
+    if found {
+        Ok(text.to_owned())
+    } else {
+        let mut unique = known;
+        unique.dedup();
+        Err(format!("unknown tracepoint; known: {}", unique.join(", ")))
+    }
+}
+
+/// Parses `--comm` values: the kernel keeps 15 bytes of a task's name, so a longer one would
+/// match nothing.
+pub fn comm_arg(text: &str) -> Result<String, String> {
+    if text.len() > 15 {
+        return Err(format!(
+            "{} bytes: task names are at most 15 bytes (the kernel truncates them); use the first 15: {:?}",
+            text.len(),
+            text.char_indices()
+                .take_while(|(at, c)| at + c.len_utf8() <= 15)
+                .map(|(_, c)| c)
+                .collect::<String>()
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses `--duration` values.

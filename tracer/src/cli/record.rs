@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 use tracer::{journey::JourneyFilter, session::replay};
 
-use super::{ProbeArgs, RingArgs, duration_arg};
+use super::{ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
 
 /// Options of `tracer record`.
 #[derive(Clone, Debug, Args)]
@@ -21,7 +21,7 @@ pub struct RecordArgs {
     #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
     /// Do not attach this tracepoint (`category:name` or `name`); repeatable.
-    #[arg(long, value_name = "TRACEPOINT")]
+    #[arg(long, value_name = "TRACEPOINT", value_parser = tracepoint_arg)]
     pub without: Vec<String>,
     /// Do not read kernel BTF: no packet headers, no TCP sequence numbers (what a kernel
     /// without BTF gives; TCP journeys then follow byte counts, docs/tcp.md).
@@ -43,7 +43,7 @@ pub struct ReportArgs {
     #[arg(short, long, value_name = "PID")]
     pub pid: Vec<u32>,
     /// Journeys read by tasks with this name.
-    #[arg(long, value_name = "COMM")]
+    #[arg(long, value_name = "COMM", value_parser = comm_arg)]
     pub comm: Option<String>,
     /// Journeys of packets received on this device.
     #[arg(long, value_name = "DEV")]

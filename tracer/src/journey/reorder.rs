@@ -166,7 +166,10 @@ mod tests {
         let comparisons = COMPARISONS.with(Cell::get);
         let bound = 4 * n * u64::from(n.ilog2() + 1);
         eprintln!("{comparisons} comparisons for {n} events (bound {bound})");
-        assert!(comparisons <= bound, "{comparisons} comparisons for {n} events");
+        assert!(
+            comparisons <= bound,
+            "{comparisons} comparisons for {n} events"
+        );
     }
 
     fn at(ts: u64) -> Event {

@@ -11,7 +11,15 @@ pub fn print_text(lab: &Lab, m: &[Measured], claims: &[(String, bool)], answers:
     let ns = |value: Option<u64>| value.map_or("-".to_owned(), human_ns);
     crate::outln!(
         "{:<40} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
-        "phase", "packets", "poll", "stack", "wakeup", "runqueue", "total", "woken", "pkt/poll"
+        "phase",
+        "packets",
+        "poll",
+        "stack",
+        "wakeup",
+        "runqueue",
+        "total",
+        "woken",
+        "pkt/poll"
     );
     for phase in m {
         crate::outln!(

@@ -9,8 +9,8 @@ use std::{
 use tracer_common::{EVENT_SIZE, Event};
 
 use super::format::{
-    CHUNK_EVENTS, CHUNK_EVENTS_KIND, CHUNK_HEADER, CHUNK_META, CHUNK_TRAILER, EVENT_MAX,
-    EVENT_MIN, MAGIC_V1, MAGIC_V2, MAX_RAW, Metadata, RecordError, Trailer, decode_events,
+    CHUNK_EVENTS, CHUNK_EVENTS_KIND, CHUNK_HEADER, CHUNK_META, CHUNK_TRAILER, EVENT_MAX, EVENT_MIN,
+    MAGIC_V1, MAGIC_V2, MAX_RAW, Metadata, RecordError, Trailer, decode_events,
 };
 
 /// A recording read back.
@@ -265,8 +265,8 @@ fn parse_v1(mut input: impl Read, path: &Path) -> Result<Recording, RecordError>
             }
             break;
         }
-        let (event, _) = crate::source::decode::decode(&record)
-            .map_err(|err| corrupt(here, err.to_string()))?;
+        let (event, _) =
+            crate::source::decode::decode(&record).map_err(|err| corrupt(here, err.to_string()))?;
         events.push(event);
     }
     Ok(Recording {

@@ -27,7 +27,22 @@ impl Writer {
     /// Creates the file and writes the magic and the metadata chunk.
     pub fn create(path: &Path, meta: &Metadata) -> io::Result<Self> {
         let mut writer = Self {
-            out: BufWriter::new(File::create(path)?),
+            // Comms, pids and the hostname are not for every local user (perf uses 0600 too).
+            out: BufWriter::new({
+                use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)?;
+                // An existing file keeps its mode through open(): set it (on a regular file
+                // only: `-o /dev/null` must stay as it is).
+                if file.metadata()?.is_file() {
+                    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                }
+                file
+            }),
             pending: Vec::with_capacity(CHUNK_EVENTS),
             events: 0,
             bytes: 0,

@@ -181,6 +181,7 @@ pub fn export(
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     catch_stop_signals();
+    refuse_same_file(file, output)?;
     let recording = open_recording(file)?;
     let mut tracker = Tracker::new(EngineConfig::from_recording(
         &recording.meta,
@@ -245,6 +246,22 @@ pub fn export(
             recording.events.len()
         ))
         .into());
+    }
+    Ok(())
+}
+
+/// An export must not overwrite its own recording (`export A.trc -o A.trc`), under any
+/// name (a link, `./A.trc`): the same file is the same device and inode.
+fn refuse_same_file(input: &Path, output: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(output)) else {
+        return Ok(()); // no output yet (or no input: reading it says why)
+    };
+    if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+        anyhow::bail!(
+            "{} is the recording being exported: choose another output file",
+            output.display()
+        );
     }
     Ok(())
 }

@@ -61,9 +61,9 @@ pub fn row(journey: &Journey) -> String {
         match (column.value)(journey) {
             Value::Unsigned(value) => cells.push(optional(value)),
             Value::Signed(value) => cells.push(optional(value)),
-            Value::Text(value) => {
-                cells.push(optional(value.map(|text| escape::csv_cell(text).into_owned())))
-            }
+            Value::Text(value) => cells.push(optional(
+                value.map(|text| escape::csv_cell(text).into_owned()),
+            )),
             Value::Bool(value) => cells.push(field(value)),
             Value::Addr(value) => cells.push(optional(value)),
             Value::Stamps(ts) => cells.extend(ts.in_order().iter().map(|(_, ts)| optional(*ts))),

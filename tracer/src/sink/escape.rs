@@ -70,7 +70,14 @@ mod tests {
 
     #[test]
     fn ordinary_names_are_borrowed_unchanged() {
-        for name in ["reader", "eth0", "virtio2-input.0", "kworker/0:1H", "café ☕", ""] {
+        for name in [
+            "reader",
+            "eth0",
+            "virtio2-input.0",
+            "kworker/0:1H",
+            "café ☕",
+            "",
+        ] {
             assert!(matches!(text(name), Cow::Borrowed(n) if n == name));
         }
     }
