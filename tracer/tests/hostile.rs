@@ -437,3 +437,81 @@ fn recordings_are_private() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// A write error while recording (here the file size limit, as a full disk would) stops
+/// `record` at once with a summary and an error, and leaves a file `report` reads.
+#[test]
+fn record_stops_at_the_first_write_error_with_a_readable_file() {
+    use std::os::unix::process::CommandExt as _;
+    let Some(_serial) = kernel_test("record_stops_at_the_first_write_error_with_a_readable_file")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.trc");
+    let mut command = std::process::Command::new(common::tracer_bin());
+    command
+        .args(["record", "--duration", "60s", "-o"])
+        .arg(&path);
+    // SAFETY: setrlimit and signal are async-signal-safe; they run in the child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            // Beyond 256 KiB a write fails with EFBIG (SIGXFSZ ignored, as exec keeps it).
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 256 << 10,
+                rlim_max: 256 << 10,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = socket.local_addr().unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "record still running long after its file reached the limit"
+        );
+        for _ in 0..200 {
+            let _ = sender.send_to(&[7u8; 512], target);
+        }
+        let mut buf = [0u8; 1024];
+        socket.set_nonblocking(true).unwrap();
+        while socket.recv(&mut buf).is_ok() {}
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+    assert!(
+        stderr.contains("recording stopped by a write error after"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("tracer: error: writing "),
+        "{stderr}"
+    );
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size <= 256 << 10, "{size}");
+    let recording = tracer::recording::Recording::read(&path).expect("the file reads");
+    assert!(
+        !recording.events.is_empty(),
+        "whole chunks before the error are kept"
+    );
+}

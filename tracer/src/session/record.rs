@@ -39,22 +39,27 @@ pub async fn record(
     let stop = tokio::time::sleep(duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut failure: Option<std::io::Error> = None;
-    let mut push = |writer: &mut Writer, bytes: &[u8]| {
+    // The first write error (a full disk, a file size limit) stops the recording at once:
+    // the whole chunks before it stay readable, and the summary says what they hold.
+    let failure: std::cell::RefCell<Option<std::io::Error>> = std::cell::RefCell::new(None);
+    let push = |writer: &mut Writer, bytes: &[u8]| {
         if let Ok((event, _)) = decode::decode(bytes)
-            && failure.is_none()
+            && failure.borrow().is_none()
             && let Err(err) = writer.push(&event)
         {
-            failure = Some(err);
+            *failure.borrow_mut() = Some(err);
         }
     };
-    loop {
+    while failure.borrow().is_none() {
         tokio::select! {
             () = signals.recv() => break,
             () = &mut stop => break,
             _ = tick.tick() => {
                 // Whole chunks reach the file every second: a killed recorder loses at most that.
-                writer.flush_chunk().with_context(|| format!("writing {}", output.display()))?;
+                if let Err(err) = writer.flush_chunk() {
+                    *failure.borrow_mut() = Some(err);
+                    break;
+                }
                 if progress {
                     let lost: u64 = probes.lost_per_cpu()?.iter().sum();
                     eprint!(
@@ -70,18 +75,30 @@ pub async fn record(
             }
         }
     }
-    source.drain_now(|bytes| push(&mut writer, bytes));
-    if let Some(err) = failure {
-        return Err(err).with_context(|| format!("writing {}", output.display()));
+    if failure.borrow().is_none() {
+        source.drain_now(|bytes| push(&mut writer, bytes));
     }
     if progress {
         eprintln!();
     }
     let lost = probes.lost_per_cpu()?;
     let events = writer.events();
-    let bytes = writer
-        .finish(lost.clone(), clock::monotonic_ns().saturating_sub(first_ts))
-        .with_context(|| format!("writing {}", output.display()))?;
+    let finished = match failure.take() {
+        Some(err) => Err(err),
+        None => writer.finish(lost.clone(), clock::monotonic_ns().saturating_sub(first_ts)),
+    };
+    let bytes = match finished {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            eprintln!(
+                "tracer: recording stopped by a write error after {events} events in {:.1}s; \
+                 {} keeps the whole chunks written before it (report reads them)",
+                started.elapsed().as_secs_f64(),
+                output.display()
+            );
+            return Err(err).with_context(|| format!("writing {}", output.display()));
+        }
+    };
     let per_cpu: Vec<String> = lost
         .iter()
         .enumerate()
