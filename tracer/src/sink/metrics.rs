@@ -148,12 +148,12 @@ impl Metrics {
 
     /// Brings the counters that come from elsewhere up to date (engine reasons, kernel loss).
     pub fn update(&mut self, stats: &EngineStats, lost_per_cpu: &[u64]) {
-        for (reason, &count) in &stats.incomplete {
-            let seen = self.incomplete_seen.entry(reason.clone()).or_default();
+        for (reason, count) in stats.incomplete.iter() {
+            let seen = self.incomplete_seen.entry(reason.to_owned()).or_default();
             if count > *seen {
                 self.incomplete
                     .get_or_create(&ReasonLabels {
-                        reason: reason.clone(),
+                        reason: reason.to_owned(),
                     })
                     .inc_by(count - *seen);
                 *seen = count;
@@ -205,7 +205,8 @@ mod tests {
             metrics.observe(&journey);
         }
         let mut stats = EngineStats::default();
-        stats.incomplete.insert("dropped".into(), 2);
+        stats.incomplete.add(crate::journey::Ending::Dropped);
+        stats.incomplete.add(crate::journey::Ending::Dropped);
         metrics.update(&stats, &[0, 5]);
         metrics.update(&stats, &[0, 7]);
         let text = metrics.encode();

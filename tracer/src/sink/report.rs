@@ -66,7 +66,7 @@ pub fn analysis_text(
         journeys.len()
     );
     text.push_str(&summary.table());
-    for (reason, count) in &tracker.engine().stats().incomplete {
+    for (reason, count) in tracker.engine().stats().incomplete.iter() {
         let _ = writeln!(text, "incomplete: {count} {reason}");
     }
     text.push_str("\n== stage histograms (log2) ==\n");

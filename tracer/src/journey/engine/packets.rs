@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use tracer_common::{Event, HDR_VALID};
 
-use super::{Engine, Phase};
+use super::{Ending, Engine, Phase};
 use crate::journey::{Journey, model::TcpFlags};
 
 pub(super) const IPPROTO_TCP: u32 = 6;
@@ -108,11 +108,7 @@ impl Engine {
             open.journey.control = true;
             open.journey.proto = Cow::Borrowed("tcp");
         }
-        self.end(
-            id,
-            Some("control segment: no application data for a reader"),
-            out,
-        );
+        self.end(id, Some(Ending::Control), out);
     }
 
     /// GRO entries that came after `head` on the same CPU and never reached
@@ -148,7 +144,7 @@ impl Engine {
                 if let Some(open) = self.open.remove(&id) {
                     self.skbs.remove(&open.skb);
                 }
-                self.count_unsocketed("merged into another packet by GRO");
+                self.count_unsocketed(Ending::GroMerged);
             } else {
                 keep.push(id);
             }
@@ -168,7 +164,7 @@ impl Engine {
             return;
         };
         if matches!(open.phase, Phase::Gro | Phase::Stack) {
-            self.end(old, Some("skb address reused before the packet reached a socket (its free was not traced)"), out);
+            self.end(old, Some(Ending::SkbReused), out);
         }
     }
 
@@ -206,15 +202,11 @@ impl Engine {
                 if let Some(open) = self.open.get_mut(&id) {
                     open.journey.drop_reason = Some(reason);
                 }
-                self.end(id, Some("dropped"), out);
+                self.end(id, Some(Ending::Dropped), out);
             }
             (Phase::Gro | Phase::Stack, false) => {
                 self.skbs.remove(&event.addr);
-                self.end(
-                    id,
-                    Some("consumed by the stack without reaching a socket"),
-                    out,
-                );
+                self.end(id, Some(Ending::Consumed), out);
             }
         }
     }
