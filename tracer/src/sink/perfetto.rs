@@ -1,7 +1,8 @@
 //! A Perfetto trace (protobuf `perfetto.protos.Trace` of TrackEvents) of a recording:
 //! per CPU, a track of hard IRQ and NET_RX softirq slices with NAPI polls as instants, and a
 //! track of the readers' running slices; every journey is a flow of instants, one per stamp,
-//! on the CPU where it happened, so ui.perfetto.dev draws the packet's path as arrows.
+//! on the CPU where it happened, so ui.perfetto.dev draws the packet's path as arrows; the
+//! last instant of a journey carries its record (the field table) as args.
 //!
 //! Field numbers are those of perfetto/trace/trace_packet.proto and track_event.proto.
 //! Timestamps are CLOCK_MONOTONIC ns, written as the default (boot-time) track-event clock.
@@ -11,7 +12,60 @@ use std::collections::{HashMap, HashSet};
 use tracer_common::{Event, EventKind, NET_RX_SOFTIRQ};
 
 use super::protobuf::Message;
-use crate::journey::Journey;
+use crate::journey::{
+    Journey,
+    fields::{FIELDS, Value, stages},
+};
+
+/// The journey's record as debug annotations (the args ui.perfetto.dev shows for the event),
+/// from the one field table: every field present, stages as `stages_ns.<stage>`, missing
+/// stages as one text; the stamps are the flow's instants themselves.
+fn journey_args(journey: &Journey, event: &mut Message) {
+    let mut arg = |name: &str, fill: &dyn Fn(&mut Message)| {
+        let mut annotation = Message::default();
+        annotation.string(ARG_NAME, name);
+        fill(&mut annotation);
+        event.message(EVENT_DEBUG_ANNOTATIONS, &annotation);
+    };
+    for field in FIELDS {
+        match (field.value)(journey) {
+            Value::Unsigned(Some(v)) => arg(field.name, &|a| {
+                a.uint(ARG_UINT, v);
+            }),
+            Value::Signed(Some(v)) => arg(field.name, &|a| {
+                a.uint(ARG_INT, v as u64);
+            }),
+            Value::Text(Some(text)) => arg(field.name, &|a| {
+                a.string(ARG_STRING, text);
+            }),
+            Value::Bool(v) => arg(field.name, &|a| {
+                a.uint(ARG_BOOL, u64::from(v));
+            }),
+            Value::Addr(Some(addr)) => arg(field.name, &|a| {
+                a.string(ARG_STRING, &addr.to_string());
+            }),
+            Value::Stages(ns) => {
+                for (stage, value) in stages(ns) {
+                    if let Some(v) = value {
+                        arg(&format!("{}.{}", field.name, stage.name()), &|a| {
+                            a.uint(ARG_UINT, v);
+                        });
+                    }
+                }
+            }
+            Value::Missing(missing) if !missing.is_empty() => {
+                let text: Vec<String> = missing
+                    .iter()
+                    .map(|m| format!("{}: {}", m.stage.name(), m.reason))
+                    .collect();
+                arg(field.name, &|a| {
+                    a.string(ARG_STRING, &text.join("; "));
+                });
+            }
+            _ => {}
+        }
+    }
+}
 
 // TracePacket
 const PACKET_TIMESTAMP: u32 = 8;
@@ -27,6 +81,13 @@ const EVENT_TRACK_UUID: u32 = 11;
 const EVENT_NAME: u32 = 23;
 const EVENT_FLOW_IDS: u32 = 47;
 const EVENT_TERMINATING_FLOW_IDS: u32 = 48;
+const EVENT_DEBUG_ANNOTATIONS: u32 = 4;
+// DebugAnnotation
+const ARG_NAME: u32 = 10;
+const ARG_BOOL: u32 = 2;
+const ARG_UINT: u32 = 3;
+const ARG_INT: u32 = 4;
+const ARG_STRING: u32 = 6;
 const SLICE_BEGIN: u64 = 1;
 const SLICE_END: u64 = 2;
 const INSTANT: u64 = 3;
@@ -71,11 +132,15 @@ impl Writer {
         name: Option<&str>,
         flows: &[u64],
         terminating: &[u64],
+        args: Option<&Journey>,
     ) {
         let mut event = Message::default();
         event.uint(EVENT_TYPE, kind).uint(EVENT_TRACK_UUID, track);
         if let Some(name) = name {
             event.string(EVENT_NAME, name);
+        }
+        if let Some(journey) = args {
+            journey_args(journey, &mut event);
         }
         for flow in flows {
             event.fixed64(EVENT_FLOW_IDS, *flow);
@@ -154,10 +219,11 @@ pub fn export(
                     Some(&format!("irq {}{name}", event.arg0)),
                     &[],
                     &[],
+                    None,
                 );
             }
             Some(EventKind::IrqHandlerExit) if open.entry(kernel).or_default().end("irq") => {
-                writer.event(event.ts, SLICE_END, kernel, None, &[], &[]);
+                writer.event(event.ts, SLICE_END, kernel, None, &[], &[], None);
             }
             Some(EventKind::SoftirqEntry) if event.arg0 == NET_RX_SOFTIRQ => {
                 open.entry(kernel).or_default().begin("softirq");
@@ -168,13 +234,14 @@ pub fn export(
                     Some("NET_RX softirq"),
                     &[],
                     &[],
+                    None,
                 );
             }
             Some(EventKind::SoftirqExit)
                 if event.arg0 == NET_RX_SOFTIRQ
                     && open.entry(kernel).or_default().end("softirq") =>
             {
-                writer.event(event.ts, SLICE_END, kernel, None, &[], &[]);
+                writer.event(event.ts, SLICE_END, kernel, None, &[], &[], None);
             }
             Some(EventKind::NapiPoll) => {
                 let name = format!(
@@ -183,11 +250,11 @@ pub fn export(
                     event.arg0,
                     event.arg1
                 );
-                writer.event(event.ts, INSTANT, kernel, Some(&name), &[], &[]);
+                writer.event(event.ts, INSTANT, kernel, Some(&name), &[], &[], None);
             }
             Some(EventKind::SchedSwitch) => {
                 if readers.contains(&event.tid) && open.entry(tasks).or_default().end("task") {
-                    writer.event(event.ts, SLICE_END, tasks, None, &[], &[]);
+                    writer.event(event.ts, SLICE_END, tasks, None, &[], &[], None);
                 }
                 if readers.contains(&event.arg1) {
                     let comm = comms
@@ -196,7 +263,7 @@ pub fn export(
                         .unwrap_or_else(|| crate::source::decode::name(event));
                     open.entry(tasks).or_default().begin("task");
                     let name = format!("{comm} ({})", event.arg1);
-                    writer.event(event.ts, SLICE_BEGIN, tasks, Some(&name), &[], &[]);
+                    writer.event(event.ts, SLICE_BEGIN, tasks, Some(&name), &[], &[], None);
                 }
             }
             _ => {}
@@ -208,7 +275,7 @@ pub fn export(
     tracks.sort_by_key(|(track, _)| **track);
     for (track, slices) in tracks {
         for _ in &slices.0 {
-            writer.event(end, SLICE_END, *track, None, &[], &[]);
+            writer.event(end, SLICE_END, *track, None, &[], &[], None);
         }
     }
     for journey in journeys {
@@ -220,9 +287,18 @@ pub fn export(
         for (index, (name, ts, track)) in stamps.iter().enumerate() {
             let label = format!("packet {} {name}", journey.id);
             if index + 1 == stamps.len() {
-                writer.event(*ts, INSTANT, *track, Some(&label), &[], &flow);
+                // The journey's last instant carries its whole record as args.
+                writer.event(
+                    *ts,
+                    INSTANT,
+                    *track,
+                    Some(&label),
+                    &[],
+                    &flow,
+                    Some(journey),
+                );
             } else {
-                writer.event(*ts, INSTANT, *track, Some(&label), &flow, &[]);
+                writer.event(*ts, INSTANT, *track, Some(&label), &flow, &[], None);
             }
         }
     }
