@@ -132,29 +132,41 @@ impl Writer {
         name: Option<&str>,
         flows: &[u64],
         terminating: &[u64],
-        args: Option<&Journey>,
     ) {
-        let mut event = Message::default();
-        event.uint(EVENT_TYPE, kind).uint(EVENT_TRACK_UUID, track);
-        if let Some(name) = name {
-            event.string(EVENT_NAME, name);
-        }
-        if let Some(journey) = args {
-            journey_args(journey, &mut event);
-        }
-        for flow in flows {
-            event.fixed64(EVENT_FLOW_IDS, *flow);
-        }
-        for flow in terminating {
-            event.fixed64(EVENT_TERMINATING_FLOW_IDS, *flow);
-        }
+        let event = track_event(kind, track, name, flows, terminating);
+        self.emit(ts, &event);
+    }
+
+    fn emit(&mut self, ts: u64, event: &Message) {
         let mut packet = Message::default();
         packet
             .uint(PACKET_TIMESTAMP, ts)
             .uint(PACKET_SEQUENCE_ID, SEQUENCE)
-            .message(PACKET_TRACK_EVENT, &event);
+            .message(PACKET_TRACK_EVENT, event);
         self.packet(&packet);
     }
+}
+
+/// A TrackEvent of this kind on this track, with its name and flow links.
+fn track_event(
+    kind: u64,
+    track: u64,
+    name: Option<&str>,
+    flows: &[u64],
+    terminating: &[u64],
+) -> Message {
+    let mut event = Message::default();
+    event.uint(EVENT_TYPE, kind).uint(EVENT_TRACK_UUID, track);
+    if let Some(name) = name {
+        event.string(EVENT_NAME, name);
+    }
+    for flow in flows {
+        event.fixed64(EVENT_FLOW_IDS, *flow);
+    }
+    for flow in terminating {
+        event.fixed64(EVENT_TERMINATING_FLOW_IDS, *flow);
+    }
+    event
 }
 
 /// Open slices of one track, innermost last, so END events always match a BEGIN.
@@ -219,11 +231,10 @@ pub fn export(
                     Some(&format!("irq {}{name}", event.arg0)),
                     &[],
                     &[],
-                    None,
                 );
             }
             Some(EventKind::IrqHandlerExit) if open.entry(kernel).or_default().end("irq") => {
-                writer.event(event.ts, SLICE_END, kernel, None, &[], &[], None);
+                writer.event(event.ts, SLICE_END, kernel, None, &[], &[]);
             }
             Some(EventKind::SoftirqEntry) if event.arg0 == NET_RX_SOFTIRQ => {
                 open.entry(kernel).or_default().begin("softirq");
@@ -234,14 +245,13 @@ pub fn export(
                     Some("NET_RX softirq"),
                     &[],
                     &[],
-                    None,
                 );
             }
             Some(EventKind::SoftirqExit)
                 if event.arg0 == NET_RX_SOFTIRQ
                     && open.entry(kernel).or_default().end("softirq") =>
             {
-                writer.event(event.ts, SLICE_END, kernel, None, &[], &[], None);
+                writer.event(event.ts, SLICE_END, kernel, None, &[], &[]);
             }
             Some(EventKind::NapiPoll) => {
                 let name = format!(
@@ -250,11 +260,11 @@ pub fn export(
                     event.arg0,
                     event.arg1
                 );
-                writer.event(event.ts, INSTANT, kernel, Some(&name), &[], &[], None);
+                writer.event(event.ts, INSTANT, kernel, Some(&name), &[], &[]);
             }
             Some(EventKind::SchedSwitch) => {
                 if readers.contains(&event.tid) && open.entry(tasks).or_default().end("task") {
-                    writer.event(event.ts, SLICE_END, tasks, None, &[], &[], None);
+                    writer.event(event.ts, SLICE_END, tasks, None, &[], &[]);
                 }
                 if readers.contains(&event.arg1) {
                     let comm = comms
@@ -263,7 +273,7 @@ pub fn export(
                         .unwrap_or_else(|| crate::source::decode::name(event));
                     open.entry(tasks).or_default().begin("task");
                     let name = format!("{comm} ({})", event.arg1);
-                    writer.event(event.ts, SLICE_BEGIN, tasks, Some(&name), &[], &[], None);
+                    writer.event(event.ts, SLICE_BEGIN, tasks, Some(&name), &[], &[]);
                 }
             }
             _ => {}
@@ -275,7 +285,7 @@ pub fn export(
     tracks.sort_by_key(|(track, _)| **track);
     for (track, slices) in tracks {
         for _ in &slices.0 {
-            writer.event(end, SLICE_END, *track, None, &[], &[], None);
+            writer.event(end, SLICE_END, *track, None, &[], &[]);
         }
     }
     for journey in journeys {
@@ -288,17 +298,11 @@ pub fn export(
             let label = format!("packet {} {name}", journey.id);
             if index + 1 == stamps.len() {
                 // The journey's last instant carries its whole record as args.
-                writer.event(
-                    *ts,
-                    INSTANT,
-                    *track,
-                    Some(&label),
-                    &[],
-                    &flow,
-                    Some(journey),
-                );
+                let mut event = track_event(INSTANT, *track, Some(&label), &[], &flow);
+                journey_args(journey, &mut event);
+                writer.emit(*ts, &event);
             } else {
-                writer.event(*ts, INSTANT, *track, Some(&label), &flow, &[], None);
+                writer.event(*ts, INSTANT, *track, Some(&label), &flow, &[]);
             }
         }
     }
