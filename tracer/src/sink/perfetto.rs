@@ -44,6 +44,9 @@ fn journey_args(journey: &Journey, event: &mut Message) {
             Value::Addr(Some(addr)) => arg(field.name, &|a| {
                 a.string(ARG_STRING, &addr.to_string());
             }),
+            Value::Ip(Some(ip)) => arg(field.name, &|a| {
+                a.string(ARG_STRING, &ip.to_string());
+            }),
             Value::Stages(ns) => {
                 for (stage, value) in stages(ns) {
                     if let Some(v) = value {

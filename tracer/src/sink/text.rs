@@ -16,7 +16,8 @@ pub fn header() -> String {
 }
 
 /// `TIME DEV CPU(irq>softirq>task) comm(pid/tid) BYTES` then each stage; `-` where absent,
-/// then flags: `ksoftirqd`, `drop:REASON`, `lost`, `incomplete`.
+/// then the flow `saddr:sport>daddr:dport` when known, then flags: `ksoftirqd`,
+/// `drop:REASON`, `lost`, `incomplete`.
 pub fn line(journey: &Journey) -> String {
     let time = journey.ts.first().map_or("-".to_owned(), |ts| {
         format!("{}.{:06}", ts / 1_000_000_000, (ts % 1_000_000_000) / 1000)
@@ -45,6 +46,18 @@ pub fn line(journey: &Journey) -> String {
             .get(stage)
             .map_or("-".to_owned(), human_ns);
         text.push_str(&format!(" {value:>9}"));
+    }
+    if let (Some(saddr), Some(daddr)) = (journey.saddr, journey.daddr) {
+        let end = |ip: std::net::IpAddr, port: Option<u16>| match (ip, port) {
+            (std::net::IpAddr::V6(ip), Some(port)) => format!("[{ip}]:{port}"),
+            (ip, Some(port)) => format!("{ip}:{port}"),
+            (ip, None) => ip.to_string(),
+        };
+        text.push_str(&format!(
+            " {}>{}",
+            end(saddr, journey.sport),
+            end(daddr, journey.dport)
+        ));
     }
     if journey.softirq_in_ksoftirqd {
         text.push_str(" ksoftirqd");

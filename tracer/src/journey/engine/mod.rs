@@ -26,7 +26,7 @@ use std::{borrow::Cow, collections::VecDeque};
 
 use rustc_hash::FxHashMap;
 
-use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NAME_LEN};
+use tracer_common::{Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, NAME_LEN};
 
 pub use stats::{
     DEFAULT_MAX_OPEN, Degraded, Ending, EndingCounts, EngineConfig, EngineStats, IrqDevice,
@@ -170,6 +170,7 @@ impl Engine {
             K::NapiPoll => self.on_napi_poll(event),
             K::NapiGroReceiveEntry => self.on_gro_entry(event, out),
             K::NetifRx => {}
+            K::NetifReceiveSkb if event.flags & FLAG_ADDRS != 0 => self.on_addrs(event),
             K::NetifReceiveSkb => self.on_receive(event, out),
             K::TcpProbe => self.on_tcp_probe(event, out),
             K::SkDataReady => self.on_data_ready(event, out),
