@@ -47,17 +47,9 @@ pub fn line(journey: &Journey) -> String {
             .map_or("-".to_owned(), human_ns);
         text.push_str(&format!(" {value:>9}"));
     }
-    if let (Some(saddr), Some(daddr)) = (journey.saddr, journey.daddr) {
-        let end = |ip: std::net::IpAddr, port: Option<u16>| match (ip, port) {
-            (std::net::IpAddr::V6(ip), Some(port)) => format!("[{ip}]:{port}"),
-            (ip, Some(port)) => format!("{ip}:{port}"),
-            (ip, None) => ip.to_string(),
-        };
-        text.push_str(&format!(
-            " {}>{}",
-            end(saddr, journey.sport),
-            end(daddr, journey.dport)
-        ));
+    if let Some(flow) = flow(journey) {
+        text.push(' ');
+        text.push_str(&flow);
     }
     if journey.softirq_in_ksoftirqd {
         text.push_str(" ksoftirqd");
@@ -111,4 +103,18 @@ mod tests {
         assert!(!text.contains("incomplete"));
         assert_eq!(header().split_whitespace().count(), 13);
     }
+}
+
+/// The journey's flow as `saddr:sport>daddr:dport` (`[v6]:port`), when its headers were read.
+pub fn flow(journey: &Journey) -> Option<String> {
+    let end = |ip: std::net::IpAddr, port: Option<u16>| match (ip, port) {
+        (std::net::IpAddr::V6(ip), Some(port)) => format!("[{ip}]:{port}"),
+        (ip, Some(port)) => format!("{ip}:{port}"),
+        (ip, None) => ip.to_string(),
+    };
+    Some(format!(
+        "{}>{}",
+        end(journey.saddr?, journey.sport),
+        end(journey.daddr?, journey.dport)
+    ))
 }
