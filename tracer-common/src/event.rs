@@ -183,6 +183,13 @@ impl Event {
 /// state built from this CPU's events may have a gap here.
 pub const FLAG_LOST_BEFORE: u8 = 1;
 
+/// [`Event::flags`] of a `NetifReceiveSkb` record that carries the packet's IP addresses
+/// instead of its own fields, emitted just before the packet's record by the same program:
+/// `addr` = skb, `name` = source address (IPv4 in the first 4 bytes), destination address
+/// in `addr2` (bytes 0-7, little-endian memory order) then `arg0` and `arg1` (bytes 8-15),
+/// `arg2` = IP version (4 or 6).
+pub const FLAG_ADDRS: u8 = 2;
+
 #[cfg(feature = "user")]
 // SAFETY: Event is repr(C), has no padding (asserted above) and every bit pattern is valid.
 unsafe impl aya::Pod for Event {}

@@ -89,6 +89,19 @@ fn perfetto_export_decodes_with_perfettos_protos_and_draws_every_journey_as_a_fl
     let journeys = journeys();
     let flows = summary["flows"].as_object().unwrap();
     assert_eq!(flows.len(), journeys.len(), "one flow per journey");
+    // The journey's record rides on its last instant as args (the field table).
+    for journey in &journeys {
+        let args = &summary["args"][journey["id"].to_string()];
+        assert_eq!(args["id"], journey["id"], "{args}");
+        assert_eq!(args["dev"], journey["dev"], "{args}");
+        assert_eq!(args["complete"], journey["complete"], "{args}");
+        if let Some(total) = journey["stages_ns"]["total"].as_u64() {
+            assert_eq!(args["stages_ns.total"].as_u64(), Some(total), "{args}");
+        }
+        if let Some(pid) = journey["pid"].as_u64() {
+            assert_eq!(args["pid"].as_u64(), Some(pid), "{args}");
+        }
+    }
     for journey in &journeys {
         let flow = &flows[&journey["id"].to_string()];
         let stamps = journey["ts"]

@@ -17,6 +17,7 @@ ends = 0
 instants = 0
 flows = collections.defaultdict(lambda: [0, 0])
 flow_tracks = collections.defaultdict(set)
+args = {}
 for packet in trace.packet:
     if packet.HasField("track_descriptor"):
         tracks[packet.track_descriptor.uuid] = packet.track_descriptor.name
@@ -36,6 +37,11 @@ for packet in trace.packet:
     for flow in event.terminating_flow_ids:
         flows[flow][1] += 1
         flow_tracks[flow].add(event.track_uuid)
+        values = {}
+        for annotation in event.debug_annotations:
+            kind = annotation.WhichOneof("value")
+            values[annotation.name] = getattr(annotation, kind) if kind else None
+        args[str(flow)] = values
 print(json.dumps({
     "tracks": len(tracks),
     "slice_begins": begins,
@@ -43,4 +49,5 @@ print(json.dumps({
     "instants": instants,
     "flows": {str(k): v for k, v in flows.items()},
     "flows_across_tracks": sum(1 for v in flow_tracks.values() if len(v) > 1),
+    "args": args,
 }))

@@ -576,19 +576,20 @@ fn bulk_stream_every_journey_ends_in_the_read_that_returned_its_last_byte() {
     );
 }
 
-/// Two threads blocked in recv() on one UDP socket: a journey's wakeup is its reader's.
+/// Two threads waiting in epoll on one UDP socket (as memcached's workers do): both are woken
+/// for each datagram, one reads it, the other finds nothing. Each thread logs what it read
+/// (sizes identify datagrams): a journey's reader is that thread, and the wakeup it keeps is
+/// its reader's; another thread's wakeup is marked with `woken_tid`, not credited.
 #[test]
 fn shared_udp_socket_wakeups_belong_to_the_thread_that_read() {
     let Some(_serial) = kernel_test("shared_udp_socket_wakeups_belong_to_the_thread_that_read")
     else {
         return;
     };
-    use std::{net::UdpSocket, sync::Arc};
+    use std::{net::UdpSocket, os::fd::AsRawFd as _, sync::Arc};
     let dir = tempfile::tempdir().unwrap();
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    socket.set_nonblocking(true).unwrap();
     let addr = socket.local_addr().unwrap();
     let tracer = RunningTracer::start(&["live", "--json", "--interval", "1h"], dir.path());
     const COUNT: usize = 200;
@@ -597,14 +598,35 @@ fn shared_udp_socket_wakeups_belong_to_the_thread_that_read() {
             let socket = Arc::clone(&socket);
             std::thread::spawn(move || {
                 let tid = common::gettid();
+                // SAFETY: epoll on our own socket; the event buffer outlives the calls.
+                let epoll = unsafe { libc::epoll_create1(0) };
+                assert!(epoll >= 0, "epoll_create1");
+                let mut interest = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: 0,
+                };
+                let fd = socket.as_raw_fd();
+                // SAFETY: as above.
+                let added =
+                    unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut interest) };
+                assert_eq!(added, 0, "epoll_ctl");
                 let mut sizes = Vec::new();
                 let mut buf = [0u8; 2048];
-                while let Ok(n) = socket.recv(&mut buf) {
-                    if n == 1 {
+                let mut ready = [libc::epoll_event { events: 0, u64: 0 }];
+                loop {
+                    // SAFETY: as above.
+                    let n = unsafe { libc::epoll_wait(epoll, ready.as_mut_ptr(), 1, 5000) };
+                    if n <= 0 {
                         break;
                     }
-                    sizes.push(n);
+                    match socket.recv(&mut buf) {
+                        Ok(1) => break,
+                        Ok(n) => sizes.push(n),
+                        Err(_) => {} // the other thread took it
+                    }
                 }
+                // SAFETY: closing our own epoll fd.
+                unsafe { libc::close(epoll) };
                 (tid, sizes)
             })
         })
@@ -648,14 +670,125 @@ fn shared_udp_socket_wakeups_belong_to_the_thread_that_read() {
             checked += 1;
         }
     }
-    let other_wakeups = ours
-        .iter()
-        .filter(|j| j["woken_tid"] != j["tid"] && !j["woken_tid"].is_null())
-        .count();
+    let woke_other = |j: &&&Value| j["woken_tid"] != j["tid"] && !j["woken_tid"].is_null();
+    let other_wakeups = ours.iter().filter(woke_other).count();
+    for j in ours.iter().filter(woke_other) {
+        assert!(
+            j["ts"]["waking"].is_null(),
+            "another thread's wakeup kept: {j}"
+        );
+        let marked = j["missing"].as_array().unwrap().iter().any(|m| {
+            m["stage"] == "wakeup" && m["reason"].as_str().unwrap().contains("another thread")
+        });
+        assert!(marked, "another thread's wakeup not marked: {j}");
+    }
     eprintln!(
-        "shared UDP socket: {} and {} datagrams per thread; {checked} journeys with the reader's own wakeup, {other_wakeups} marked as another thread's",
+        "shared UDP socket (epoll): {} and {} datagrams per thread; {checked} journeys with the reader's own wakeup, {other_wakeups} marked as another thread's",
         results[0].1.len(),
         results[1].1.len()
     );
     assert!(checked > 0, "some journeys have a wakeup");
+}
+
+/// memcached's own count of commands, over its TCP text protocol.
+fn memcached_stat(port: u16, name: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"stats\r\n").unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 8192];
+    while !text.contains("END\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "memcached closed the stats connection");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("STAT {name} ")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in memcached stats"))
+}
+
+/// memcached with four worker threads on one UDP socket (each waits in epoll on it): every
+/// datagram is one journey of the thread that read it, and a wakeup that went to another
+/// worker is marked, never credited.
+#[test]
+fn memcached_udp_workers_each_datagram_is_one_journey_of_its_reader() {
+    let Some(_serial) =
+        kernel_test("memcached_udp_workers_each_datagram_is_one_journey_of_its_reader")
+    else {
+        return;
+    };
+    if !have("memcached") {
+        return;
+    }
+    let (tcp_port, udp_port) = (free_port(), free_port());
+    let mut child = Command::new("memcached")
+        .args(["-u", "root", "-l", "127.0.0.1", "-t", "4"])
+        .args(["-p", &tcp_port.to_string(), "-U", &udp_port.to_string()])
+        .spawn()
+        .expect("start memcached");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", tcp_port)).is_err() {
+        assert!(Instant::now() < deadline, "memcached did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = u64::from(child.id());
+    let threads: BTreeSet<u64> = fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let before = memcached_stat(tcp_port, "cmd_set");
+    let pid_text = pid.to_string();
+    let tracer = RunningTracer::start(
+        &["live", "--json", "--interval", "1h", "--pid", &pid_text],
+        dir.path(),
+    );
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    const REQUESTS: u16 = 300;
+    let mut buf = [0u8; 2048];
+    for id in 0..REQUESTS {
+        // The UDP frame header: request id, sequence 0, 1 datagram, reserved.
+        let mut request = Vec::new();
+        for word in [id, 0, 1, 0] {
+            request.extend(word.to_be_bytes());
+        }
+        request.extend(format!("set key{id} 0 0 5\r\nvalue\r\n").as_bytes());
+        client.send_to(&request, ("127.0.0.1", udp_port)).unwrap();
+        client.recv(&mut buf).expect("memcached answers");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sets = memcached_stat(tcp_port, "cmd_set") - before;
+    std::thread::sleep(Duration::from_millis(300));
+    let (stdout, stderr) = tracer.stop();
+    let _ = child.kill();
+    let _ = child.wait();
+    let journeys = json_events(&stdout);
+    let udp: Vec<&Value> = journeys.iter().filter(|j| j["proto"] == "udp").collect();
+    assert_eq!(
+        udp.len() as u64,
+        sets,
+        "one journey per datagram memcached read"
+    );
+    assert_all_complete("memcached", &udp);
+    assert_summary_clean("memcached", &stderr);
+    let mut marked = 0;
+    for j in &udp {
+        let tid = j["tid"].as_u64().unwrap();
+        assert!(threads.contains(&tid), "read by a memcached thread: {j}");
+        if j["woken_tid"].as_u64().is_some_and(|woken| woken != tid) {
+            assert!(
+                j["ts"]["waking"].is_null(),
+                "another worker's wakeup credited: {j}"
+            );
+            marked += 1;
+        }
+    }
+    eprintln!(
+        "memcached: {sets} sets, {} UDP journeys; {marked} wakeups went to another worker (marked)",
+        udp.len()
+    );
 }

@@ -15,6 +15,8 @@ pub enum Value<'a> {
     Bool(bool),
     /// A kernel address, written `0x...`; null when absent.
     Addr(Option<Addr>),
+    /// An IP address, written as text (`127.0.0.1`, `::1`); null when absent.
+    Ip(Option<std::net::IpAddr>),
     /// The stamps: an object in JSON, `ts_<stamp>` columns in CSV.
     Stamps(&'a Stamps),
     /// The stage durations: an object in JSON, `<stage>_ns` columns in CSV.
@@ -57,6 +59,11 @@ pub const FIELDS: &[Field] = &[
     field!("tid", |j| Value::Unsigned(j.tid.map(u64::from))),
     field!("comm", |j| Value::Text(j.comm.as_deref())),
     field!("proto", |j| Value::Text(Some(&j.proto))),
+    field!("family", |j| Value::Text(j.family)),
+    field!("saddr", |j| Value::Ip(j.saddr)),
+    field!("sport", |j| Value::Unsigned(j.sport.map(u64::from))),
+    field!("daddr", |j| Value::Ip(j.daddr)),
+    field!("dport", |j| Value::Unsigned(j.dport.map(u64::from))),
     field!("len", |j| Value::Unsigned(Some(u64::from(j.len)))),
     field!("bytes", |j| Value::Signed(j.bytes)),
     field!("syscall", |j| Value::Text(j.syscall)),

@@ -12,7 +12,9 @@ pub mod reorder;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{Degraded, Engine, EngineConfig, EngineStats, IrqDevice, ReaderFilter};
+pub use engine::{
+    Degraded, Ending, EndingCounts, Engine, EngineConfig, EngineStats, IrqDevice, ReaderFilter,
+};
 pub use filter::JourneyFilter;
 pub use model::{Journey, Missing, Stage, StageDurations, Stamps};
 pub use pipeline::Tracker;

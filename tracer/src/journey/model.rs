@@ -1,7 +1,7 @@
 //! The journey record: one received packet from its interrupt to recv() returning it.
 //! Field names are the JSON record of DESIGN.md; other tools and tests depend on them.
 
-use std::{borrow::Cow, fmt, sync::Arc};
+use std::{borrow::Cow, fmt, net::IpAddr, sync::Arc};
 
 use serde::{Serialize, Serializer};
 
@@ -220,6 +220,16 @@ pub struct Journey {
     pub comm: Option<Shared>,
     /// `udp`, `tcp`, or the IP protocol number.
     pub proto: Cow<'static, str>,
+    /// `ipv4` or `ipv6`, from the packet's own header (null without kernel BTF).
+    pub family: Option<&'static str>,
+    /// The packet's source address (the peer, for a packet a local reader reads).
+    pub saddr: Option<IpAddr>,
+    /// Its source port (TCP, UDP).
+    pub sport: Option<u16>,
+    /// Its destination address (the local end).
+    pub daddr: Option<IpAddr>,
+    /// Its destination port (TCP, UDP).
+    pub dport: Option<u16>,
     /// Length seen by netif_receive_skb (the IP packet).
     pub len: u32,
     /// Bytes returned by the read that delivered this packet.

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use tracer_common::{
-    COPIED_SEQ_VALID, Event, EventKind, FLAG_LOST_BEFORE, HDR_VALID, NAME_LEN, NET_RX_SOFTIRQ,
+    COPIED_SEQ_VALID, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, HDR_VALID, NAME_LEN,
+    NET_RX_SOFTIRQ,
 };
 
 use super::{Engine, EngineConfig, IrqDevice, Journey, Stage};
@@ -1235,4 +1236,42 @@ fn a_coalesced_skb_beyond_64_kib_is_told_apart_by_its_16_bit_data_len() {
     let payloads: Vec<Option<u32>> = journeys.iter().map(|j| j.payload).collect();
     assert_eq!(payloads, [Some(47616), Some(19968)], "{:?}", engine.stats());
     assert!(journeys.iter().all(|j| j.complete));
+}
+
+#[test]
+fn the_addresses_record_names_the_flow_of_the_packet_that_follows() {
+    let mut s = Stream::default();
+    let v6 = |last: u8| {
+        let mut bytes = [0u8; 16];
+        bytes[15] = last;
+        bytes
+    };
+    let (saddr, daddr) = (v6(1), v6(2));
+    s.raise(0, 10, 900).softirq_entry(0, 11, 900);
+    s.ev(0, 12, 900, EventKind::NetifReceiveSkb, |e| {
+        e.flags = FLAG_ADDRS;
+        e.addr = 0x1000;
+        e.name = saddr;
+        e.addr2 = u64::from_le_bytes(daddr[..8].try_into().unwrap());
+        e.arg0 = u32::from_le_bytes(daddr[8..12].try_into().unwrap());
+        e.arg1 = u32::from_le_bytes(daddr[12..].try_into().unwrap());
+        e.arg2 = 6;
+    })
+    .tcp_segment(0, 12, 900, 0x1000, (1000, 100, PSH_ACK))
+    .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 100)
+    .data_ready(0, 14, 900, TCP_SOCK, 6)
+    .softirq_exit(0, 15, 900)
+    .tcp_read(1, 20, (READER, READER), TCP_SOCK, 100, Some(1100));
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(
+        journeys.len(),
+        1,
+        "the addresses record is no packet: {:?}",
+        engine.stats()
+    );
+    let j = &journeys[0];
+    assert_eq!(j.family, Some("ipv6"));
+    assert_eq!(j.saddr, Some("::1".parse().unwrap()));
+    assert_eq!(j.daddr, Some("::2".parse().unwrap()));
+    assert_eq!((j.sport, j.dport), (Some(40000), Some(6379)));
 }

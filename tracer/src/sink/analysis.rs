@@ -71,6 +71,12 @@ impl EventCounts {
     }
 }
 
+/// The flow of a journey as `proto saddr:sport>daddr:dport` (empty when unknown), the key of
+/// the report's per-flow table.
+pub fn flow_key(journey: &Journey) -> String {
+    super::text::flow(journey).map_or(String::new(), |flow| format!("{} {flow}", journey.proto))
+}
+
 /// Journeys grouped by a key, with the histogram of their totals.
 pub fn breakdown(
     journeys: &[Journey],
@@ -234,6 +240,17 @@ mod tests {
             poll.starts_with(&format!("  poll          {}█", " ".repeat(10))),
             "{drawn}"
         );
+    }
+
+    #[test]
+    fn flows_are_keyed_by_protocol_addresses_and_ports() {
+        let mut journey = journey(1, "lo", 1000);
+        assert_eq!(flow_key(&journey), "", "unknown without headers");
+        journey.proto = "tcp".into();
+        journey.saddr = Some("127.0.0.1".parse().unwrap());
+        journey.daddr = Some("::1".parse().unwrap());
+        (journey.sport, journey.dport) = (Some(40000), Some(6379));
+        assert_eq!(flow_key(&journey), "tcp 127.0.0.1:40000>[::1]:6379");
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn row(journey: &Journey) -> String {
             )),
             Value::Bool(value) => cells.push(field(value)),
             Value::Addr(value) => cells.push(optional(value)),
+            Value::Ip(value) => cells.push(optional(value)),
             Value::Stamps(ts) => cells.extend(ts.in_order().iter().map(|(_, ts)| optional(*ts))),
             Value::Stages(ns) => cells.extend(stages(ns).map(|(_, ns)| optional(ns))),
             Value::Missing(list) => {

@@ -25,6 +25,7 @@ pub fn write(journey: &Journey, out: &mut String) {
             Value::Text(value) => w.string(key, value),
             Value::Bool(value) => w.boolean(key, value),
             Value::Addr(value) => w.addr(key, value),
+            Value::Ip(value) => w.ip(key, value),
             Value::Stamps(ts) => {
                 w.key(key);
                 stamps(ts, w.out);
@@ -172,6 +173,18 @@ impl Writer<'_> {
         self.out.push_str(if value { "true" } else { "false" });
     }
 
+    /// An IP address as serde writes it: its text in quotes (never needs escaping).
+    fn ip(&mut self, key: &'static str, value: Option<std::net::IpAddr>) {
+        use std::fmt::Write as _;
+        self.key(key);
+        match value {
+            Some(ip) => {
+                let _ = write!(self.out, "\"{ip}\"");
+            }
+            None => self.out.push_str("null"),
+        }
+    }
+
     fn string(&mut self, key: &'static str, value: Option<&str>) {
         self.key(key);
         match value {
@@ -248,6 +261,11 @@ mod tests {
             tid: Some(4243),
             comm: Some("we\"ird\\ \u{1}\u{1f}\n\t\r\u{8}\u{c} ünï €".into()),
             proto: "udp".into(),
+            family: Some("ipv6"),
+            saddr: Some("::1".parse().unwrap()),
+            sport: Some(40000),
+            daddr: Some("10.1.2.3".parse().unwrap()),
+            dport: Some(6379),
             len: 92,
             bytes: Some(-11),
             syscall: Some("recvfrom"),

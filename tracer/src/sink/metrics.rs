@@ -31,6 +31,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CpuLabels {
     cpu: String,
 }
@@ -48,8 +53,10 @@ pub struct Metrics {
     incomplete: Family<ReasonLabels, Counter>,
     drops: Family<ReasonLabels, Counter>,
     lost: Family<CpuLabels, Counter>,
+    outcomes: Family<OutcomeLabels, Counter>,
     lost_seen: Vec<u64>,
     incomplete_seen: BTreeMap<String, u64>,
+    outcomes_seen: BTreeMap<String, u64>,
     devs: HashSet<String>,
     comms: HashSet<String>,
 }
@@ -93,6 +100,14 @@ impl Metrics {
             "Events lost to a full ring buffer, per CPU",
             lost.clone(),
         );
+        let outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "packet_outcomes",
+            "Packets that are not data journeys, or whose data was lost another way: \
+             control segments by TCP flags, data left unread at socket close, packets of \
+             unselected readers, wakeups that went to another thread than the reader",
+            outcomes.clone(),
+        );
         Self {
             registry,
             stages,
@@ -100,8 +115,10 @@ impl Metrics {
             incomplete,
             drops,
             lost,
+            outcomes,
             lost_seen: Vec::new(),
             incomplete_seen: BTreeMap::new(),
+            outcomes_seen: BTreeMap::new(),
             devs: HashSet::new(),
             comms: HashSet::new(),
         }
@@ -148,13 +165,39 @@ impl Metrics {
 
     /// Brings the counters that come from elsewhere up to date (engine reasons, kernel loss).
     pub fn update(&mut self, stats: &EngineStats, lost_per_cpu: &[u64]) {
-        for (reason, &count) in &stats.incomplete {
-            let seen = self.incomplete_seen.entry(reason.clone()).or_default();
+        for (reason, count) in stats.incomplete.iter() {
+            let seen = self.incomplete_seen.entry(reason.to_owned()).or_default();
             if count > *seen {
                 self.incomplete
                     .get_or_create(&ReasonLabels {
-                        reason: reason.clone(),
+                        reason: reason.to_owned(),
                     })
+                    .inc_by(count - *seen);
+                *seen = count;
+            }
+        }
+        let mut outcomes: Vec<(String, u64)> = stats
+            .control
+            .iter()
+            .map(|(flags, n)| (format!("control {flags}"), *n))
+            .collect();
+        outcomes.extend([
+            ("closed unread".to_owned(), stats.closed_unread),
+            ("not selected".to_owned(), stats.not_selected),
+            (
+                "woke another thread".to_owned(),
+                stats.wakeups_of_other_threads,
+            ),
+            (
+                "dropped, not known to be data".to_owned(),
+                stats.dropped_unknown,
+            ),
+        ]);
+        for (outcome, count) in outcomes {
+            let seen = self.outcomes_seen.entry(outcome.clone()).or_default();
+            if count > *seen {
+                self.outcomes
+                    .get_or_create(&OutcomeLabels { outcome })
                     .inc_by(count - *seen);
                 *seen = count;
             }
@@ -205,8 +248,12 @@ mod tests {
             metrics.observe(&journey);
         }
         let mut stats = EngineStats::default();
-        stats.incomplete.insert("dropped".into(), 2);
+        stats.incomplete.add(crate::journey::Ending::Dropped);
+        stats.incomplete.add(crate::journey::Ending::Dropped);
+        stats.control.insert("FIN|ACK".to_owned(), 3);
+        stats.wakeups_of_other_threads = 4;
         metrics.update(&stats, &[0, 5]);
+        stats.wakeups_of_other_threads = 6;
         metrics.update(&stats, &[0, 7]);
         let text = metrics.encode();
         assert!(
@@ -231,6 +278,14 @@ mod tests {
         );
         assert!(
             text.contains("tracer_lost_events_total{cpu=\"1\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracer_packet_outcomes_total{outcome=\"control FIN|ACK\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracer_packet_outcomes_total{outcome=\"woke another thread\"} 6"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

@@ -1,7 +1,8 @@
 //! A Perfetto trace (protobuf `perfetto.protos.Trace` of TrackEvents) of a recording:
 //! per CPU, a track of hard IRQ and NET_RX softirq slices with NAPI polls as instants, and a
 //! track of the readers' running slices; every journey is a flow of instants, one per stamp,
-//! on the CPU where it happened, so ui.perfetto.dev draws the packet's path as arrows.
+//! on the CPU where it happened, so ui.perfetto.dev draws the packet's path as arrows; the
+//! last instant of a journey carries its record (the field table) as args.
 //!
 //! Field numbers are those of perfetto/trace/trace_packet.proto and track_event.proto.
 //! Timestamps are CLOCK_MONOTONIC ns, written as the default (boot-time) track-event clock.
@@ -11,7 +12,63 @@ use std::collections::{HashMap, HashSet};
 use tracer_common::{Event, EventKind, NET_RX_SOFTIRQ};
 
 use super::protobuf::Message;
-use crate::journey::Journey;
+use crate::journey::{
+    Journey,
+    fields::{FIELDS, Value, stages},
+};
+
+/// The journey's record as debug annotations (the args ui.perfetto.dev shows for the event),
+/// from the one field table: every field present, stages as `stages_ns.<stage>`, missing
+/// stages as one text; the stamps are the flow's instants themselves.
+fn journey_args(journey: &Journey, event: &mut Message) {
+    let mut arg = |name: &str, fill: &dyn Fn(&mut Message)| {
+        let mut annotation = Message::default();
+        annotation.string(ARG_NAME, name);
+        fill(&mut annotation);
+        event.message(EVENT_DEBUG_ANNOTATIONS, &annotation);
+    };
+    for field in FIELDS {
+        match (field.value)(journey) {
+            Value::Unsigned(Some(v)) => arg(field.name, &|a| {
+                a.uint(ARG_UINT, v);
+            }),
+            Value::Signed(Some(v)) => arg(field.name, &|a| {
+                a.uint(ARG_INT, v as u64);
+            }),
+            Value::Text(Some(text)) => arg(field.name, &|a| {
+                a.string(ARG_STRING, text);
+            }),
+            Value::Bool(v) => arg(field.name, &|a| {
+                a.uint(ARG_BOOL, u64::from(v));
+            }),
+            Value::Addr(Some(addr)) => arg(field.name, &|a| {
+                a.string(ARG_STRING, &addr.to_string());
+            }),
+            Value::Ip(Some(ip)) => arg(field.name, &|a| {
+                a.string(ARG_STRING, &ip.to_string());
+            }),
+            Value::Stages(ns) => {
+                for (stage, value) in stages(ns) {
+                    if let Some(v) = value {
+                        arg(&format!("{}.{}", field.name, stage.name()), &|a| {
+                            a.uint(ARG_UINT, v);
+                        });
+                    }
+                }
+            }
+            Value::Missing(missing) if !missing.is_empty() => {
+                let text: Vec<String> = missing
+                    .iter()
+                    .map(|m| format!("{}: {}", m.stage.name(), m.reason))
+                    .collect();
+                arg(field.name, &|a| {
+                    a.string(ARG_STRING, &text.join("; "));
+                });
+            }
+            _ => {}
+        }
+    }
+}
 
 // TracePacket
 const PACKET_TIMESTAMP: u32 = 8;
@@ -27,6 +84,13 @@ const EVENT_TRACK_UUID: u32 = 11;
 const EVENT_NAME: u32 = 23;
 const EVENT_FLOW_IDS: u32 = 47;
 const EVENT_TERMINATING_FLOW_IDS: u32 = 48;
+const EVENT_DEBUG_ANNOTATIONS: u32 = 4;
+// DebugAnnotation
+const ARG_NAME: u32 = 10;
+const ARG_BOOL: u32 = 2;
+const ARG_UINT: u32 = 3;
+const ARG_INT: u32 = 4;
+const ARG_STRING: u32 = 6;
 const SLICE_BEGIN: u64 = 1;
 const SLICE_END: u64 = 2;
 const INSTANT: u64 = 3;
@@ -72,24 +136,40 @@ impl Writer {
         flows: &[u64],
         terminating: &[u64],
     ) {
-        let mut event = Message::default();
-        event.uint(EVENT_TYPE, kind).uint(EVENT_TRACK_UUID, track);
-        if let Some(name) = name {
-            event.string(EVENT_NAME, name);
-        }
-        for flow in flows {
-            event.fixed64(EVENT_FLOW_IDS, *flow);
-        }
-        for flow in terminating {
-            event.fixed64(EVENT_TERMINATING_FLOW_IDS, *flow);
-        }
+        let event = track_event(kind, track, name, flows, terminating);
+        self.emit(ts, &event);
+    }
+
+    fn emit(&mut self, ts: u64, event: &Message) {
         let mut packet = Message::default();
         packet
             .uint(PACKET_TIMESTAMP, ts)
             .uint(PACKET_SEQUENCE_ID, SEQUENCE)
-            .message(PACKET_TRACK_EVENT, &event);
+            .message(PACKET_TRACK_EVENT, event);
         self.packet(&packet);
     }
+}
+
+/// A TrackEvent of this kind on this track, with its name and flow links.
+fn track_event(
+    kind: u64,
+    track: u64,
+    name: Option<&str>,
+    flows: &[u64],
+    terminating: &[u64],
+) -> Message {
+    let mut event = Message::default();
+    event.uint(EVENT_TYPE, kind).uint(EVENT_TRACK_UUID, track);
+    if let Some(name) = name {
+        event.string(EVENT_NAME, name);
+    }
+    for flow in flows {
+        event.fixed64(EVENT_FLOW_IDS, *flow);
+    }
+    for flow in terminating {
+        event.fixed64(EVENT_TERMINATING_FLOW_IDS, *flow);
+    }
+    event
 }
 
 /// Open slices of one track, innermost last, so END events always match a BEGIN.
@@ -220,7 +300,10 @@ pub fn export(
         for (index, (name, ts, track)) in stamps.iter().enumerate() {
             let label = format!("packet {} {name}", journey.id);
             if index + 1 == stamps.len() {
-                writer.event(*ts, INSTANT, *track, Some(&label), &[], &flow);
+                // The journey's last instant carries its whole record as args.
+                let mut event = track_event(INSTANT, *track, Some(&label), &[], &flow);
+                journey_args(journey, &mut event);
+                writer.emit(*ts, &event);
             } else {
                 writer.event(*ts, INSTANT, *track, Some(&label), &flow, &[]);
             }

@@ -11,6 +11,9 @@ use crate::{
     recording::Recording,
 };
 
+/// Flows listed in the report's top-flows table at most.
+const TOP_FLOWS: usize = 10;
+
 /// A breakdown of the report: its name and the group of a journey.
 type Section = (&'static str, Box<dyn Fn(&Journey) -> String>);
 
@@ -67,7 +70,7 @@ pub fn analysis_text(
         journeys.len()
     );
     text.push_str(&summary.table());
-    for (reason, count) in &tracker.engine().stats().incomplete {
+    for (reason, count) in tracker.engine().stats().incomplete.iter() {
         let _ = writeln!(text, "incomplete: {count} {reason}");
     }
     text.push_str("\n== stage histograms (log2) ==\n");
@@ -118,6 +121,31 @@ pub fn analysis_text(
                 histogram.count(),
                 q(0.5),
                 q(0.99),
+                human_ns(histogram.max())
+            );
+        }
+    }
+    let flows = analysis::breakdown(journeys, analysis::flow_key);
+    let mut top: Vec<(&String, u64, &super::summary::Histogram)> = flows
+        .iter()
+        .filter(|(flow, histogram)| !flow.is_empty() && histogram.count() > 0)
+        .filter_map(|(flow, histogram)| Some((flow, histogram.quantile(0.99)?, histogram)))
+        .collect();
+    if !top.is_empty() {
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let _ = writeln!(
+            text,
+            "\n== top flows by p99 total (of {}): journeys, total p50 / p99 / max ==",
+            top.len()
+        );
+        for (flow, p99, histogram) in top.into_iter().take(TOP_FLOWS) {
+            let p50 = histogram.quantile(0.5).map_or("-".to_owned(), human_ns);
+            let _ = writeln!(
+                text,
+                "  {flow:<52} {:>7} {:>10} {:>10} {:>10}",
+                histogram.count(),
+                p50,
+                human_ns(p99),
                 human_ns(histogram.max())
             );
         }

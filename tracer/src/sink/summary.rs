@@ -167,13 +167,13 @@ pub fn run_summary(
         if last { "summary" } else { "so far" },
         elapsed.as_secs_f64(),
         stats.complete,
-        stats.incomplete.values().sum::<u64>(),
+        stats.incomplete.total(),
     );
     text.push_str(&summary.table());
-    for (reason, count) in &stats.incomplete {
+    for (reason, count) in stats.incomplete.iter() {
         text.push_str(&format!("incomplete: {count} {}\n", escape::text(reason)));
     }
-    for (reason, count) in &stats.unsocketed {
+    for (reason, count) in stats.unsocketed.iter() {
         text.push_str(&format!(
             "not shown, never reached a socket: {count} {}\n",
             escape::text(reason)

@@ -16,7 +16,8 @@ pub fn header() -> String {
 }
 
 /// `TIME DEV CPU(irq>softirq>task) comm(pid/tid) BYTES` then each stage; `-` where absent,
-/// then flags: `ksoftirqd`, `drop:REASON`, `lost`, `incomplete`.
+/// then the flow `saddr:sport>daddr:dport` when known, then flags: `ksoftirqd`,
+/// `drop:REASON`, `lost`, `incomplete`.
 pub fn line(journey: &Journey) -> String {
     let time = journey.ts.first().map_or("-".to_owned(), |ts| {
         format!("{}.{:06}", ts / 1_000_000_000, (ts % 1_000_000_000) / 1000)
@@ -47,6 +48,10 @@ pub fn line(journey: &Journey) -> String {
             .get(stage)
             .map_or("-".to_owned(), human_ns);
         text.push_str(&format!(" {value:>9}"));
+    }
+    if let Some(flow) = flow(journey) {
+        text.push(' ');
+        text.push_str(&flow);
     }
     if journey.softirq_in_ksoftirqd {
         text.push_str(" ksoftirqd");
@@ -100,4 +105,18 @@ mod tests {
         assert!(!text.contains("incomplete"));
         assert_eq!(header().split_whitespace().count(), 13);
     }
+}
+
+/// The journey's flow as `saddr:sport>daddr:dport` (`[v6]:port`), when its headers were read.
+pub fn flow(journey: &Journey) -> Option<String> {
+    let end = |ip: std::net::IpAddr, port: Option<u16>| match (ip, port) {
+        (std::net::IpAddr::V6(ip), Some(port)) => format!("[{ip}]:{port}"),
+        (ip, Some(port)) => format!("{ip}:{port}"),
+        (ip, None) => ip.to_string(),
+    };
+    Some(format!(
+        "{}>{}",
+        end(journey.saddr?, journey.sport),
+        end(journey.daddr?, journey.dport)
+    ))
 }

@@ -39,6 +39,8 @@ pub const TRACEPOINTS: &[&str] = &[
     "syscalls:sys_exit_read",
     "syscalls:sys_enter_readv",
     "syscalls:sys_exit_readv",
+    "tcp:tcp_probe",
+    "tcp:tcp_destroy_sock",
 ];
 
 /// One configuration of the side-by-side runs.

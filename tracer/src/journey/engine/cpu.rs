@@ -1,6 +1,8 @@
 //! Per-CPU interrupt context: the NIC IRQ in progress, the NET_RX raise waiting for its
 //! softirq, the NET_RX softirq in progress, and stamping that context onto a packet.
 
+use std::net::IpAddr;
+
 use tracer_common::{Event, NET_RX_SOFTIRQ};
 
 use super::Engine;
@@ -43,6 +45,9 @@ pub(super) struct CpuState {
     pub last_was_control: bool,
     /// The packet enqueued last, until the first sched_waking after it.
     pub last_ready: Option<u64>,
+    /// The addresses record (`FLAG_ADDRS`) that precedes its packet's record: (skb,
+    /// family, source, destination).
+    pub addrs: Option<(u64, &'static str, IpAddr, IpAddr)>,
 }
 
 impl Engine {

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::{Degraded, Open};
+use super::{Degraded, Ending, Open};
 use crate::journey::model::{Journey, Missing, Stage, StageDurations};
 
 fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
@@ -15,11 +15,7 @@ const STILL_RUNNING: &str =
     "woken while still on its CPU (before it had switched out): no run queue wait, no switch in";
 
 /// Stage durations and missing-stage reasons of a finished journey.
-pub(super) fn finalize(
-    open: Open,
-    incomplete: Option<&'static str>,
-    degraded: Degraded,
-) -> Journey {
+pub(super) fn finalize(open: Open, incomplete: Option<Ending>, degraded: Degraded) -> Journey {
     let Open {
         mut journey,
         softirq_unknown,
@@ -132,7 +128,7 @@ pub(super) fn finalize(
     }
     if reader_path && stages.syscall.is_none() {
         let reason = if ts.recv_return.is_none() {
-            incomplete.unwrap_or("recv did not return")
+            incomplete.map_or("recv did not return", Ending::as_str)
         } else if woke_other {
             "no switch in of the reader: the wakeup was another thread's"
         } else if ts.waking.is_none() {
@@ -143,7 +139,10 @@ pub(super) fn finalize(
         note(Stage::Syscall, reason);
     }
     if stages.total.is_none() {
-        note(Stage::Total, incomplete.unwrap_or("recv did not return"));
+        note(
+            Stage::Total,
+            incomplete.map_or("recv did not return", Ending::as_str),
+        );
     }
     journey.complete = incomplete.is_none() && ts.recv_return.is_some() && !journey.lost_events;
     journey.stages_ns = stages;

@@ -26,9 +26,12 @@ use std::{borrow::Cow, collections::VecDeque};
 
 use rustc_hash::FxHashMap;
 
-use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE, NAME_LEN};
+use tracer_common::{Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, NAME_LEN};
 
-pub use stats::{DEFAULT_MAX_OPEN, Degraded, EngineConfig, EngineStats, IrqDevice, ReaderFilter};
+pub use stats::{
+    DEFAULT_MAX_OPEN, Degraded, Ending, EndingCounts, EngineConfig, EngineStats, IrqDevice,
+    ReaderFilter,
+};
 
 use super::model::{Addr, Journey, Shared};
 use cpu::CpuState;
@@ -167,6 +170,7 @@ impl Engine {
             K::NapiPoll => self.on_napi_poll(event),
             K::NapiGroReceiveEntry => self.on_gro_entry(event, out),
             K::NetifRx => {}
+            K::NetifReceiveSkb if event.flags & FLAG_ADDRS != 0 => self.on_addrs(event),
             K::NetifReceiveSkb => self.on_receive(event, out),
             K::TcpProbe => self.on_tcp_probe(event, out),
             K::SkDataReady => self.on_data_ready(event, out),
@@ -202,10 +206,10 @@ impl Engine {
                 continue;
             };
             let reason = match open.phase {
-                Phase::Queued if open.taken > 0 => "partly read when the trace ended",
-                Phase::Queued => "never read before the trace ended",
-                Phase::Read => "recv had not returned when the trace ended",
-                Phase::Gro | Phase::Stack => "had not reached a socket when the trace ended",
+                Phase::Queued if open.taken > 0 => Ending::PartlyRead,
+                Phase::Queued => Ending::NeverRead,
+                Phase::Read => Ending::RecvPending,
+                Phase::Gro | Phase::Stack => Ending::BeforeSocket,
             };
             self.end(id, Some(reason), out);
         }
@@ -289,11 +293,7 @@ impl Engine {
         let excess = self.open.len() - max + max / 16; // make room for a while
         for id in ids.into_iter().take(excess) {
             self.stats.evicted += 1;
-            self.end(
-                id,
-                Some("evicted: too many packets open at once (memory bound)"),
-                out,
-            );
+            self.end(id, Some(Ending::Evicted), out);
         }
     }
 
@@ -392,14 +392,14 @@ impl Engine {
         }
     }
 
-    fn count_unsocketed(&mut self, reason: &str) {
-        *self.stats.unsocketed.entry(reason.to_owned()).or_default() += 1;
+    fn count_unsocketed(&mut self, reason: Ending) {
+        self.stats.unsocketed.add(reason);
     }
 
     /// Finishes a journey: computes stages and missing reasons, and emits it unless it never
     /// reached a socket (counted instead, unless `keep_unsocketed`) or, under a reader
     /// filter, it was not read by a selected reader nor queued on a selected one's socket.
-    fn end(&mut self, id: u64, incomplete: Option<&'static str>, out: &mut Vec<Journey>) {
+    fn end(&mut self, id: u64, incomplete: Option<Ending>, out: &mut Vec<Journey>) {
         let Some(open) = self.open.get(&id) else {
             return;
         };
@@ -468,7 +468,7 @@ impl Engine {
             return;
         }
         if !reached_socket && !dropped && !self.config.keep_unsocketed {
-            self.count_unsocketed(incomplete.unwrap_or("no socket"));
+            self.count_unsocketed(incomplete.unwrap_or(Ending::NoSocket));
             return;
         }
         let journey = finalize::finalize(open, incomplete, self.config.degraded);
@@ -480,11 +480,11 @@ impl Engine {
             self.stats.complete += 1;
         } else {
             let reason = if journey.lost_events {
-                "events lost"
+                Ending::EventsLost
             } else {
-                incomplete.unwrap_or("incomplete")
+                incomplete.unwrap_or(Ending::RecvPending)
             };
-            *self.stats.incomplete.entry(reason.to_owned()).or_default() += 1;
+            self.stats.incomplete.add(reason);
         }
         out.push(journey);
     }

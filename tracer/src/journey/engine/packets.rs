@@ -1,11 +1,11 @@
 //! Packets before their socket: GRO entry, netif_receive_skb (with the headers the kernel
 //! side read: protocol, TCP flags, payload, sequence number), NAPI batches, frees and drops.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, net::IpAddr};
 
 use tracer_common::{Event, HDR_VALID};
 
-use super::{Engine, Phase};
+use super::{Ending, Engine, Phase};
 use crate::journey::{Journey, model::TcpFlags};
 
 pub(super) const IPPROTO_TCP: u32 = 6;
@@ -65,15 +65,28 @@ impl Engine {
                 id
             }
         };
+        let addrs = self
+            .cpu(cpu)
+            .addrs
+            .take()
+            .filter(|(skb, ..)| *skb == event.addr);
         let mut control = false;
         if let Some(open) = self.open.get_mut(&id) {
             open.journey.ts.netif_receive = Some(event.ts);
+            if let Some((_, family, saddr, daddr)) = addrs {
+                open.journey.family = Some(family);
+                open.journey.saddr = Some(saddr);
+                open.journey.daddr = Some(daddr);
+            }
             if event.arg1 & HDR_VALID != 0 {
                 let proto = event.arg1 & 0xff;
                 open.journey.proto = proto_name(proto);
                 open.journey.payload = Some(event.arg2);
                 if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
-                    open.ports = Some(((event.addr2 >> 32) as u16, (event.addr2 >> 48) as u16));
+                    let (sport, dport) = ((event.addr2 >> 32) as u16, (event.addr2 >> 48) as u16);
+                    open.ports = Some((sport, dport));
+                    open.journey.sport = Some(sport);
+                    open.journey.dport = Some(dport);
                 }
                 if proto == IPPROTO_TCP {
                     open.journey.tcp_flags = Some(TcpFlags((event.arg1 >> 8) as u8));
@@ -102,17 +115,30 @@ impl Engine {
         }
     }
 
+    /// The addresses of the packet whose record follows on this CPU (`FLAG_ADDRS`).
+    pub(super) fn on_addrs(&mut self, event: &Event) {
+        let mut daddr = [0u8; 16];
+        daddr[..8].copy_from_slice(&event.addr2.to_le_bytes());
+        daddr[8..12].copy_from_slice(&event.arg0.to_le_bytes());
+        daddr[12..].copy_from_slice(&event.arg1.to_le_bytes());
+        let (family, saddr, daddr) = match event.arg2 {
+            4 => {
+                let v4 = |bytes: &[u8]| IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                ("ipv4", v4(&event.name), v4(&daddr))
+            }
+            6 => ("ipv6", IpAddr::from(event.name), IpAddr::from(daddr)),
+            _ => return,
+        };
+        self.cpu(event.cpu).addrs = Some((event.addr, family, saddr, daddr));
+    }
+
     /// A TCP segment without payload: no reader will ever read it.
     pub(super) fn end_control(&mut self, id: u64, out: &mut Vec<Journey>) {
         if let Some(open) = self.open.get_mut(&id) {
             open.journey.control = true;
             open.journey.proto = Cow::Borrowed("tcp");
         }
-        self.end(
-            id,
-            Some("control segment: no application data for a reader"),
-            out,
-        );
+        self.end(id, Some(Ending::Control), out);
     }
 
     /// GRO entries that came after `head` on the same CPU and never reached
@@ -148,7 +174,7 @@ impl Engine {
                 if let Some(open) = self.open.remove(&id) {
                     self.skbs.remove(&open.skb);
                 }
-                self.count_unsocketed("merged into another packet by GRO");
+                self.count_unsocketed(Ending::GroMerged);
             } else {
                 keep.push(id);
             }
@@ -168,7 +194,7 @@ impl Engine {
             return;
         };
         if matches!(open.phase, Phase::Gro | Phase::Stack) {
-            self.end(old, Some("skb address reused before the packet reached a socket (its free was not traced)"), out);
+            self.end(old, Some(Ending::SkbReused), out);
         }
     }
 
@@ -206,15 +232,11 @@ impl Engine {
                 if let Some(open) = self.open.get_mut(&id) {
                     open.journey.drop_reason = Some(reason);
                 }
-                self.end(id, Some("dropped"), out);
+                self.end(id, Some(Ending::Dropped), out);
             }
             (Phase::Gro | Phase::Stack, false) => {
                 self.skbs.remove(&event.addr);
-                self.end(
-                    id,
-                    Some("consumed by the stack without reaching a socket"),
-                    out,
-                );
+                self.end(id, Some(Ending::Consumed), out);
             }
         }
     }

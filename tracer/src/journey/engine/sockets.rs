@@ -7,7 +7,7 @@ use std::{borrow::Cow, collections::VecDeque};
 use tracer_common::Event;
 
 use super::{
-    Engine, Phase,
+    Ending, Engine, Phase,
     packets::{IPPROTO_TCP, IPPROTO_UDP, proto_name},
 };
 use crate::journey::{Journey, model::Addr};
@@ -306,9 +306,9 @@ impl Engine {
                 continue;
             };
             let reason = if open.taken > 0 {
-                "the socket was closed with part of this data unread"
+                Ending::ClosedPartlyRead
             } else {
-                "the socket was closed before this data was read"
+                Ending::ClosedUnread
             };
             if counted {
                 self.stats.closed_unread += 1;

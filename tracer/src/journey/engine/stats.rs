@@ -80,6 +80,100 @@ pub struct EngineConfig {
     pub readers: ReaderFilter,
 }
 
+/// Generates [`Ending`] and its text from one table.
+macro_rules! endings {
+    ($( $(#[$doc:meta])* $variant:ident => $text:literal, )*) => {
+        /// Why a journey ended without a recv return, or was not shown: one value per reason,
+        /// with one text (the summary's, the metrics label's, the `missing` reason's).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Ending {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Ending {
+            /// Every reason, in summary order.
+            pub const ALL: [Ending; [$(Ending::$variant),*].len()] = [$(Ending::$variant),*];
+
+            /// The reason as text.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Ending::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+endings! {
+    /// Still queued on its socket when the trace ended.
+    NeverRead => "never read before the trace ended",
+    /// A TCP segment some of whose bytes had been read when the trace ended.
+    PartlyRead => "partly read when the trace ended",
+    /// Taken by a read whose syscall had not returned when the trace ended.
+    RecvPending => "recv had not returned when the trace ended",
+    /// Not yet on a socket when the trace ended.
+    BeforeSocket => "had not reached a socket when the trace ended",
+    /// Ended early by the open-journey bound.
+    Evicted => "evicted: too many packets open at once (memory bound)",
+    /// A TCP segment without payload.
+    Control => "control segment: no application data for a reader",
+    /// Its skb address came back before it reached a socket.
+    SkbReused => "skb address reused before the packet reached a socket (its free was not traced)",
+    /// kfree_skb with a drop reason.
+    Dropped => "dropped",
+    /// consume_skb before any socket (the stack finished with it).
+    Consumed => "consumed by the stack without reaching a socket",
+    /// Its socket was destroyed with some of its bytes read.
+    ClosedPartlyRead => "the socket was closed with part of this data unread",
+    /// Its socket was destroyed before any of its bytes were read.
+    ClosedUnread => "the socket was closed before this data was read",
+    /// GRO merged it into the packet before it.
+    GroMerged => "merged into another packet by GRO",
+    /// It ended without reaching a socket for no more specific reason.
+    NoSocket => "no socket",
+    /// Events were lost while it was open.
+    EventsLost => "events lost",
+}
+
+/// A count per [`Ending`], in an array: counting is an index and an add.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndingCounts([u64; Ending::ALL.len()]);
+
+impl EndingCounts {
+    /// Counts one more.
+    pub fn add(&mut self, ending: Ending) {
+        self.0[ending as usize] += 1;
+    }
+
+    /// The count of a reason given as text, if non-zero (as a map of the non-zero counts).
+    pub fn get(&self, reason: &str) -> Option<&u64> {
+        Ending::ALL
+            .iter()
+            .position(|ending| ending.as_str() == reason)
+            .map(|at| &self.0[at])
+            .filter(|count| **count > 0)
+    }
+
+    /// The non-zero counts with their reasons, in [`Ending::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Ending::ALL
+            .iter()
+            .zip(self.0)
+            .filter(|(_, count)| *count > 0)
+            .map(|(ending, count)| (ending.as_str(), count))
+    }
+
+    /// The sum of every count.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Whether every count is zero.
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0
+    }
+}
+
 /// Default bound on open journeys.
 pub const DEFAULT_MAX_OPEN: usize = 65_536;
 
@@ -90,9 +184,9 @@ pub struct EngineStats {
     pub journeys_emitted: u64,
     pub complete: u64,
     /// Incomplete journeys emitted, by reason.
-    pub incomplete: BTreeMap<String, u64>,
+    pub incomplete: EndingCounts,
     /// Packets that ended without reaching a socket and were not emitted, by reason.
-    pub unsocketed: BTreeMap<String, u64>,
+    pub unsocketed: EndingCounts,
     /// Data packets the kernel dropped (kfree_skb with a reason).
     pub dropped: u64,
     /// Dropped packets not known to carry data (no headers read, never reached a socket).
