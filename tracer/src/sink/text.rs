@@ -68,6 +68,20 @@ pub fn line(journey: &Journey) -> String {
     text
 }
 
+/// The journey's flow as `saddr:sport>daddr:dport` (`[v6]:port`), when its headers were read.
+pub fn flow(journey: &Journey) -> Option<String> {
+    let end = |ip: std::net::IpAddr, port: Option<u16>| match (ip, port) {
+        (std::net::IpAddr::V6(ip), Some(port)) => format!("[{ip}]:{port}"),
+        (ip, Some(port)) => format!("{ip}:{port}"),
+        (ip, None) => ip.to_string(),
+    };
+    Some(format!(
+        "{}>{}",
+        end(journey.saddr?, journey.sport),
+        end(journey.daddr?, journey.dport)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,18 +119,4 @@ mod tests {
         assert!(!text.contains("incomplete"));
         assert_eq!(header().split_whitespace().count(), 13);
     }
-}
-
-/// The journey's flow as `saddr:sport>daddr:dport` (`[v6]:port`), when its headers were read.
-pub fn flow(journey: &Journey) -> Option<String> {
-    let end = |ip: std::net::IpAddr, port: Option<u16>| match (ip, port) {
-        (std::net::IpAddr::V6(ip), Some(port)) => format!("[{ip}]:{port}"),
-        (ip, Some(port)) => format!("{ip}:{port}"),
-        (ip, None) => ip.to_string(),
-    };
-    Some(format!(
-        "{}>{}",
-        end(journey.saddr?, journey.sport),
-        end(journey.daddr?, journey.dport)
-    ))
 }
