@@ -85,6 +85,24 @@ fn assert_all_complete(label: &str, journeys: &[&Value]) {
     }
 }
 
+/// The tracer must not have lost events (then no byte count could be exact: say so first).
+fn assert_no_loss(label: &str, stderr: &[String]) {
+    let text = stderr.join("\n");
+    let number_after = |marker: &str| -> Option<u64> {
+        let rest = text.split(marker).nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    assert_eq!(
+        (number_after("lost events: "), number_after("late events: ")),
+        (Some(0), Some(0)),
+        "{label}: the tracer lost events, or got them later than its reorder window \
+         (an overloaded machine?):\n{text}"
+    );
+}
+
 /// The tracer's closing summary must not claim losses that did not happen.
 fn assert_summary_clean(label: &str, stderr: &[String]) {
     let text = stderr.join("\n");
@@ -247,6 +265,7 @@ fn redis_journeys_carry_exactly_the_bytes_redis_read() {
         let after = redis.input_bytes();
         std::thread::sleep(Duration::from_millis(300));
         let (stdout, stderr) = tracer.stop();
+        assert_no_loss(label, &stderr);
         let journeys = json_events(&stdout);
         let pids = BTreeSet::from([pid]);
         let ours = journeys_of(&journeys, &pids);
@@ -435,6 +454,7 @@ fn nginx_workers_journeys_carry_exactly_their_request_bytes() {
         let download = run("ab", &["-n", "3", "-c", "1", &nginx.url("/big.bin")]);
         std::thread::sleep(Duration::from_millis(300));
         let (stdout, stderr) = tracer.stop();
+        assert_no_loss("nginx", &stderr);
         let journeys = json_events(&stdout);
         let logged = nginx.request_bytes();
         let traced_workers: Vec<u64> = if with_pid {
@@ -529,7 +549,8 @@ fn bulk_stream_every_journey_ends_in_the_read_that_returned_its_last_byte() {
     sender.join().unwrap();
     drop(stream);
     std::thread::sleep(Duration::from_millis(300));
-    let (stdout, _) = tracer.stop();
+    let (stdout, stderr) = tracer.stop();
+    assert_no_loss("bulk", &stderr);
     let journeys = json_events(&stdout);
     let mut ours: Vec<&Value> = journeys
         .iter()
