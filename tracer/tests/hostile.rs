@@ -515,3 +515,67 @@ fn record_stops_at_the_first_write_error_with_a_readable_file() {
         "whole chunks before the error are kept"
     );
 }
+
+/// Whether tracefs is mounted at /sys/kernel/tracing (per /proc/self/mounts).
+fn tracefs_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .any(|line| line.split_whitespace().nth(1) == Some("/sys/kernel/tracing"))
+}
+
+/// tracefs mounted with mount(2) (a PATH without `mount` cannot be abused), unmounted at exit
+/// when we mounted it, and said so by doctor.
+#[test]
+fn tracefs_is_mounted_with_the_syscall_and_unmounted_at_exit() {
+    let Some(_serial) = kernel_test("tracefs_is_mounted_with_the_syscall_and_unmounted_at_exit")
+    else {
+        return;
+    };
+    let target = std::ffi::CString::new("/sys/kernel/tracing").unwrap();
+    let remount = || {
+        if !tracefs_mounted() {
+            let (source, kind) = (
+                std::ffi::CString::new("nodev").unwrap(),
+                std::ffi::CString::new("tracefs").unwrap(),
+            );
+            // SAFETY: valid NUL-terminated strings, no data.
+            let rc = unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    kind.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(rc, 0, "remount tracefs");
+        }
+    };
+    // SAFETY: a valid path; detaching lets other readers finish.
+    while tracefs_mounted() && unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } == 0 {}
+    let out = std::process::Command::new(common::tracer_bin())
+        .args(["doctor", "--json"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let still_mounted = tracefs_mounted();
+    remount();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["check"] == "tracefs")
+        .unwrap()
+        .clone();
+    assert_eq!(check["status"], "ok", "{report}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mounted by tracer with mount(2)"),
+        "{check}"
+    );
+    assert!(!still_mounted, "what tracer mounted is unmounted at exit");
+}

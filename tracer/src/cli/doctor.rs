@@ -142,10 +142,21 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
         )
     };
     mark(&mut rows, "memlock", 0, memlock);
-    let root = match tracefs::ensure_mounted() {
-        Ok(root) => {
-            mark(&mut rows, "tracefs", 0, root.display().to_string());
-            Some(root)
+    let tracefs = tracefs::ensure_mounted();
+    let root = match &tracefs {
+        Ok(found) => {
+            let how = if found.mounted_here {
+                "was not mounted: mounted by tracer with mount(2) for this run, unmounted at exit"
+            } else {
+                "mounted"
+            };
+            mark(
+                &mut rows,
+                "tracefs",
+                0,
+                format!("{} ({how})", found.root.display()),
+            );
+            Some(found.root.clone())
         }
         Err(err) => {
             mark(&mut rows, "tracefs", 2, err.to_string());

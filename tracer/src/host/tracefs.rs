@@ -22,6 +22,12 @@ pub enum TracefsError {
     /// tracefs is neither mounted nor mountable.
     #[error("tracefs is not mounted at {TRACEFS} and mounting it failed: {0}")]
     Mount(io::Error),
+    /// tracefs is there but this process may not read it (mode 0700, not root).
+    #[error(
+        "tracefs at {0} is not readable by this user (permission denied): run as root, or with \
+         CAP_DAC_OVERRIDE"
+    )]
+    NoPermission(String),
     /// A format file could not be read.
     #[error("reading {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
@@ -34,23 +40,79 @@ pub enum TracefsError {
     },
 }
 
-/// Returns the tracefs root, mounting tracefs at [`TRACEFS`] if nothing is mounted yet.
-pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
-    for root in [TRACEFS, DEBUGFS_TRACING] {
-        if Path::new(root).join("events").is_dir() {
-            return Ok(PathBuf::from(root));
+/// The tracefs this process reads: where it is, and whether we mounted it (then it is
+/// unmounted again when this is dropped, at the end of the process's tracing).
+#[derive(Debug)]
+pub struct Tracefs {
+    /// The root, e.g. `/sys/kernel/tracing`.
+    pub root: PathBuf,
+    /// We mounted it (it was not mounted before).
+    pub mounted_here: bool,
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.mounted_here
+            && let Ok(target) = std::ffi::CString::new(TRACEFS)
+        {
+            // SAFETY: a valid NUL-terminated path; MNT_DETACH lets readers finish.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
         }
     }
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tracefs", "nodev", TRACEFS])
-        .status()
-        .map_err(TracefsError::Mount)?;
-    if status.success() && Path::new(TRACEFS).join("events").is_dir() {
-        Ok(PathBuf::from(TRACEFS))
+}
+
+/// Returns the tracefs root, mounting tracefs at [`TRACEFS`] with mount(2) (no program is
+/// looked up through PATH) if nothing is mounted yet. Tells "not readable" from "not mounted".
+pub fn ensure_mounted() -> Result<Tracefs, TracefsError> {
+    for root in [TRACEFS, DEBUGFS_TRACING] {
+        let events = Path::new(root).join("events");
+        match fs::metadata(&events) {
+            Ok(meta) if meta.is_dir() => {
+                return match fs::read_dir(&events) {
+                    Ok(_) => Ok(Tracefs {
+                        root: PathBuf::from(root),
+                        mounted_here: false,
+                    }),
+                    Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                        Err(TracefsError::NoPermission(root.to_owned()))
+                    }
+                    Err(err) => Err(TracefsError::Read {
+                        path: events,
+                        source: err,
+                    }),
+                };
+            }
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(TracefsError::NoPermission(root.to_owned()));
+            }
+            _ => {}
+        }
+    }
+    let c = |text: &str| std::ffi::CString::new(text).expect("no NUL in constants");
+    let (source, target, kind) = (c("nodev"), c(TRACEFS), c("tracefs"));
+    // SAFETY: valid NUL-terminated strings; no mount data.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            kind.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(TracefsError::Mount(io::Error::last_os_error()));
+    }
+    let mounted = Tracefs {
+        root: PathBuf::from(TRACEFS),
+        mounted_here: true,
+    };
+    if mounted.root.join("events").is_dir() {
+        Ok(mounted)
     } else {
-        Err(TracefsError::Mount(io::Error::other(format!(
-            "mount exited with {status}"
-        ))))
+        Err(TracefsError::Mount(io::Error::other(
+            "mounted, but it has no events/ directory",
+        )))
     }
 }
 

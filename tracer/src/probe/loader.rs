@@ -40,6 +40,13 @@ pub struct Probes {
     /// unexpected layout, or the attach error).
     pub skipped: Vec<(EventKind, String)>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// The tracefs the layout came from; unmounted when dropped if we mounted it (after the
+    /// programs, which are declared first, are detached).
+    #[expect(
+        dead_code,
+        reason = "held for its Drop: it unmounts the tracefs we mounted"
+    )]
+    tracefs: tracefs::Tracefs,
 }
 
 impl Probes {
@@ -64,8 +71,8 @@ impl Probes {
                 });
             }
         }
-        let root = tracefs::ensure_mounted()?;
-        let layout = Layout::resolve(&FormatDir(root), &options.without)?;
+        let tracefs = tracefs::ensure_mounted()?;
+        let layout = Layout::resolve(&FormatDir(tracefs.root.clone()), &options.without)?;
 
         let filter_tgid = options.pid.unwrap_or(0);
         let filter_cpu = options.cpu.unwrap_or(ANY_CPU);
@@ -217,6 +224,7 @@ impl Probes {
             btf_unavailable,
             skipped,
             logger,
+            tracefs,
         })
     }
 
