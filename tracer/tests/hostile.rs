@@ -442,17 +442,57 @@ fn recordings_are_private() {
 /// `record` at once with a summary and an error, and leaves a file `report` reads.
 #[test]
 fn record_stops_at_the_first_write_error_with_a_readable_file() {
-    use std::os::unix::process::CommandExt as _;
     let Some(_serial) = kernel_test("record_stops_at_the_first_write_error_with_a_readable_file")
     else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("full.trc");
+    for live in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.trc");
+        let path_text = path.to_str().unwrap();
+        let args: Vec<&str> = if live {
+            vec!["live", "--json", "--interval", "1h", "--record", path_text]
+        } else {
+            vec!["record", "--duration", "60s", "-o", path_text]
+        };
+        let (status, stderr) = run_until_the_file_is_full(&args);
+        assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+        if live {
+            assert!(
+                stderr.contains("the recording stopped at a write error")
+                    && stderr.contains("--- summary after"),
+                "live --record ends with its summary: {stderr}"
+            );
+        } else {
+            assert!(
+                stderr.contains("recording stopped by a write error after"),
+                "{stderr}"
+            );
+        }
+        assert!(
+            stderr
+                .lines()
+                .last()
+                .unwrap()
+                .starts_with("tracer: error: writing "),
+            "{stderr}"
+        );
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= 256 << 10, "{size}");
+        let recording = tracer::recording::Recording::read(&path).expect("the file reads");
+        assert!(
+            !recording.events.is_empty(),
+            "whole chunks before the error are kept"
+        );
+    }
+}
+
+/// Runs the tracer with a 256 KiB file size limit while loopback traffic fills its recording;
+/// returns how it ended and its stderr.
+fn run_until_the_file_is_full(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::os::unix::process::CommandExt as _;
     let mut command = std::process::Command::new(common::tracer_bin());
-    command
-        .args(["record", "--duration", "60s", "-o"])
-        .arg(&path);
+    command.args(args);
     // SAFETY: setrlimit and signal are async-signal-safe; they run in the child before exec.
     unsafe {
         command.pre_exec(|| {
@@ -483,7 +523,7 @@ fn record_stops_at_the_first_write_error_with_a_readable_file() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "record still running long after its file reached the limit"
+            "still running long after its file reached the limit: {args:?}"
         );
         for _ in 0..200 {
             let _ = sender.send_to(&[7u8; 512], target);
@@ -494,26 +534,7 @@ fn record_stops_at_the_first_write_error_with_a_readable_file() {
         std::thread::sleep(Duration::from_millis(10));
     };
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
-    assert!(
-        stderr.contains("recording stopped by a write error after"),
-        "{stderr}"
-    );
-    assert!(
-        stderr
-            .lines()
-            .last()
-            .unwrap()
-            .starts_with("tracer: error: writing "),
-        "{stderr}"
-    );
-    let size = std::fs::metadata(&path).unwrap().len();
-    assert!(size <= 256 << 10, "{size}");
-    let recording = tracer::recording::Recording::read(&path).expect("the file reads");
-    assert!(
-        !recording.events.is_empty(),
-        "whole chunks before the error are kept"
-    );
+    (status, stderr)
 }
 
 /// Whether tracefs is mounted at /sys/kernel/tracing (per /proc/self/mounts).

@@ -85,14 +85,15 @@ pub async fn follow(
         None => None,
     };
     let record_start = clock::monotonic_ns();
-    let mut write_failure: Option<std::io::Error> = None;
-    let mut take = |tracker: &mut Tracker, recorder: &mut Option<Writer>, bytes: &[u8]| {
+    // The first write error of the recording: it ends the trace (with its summary).
+    let write_failure: std::cell::RefCell<Option<std::io::Error>> = Default::default();
+    let take = |tracker: &mut Tracker, recorder: &mut Option<Writer>, bytes: &[u8]| {
         if let Some(event) = tracker.push_record(bytes)
             && let Some(writer) = recorder
-            && write_failure.is_none()
+            && write_failure.borrow().is_none()
             && let Err(err) = writer.push(&event)
         {
-            write_failure = Some(err);
+            *write_failure.borrow_mut() = Some(err);
         }
     };
     eprintln!(
@@ -128,8 +129,11 @@ pub async fn follow(
             () = &mut stop => break,
             _ = tick.tick() => {
                 tracker.advance(Some(clock::monotonic_ns()), &mut journeys);
-                if let Some(writer) = &mut recorder {
-                    writer.flush_chunk().context("writing the recording")?;
+                if let Some(writer) = &mut recorder
+                    && write_failure.borrow().is_none()
+                    && let Err(err) = writer.flush_chunk()
+                {
+                    *write_failure.borrow_mut() = Some(err);
                 }
             }
             accepted = metrics_http::accept(listener.as_ref()) => {
@@ -154,7 +158,10 @@ pub async fn follow(
             collected.extend(journeys.iter().cloned());
         }
         sink.show(journeys.drain(..));
-        if sink.closed() || output.count.is_some_and(|count| sink.shown() >= count) {
+        if sink.closed()
+            || output.count.is_some_and(|count| sink.shown() >= count)
+            || write_failure.borrow().is_some()
+        {
             break;
         }
         if !output.collect
@@ -167,8 +174,10 @@ pub async fn follow(
         }
     }
     source.drain_now(|bytes| take(&mut tracker, &mut recorder, bytes));
-    if let Some(err) = write_failure {
-        return Err(err).context("writing the recording");
+    // A failed recording still ends the trace with its journeys and summary.
+    let write_failure = write_failure.into_inner();
+    if let Some(err) = &write_failure {
+        eprintln!("tracer: the recording stopped at a write error ({err}): tracing ends here");
     }
     tracker.finish(&mut journeys);
     if output.count.is_none() {
@@ -179,14 +188,19 @@ pub async fn follow(
         sink.show(journeys.drain(..));
     }
     let lost = probes.lost_per_cpu()?;
-    if let Some(writer) = recorder {
+    let mut finish_failure = None;
+    if let Some(writer) = recorder
+        && write_failure.is_none()
+    {
         let duration = clock::monotonic_ns().saturating_sub(record_start);
-        writer
-            .finish(lost.clone(), duration)
-            .context("writing the recording")?;
+        finish_failure = writer.finish(lost.clone(), duration).err();
     }
     if !output.collect {
         sink.summary(&tracker, Some(&lost), started.elapsed(), true);
+    }
+    if let Some(err) = write_failure.or(finish_failure) {
+        return Err(err)
+            .context("writing the recording (the summary above covers the whole trace)");
     }
     Ok(LiveStats {
         journeys: sink.shown(),
