@@ -62,6 +62,14 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Set up (and cargo-fuzz), then fuzz recordings -> engine -> every sink with libFuzzer,
+    /// seeded with the recorded fixtures; a crash or leak fails, its input kept in
+    /// fuzz/artifacts/recording/.
+    Fuzz {
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Set up, then run every test: unit tests and the kernel tests (root needed).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -119,6 +127,10 @@ fn run(task: Task) -> anyhow::Result<()> {
             )?;
             bench::run(&root, quick)
         }
+        Task::Fuzz { seconds } => {
+            setup()?;
+            fuzz(&root, seconds)
+        }
         Task::Test { args } => {
             setup()?;
             let mut cargo_args = vec!["test", "--workspace", "--exclude", "tracer-ebpf"];
@@ -126,6 +138,60 @@ fn run(task: Task) -> anyhow::Result<()> {
             cargo_test(&root, &cargo_args)
         }
     }
+}
+
+/// cargo-fuzz's version (its own build of libFuzzer's driver).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Runs the `recording` fuzz target for `seconds`, installing cargo-fuzz first if needed.
+fn fuzz(root: &Path, seconds: u64) -> anyhow::Result<()> {
+    let installed = output("cargo-fuzz", &["--version"])
+        .is_ok_and(|version| version.contains(CARGO_FUZZ_VERSION));
+    if !installed {
+        eprintln!("xtask fuzz: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+        cargo(
+            root,
+            &[
+                "install",
+                "cargo-fuzz",
+                "--locked",
+                "--version",
+                CARGO_FUZZ_VERSION,
+            ],
+        )?;
+    }
+    // Seeds: the recorded fixtures (libFuzzer adds what it finds next to them).
+    let corpus = root.join("fuzz/corpus/recording");
+    std::fs::create_dir_all(&corpus).context("creating the fuzz corpus")?;
+    let fixtures = root.join("tracer/tests/fixtures/nic-download");
+    for entry in std::fs::read_dir(&fixtures).context("reading the fixtures")? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, corpus.join(name)).context("seeding the corpus")?;
+        }
+    }
+    let time = format!("-max_total_time={seconds}");
+    let status = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "fuzz", "run", "recording"])
+        .arg(&corpus)
+        .args(["--fuzz-dir", "fuzz", "--", &time])
+        // Inputs up to 64 KiB, memory up to 4 GiB (the reader's bounds hold it far below),
+        // a fixed seed so a run is repeatable.
+        .args([
+            "-max_len=65536",
+            "-rss_limit_mb=4096",
+            "-seed=1",
+            "-print_final_stats=1",
+        ])
+        // The fuzz build's sanitizer flags must not reach the eBPF target: skip that build.
+        .env("AYA_BUILD_SKIP", "1")
+        .current_dir(root)
+        .status()
+        .context("running cargo fuzz (rustup run nightly cargo fuzz)")?;
+    if !status.success() {
+        bail!("the fuzzer found a failing input ({status}): see fuzz/artifacts/recording/");
+    }
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {

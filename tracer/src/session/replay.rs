@@ -277,3 +277,86 @@ fn take(
     }
     kept.extend(journeys.drain(..).filter(|journey| filter.keeps(journey)));
 }
+
+/// A recording's bytes through the reader, the engine and every sink (JSON lines, CSV, text
+/// lines, the run summary, the text report, Perfetto), all into memory: the body of the fuzz
+/// target (`cargo xtask fuzz`) and of its regression tests. Returns the journeys rebuilt, or
+/// nothing when the bytes are no readable recording (that is an error, never a panic).
+pub fn every_sink(bytes: &[u8]) -> Option<usize> {
+    let recording = Recording::parse(bytes, Path::new("fuzz input")).ok()?;
+    let meta = &recording.meta;
+    let mut tracker = Tracker::new(EngineConfig::from_recording(meta, true));
+    let mut journeys = Vec::new();
+    for event in &recording.events {
+        tracker.push_event(*event);
+    }
+    tracker.finish(&mut journeys);
+    let mut json = JsonLines::new(Vec::new());
+    let mut csv = CsvRows::new(Vec::new()).ok()?;
+    let mut text = String::new();
+    for journey in &journeys {
+        json.journey(journey).ok()?;
+        csv.journey(journey).ok()?;
+        text.push_str(&crate::sink::text::line(journey));
+    }
+    let mut summary = crate::sink::summary::StageSummary::default();
+    for journey in &journeys {
+        summary.add(journey);
+    }
+    let lost = recording
+        .trailer
+        .as_ref()
+        .map(|t| t.lost_per_cpu.as_slice());
+    text.push_str(&crate::sink::summary::run_summary(
+        &summary,
+        &tracker,
+        lost,
+        Duration::ZERO,
+        true,
+    ));
+    let irq_devices = pipeline::irq_devices(meta)
+        .into_iter()
+        .map(|(irq, device)| (irq, device.dev))
+        .collect();
+    let readers = journeys.iter().filter_map(|journey| journey.tid).collect();
+    let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
+    text.push_str(&analysis_text(
+        &recording, &journeys, &counts, &tracker, 3, lost,
+    ));
+    let irq_names = meta
+        .irqs
+        .iter()
+        .map(|irq| (irq.irq, irq.name.clone()))
+        .collect();
+    let comms = journeys
+        .iter()
+        .filter_map(|journey| Some((journey.tid?, journey.comm.as_deref()?.to_owned())))
+        .collect();
+    let trace = perfetto::export(&recording.events, &journeys, &irq_names, &comms);
+    std::hint::black_box((json.into_inner(), csv.into_inner(), text, trace));
+    Some(journeys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The fuzz target's body on the recorded fixture and on damaged copies of it.
+    #[test]
+    fn every_sink_takes_the_fixture_and_damaged_copies_of_it() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/nic-download/eth0-pip-download.trc");
+        let bytes = std::fs::read(fixture).unwrap();
+        let journeys = super::every_sink(&bytes).expect("the fixture reads");
+        assert!(journeys > 20, "{journeys}");
+        assert_eq!(super::every_sink(b"not a recording"), None);
+        for cut in (0..bytes.len()).step_by(bytes.len() / 97) {
+            let _ = super::every_sink(&bytes[..cut]);
+        }
+        let mut flipped = bytes.clone();
+        for at in (0..flipped.len()).step_by(1009) {
+            flipped[at] ^= 0x5a;
+        }
+        let _ = super::every_sink(&flipped);
+    }
+}
