@@ -137,13 +137,7 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
     if options.json {
         return Ok(());
     }
-    let irq_devices = pipeline::irq_devices(meta)
-        .into_iter()
-        .map(|(irq, device)| (irq, device.dev))
-        .collect();
-    let readers = kept.iter().filter_map(|journey| journey.tid).collect();
-    let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
-    let text = analysis_text(&recording, &kept, &counts, &tracker, options.slowest, lost);
+    let text = report_text(&recording, &kept, &tracker, options.slowest, lost);
     // A closed stdout (`| head`) ends the report quietly.
     let _ = std::io::Write::write_all(
         &mut std::io::stdout().lock(),
@@ -201,19 +195,7 @@ pub fn export(
     }
     tracker.finish(&mut journeys);
     let bytes = match format {
-        Export::Perfetto => {
-            let irq_names = recording
-                .meta
-                .irqs
-                .iter()
-                .map(|irq| (irq.irq, irq.name.clone()))
-                .collect();
-            let comms = journeys
-                .iter()
-                .filter_map(|journey| Some((journey.tid?, journey.comm.as_deref()?.to_owned())))
-                .collect();
-            perfetto::export(&recording.events, &journeys, &irq_names, &comms)
-        }
+        Export::Perfetto => perfetto_trace(&recording, &journeys),
         Export::Jsonl => {
             let mut sink = JsonLines::new(Vec::new());
             for journey in &journeys {
@@ -278,6 +260,38 @@ fn take(
     kept.extend(journeys.drain(..).filter(|journey| filter.keeps(journey)));
 }
 
+/// The text report of a recording's journeys (event counts taken from the recording).
+fn report_text(
+    recording: &Recording,
+    journeys: &[Journey],
+    tracker: &Tracker,
+    slowest: usize,
+    lost: Option<&[u64]>,
+) -> String {
+    let irq_devices = pipeline::irq_devices(&recording.meta)
+        .into_iter()
+        .map(|(irq, device)| (irq, device.dev))
+        .collect();
+    let readers = journeys.iter().filter_map(|journey| journey.tid).collect();
+    let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
+    analysis_text(recording, journeys, &counts, tracker, slowest, lost)
+}
+
+/// The Perfetto trace of a recording and its journeys.
+fn perfetto_trace(recording: &Recording, journeys: &[Journey]) -> Vec<u8> {
+    let irq_names = recording
+        .meta
+        .irqs
+        .iter()
+        .map(|irq| (irq.irq, irq.name.clone()))
+        .collect();
+    let comms = journeys
+        .iter()
+        .filter_map(|journey| Some((journey.tid?, journey.comm.as_deref()?.to_owned())))
+        .collect();
+    perfetto::export(&recording.events, journeys, &irq_names, &comms)
+}
+
 /// A recording's bytes through the reader, the engine and every sink (JSON lines, CSV, text
 /// lines, the run summary, the text report, Perfetto), all into memory: the body of the fuzz
 /// target (`cargo xtask fuzz`) and of its regression tests. Returns the journeys rebuilt, or
@@ -314,25 +328,8 @@ pub fn every_sink(bytes: &[u8]) -> Option<usize> {
         Duration::ZERO,
         true,
     ));
-    let irq_devices = pipeline::irq_devices(meta)
-        .into_iter()
-        .map(|(irq, device)| (irq, device.dev))
-        .collect();
-    let readers = journeys.iter().filter_map(|journey| journey.tid).collect();
-    let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
-    text.push_str(&analysis_text(
-        &recording, &journeys, &counts, &tracker, 3, lost,
-    ));
-    let irq_names = meta
-        .irqs
-        .iter()
-        .map(|irq| (irq.irq, irq.name.clone()))
-        .collect();
-    let comms = journeys
-        .iter()
-        .filter_map(|journey| Some((journey.tid?, journey.comm.as_deref()?.to_owned())))
-        .collect();
-    let trace = perfetto::export(&recording.events, &journeys, &irq_names, &comms);
+    text.push_str(&report_text(&recording, &journeys, &tracker, 3, lost));
+    let trace = perfetto_trace(&recording, &journeys);
     std::hint::black_box((json.into_inner(), csv.into_inner(), text, trace));
     Some(journeys.len())
 }

@@ -42,23 +42,13 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
             ("budget", json!(event.arg1)),
         ],
         K::NetifReceiveSkb if event.flags & tracer_common::FLAG_ADDRS != 0 => {
-            let mut daddr = [0u8; 16];
-            daddr[..8].copy_from_slice(&event.addr2.to_le_bytes());
-            daddr[8..12].copy_from_slice(&event.arg0.to_le_bytes());
-            daddr[12..].copy_from_slice(&event.arg1.to_le_bytes());
-            let ip = |bytes: [u8; 16]| -> String {
-                if event.arg2 == 4 {
-                    std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()
-                } else {
-                    std::net::Ipv6Addr::from(bytes).to_string()
-                }
-            };
-            vec![
-                ("skbaddr", addr(event.addr)),
-                ("addresses", json!(true)),
-                ("saddr", json!(ip(event.name))),
-                ("daddr", json!(ip(daddr))),
-            ]
+            let mut fields = vec![("skbaddr", addr(event.addr)), ("addresses", json!(true))];
+            if let Some((family, saddr, daddr)) = crate::source::decode::addresses(event) {
+                fields.push(("family", json!(family)));
+                fields.push(("saddr", json!(saddr.to_string())));
+                fields.push(("daddr", json!(daddr.to_string())));
+            }
+            fields
         }
         K::NetifReceiveSkb | K::NetifRx => {
             let mut fields = vec![

@@ -1,7 +1,7 @@
 //! Packets before their socket: GRO entry, netif_receive_skb (with the headers the kernel
 //! side read: protocol, TCP flags, payload, sequence number), NAPI batches, frees and drops.
 
-use std::{borrow::Cow, net::IpAddr};
+use std::borrow::Cow;
 
 use tracer_common::{Event, HDR_VALID};
 
@@ -117,19 +117,9 @@ impl Engine {
 
     /// The addresses of the packet whose record follows on this CPU (`FLAG_ADDRS`).
     pub(super) fn on_addrs(&mut self, event: &Event) {
-        let mut daddr = [0u8; 16];
-        daddr[..8].copy_from_slice(&event.addr2.to_le_bytes());
-        daddr[8..12].copy_from_slice(&event.arg0.to_le_bytes());
-        daddr[12..].copy_from_slice(&event.arg1.to_le_bytes());
-        let (family, saddr, daddr) = match event.arg2 {
-            4 => {
-                let v4 = |bytes: &[u8]| IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]);
-                ("ipv4", v4(&event.name), v4(&daddr))
-            }
-            6 => ("ipv6", IpAddr::from(event.name), IpAddr::from(daddr)),
-            _ => return,
-        };
-        self.cpu(event.cpu).addrs = Some((event.addr, family, saddr, daddr));
+        if let Some((family, saddr, daddr)) = crate::source::decode::addresses(event) {
+            self.cpu(event.cpu).addrs = Some((event.addr, family, saddr, daddr));
+        }
     }
 
     /// A TCP segment without payload: no reader will ever read it.
