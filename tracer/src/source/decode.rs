@@ -67,6 +67,22 @@ pub fn task_state(state: u64) -> String {
     }
 }
 
+/// The addresses a `FLAG_ADDRS` record carries (`tracer_common::FLAG_ADDRS`): the family
+/// (`ipv4`, `ipv6`), source and destination; `None` for another IP version.
+pub fn addresses(event: &Event) -> Option<(&'static str, std::net::IpAddr, std::net::IpAddr)> {
+    use std::net::IpAddr;
+    let mut daddr = [0u8; 16];
+    daddr[..8].copy_from_slice(&event.addr2.to_le_bytes());
+    daddr[8..12].copy_from_slice(&event.arg0.to_le_bytes());
+    daddr[12..].copy_from_slice(&event.arg1.to_le_bytes());
+    let v4 = |bytes: &[u8]| IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    match event.arg2 {
+        4 => Some(("ipv4", v4(&event.name), v4(&daddr))),
+        6 => Some(("ipv6", IpAddr::from(event.name), IpAddr::from(daddr))),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,21 +123,5 @@ mod tests {
             decode(&bad).unwrap_err().to_string(),
             "unknown event kind 200"
         );
-    }
-}
-
-/// The addresses a `FLAG_ADDRS` record carries (`tracer_common::FLAG_ADDRS`): the family
-/// (`ipv4`, `ipv6`), source and destination; `None` for another IP version.
-pub fn addresses(event: &Event) -> Option<(&'static str, std::net::IpAddr, std::net::IpAddr)> {
-    use std::net::IpAddr;
-    let mut daddr = [0u8; 16];
-    daddr[..8].copy_from_slice(&event.addr2.to_le_bytes());
-    daddr[8..12].copy_from_slice(&event.arg0.to_le_bytes());
-    daddr[12..].copy_from_slice(&event.arg1.to_le_bytes());
-    let v4 = |bytes: &[u8]| IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    match event.arg2 {
-        4 => Some(("ipv4", v4(&event.name), v4(&daddr))),
-        6 => Some(("ipv6", IpAddr::from(event.name), IpAddr::from(daddr))),
-        _ => None,
     }
 }
