@@ -180,7 +180,14 @@ fn switches_lab_involuntary_switches_need_a_competitor() {
         "with a competitor: {}",
         involuntary(1)
     );
-    assert!(involuntary(0) < packets / 4, "alone: {}", involuntary(0));
+    // Alone, only the kernel's own threads preempt the reader: a few on a busy VM, far fewer
+    // than a competitor causes (one per packet).
+    assert!(
+        3 * involuntary(0) <= involuntary(1),
+        "alone: {}, with a competitor: {}",
+        involuntary(0),
+        involuntary(1)
+    );
 }
 
 #[test]
