@@ -1275,3 +1275,30 @@ fn the_addresses_record_names_the_flow_of_the_packet_that_follows() {
     assert_eq!(j.daddr, Some("::2".parse().unwrap()));
     assert_eq!((j.sport, j.dport), (Some(40000), Some(6379)));
 }
+
+#[test]
+fn a_segment_merged_in_the_backlog_survives_the_reuse_of_its_freed_address() {
+    // Two segments wait in the backlog; the second is merged into the first and freed, and
+    // its address is taken by a new segment before the reader releases the socket.
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .tcp_segment(0, 12, 900, 0x1000, (1000, 500, PSH_ACK))
+        .tcp_segment(0, 13, 900, 0x2000, (1500, 500, PSH_ACK))
+        .tcp_segment(0, 14, 900, 0x2000, (2000, 500, PSH_ACK))
+        .softirq_exit(0, 15, 900)
+        .tcp_probe(1, 20, READER, 0x1000, TCP_SOCK, 1000)
+        .data_ready(1, 21, READER, TCP_SOCK, 6)
+        .tcp_probe(1, 22, READER, 0x2000, TCP_SOCK, 500)
+        .data_ready(1, 23, READER, TCP_SOCK, 6)
+        .tcp_read(1, 30, (READER, READER), TCP_SOCK, 1500, Some(2500));
+    let (journeys, engine) = s.run(EngineConfig::default());
+    let payloads: Vec<Option<u32>> = journeys.iter().map(|j| j.payload).collect();
+    assert_eq!(
+        payloads,
+        [Some(500), Some(500), Some(500)],
+        "{:?}",
+        engine.stats()
+    );
+    assert!(journeys.iter().all(|j| j.complete));
+}

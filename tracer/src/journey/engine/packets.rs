@@ -183,7 +183,14 @@ impl Engine {
         let Some(open) = self.open.get(&old) else {
             return;
         };
-        if matches!(open.phase, Phase::Gro | Phase::Stack) {
+        // A TCP data segment waiting in the socket backlog may have been merged into the skb
+        // before it and freed untraced: its address is free again, but its bytes will come
+        // with that skb's tcp_probe (`coalesced_into`). It stays open, without its address.
+        let in_backlog = open.phase == Phase::Stack
+            && open.seq.is_some()
+            && !open.probed
+            && open.journey.payload.is_some_and(|payload| payload > 0);
+        if matches!(open.phase, Phase::Gro | Phase::Stack) && !in_backlog {
             self.end(old, Some(Ending::SkbReused), out);
         }
     }
