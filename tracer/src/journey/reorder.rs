@@ -4,29 +4,46 @@
 //! with small skews. Events are held until they are older than the newest timestamp seen
 //! minus the window; one that arrives later than that is counted as late (and passed on).
 
-use std::{cmp::Ordering, collections::BinaryHeap};
+use std::{
+    cmp::Ordering,
+    collections::{BinaryHeap, VecDeque},
+};
 
 use tracer_common::Event;
 
 /// Default window: far above the skew between CPUs' reserve and stamp (microseconds).
 pub const DEFAULT_WINDOW_NS: u64 = 20_000_000;
 
+/// Events held at most (20 MiB; a 20 ms window is 13 M events/s): a real window holds tens
+/// of thousands, a file whose stamps barely move (crafted, or a clock gone wrong) would hold
+/// everything. Beyond it the earliest leave early, and what arrives older than them is late.
+pub const MAX_HELD: usize = 1 << 18;
+
 /// Holds events until they can be released in timestamp order.
 ///
-/// Events are kept in a heap keyed by (timestamp, arrival number): O(log n) for any event,
-/// however far out of order (two concatenated captures put a whole capture out of order),
-/// O(1) for the usual in-order one; equal stamps keep their arrival order.
+/// Events that arrive in order (nearly all: each at or after the last one queued) wait in a
+/// queue, O(1). Late ones (older than the horizon when they arrive: a capture appended to
+/// another, whose every event is late) are collected as they come and sorted once, at the
+/// release that takes them all: a nearly sorted batch sorts in about linear time. The rest
+/// (out of order within the window) wait in a heap keyed by (timestamp, arrival number),
+/// O(log n). Release takes the earliest of the three fronts, so the order is that of one
+/// heap: by timestamp, equal stamps in arrival order.
 #[derive(Debug)]
 pub struct Reorder {
-    held: BinaryHeap<Held>,
+    queue: VecDeque<Held>,
+    heap: BinaryHeap<Held>,
+    late_held: VecDeque<Held>,
+    /// Whether `late_held` is sorted (it is, but for what came since the last release).
+    late_sorted: bool,
     arrivals: u64,
     window_ns: u64,
+    max_held: usize,
     newest: u64,
     released: u64,
     late: u64,
 }
 
-/// An event in the heap: the earliest (timestamp, arrival) is the greatest.
+/// A held event: in the heap the earliest (timestamp, arrival) is the greatest.
 #[derive(Debug)]
 struct Held {
     ts: u64,
@@ -65,10 +82,19 @@ impl Eq for Held {}
 impl Reorder {
     /// A reorder buffer with this window in nanoseconds.
     pub fn new(window_ns: u64) -> Self {
+        Self::with_limit(window_ns, MAX_HELD)
+    }
+
+    /// A reorder buffer with this window that holds at most `max_held` events.
+    pub fn with_limit(window_ns: u64, max_held: usize) -> Self {
         Self {
-            held: BinaryHeap::new(),
+            queue: VecDeque::new(),
+            heap: BinaryHeap::new(),
+            late_held: VecDeque::new(),
+            late_sorted: true,
             arrivals: 0,
             window_ns,
+            max_held: max_held.max(1),
             newest: 0,
             released: 0,
             late: 0,
@@ -82,7 +108,7 @@ impl Reorder {
 
     /// Events held now.
     pub fn held(&self) -> usize {
-        self.held.len()
+        self.queue.len() + self.heap.len() + self.late_held.len()
     }
 
     /// Adds one event.
@@ -92,27 +118,52 @@ impl Reorder {
         }
         self.newest = self.newest.max(event.ts);
         self.arrivals += 1;
-        self.held.push(Held {
+        let held = Held {
             ts: event.ts,
             arrival: self.arrivals,
             event,
-        });
+        };
+        match self.queue.back() {
+            Some(last) if held.key() < last.key() => {
+                if held.ts < self.newest.saturating_sub(self.window_ns) {
+                    // Below the horizon: the next release takes it, whatever comes.
+                    self.late_sorted &= self.late_held.back().is_none_or(|back| back.ts <= held.ts);
+                    self.late_held.push_back(held);
+                } else {
+                    self.heap.push(held);
+                }
+            }
+            _ => self.queue.push_back(held),
+        }
     }
 
-    /// Releases, in order, every event older than the newest stamp minus the window.
-    pub fn release(&mut self, each: impl FnMut(&Event)) {
+    /// Releases, in order, every event older than the newest stamp minus the window, and the
+    /// earliest beyond the most held.
+    pub fn release(&mut self, mut each: impl FnMut(&Event)) {
         let horizon = self.newest.saturating_sub(self.window_ns);
-        self.release_until(horizon, each);
+        self.release_until(horizon, &mut each);
+        while self.held() > self.max_held {
+            let Some(held) = self.pop_until(u64::MAX) else {
+                break;
+            };
+            self.released = self.released.max(held.ts);
+            each(&held.event);
+        }
     }
 
     /// Releases every event stamped at or before `horizon` (e.g. now minus the window, so a
     /// quiet trace still flushes).
     pub fn release_until(&mut self, horizon: u64, mut each: impl FnMut(&Event)) {
-        while let Some(front) = self.held.peek() {
-            if front.ts > horizon {
-                break;
+        if self.heap.is_empty() && self.late_held.is_empty() {
+            // The usual case: every held event came in order.
+            while let Some(front) = self.queue.front().filter(|held| held.ts <= horizon) {
+                self.released = self.released.max(front.ts);
+                each(&front.event);
+                self.queue.pop_front();
             }
-            let held = self.held.pop().expect("front exists");
+            return;
+        }
+        while let Some(held) = self.pop_until(horizon) {
             self.released = self.released.max(held.ts);
             each(&held.event);
         }
@@ -121,6 +172,29 @@ impl Reorder {
     /// Releases everything (end of trace).
     pub fn drain(&mut self, each: impl FnMut(&Event)) {
         self.release_until(u64::MAX, each);
+    }
+
+    /// The earliest held event if it is stamped at or before `horizon`.
+    fn pop_until(&mut self, horizon: u64) -> Option<Held> {
+        if !self.late_sorted {
+            // Stable, so equal stamps keep their arrival order; runs already in order merge.
+            self.late_held.make_contiguous().sort_by_key(Held::key);
+            self.late_sorted = true;
+        }
+        let fronts = [self.queue.front(), self.heap.peek(), self.late_held.front()];
+        let (from, first) = fronts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(from, held)| Some((from, held?)))
+            .reduce(|a, b| if b.1.key() < a.1.key() { b } else { a })?;
+        if first.ts > horizon {
+            return None;
+        }
+        match from {
+            0 => self.queue.pop_front(),
+            1 => self.heap.pop(),
+            _ => self.late_held.pop_front(),
+        }
     }
 }
 
@@ -170,6 +244,74 @@ mod tests {
             comparisons <= bound,
             "{comparisons} comparisons for {n} events"
         );
+    }
+
+    /// Events a little out of order (two CPUs' skews) and far out of order (late), pushed
+    /// and released in batches: everything comes out once, sorted between late events; and
+    /// drained without a release in between, exactly a stable sort by timestamp.
+    #[test]
+    fn queue_and_heap_release_as_one_sorted_stream() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let stamps: Vec<u64> = (0..20_000u64)
+            .map(|i| match i % 97 {
+                0 => next() % 1_000_000, // far back: late
+                _ => 1_000_000 + i * 100 - next() % 3_000,
+            })
+            .collect();
+        let push_all = |reorder: &mut Reorder, out: &mut Vec<(u64, u32)>, every: usize| {
+            for (arrival, ts) in stamps.iter().enumerate() {
+                reorder.push(Event {
+                    ts: *ts,
+                    arg0: arrival as u32,
+                    ..Event::ZERO
+                });
+                if arrival % every == every - 1 {
+                    reorder.release(|event| out.push((event.ts, event.arg0)));
+                }
+            }
+            reorder.drain(|event| out.push((event.ts, event.arg0)));
+        };
+        let mut out = Vec::new();
+        push_all(&mut Reorder::new(5_000), &mut out, 500);
+        assert_eq!(out.len(), stamps.len());
+        let in_order = out.windows(2).filter(|pair| pair[0] <= pair[1]).count();
+        assert!(in_order >= out.len() - 2 * out.len() / 97, "{in_order}");
+        let mut arrivals: Vec<u32> = out.iter().map(|(_, arrival)| *arrival).collect();
+        arrivals.sort_unstable();
+        assert!(arrivals.iter().enumerate().all(|(i, a)| *a == i as u32));
+
+        let mut drained = Vec::new();
+        push_all(&mut Reorder::new(5_000), &mut drained, usize::MAX);
+        let mut sorted: Vec<(u64, u32)> = stamps
+            .iter()
+            .enumerate()
+            .map(|(arrival, ts)| (*ts, arrival as u32))
+            .collect();
+        sorted.sort_by_key(|(ts, _)| *ts);
+        assert_eq!(drained, sorted);
+    }
+
+    /// Stamps that never move would keep every event in the window: at most `max_held` stay.
+    #[test]
+    fn holds_at_most_its_limit() {
+        let mut reorder = Reorder::with_limit(DEFAULT_WINDOW_NS, 1000);
+        let mut out = 0;
+        for _ in 0..10 {
+            for _ in 0..700 {
+                reorder.push(at(5));
+            }
+            reorder.release(|_| out += 1);
+            assert!(reorder.held() <= 1000, "{}", reorder.held());
+        }
+        reorder.drain(|_| out += 1);
+        assert_eq!(out, 7000);
+        assert_eq!(reorder.late(), 0, "equal stamps are not late");
     }
 
     fn at(ts: u64) -> Event {
