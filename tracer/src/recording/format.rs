@@ -112,6 +112,9 @@ pub enum RecordError {
         offset: usize,
         reason: String,
     },
+    /// The thread decoding chunks ended without a word (it panicked).
+    #[error("{path}: the thread decoding the recording stopped unexpectedly")]
+    Decoder { path: PathBuf },
 }
 
 /// Column layout of an event chunk: zigzag varint ts deltas, then fixed-width columns.
@@ -158,10 +161,22 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-/// Decodes `count` events of a chunk; every read is bounds-checked.
+/// Decodes `count` events of a chunk, appended to `out` (nothing appended on an error);
+/// every read is bounds-checked. The stamps go straight into the events (no buffer of
+/// their own: a chunk's worth would be an allocation of its own per chunk).
 pub(super) fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), String> {
+    let start = out.len();
+    let decoded = decode_into(raw, count, out);
+    if decoded.is_err() {
+        out.truncate(start);
+    }
+    decoded
+}
+
+fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), String> {
+    let start = out.len();
+    out.reserve(count);
     let mut at = 0;
-    let mut ts = Vec::with_capacity(count);
     let mut previous = 0u64;
     for _ in 0..count {
         let mut value = 0u64;
@@ -180,7 +195,10 @@ pub(super) fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> R
         }
         let delta = (value >> 1) as i64 ^ -((value & 1) as i64);
         previous = previous.wrapping_add(delta as u64);
-        ts.push(previous);
+        out.push(Event {
+            ts: previous,
+            ..Event::ZERO
+        });
     }
     let fixed = count * EVENT_FIXED;
     if raw.len() - at != fixed {
@@ -195,36 +213,37 @@ pub(super) fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> R
         slice
     };
     let (kinds, flags, cpus) = (column(1), column(1), column(2));
-    let u32s: Vec<&[u8]> = (0..5).map(|_| column(4)).collect();
-    let u64s: Vec<&[u8]> = (0..2).map(|_| column(8)).collect();
+    if let Some(i) = kinds
+        .iter()
+        .position(|kind| EventKind::from_u8(*kind).is_none())
+    {
+        return Err(format!("event {i}: unknown event kind {}", kinds[i]));
+    }
+    let u32s: [&[u8]; 5] = std::array::from_fn(|_| column(4));
+    let u64s: [&[u8]; 2] = std::array::from_fn(|_| column(8));
     let names = column(NAME_LEN);
     let word = |col: &[u8], i: usize| {
-        u32::from_le_bytes(col[i * 4..i * 4 + 4].try_into().expect("4 bytes"))
+        u32::from_le_bytes([col[i * 4], col[i * 4 + 1], col[i * 4 + 2], col[i * 4 + 3]])
     };
     let quad = |col: &[u8], i: usize| {
-        u64::from_le_bytes(col[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&col[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(bytes)
     };
-    out.reserve(count);
-    for i in 0..count {
-        if EventKind::from_u8(kinds[i]).is_none() {
-            return Err(format!("event {i}: unknown event kind {}", kinds[i]));
-        }
-        out.push(Event {
-            ts: ts[i],
-            addr: quad(u64s[0], i),
-            addr2: quad(u64s[1], i),
-            tgid: word(u32s[0], i),
-            tid: word(u32s[1], i),
-            arg0: word(u32s[2], i),
-            arg1: word(u32s[3], i),
-            arg2: word(u32s[4], i),
-            cpu: u16::from_le_bytes([cpus[i * 2], cpus[i * 2 + 1]]),
-            kind: kinds[i],
-            flags: flags[i],
-            name: names[i * NAME_LEN..(i + 1) * NAME_LEN]
-                .try_into()
-                .expect("16 bytes"),
-        });
+    for (i, event) in out[start..].iter_mut().enumerate() {
+        event.kind = kinds[i];
+        event.flags = flags[i];
+        event.cpu = u16::from_le_bytes([cpus[i * 2], cpus[i * 2 + 1]]);
+        event.tgid = word(u32s[0], i);
+        event.tid = word(u32s[1], i);
+        event.arg0 = word(u32s[2], i);
+        event.arg1 = word(u32s[3], i);
+        event.arg2 = word(u32s[4], i);
+        event.addr = quad(u64s[0], i);
+        event.addr2 = quad(u64s[1], i);
+        event
+            .name
+            .copy_from_slice(&names[i * NAME_LEN..(i + 1) * NAME_LEN]);
     }
     Ok(())
 }

@@ -1,14 +1,19 @@
 //! Recordings: raw events plus what is needed to analyse them elsewhere (format, writer,
-//! reader, and the capture of this host's metadata).
+//! reader streaming chunk by chunk, the outline of a file from its chunk headers, and the
+//! capture of this host's metadata).
 
+pub mod batches;
 pub mod capture;
 pub mod format;
+pub mod outline;
 pub mod reader;
 pub mod writer;
 
 #[cfg(test)]
 mod tests;
 
+pub use batches::EventBatches;
 pub use format::{CHUNK_EVENTS, MAGIC_V1, MAGIC_V2, Metadata, RecordError, RecordedIrq, Trailer};
-pub use reader::Recording;
+pub use outline::Outline;
+pub use reader::{Recording, RecordingReader};
 pub use writer::Writer;

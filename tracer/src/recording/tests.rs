@@ -5,6 +5,7 @@ use std::path::Path;
 use tracer_common::{Event, EventKind};
 
 use super::*;
+use crate::recording::{EventBatches, Outline, RecordingReader};
 
 fn events(n: u64) -> Vec<Event> {
     (0..n)
@@ -160,4 +161,95 @@ fn compact_on_disk() {
         per_event < 64.0,
         "{per_event} B/event is no better than raw"
     );
+}
+
+/// Every batch of a reader, decoded on this thread or a second one, then the error or the
+/// end.
+fn batches<R: std::io::Read + Send + 'static>(
+    reader: RecordingReader<R>,
+    threads: usize,
+) -> (Vec<Vec<Event>>, Result<Outline, String>) {
+    let mut batches = EventBatches::new(reader, threads);
+    let mut out = Vec::new();
+    loop {
+        match batches.next_batch() {
+            Ok(Some(events)) => out.push(events.to_vec()),
+            Ok(None) => break,
+            Err(err) => return (out, Err(err.to_string())),
+        }
+    }
+    let reader = batches
+        .into_reader()
+        .expect("the reader comes back at the end");
+    (out, Ok(reader.outline()))
+}
+
+/// The outline (chunk headers alone, seeking) says what the reader knows at the end: event
+/// count, trailer, where a cut file ends; on every cut of a recording.
+#[test]
+fn the_outline_says_what_the_stream_finds_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.trc");
+    write(&path, &events(2500), true);
+    let bytes = std::fs::read(&path).unwrap();
+    let cut_path = dir.path().join("cut.trc");
+    for cut in (60..bytes.len()).step_by(97).chain([bytes.len()]) {
+        std::fs::write(&cut_path, &bytes[..cut]).unwrap();
+        let Ok(reader) = RecordingReader::open(&cut_path) else {
+            continue; // cut inside the metadata
+        };
+        let outline = Outline::read(reader.file(), 2, &cut_path)
+            .unwrap()
+            .expect("a regular file");
+        let (_, ended) = batches(reader, 1);
+        assert_eq!(Ok(outline), ended, "cut at {cut}");
+    }
+    let whole = Outline::read(&std::fs::File::open(&path).unwrap(), 2, &path)
+        .unwrap()
+        .unwrap();
+    assert_eq!(whole.events, 2500);
+    assert_eq!(whole.trailer.unwrap().lost_per_cpu, vec![0, 3]);
+    assert!(whole.truncated.is_none());
+    // A pipe has no outline.
+    let fifo = std::fs::File::open("/proc/self/fd/0").ok();
+    if let Some(file) = fifo.filter(|file| file.metadata().is_ok_and(|m| !m.is_file())) {
+        assert_eq!(Outline::read(&file, 2, &path).unwrap(), None);
+    }
+}
+
+/// Decoded on a second thread, the same batches in the same order as on this one, the same
+/// error after the same batches for a corrupt chunk; and a file rewinds for a second pass.
+#[test]
+fn a_second_thread_decodes_the_same_batches_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.trc");
+    write(&path, &events(5000), true);
+    let here = batches(RecordingReader::open(&path).unwrap(), 1);
+    let there = batches(RecordingReader::open(&path).unwrap(), 2);
+    assert_eq!(here, there);
+    assert_eq!(here.0.concat(), events(5000));
+    assert_eq!(here.0.len(), 5, "a batch per chunk");
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let here = batches(RecordingReader::open(&path).unwrap(), 1);
+    let there = batches(RecordingReader::open(&path).unwrap(), 2);
+    assert_eq!(here, there);
+    assert!(
+        here.1.as_ref().unwrap_err().contains("is corrupt"),
+        "{here:?}"
+    );
+    assert!(!here.0.is_empty(), "the chunks before the corrupt one");
+
+    write(&path, &events(3000), false);
+    let mut reader = RecordingReader::open(&path).unwrap();
+    let mut first = Vec::new();
+    while reader.next_events(&mut first).unwrap() {}
+    let mut again = Vec::new();
+    let mut reader = reader.rewind().unwrap();
+    while reader.next_events(&mut again).unwrap() {}
+    assert_eq!(first, again);
+    assert_eq!(first.len(), 3000);
 }
