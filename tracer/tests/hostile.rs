@@ -240,20 +240,40 @@ fn endless_and_huge_files_that_are_no_recording_are_refused_at_once() {
     );
 }
 
-/// The NIC fixture (format v1: magic, metadata length and metadata, 64-byte events) with its
-/// events `copies` times over: captures concatenated.
+/// The NIC fixture's events `copies` times over, captures concatenated: a version 2
+/// recording whose one event chunk is repeated (a few bytes per event on disk, as long to
+/// replay as the events are many).
 fn concatenated_captures(path: &std::path::Path, copies: usize) {
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/nic-download/eth0-pip-download.trc"
     );
-    let bytes = std::fs::read(fixture).unwrap();
-    assert_eq!(&bytes[..8], b"TRACERv1");
-    let events_at = 12 + u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    let mut out = bytes[..events_at].to_vec();
-    for _ in 0..copies {
-        out.extend_from_slice(&bytes[events_at..]);
+    let recording = tracer::recording::Recording::read(fixture.as_ref()).unwrap();
+    assert!(recording.events.len() < tracer::recording::CHUNK_EVENTS);
+    let mut writer = tracer::recording::Writer::create(path, &recording.meta).unwrap();
+    for event in &recording.events {
+        writer.push(event).unwrap();
     }
+    writer.finish(vec![0, 0], 0).unwrap();
+    // Magic, then chunks of a 17-byte header (the body's length at bytes 9..13) and a body:
+    // metadata, events, trailer.
+    let bytes = std::fs::read(path).unwrap();
+    let mut chunks = Vec::new();
+    let mut at = 8;
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().unwrap()) as usize;
+        chunks.push(&bytes[at..at + 17 + len]);
+        at += 17 + len;
+    }
+    let [meta, events, trailer] = chunks[..] else {
+        panic!("{} chunks", chunks.len());
+    };
+    let mut out = bytes[..8].to_vec();
+    out.extend_from_slice(meta);
+    for _ in 0..copies {
+        out.extend_from_slice(events);
+    }
+    out.extend_from_slice(trailer);
     std::fs::write(path, out).unwrap();
 }
 
@@ -263,7 +283,7 @@ fn concatenated_captures(path: &std::path::Path, copies: usize) {
 fn replays_stop_on_sigint_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("big.trc");
-    concatenated_captures(&input, 300);
+    concatenated_captures(&input, 3000);
     let output = dir.path().join("out.jsonl");
     let cases: [(&[&str], i32); 3] = [
         (&["report"], libc::SIGINT),

@@ -163,11 +163,13 @@ fn fuzz(root: &Path, seconds: u64) -> anyhow::Result<()> {
     // Seeds: the recorded fixtures (libFuzzer adds what it finds next to them).
     let corpus = root.join("fuzz/corpus/recording");
     std::fs::create_dir_all(&corpus).context("creating the fuzz corpus")?;
-    let fixtures = root.join("tracer/tests/fixtures/nic-download");
-    for entry in std::fs::read_dir(&fixtures).context("reading the fixtures")? {
-        let path = entry?.path();
-        if let Some(name) = path.file_name() {
-            std::fs::copy(&path, corpus.join(name)).context("seeding the corpus")?;
+    for dir in ["nic-download", "loopback"] {
+        let fixtures = root.join("tracer/tests/fixtures").join(dir);
+        for entry in std::fs::read_dir(&fixtures).context("reading the fixtures")? {
+            let path = entry?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, corpus.join(name)).context("seeding the corpus")?;
+            }
         }
     }
     let time = format!("-max_total_time={seconds}");

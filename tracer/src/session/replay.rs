@@ -1,25 +1,29 @@
 //! Replaying a recording through the pipeline: `tracer report` (journeys, summary, the text
 //! report) and `tracer export` (Perfetto, JSON lines, CSV).
+//!
+//! Both stream: chunks are decoded (on a second thread when there is a second CPU) and fed
+//! to the engine as they are read, and what leaves the engine goes straight to its output
+//! or into the report's counts, so memory is the reorder window, the open journeys and a
+//! few chunks, whatever the size of the file.
+
+mod export;
 
 use std::{
-    io::IsTerminal as _,
+    fs::File,
+    io::{BufReader, IsTerminal as _, Read},
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
-use anyhow::Context as _;
+pub use export::{Export, export};
+use tracer_common::Event;
 
 use crate::{
-    journey::{EngineConfig, Journey, JourneyFilter, Tracker, pipeline},
-    recording::Recording,
+    journey::{EngineConfig, Journey, JourneyFilter, Tracker},
+    recording::{EventBatches, Outline, RecordingReader},
     sink::{
-        Sink as _,
-        analysis::EventCounts,
-        csv::CsvRows,
-        jsonl::JsonLines,
-        perfetto,
-        report::analysis_text,
+        report::ReportData,
         terminal::{JourneySink, Shown},
     },
 };
@@ -31,7 +35,7 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-/// Makes SIGINT and SIGTERM stop a replay at the next batch of events (well within a
+/// Makes SIGINT and SIGTERM stop a replay at the next chunk of events (well within a
 /// second) instead of ending the process with its output half written.
 fn catch_stop_signals() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
@@ -50,9 +54,6 @@ fn stop_requested() -> bool {
 #[error("interrupted: {0}")]
 pub struct Interrupted(pub String);
 
-/// Events replayed between checks for a stop signal.
-const BATCH: usize = 65536;
-
 /// What `report` shows.
 #[derive(Clone, Debug, Default)]
 pub struct ReportOptions {
@@ -67,21 +68,105 @@ pub struct ReportOptions {
     pub filter: JourneyFilter,
 }
 
-/// What `export` writes.
+/// A recording opened for a replay: its reader and, for a regular file, its outline (the
+/// event count and trailer from the chunk headers, read before the events).
+struct Opened {
+    reader: RecordingReader<BufReader<File>>,
+    outline: Option<Outline>,
+}
+
+impl Opened {
+    /// Opens `file` and, when it can seek, reads its outline: a corrupt chunk header is an
+    /// error before any output.
+    fn new(file: &Path) -> anyhow::Result<Self> {
+        let reader = RecordingReader::open(file)?;
+        let outline = Outline::read(reader.file(), reader.version(), file)?;
+        Ok(Self { reader, outline })
+    }
+
+    /// Events in the file, when its outline says.
+    fn total(&self) -> Option<u64> {
+        self.outline.as_ref().map(|outline| outline.events)
+    }
+}
+
+/// Warns about a recording cut short, or one without its trailer.
+fn warn_incomplete(file: &Path, version: u8, ended: &Outline) {
+    if let Some(why) = &ended.truncated {
+        log::warn!(
+            "{}: {why} (the recorder was stopped abruptly?); using the {} events before it",
+            file.display(),
+            ended.events
+        );
+    }
+    if version >= 2 && ended.trailer.is_none() {
+        log::warn!(
+            "{}: no trailer: the recorder did not finish (killed?), so its lost-event counts are unknown",
+            file.display()
+        );
+    }
+}
+
+/// Threads that decode: two when this process may run on two CPUs (decoding one chunk
+/// while the engine takes the one before), else one.
+fn decode_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
+/// How a pass over the events stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Export {
-    Perfetto,
-    Jsonl,
-    Csv,
+enum Stop {
+    /// Every event was read and the engine finished.
+    End,
+    /// SIGINT or SIGTERM after this many events; the engine was not finished.
+    Signal(u64),
+    /// The output's reader went away (a closed pipe): a normal end, nothing more to write.
+    Closed,
+}
+
+/// Feeds every chunk of `batches` through `tracker`; after each chunk `each` gets its events
+/// and the journeys that ended (to take), and says whether to go on. At the end the engine
+/// is finished and `each` gets the last journeys with no events.
+fn drive<R: Read>(
+    batches: &mut EventBatches<R>,
+    tracker: &mut Tracker,
+    mut each: impl FnMut(&[Event], &mut Vec<Journey>) -> anyhow::Result<bool>,
+) -> anyhow::Result<Stop> {
+    let mut journeys = Vec::new();
+    let mut read = 0u64;
+    loop {
+        if stop_requested() {
+            return Ok(Stop::Signal(read));
+        }
+        let Some(events) = batches.next_batch()? else {
+            break;
+        };
+        read += events.len() as u64;
+        for event in events {
+            tracker.push_event(*event);
+        }
+        tracker.advance(None, &mut journeys);
+        if !each(events, &mut journeys)? {
+            return Ok(Stop::Closed);
+        }
+    }
+    tracker.finish(&mut journeys);
+    Ok(if each(&[], &mut journeys)? {
+        Stop::End
+    } else {
+        Stop::Closed
+    })
 }
 
 /// Journeys and the report of a recording: JSON lines or a list on stdout (with the summary),
 /// then, without `json`, the text report.
 pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
     catch_stop_signals();
-    let recording = open_recording(file)?;
-    let meta = &recording.meta;
-    let mut config = EngineConfig::from_recording(meta, options.keep_unsocketed);
+    let opened = Opened::new(file)?;
+    let total = opened.total();
+    let Opened { reader, outline } = opened;
+    let (version, meta) = (reader.version(), reader.meta().clone());
+    let mut config = EngineConfig::from_recording(&meta, options.keep_unsocketed);
     config.readers = options.filter.readers();
     let mut tracker = Tracker::new(config);
     let shown = Shown {
@@ -90,54 +175,68 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
         ..Shown::default()
     };
     let filter = &options.filter;
-    let lines = options.json || options.list;
-    let mut sink = lines.then(|| JourneySink::stdout(shown));
-    let progress = std::io::stderr().is_terminal() && recording.events.len() > 1_000_000;
-    let mut kept = Vec::new();
-    let mut journeys = Vec::new();
-    let total_events = recording.events.len();
-    let (mut first, mut last) = (u64::MAX, 0);
-    for (index, chunk) in recording.events.chunks(BATCH).enumerate() {
-        if stop_requested() {
-            if progress {
-                eprintln!();
-            }
-            return Err(Interrupted(format!(
-                "report stopped after {} of {total_events} events",
-                index * BATCH
-            ))
-            .into());
-        }
-        for event in chunk {
+    let mut sink = (options.json || options.list).then(|| JourneySink::stdout(shown));
+    let mut data = (!options.json).then(|| ReportData::new(&meta, options.slowest));
+    let progress = std::io::stderr().is_terminal() && total.is_some_and(|n| n > 1_000_000);
+    let of_total = total.map_or(String::new(), |total| format!(" of {total}"));
+    let (mut first, mut last, mut read) = (u64::MAX, 0, 0u64);
+    let mut batches = EventBatches::new(reader, decode_threads());
+    let stop = drive(&mut batches, &mut tracker, |events, journeys| {
+        read += events.len() as u64;
+        for event in events {
             first = first.min(event.ts);
             last = last.max(event.ts);
-            tracker.push_event(*event);
         }
-        tracker.advance(None, &mut journeys);
-        take(&mut journeys, &mut sink, &mut kept, filter);
-        if progress {
-            eprint!("\rtracer: {} of {total_events} events", (index + 1) * BATCH);
+        if let Some(data) = &mut data {
+            data.events(events);
+            for journey in journeys.iter().filter(|journey| filter.keeps(journey)) {
+                data.journey(journey);
+            }
         }
-    }
+        match &mut sink {
+            Some(sink) => sink.show(journeys.drain(..)),
+            None => journeys.clear(),
+        }
+        if progress && !events.is_empty() {
+            eprint!("\rtracer: {read}{of_total} events");
+        }
+        // With text output, the report itself goes to the closed stdout too: stop.
+        Ok(!sink
+            .as_ref()
+            .is_some_and(|sink| sink.closed() && !options.json))
+    })?;
     if progress {
         eprintln!();
     }
-    tracker.finish(&mut journeys);
-    take(&mut journeys, &mut sink, &mut kept, filter);
-    if first > last {
-        (first, last) = (0, 0); // no events
+    match stop {
+        Stop::Signal(read) => {
+            return Err(
+                Interrupted(format!("report stopped after {read}{of_total} events")).into(),
+            );
+        }
+        Stop::Closed => return Ok(()),
+        Stop::End => {}
     }
-    let lost = recording
+    // Warned once the whole file was read: a corrupt chunk further on is one error line.
+    let ended = match batches.into_reader() {
+        Some(reader) => reader.outline(),
+        None => outline.unwrap_or_default(),
+    };
+    warn_incomplete(file, version, &ended);
+    let lost = ended
         .trailer
         .as_ref()
         .map(|trailer| trailer.lost_per_cpu.as_slice());
+    if first > last {
+        (first, last) = (0, 0); // no events
+    }
     if let Some(sink) = &mut sink {
         sink.summary(&tracker, lost, Duration::from_nanos(last - first), true);
     }
-    if options.json {
+    let Some(data) = data else {
         return Ok(());
-    }
-    let text = report_text(&recording, &kept, &tracker, options.slowest, lost);
+    };
+    let text = data.text(version, &meta, &tracker, lost);
     // A closed stdout (`| head`) ends the report quietly.
     let _ = std::io::Write::write_all(
         &mut std::io::stdout().lock(),
@@ -146,181 +245,37 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a recording and warns about a cut or unfinished one.
-pub fn open_recording(file: &Path) -> anyhow::Result<Recording> {
-    let recording = Recording::read(file)?;
-    if let Some(why) = &recording.truncated {
-        log::warn!(
-            "{}: {why} (the recorder was stopped abruptly?); using the {} events before it",
-            file.display(),
-            recording.events.len()
-        );
-    }
-    if recording.version >= 2 && recording.trailer.is_none() {
-        log::warn!(
-            "{}: no trailer: the recorder did not finish (killed?), so its lost-event counts are unknown",
-            file.display()
-        );
-    }
-    Ok(recording)
-}
-
-/// Writes a recording's journeys to `output` as `format`; `keep_unsocketed`: also packets that
-/// never reached a socket.
-pub fn export(
-    file: &Path,
-    format: Export,
-    output: &Path,
-    keep_unsocketed: bool,
-) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    catch_stop_signals();
-    refuse_same_file(file, output)?;
-    let recording = open_recording(file)?;
-    let mut tracker = Tracker::new(EngineConfig::from_recording(
-        &recording.meta,
-        keep_unsocketed,
-    ));
-    let mut journeys = Vec::new();
-    let mut interrupted = None;
-    for (index, chunk) in recording.events.chunks(BATCH).enumerate() {
-        if stop_requested() {
-            interrupted = Some(index * BATCH);
-            break;
-        }
-        for event in chunk {
-            tracker.push_event(*event);
-        }
-        tracker.advance(None, &mut journeys);
-    }
-    tracker.finish(&mut journeys);
-    let bytes = match format {
-        Export::Perfetto => perfetto_trace(&recording, &journeys),
-        Export::Jsonl => {
-            let mut sink = JsonLines::new(Vec::new());
-            for journey in &journeys {
-                sink.journey(journey)?;
-            }
-            sink.into_inner()
-        }
-        Export::Csv => {
-            let mut sink = CsvRows::new(Vec::new())?;
-            for journey in &journeys {
-                sink.journey(journey)?;
-            }
-            sink.into_inner()
-        }
-    };
-    let mut file =
-        std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
-    file.write_all(&bytes)
-        .with_context(|| format!("writing {}", output.display()))?;
-    let events = interrupted.unwrap_or(recording.events.len());
-    eprintln!(
-        "tracer: {} journeys from {events} events written to {} ({} bytes)",
-        journeys.len(),
-        output.display(),
-        bytes.len()
-    );
-    if interrupted.is_some() {
-        return Err(Interrupted(format!(
-            "export stopped after {events} of {} events",
-            recording.events.len()
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-/// An export must not overwrite its own recording (`export A.trc -o A.trc`), under any
-/// name (a link, `./A.trc`): the same file is the same device and inode.
-fn refuse_same_file(input: &Path, output: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(output)) else {
-        return Ok(()); // no output yet (or no input: reading it says why)
-    };
-    if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
-        anyhow::bail!(
-            "{} is the recording being exported: choose another output file",
-            output.display()
-        );
-    }
-    Ok(())
-}
-
-fn take(
-    journeys: &mut Vec<Journey>,
-    sink: &mut Option<JourneySink<std::io::BufWriter<std::io::StdoutLock<'static>>>>,
-    kept: &mut Vec<Journey>,
-    filter: &JourneyFilter,
-) {
-    if let Some(sink) = sink {
-        sink.show(journeys.iter().cloned());
-    }
-    kept.extend(journeys.drain(..).filter(|journey| filter.keeps(journey)));
-}
-
-/// The text report of a recording's journeys (event counts taken from the recording).
-fn report_text(
-    recording: &Recording,
-    journeys: &[Journey],
-    tracker: &Tracker,
-    slowest: usize,
-    lost: Option<&[u64]>,
-) -> String {
-    let irq_devices = pipeline::irq_devices(&recording.meta)
-        .into_iter()
-        .map(|(irq, device)| (irq, device.dev))
-        .collect();
-    let readers = journeys.iter().filter_map(|journey| journey.tid).collect();
-    let counts = EventCounts::count(&recording.events, &irq_devices, &readers);
-    analysis_text(recording, journeys, &counts, tracker, slowest, lost)
-}
-
-/// The Perfetto trace of a recording and its journeys.
-fn perfetto_trace(recording: &Recording, journeys: &[Journey]) -> Vec<u8> {
-    let irq_names = recording
-        .meta
-        .irqs
-        .iter()
-        .map(|irq| (irq.irq, irq.name.clone()))
-        .collect();
-    let comms = journeys
-        .iter()
-        .filter_map(|journey| Some((journey.tid?, journey.comm.as_deref()?.to_owned())))
-        .collect();
-    perfetto::export(&recording.events, journeys, &irq_names, &comms)
-}
-
 /// A recording's bytes through the reader, the engine and every sink (JSON lines, CSV, text
 /// lines, the run summary, the text report, Perfetto), all into memory: the body of the fuzz
 /// target (`cargo xtask fuzz`) and of its regression tests. Returns the journeys rebuilt, or
 /// nothing when the bytes are no readable recording (that is an error, never a panic).
 pub fn every_sink(bytes: &[u8]) -> Option<usize> {
-    let recording = Recording::parse(bytes, Path::new("fuzz input")).ok()?;
-    let meta = &recording.meta;
-    let mut tracker = Tracker::new(EngineConfig::from_recording(meta, true));
-    let mut journeys = Vec::new();
-    for event in &recording.events {
-        tracker.push_event(*event);
-    }
-    tracker.finish(&mut journeys);
+    use crate::sink::{Sink as _, csv::CsvRows, jsonl::JsonLines, summary::StageSummary};
+    let input = std::io::Cursor::new(bytes.to_vec());
+    let reader = RecordingReader::new(input, Path::new("fuzz input")).ok()?;
+    let (version, meta) = (reader.version(), reader.meta().clone());
+    let mut tracker = Tracker::new(EngineConfig::from_recording(&meta, true));
+    let mut data = ReportData::new(&meta, 3);
     let mut json = JsonLines::new(Vec::new());
     let mut csv = CsvRows::new(Vec::new()).ok()?;
-    let mut text = String::new();
-    for journey in &journeys {
-        json.journey(journey).ok()?;
-        csv.journey(journey).ok()?;
-        text.push_str(&crate::sink::text::line(journey));
-    }
-    let mut summary = crate::sink::summary::StageSummary::default();
-    for journey in &journeys {
-        summary.add(journey);
-    }
-    let lost = recording
-        .trailer
-        .as_ref()
-        .map(|t| t.lost_per_cpu.as_slice());
+    let (mut text, mut summary, mut count) = (String::new(), StageSummary::default(), 0);
+    let mut batches = EventBatches::here(reader);
+    let stop = drive(&mut batches, &mut tracker, |events, journeys| {
+        data.events(events);
+        for journey in journeys.drain(..) {
+            json.journey(&journey)?;
+            csv.journey(&journey)?;
+            text.push_str(&crate::sink::text::line(&journey));
+            summary.add(&journey);
+            data.journey(&journey);
+            count += 1;
+        }
+        Ok(true)
+    })
+    .ok()?;
+    let reader = batches.into_reader()?;
+    let lost = reader.trailer().map(|t| t.lost_per_cpu.clone());
+    let lost = lost.as_deref();
     text.push_str(&crate::sink::summary::run_summary(
         &summary,
         &tracker,
@@ -328,10 +283,10 @@ pub fn every_sink(bytes: &[u8]) -> Option<usize> {
         Duration::ZERO,
         true,
     ));
-    text.push_str(&report_text(&recording, &journeys, &tracker, 3, lost));
-    let trace = perfetto_trace(&recording, &journeys);
+    text.push_str(&data.text(version, &meta, &tracker, lost));
+    let trace = export::perfetto(reader.rewind().ok()?, 1, true, Vec::new()).ok()?;
     std::hint::black_box((json.into_inner(), csv.into_inner(), text, trace));
-    Some(journeys.len())
+    (stop == Stop::End).then_some(count)
 }
 
 #[cfg(test)]

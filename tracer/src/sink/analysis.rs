@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use tracer_common::{Event, EventKind};
+use rustc_hash::FxHashMap;
+use tracer_common::{Event, EventKind, NAME_LEN};
 
 use super::{
     escape,
@@ -33,40 +34,82 @@ impl EventCounts {
         irq_devices: &HashMap<u32, String>,
         readers: &HashSet<u32>,
     ) -> Self {
-        let mut counts = EventCounts::default();
+        let mut tally = EventTally::default();
         for event in events {
-            match EventKind::from_u8(event.kind) {
-                Some(EventKind::NapiPoll) if event.arg0 > 0 => {
-                    let entry = counts
-                        .polls
-                        .entry(crate::source::decode::name(event))
-                        .or_default();
-                    entry.0 += 1;
-                    entry.1 += u64::from(event.arg0);
+            tally.add(event);
+        }
+        tally.counts(irq_devices, readers)
+    }
+}
+
+/// [`EventCounts`] kept as events stream past: device names as their raw bytes, IRQs by
+/// number, every thread's switches (which threads are readers is known only when every
+/// journey is); named, mapped and narrowed by [`Self::counts`].
+#[derive(Clone, Debug, Default)]
+pub struct EventTally {
+    polls: FxHashMap<[u8; NAME_LEN], (u64, u64)>,
+    irqs: FxHashMap<u32, u64>,
+    packets: FxHashMap<[u8; NAME_LEN], u64>,
+    switches: FxHashMap<u32, (u64, u64)>,
+}
+
+impl EventTally {
+    /// Counts one event.
+    pub fn add(&mut self, event: &Event) {
+        match EventKind::from_u8(event.kind) {
+            Some(EventKind::NapiPoll) if event.arg0 > 0 => {
+                let entry = self.polls.entry(event.name).or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(event.arg0);
+            }
+            Some(EventKind::IrqHandlerEntry) => *self.irqs.entry(event.arg0).or_default() += 1,
+            Some(EventKind::NetifReceiveSkb) => *self.packets.entry(event.name).or_default() += 1,
+            Some(EventKind::SchedSwitch) => {
+                let entry = self.switches.entry(event.tid).or_default();
+                // prev_state 0 (TASK_RUNNING): preempted; anything else: it blocked.
+                if event.addr == 0 {
+                    entry.1 += 1
+                } else {
+                    entry.0 += 1
                 }
-                Some(EventKind::IrqHandlerEntry) => {
-                    if let Some(dev) = irq_devices.get(&event.arg0) {
-                        *counts.nic_irqs.entry(dev.clone()).or_default() += 1;
-                    }
-                }
-                Some(EventKind::NetifReceiveSkb) => {
-                    *counts
-                        .packets
-                        .entry(crate::source::decode::name(event))
-                        .or_default() += 1;
-                }
-                Some(EventKind::SchedSwitch) if readers.contains(&event.tid) => {
-                    let entry = counts.switches.entry(event.tid).or_default();
-                    // prev_state 0 (TASK_RUNNING): preempted; anything else: it blocked.
-                    if event.addr == 0 {
-                        entry.1 += 1
-                    } else {
-                        entry.0 += 1
-                    }
-                }
-                _ => {}
+            }
+            _ => {}
+        }
+    }
+
+    /// The counts: devices by name, network IRQs by device (`irq_devices`), the switches of
+    /// `readers`.
+    pub fn counts(
+        &self,
+        irq_devices: &HashMap<u32, String>,
+        readers: &HashSet<u32>,
+    ) -> EventCounts {
+        let name = |bytes: &[u8; NAME_LEN]| {
+            crate::source::decode::name(&Event {
+                name: *bytes,
+                ..Event::ZERO
+            })
+        };
+        let mut counts = EventCounts::default();
+        for (dev, (polls, packets)) in &self.polls {
+            let entry = counts.polls.entry(name(dev)).or_default();
+            entry.0 += polls;
+            entry.1 += packets;
+        }
+        for (irq, n) in &self.irqs {
+            if let Some(dev) = irq_devices.get(irq) {
+                *counts.nic_irqs.entry(dev.clone()).or_default() += n;
             }
         }
+        for (dev, n) in &self.packets {
+            *counts.packets.entry(name(dev)).or_default() += n;
+        }
+        counts.switches = self
+            .switches
+            .iter()
+            .filter(|(tid, _)| readers.contains(tid))
+            .map(|(tid, switches)| (*tid, *switches))
+            .collect();
         counts
     }
 }
@@ -94,32 +137,62 @@ pub fn breakdown(
 
 /// A log2 histogram of one stage, drawn like bcc's tools: `[lo, hi) count |####|`.
 pub fn log2_histogram(journeys: &[Journey], stage: Stage) -> String {
-    // Bucket `bit` holds values below 2^bit (bit 0: zero).
-    let mut buckets = [0u64; 65];
+    let mut histogram = Log2Histogram::default();
     for value in journeys
         .iter()
         .filter_map(|journey| journey.stages_ns.get(stage))
     {
-        buckets[(64 - value.leading_zeros()) as usize] += 1;
+        histogram.record(value);
     }
-    let used = || (0..65u32).filter(|bit| buckets[*bit as usize] > 0);
-    let (Some(first), Some(last)) = (used().next(), used().next_back()) else {
-        return format!("{}: no samples\n", stage.name());
-    };
-    let most = buckets.iter().copied().max().unwrap_or(1);
-    let mut text = format!("{}:\n", stage.name());
-    for bit in first..=last {
-        let count = buckets[bit as usize];
-        let low = if bit == 0 { 0 } else { 1u64 << (bit - 1) };
-        let high = 1u64 << bit;
-        let bar = "#".repeat((count * 40).div_ceil(most) as usize);
-        text.push_str(&format!(
-            "  {:>9} .. {:<9} {count:>7} |{bar:<40}|\n",
-            human_ns(low),
-            human_ns(high)
-        ));
+    histogram.text(stage)
+}
+
+/// Counts of values by power of two, for [`log2_histogram`].
+#[derive(Clone, Debug)]
+pub struct Log2Histogram {
+    /// Bucket `bit` holds values below 2^bit (bit 0: zero).
+    buckets: [u64; 65],
+}
+
+impl Default for Log2Histogram {
+    fn default() -> Self {
+        Self { buckets: [0; 65] }
     }
-    text
+}
+
+impl Log2Histogram {
+    /// Adds one value.
+    pub fn record(&mut self, value: u64) {
+        self.buckets[(64 - value.leading_zeros()) as usize] += 1;
+    }
+
+    /// Whether no value was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|count| *count == 0)
+    }
+
+    /// The histogram of `stage` as text.
+    pub fn text(&self, stage: Stage) -> String {
+        let buckets = &self.buckets;
+        let used = || (0..65u32).filter(|bit| buckets[*bit as usize] > 0);
+        let (Some(first), Some(last)) = (used().next(), used().next_back()) else {
+            return format!("{}: no samples\n", stage.name());
+        };
+        let most = buckets.iter().copied().max().unwrap_or(1);
+        let mut text = format!("{}:\n", stage.name());
+        for bit in first..=last {
+            let count = buckets[bit as usize];
+            let low = if bit == 0 { 0 } else { 1u64 << (bit - 1) };
+            let high = 1u64 << bit;
+            let bar = "#".repeat((count * 40).div_ceil(most) as usize);
+            text.push_str(&format!(
+                "  {:>9} .. {:<9} {count:>7} |{bar:<40}|\n",
+                human_ns(low),
+                human_ns(high)
+            ));
+        }
+        text
+    }
 }
 
 /// A to-scale waterfall: one bar per stage, offset by when the stage started.
@@ -173,6 +246,55 @@ pub fn slowest(journeys: &[Journey], n: usize) -> Vec<&Journey> {
     sorted.sort_by_key(|journey| std::cmp::Reverse(journey.stages_ns.total));
     sorted.truncate(n);
     sorted
+}
+
+/// The `n` journeys with the longest total as they stream past, slowest first; of equal
+/// totals the earliest (as [`slowest`] picks them).
+#[derive(Clone, Debug, Default)]
+pub struct Slowest {
+    n: usize,
+    journeys: Vec<Journey>,
+}
+
+impl Slowest {
+    /// Keeps the `n` slowest.
+    pub fn new(n: usize) -> Self {
+        Self {
+            n,
+            journeys: Vec::new(),
+        }
+    }
+
+    /// Considers one journey.
+    pub fn add(&mut self, journey: &Journey) {
+        let Some(total) = journey.stages_ns.total else {
+            return;
+        };
+        let full = self.journeys.len() >= self.n;
+        if full
+            && self
+                .journeys
+                .last()
+                .is_none_or(|last| last.stages_ns.total >= Some(total))
+        {
+            return;
+        }
+        let at = self
+            .journeys
+            .partition_point(|kept| kept.stages_ns.total >= Some(total));
+        self.journeys.insert(at, journey.clone());
+        self.journeys.truncate(self.n);
+    }
+
+    /// How many it keeps.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The slowest, slowest first.
+    pub fn journeys(&self) -> &[Journey] {
+        &self.journeys
+    }
 }
 
 #[cfg(test)]

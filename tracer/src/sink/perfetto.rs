@@ -7,7 +7,10 @@
 //! Field numbers are those of perfetto/trace/trace_packet.proto and track_event.proto.
 //! Timestamps are CLOCK_MONOTONIC ns, written as the default (boot-time) track-event clock.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    io::{self, Write},
+};
 
 use tracer_common::{Event, EventKind, NET_RX_SOFTIRQ};
 
@@ -107,48 +110,11 @@ pub fn task_track(cpu: u16) -> u64 {
     2000 + u64::from(cpu)
 }
 
-#[derive(Default)]
-struct Writer {
-    trace: Message,
-    packets: u64,
-}
-
-impl Writer {
-    fn packet(&mut self, packet: &Message) {
-        self.trace.message(1, packet);
-        self.packets += 1;
-    }
-
-    fn track(&mut self, uuid: u64, name: &str) {
-        let mut descriptor = Message::default();
-        descriptor.uint(TRACK_UUID, uuid).string(TRACK_NAME, name);
-        let mut packet = Message::default();
-        packet.message(PACKET_TRACK_DESCRIPTOR, &descriptor);
-        self.packet(&packet);
-    }
-
-    fn event(
-        &mut self,
-        ts: u64,
-        kind: u64,
-        track: u64,
-        name: Option<&str>,
-        flows: &[u64],
-        terminating: &[u64],
-    ) {
-        let event = track_event(kind, track, name, flows, terminating);
-        self.emit(ts, &event);
-    }
-
-    fn emit(&mut self, ts: u64, event: &Message) {
-        let mut packet = Message::default();
-        packet
-            .uint(PACKET_TIMESTAMP, ts)
-            .uint(PACKET_SEQUENCE_ID, SEQUENCE)
-            .message(PACKET_TRACK_EVENT, event);
-        self.packet(&packet);
-    }
-}
+/// Slices open at most, over every track (16 MiB): real nesting is an IRQ inside a
+/// softirq, though a reader's running slices can pile up when its switch out was not
+/// recorded (thousands in a long flood); a crafted file that only opens slices must not
+/// grow the stacks without end.
+const MAX_OPEN: usize = 1 << 20;
 
 /// A TrackEvent of this kind on this track, with its name and flow links.
 fn track_event(
@@ -177,14 +143,21 @@ fn track_event(
 struct Open(Vec<&'static str>);
 
 impl Open {
-    fn begin(&mut self, what: &'static str) {
+    /// Opens `what`, unless `total` slices are open already (then nothing opens).
+    fn begin(&mut self, what: &'static str, total: &mut usize) -> bool {
+        if *total >= MAX_OPEN {
+            return false;
+        }
+        *total += 1;
         self.0.push(what);
+        true
     }
 
     /// Whether the innermost open slice is `what` (then it is closed).
-    fn end(&mut self, what: &'static str) -> bool {
+    fn end(&mut self, what: &'static str, total: &mut usize) -> bool {
         if self.0.last() == Some(&what) {
             self.0.pop();
+            *total -= 1;
             true
         } else {
             false
@@ -192,69 +165,150 @@ impl Open {
     }
 }
 
-/// Encodes the trace. `irq_names`: interrupt names by number; `comms`: task names by tid.
-pub fn export(
-    events: &[Event],
-    journeys: &[Journey],
-    irq_names: &HashMap<u32, String>,
-    comms: &HashMap<u32, String>,
-) -> Vec<u8> {
-    let mut writer = Writer::default();
-    let mut sorted: Vec<&Event> = events.iter().collect();
-    sorted.sort_by_key(|event| event.ts);
-    let mut cpus: Vec<u16> = sorted
-        .iter()
-        .map(|event| event.cpu)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    cpus.sort_unstable();
-    for &cpu in &cpus {
-        writer.track(
+/// A Perfetto trace written packet by packet as events and journeys come, so an export
+/// holds no more than the slices open on each CPU: a track is declared before its first
+/// event; events (in time order) draw IRQ and softirq slices, NAPI polls and, once the
+/// readers are known ([`Self::readers`]), the readers' running slices; journeys are flows.
+/// Perfetto orders packets by their timestamps, so journeys and events may come in two
+/// passes, in either order.
+pub struct TraceWriter<W: Write> {
+    out: W,
+    bytes: u64,
+    /// CPUs whose two tracks are declared.
+    declared: Vec<bool>,
+    open: HashMap<u64, Open>,
+    /// Slices open over every track.
+    opened: usize,
+    irq_names: HashMap<u32, String>,
+    readers: HashSet<u32>,
+    comms: HashMap<u32, String>,
+    last_ts: u64,
+}
+
+impl<W: Write> TraceWriter<W> {
+    /// A trace on `out`; `irq_names`: interrupt names by number.
+    pub fn new(out: W, irq_names: HashMap<u32, String>) -> Self {
+        Self {
+            out,
+            bytes: 0,
+            declared: Vec::new(),
+            open: HashMap::new(),
+            opened: 0,
+            irq_names,
+            readers: HashSet::new(),
+            comms: HashMap::new(),
+            last_ts: 0,
+        }
+    }
+
+    /// The threads whose running slices are drawn (those that read journeys), with their
+    /// names by tid; events before this call draw none.
+    pub fn readers(&mut self, readers: HashSet<u32>, comms: HashMap<u32, String>) {
+        self.readers = readers;
+        self.comms = comms;
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn packet(&mut self, packet: &Message) -> io::Result<()> {
+        self.bytes += packet.write_as_field(1, &mut self.out)?;
+        Ok(())
+    }
+
+    /// Declares the two tracks of `cpu`, once.
+    pub fn cpu(&mut self, cpu: u16) -> io::Result<()> {
+        let index = usize::from(cpu);
+        if self.declared.get(index).copied().unwrap_or(false) {
+            return Ok(());
+        }
+        if self.declared.len() <= index {
+            self.declared.resize(index + 1, false);
+        }
+        self.declared[index] = true;
+        self.track(
             cpu_track(cpu),
             &format!("CPU {cpu}: hard IRQs and NET_RX softirqs"),
-        );
-        writer.track(task_track(cpu), &format!("CPU {cpu}: readers"));
+        )?;
+        self.track(task_track(cpu), &format!("CPU {cpu}: readers"))
     }
-    let readers: HashSet<u32> = journeys.iter().filter_map(|journey| journey.tid).collect();
-    let mut open: HashMap<u64, Open> = HashMap::new();
-    for event in &sorted {
+
+    fn track(&mut self, uuid: u64, name: &str) -> io::Result<()> {
+        let mut descriptor = Message::default();
+        descriptor.uint(TRACK_UUID, uuid).string(TRACK_NAME, name);
+        let mut packet = Message::default();
+        packet.message(PACKET_TRACK_DESCRIPTOR, &descriptor);
+        self.packet(&packet)
+    }
+
+    fn event_on(
+        &mut self,
+        ts: u64,
+        kind: u64,
+        track: u64,
+        name: Option<&str>,
+        flows: &[u64],
+        terminating: &[u64],
+    ) -> io::Result<()> {
+        let event = track_event(kind, track, name, flows, terminating);
+        self.emit(ts, &event)
+    }
+
+    fn emit(&mut self, ts: u64, event: &Message) -> io::Result<()> {
+        let mut packet = Message::default();
+        packet
+            .uint(PACKET_TIMESTAMP, ts)
+            .uint(PACKET_SEQUENCE_ID, SEQUENCE)
+            .message(PACKET_TRACK_EVENT, event);
+        self.packet(&packet)
+    }
+
+    /// Opens slice `what` on `track` (false when too many are open: then nothing opens).
+    fn begin(&mut self, track: u64, what: &'static str) -> bool {
+        self.open
+            .entry(track)
+            .or_default()
+            .begin(what, &mut self.opened)
+    }
+
+    /// Closes slice `what` on `track` if it is the innermost open there.
+    fn end(&mut self, track: u64, what: &'static str) -> bool {
+        self.open
+            .entry(track)
+            .or_default()
+            .end(what, &mut self.opened)
+    }
+
+    /// One event of the recording, in time order.
+    pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.cpu(event.cpu)?;
+        self.last_ts = self.last_ts.max(event.ts);
         let kernel = cpu_track(event.cpu);
         let tasks = task_track(event.cpu);
+        let ts = event.ts;
         match EventKind::from_u8(event.kind) {
-            Some(EventKind::IrqHandlerEntry) => {
-                let name = irq_names
+            Some(EventKind::IrqHandlerEntry) if self.begin(kernel, "irq") => {
+                let name = self
+                    .irq_names
                     .get(&event.arg0)
                     .map_or(String::new(), |name| format!(" {name}"));
-                open.entry(kernel).or_default().begin("irq");
-                writer.event(
-                    event.ts,
-                    SLICE_BEGIN,
-                    kernel,
-                    Some(&format!("irq {}{name}", event.arg0)),
-                    &[],
-                    &[],
-                );
+                let name = format!("irq {}{name}", event.arg0);
+                self.event_on(ts, SLICE_BEGIN, kernel, Some(&name), &[], &[])?;
             }
-            Some(EventKind::IrqHandlerExit) if open.entry(kernel).or_default().end("irq") => {
-                writer.event(event.ts, SLICE_END, kernel, None, &[], &[]);
+            Some(EventKind::IrqHandlerExit) if self.end(kernel, "irq") => {
+                self.event_on(ts, SLICE_END, kernel, None, &[], &[])?;
             }
-            Some(EventKind::SoftirqEntry) if event.arg0 == NET_RX_SOFTIRQ => {
-                open.entry(kernel).or_default().begin("softirq");
-                writer.event(
-                    event.ts,
-                    SLICE_BEGIN,
-                    kernel,
-                    Some("NET_RX softirq"),
-                    &[],
-                    &[],
-                );
+            Some(EventKind::SoftirqEntry)
+                if event.arg0 == NET_RX_SOFTIRQ && self.begin(kernel, "softirq") =>
+            {
+                self.event_on(ts, SLICE_BEGIN, kernel, Some("NET_RX softirq"), &[], &[])?;
             }
             Some(EventKind::SoftirqExit)
-                if event.arg0 == NET_RX_SOFTIRQ
-                    && open.entry(kernel).or_default().end("softirq") =>
+                if event.arg0 == NET_RX_SOFTIRQ && self.end(kernel, "softirq") =>
             {
-                writer.event(event.ts, SLICE_END, kernel, None, &[], &[]);
+                self.event_on(ts, SLICE_END, kernel, None, &[], &[])?;
             }
             Some(EventKind::NapiPoll) => {
                 let name = format!(
@@ -263,38 +317,57 @@ pub fn export(
                     event.arg0,
                     event.arg1
                 );
-                writer.event(event.ts, INSTANT, kernel, Some(&name), &[], &[]);
+                self.event_on(ts, INSTANT, kernel, Some(&name), &[], &[])?;
             }
             Some(EventKind::SchedSwitch) => {
-                if readers.contains(&event.tid) && open.entry(tasks).or_default().end("task") {
-                    writer.event(event.ts, SLICE_END, tasks, None, &[], &[]);
+                if self.readers.contains(&event.tid) && self.end(tasks, "task") {
+                    self.event_on(ts, SLICE_END, tasks, None, &[], &[])?;
                 }
-                if readers.contains(&event.arg1) {
-                    let comm = comms
+                if self.readers.contains(&event.arg1) && self.begin(tasks, "task") {
+                    let comm = self
+                        .comms
                         .get(&event.arg1)
                         .cloned()
                         .unwrap_or_else(|| crate::source::decode::name(event));
-                    open.entry(tasks).or_default().begin("task");
                     let name = format!("{comm} ({})", event.arg1);
-                    writer.event(event.ts, SLICE_BEGIN, tasks, Some(&name), &[], &[]);
+                    self.event_on(ts, SLICE_BEGIN, tasks, Some(&name), &[], &[])?;
                 }
             }
             _ => {}
         }
+        Ok(())
     }
-    // Close what is still open at the end of the trace.
-    let end = sorted.last().map_or(0, |event| event.ts);
-    let mut tracks: Vec<(&u64, &Open)> = open.iter().collect();
-    tracks.sort_by_key(|(track, _)| **track);
-    for (track, slices) in tracks {
-        for _ in &slices.0 {
-            writer.event(end, SLICE_END, *track, None, &[], &[]);
+
+    /// Closes every slice still open, at the last event's stamp (the end of the events).
+    pub fn close_slices(&mut self) -> io::Result<()> {
+        let mut tracks: Vec<(u64, usize)> = self
+            .open
+            .iter()
+            .map(|(track, slices)| (*track, slices.0.len()))
+            .collect();
+        tracks.sort_unstable();
+        for (track, slices) in tracks {
+            for _ in 0..slices {
+                self.event_on(self.last_ts, SLICE_END, track, None, &[], &[])?;
+            }
         }
+        self.open.clear();
+        self.opened = 0;
+        Ok(())
     }
-    for journey in journeys {
+
+    /// A journey as a flow of instants, one per stamp; the last carries its record.
+    pub fn journey(&mut self, journey: &Journey) -> io::Result<()> {
         let stamps = journey_stamps(journey);
         if stamps.len() < 2 {
-            continue;
+            return Ok(());
+        }
+        for cpu in [journey.cpu_irq, journey.cpu_softirq, journey.cpu_stack]
+            .into_iter()
+            .chain([journey.cpu_task])
+            .flatten()
+        {
+            self.cpu(cpu)?;
         }
         let flow = [journey.id];
         for (index, (name, ts, track)) in stamps.iter().enumerate() {
@@ -303,13 +376,53 @@ pub fn export(
                 // The journey's last instant carries its whole record as args.
                 let mut event = track_event(INSTANT, *track, Some(&label), &[], &flow);
                 journey_args(journey, &mut event);
-                writer.emit(*ts, &event);
+                self.emit(*ts, &event)?;
             } else {
-                writer.event(*ts, INSTANT, *track, Some(&label), &flow, &[]);
+                self.event_on(*ts, INSTANT, *track, Some(&label), &flow, &[])?;
             }
         }
+        Ok(())
     }
-    writer.trace.into_bytes()
+
+    /// Flushes and returns the output.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// The whole trace in memory (small recordings and tests): CPU tracks, `events` sorted by
+/// time, then `journeys`. `irq_names`: interrupt names by number; `comms`: task names by tid.
+pub fn export(
+    events: &[Event],
+    journeys: &[Journey],
+    irq_names: &HashMap<u32, String>,
+    comms: &HashMap<u32, String>,
+) -> Vec<u8> {
+    let mut writer = TraceWriter::new(Vec::new(), irq_names.clone());
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|event| event.ts);
+    let mut cpus: Vec<u16> = sorted.iter().map(|event| event.cpu).collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    let readers = journeys.iter().filter_map(|journey| journey.tid).collect();
+    writer.readers(readers, comms.clone());
+    // Writing to memory cannot fail.
+    let written = (|| {
+        for cpu in cpus {
+            writer.cpu(cpu)?;
+        }
+        for event in sorted {
+            writer.event(event)?;
+        }
+        writer.close_slices()?;
+        for journey in journeys {
+            writer.journey(journey)?;
+        }
+        io::Result::Ok(())
+    })();
+    debug_assert!(written.is_ok());
+    writer.out
 }
 
 /// A journey's stamps with the track of the CPU each happened on.

@@ -51,8 +51,24 @@ impl Message {
     }
 
     /// The encoded bytes.
+    #[cfg(test)]
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
+    }
+
+    /// Writes this message to `out` as field `field` of an enclosing message (a trace's
+    /// packets one by one, never the whole trace in memory); returns the bytes written.
+    pub fn write_as_field(
+        &self,
+        field: u32,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<u64> {
+        let mut head = Message::default();
+        head.key(field, 2);
+        head.varint(self.bytes.len() as u64);
+        out.write_all(&head.bytes)?;
+        out.write_all(&self.bytes)?;
+        Ok((head.bytes.len() + self.bytes.len()) as u64)
     }
 }
 
@@ -77,5 +93,20 @@ mod tests {
         assert_eq!(&bytes[11..19], &1u64.to_le_bytes());
         assert_eq!(bytes[19], 0x20);
         assert_eq!(bytes.len(), 20 + 10, "u64::MAX is a ten-byte varint");
+    }
+
+    #[test]
+    fn a_field_written_alone_is_the_field_in_its_message() {
+        let mut inner = Message::default();
+        inner.string(2, "hi").uint(1, 300);
+        let mut outer = Message::default();
+        outer.message(1, &inner).message(1, &inner);
+        let mut streamed = Vec::new();
+        let mut written = 0;
+        for _ in 0..2 {
+            written += inner.write_as_field(1, &mut streamed).unwrap();
+        }
+        assert_eq!(streamed, outer.into_bytes());
+        assert_eq!(written, streamed.len() as u64);
     }
 }

@@ -1,73 +1,253 @@
 //! The text report of a recording: recording facts, stage table, histograms, breakdowns,
 //! waterfalls, NAPI arithmetic, reader context switches, incomplete journeys.
 
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    hash::Hash,
+    net::IpAddr,
+};
+
+use rustc_hash::FxHashMap;
+use tracer_common::Event;
+
 use super::{
-    analysis::{self, EventCounts},
+    analysis::{self, EventCounts, EventTally, Log2Histogram, Slowest},
     escape,
-    summary::{StageSummary, human_ns},
+    summary::{Histogram, StageSummary, human_ns},
 };
 use crate::{
-    journey::{Journey, Stage, Tracker},
-    recording::Recording,
+    journey::{Journey, Stage, Tracker, model::Shared},
+    recording::Metadata,
 };
 
 /// Flows listed in the report's top-flows table at most.
 const TOP_FLOWS: usize = 10;
 
-/// A breakdown of the report: its name and the group of a journey.
-type Section = (&'static str, Box<dyn Fn(&Journey) -> String>);
+/// Journeys' totals by a key, named only when the report is written (a name is text to
+/// format; a key is a few fields to hash).
+#[derive(Debug)]
+struct Groups<K> {
+    by: FxHashMap<K, Histogram>,
+}
 
-/// The text report: recording facts, stage table, histograms, breakdowns, waterfalls, NAPI
-/// arithmetic, reader context switches, incomplete journeys.
-pub fn analysis_text(
-    recording: &Recording,
-    journeys: &[Journey],
+impl<K> Default for Groups<K> {
+    fn default() -> Self {
+        Self {
+            by: FxHashMap::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> Groups<K> {
+    fn add(&mut self, key: K, journey: &Journey) {
+        let histogram = self.by.entry(key).or_default();
+        if let Some(total) = journey.stages_ns.total {
+            histogram.record(total);
+        }
+    }
+
+    /// The groups by name, in name order (keys that read the same are one group).
+    fn named(&self, name: impl Fn(&K) -> String) -> BTreeMap<String, Histogram> {
+        let mut named: BTreeMap<String, Histogram> = BTreeMap::new();
+        for (key, histogram) in &self.by {
+            named.entry(name(key)).or_default().merge(histogram);
+        }
+        named
+    }
+}
+
+/// A flow: protocol, source and destination.
+type FlowKey = (
+    std::borrow::Cow<'static, str>,
+    Option<IpAddr>,
+    Option<u16>,
+    Option<IpAddr>,
+    Option<u16>,
+);
+
+/// The report's breakdowns of journeys: by device, IRQ, softirq CPU, task, and flow.
+#[derive(Debug, Default)]
+struct Breakdowns {
+    dev: Groups<Shared>,
+    irq: Groups<Option<Shared>>,
+    cpu: Groups<Option<u16>>,
+    task: Groups<(Option<Shared>, Option<u32>)>,
+    flow: Groups<FlowKey>,
+}
+
+impl Breakdowns {
+    fn add(&mut self, journey: &Journey) {
+        self.dev.add(journey.dev.clone(), journey);
+        self.irq.add(journey.irq_name.clone(), journey);
+        self.cpu.add(journey.cpu_softirq, journey);
+        self.task.add((journey.comm.clone(), journey.pid), journey);
+        let flow = (
+            journey.proto.clone(),
+            journey.saddr,
+            journey.sport,
+            journey.daddr,
+            journey.dport,
+        );
+        self.flow.add(flow, journey);
+    }
+
+    /// The sections of the report, titled, each group named.
+    fn sections(&self) -> [(&'static str, BTreeMap<String, Histogram>); 4] {
+        [
+            ("device", self.dev.named(|dev| dev.to_string())),
+            (
+                "irq",
+                self.irq
+                    .named(|irq| irq.as_deref().unwrap_or("(none)").to_owned()),
+            ),
+            (
+                "softirq cpu",
+                self.cpu
+                    .named(|cpu| cpu.map_or("-".to_owned(), |cpu| cpu.to_string())),
+            ),
+            (
+                "task",
+                self.task.named(|(comm, pid)| {
+                    format!(
+                        "{}({})",
+                        comm.as_deref().unwrap_or("?"),
+                        pid.map_or("-".to_owned(), |pid| pid.to_string())
+                    )
+                }),
+            ),
+        ]
+    }
+
+    /// Flows by `proto saddr:sport>daddr:dport` (empty when unknown).
+    fn flows(&self) -> BTreeMap<String, Histogram> {
+        self.flow.named(|(proto, saddr, sport, daddr, dport)| {
+            analysis::flow_key(&Journey {
+                proto: proto.clone(),
+                saddr: *saddr,
+                sport: *sport,
+                daddr: *daddr,
+                dport: *dport,
+                ..Journey::default()
+            })
+        })
+    }
+}
+
+/// What the text report needs, gathered as a recording's events and journeys stream past:
+/// counts, histograms and breakdowns, never the journeys themselves (but the few slowest),
+/// so a report of any size holds as much as one of a second.
+#[derive(Debug)]
+pub struct ReportData {
+    events: u64,
+    first_ts: u64,
+    last_ts: u64,
+    irq_devices: HashMap<u32, String>,
+    tally: EventTally,
+    summary: StageSummary,
+    complete: u64,
+    log2: [Log2Histogram; Stage::ALL.len()],
+    breakdowns: Breakdowns,
+    slowest: Slowest,
+    readers: HashSet<u32>,
+}
+
+impl ReportData {
+    /// Nothing seen yet of a recording with this metadata; `slowest`: waterfalls to draw.
+    pub fn new(meta: &Metadata, slowest: usize) -> Self {
+        Self {
+            events: 0,
+            first_ts: u64::MAX,
+            last_ts: 0,
+            irq_devices: meta
+                .irqs
+                .iter()
+                .map(|irq| (irq.irq, irq.dev.clone()))
+                .collect(),
+            tally: EventTally::default(),
+            summary: StageSummary::default(),
+            complete: 0,
+            log2: Default::default(),
+            breakdowns: Breakdowns::default(),
+            slowest: Slowest::new(slowest),
+            readers: HashSet::new(),
+        }
+    }
+
+    /// Counts events of the recording (in file order).
+    pub fn events(&mut self, events: &[Event]) {
+        self.events += events.len() as u64;
+        for event in events {
+            self.first_ts = self.first_ts.min(event.ts);
+            self.last_ts = self.last_ts.max(event.ts);
+            self.tally.add(event);
+        }
+    }
+
+    /// Adds a journey the report covers (one the filter keeps).
+    pub fn journey(&mut self, journey: &Journey) {
+        self.summary.add(journey);
+        self.complete += u64::from(journey.complete);
+        for stage in Stage::ALL {
+            if let Some(ns) = journey.stages_ns.get(stage) {
+                self.log2[stage as usize].record(ns);
+            }
+        }
+        self.breakdowns.add(journey);
+        self.slowest.add(journey);
+        if let Some(tid) = journey.tid {
+            self.readers.insert(tid);
+        }
+    }
+
+    /// The span of the events' stamps, first to last (0 without events).
+    pub fn span_ns(&self) -> u64 {
+        self.last_ts.saturating_sub(self.first_ts)
+    }
+
+    /// The text report: recording facts (format `version`), stage table, histograms,
+    /// breakdowns, waterfalls, NAPI arithmetic, reader context switches, incomplete
+    /// journeys. `lost`: the kernel's per-CPU loss counters, when the trailer gave them.
+    pub fn text(
+        &self,
+        version: u8,
+        meta: &Metadata,
+        tracker: &Tracker,
+        lost: Option<&[u64]>,
+    ) -> String {
+        let counts = self.tally.counts(&self.irq_devices, &self.readers);
+        analysis_text(self, version, meta, &counts, tracker, lost)
+    }
+}
+
+/// The text report from what [`ReportData`] gathered.
+fn analysis_text(
+    data: &ReportData,
+    version: u8,
+    meta: &Metadata,
     counts: &EventCounts,
     tracker: &Tracker,
-    slowest: usize,
     lost: Option<&[u64]>,
 ) -> String {
     use std::fmt::Write as _;
-    let meta = &recording.meta;
     let mut text = String::new();
-    let span = {
-        let first = recording
-            .events
-            .iter()
-            .map(|event| event.ts)
-            .min()
-            .unwrap_or(0);
-        recording
-            .events
-            .iter()
-            .map(|event| event.ts)
-            .max()
-            .unwrap_or(first)
-            - first
-    };
     let _ = writeln!(
         text,
-        "recording: format v{}, kernel {}, host {}, {} CPUs, {} events over {}, lost {}",
-        recording.version,
+        "recording: format v{version}, kernel {}, host {}, {} CPUs, {} events over {}, lost {}",
         escape::text(&meta.kernel),
         escape::text(&meta.hostname),
         meta.cpus,
-        recording.events.len(),
-        human_ns(span),
+        data.events,
+        human_ns(data.span_ns()),
         lost.map_or("unknown (no trailer)".to_owned(), |lost| lost
             .iter()
             .sum::<u64>()
             .to_string())
     );
-    let mut summary = StageSummary::default();
-    for journey in journeys {
-        summary.add(journey);
-    }
-    let complete = journeys.iter().filter(|journey| journey.complete).count();
+    let summary = &data.summary;
     let _ = writeln!(
         text,
-        "\n== {} journeys, {complete} complete ==",
-        journeys.len()
+        "\n== {} journeys, {} complete ==",
+        summary.journeys, data.complete
     );
     text.push_str(&summary.table());
     for (reason, count) in tracker.engine().stats().incomplete.iter() {
@@ -75,41 +255,14 @@ pub fn analysis_text(
     }
     text.push_str("\n== stage histograms (log2) ==\n");
     for stage in Stage::ALL {
-        if journeys
-            .iter()
-            .any(|journey| journey.stages_ns.get(stage).is_some())
-        {
-            text.push_str(&analysis::log2_histogram(journeys, stage));
+        let histogram = &data.log2[stage as usize];
+        if !histogram.is_empty() {
+            text.push_str(&histogram.text(stage));
         }
     }
-    let sections: [Section; 4] = [
-        ("device", Box::new(|journey| journey.dev.to_string())),
-        (
-            "irq",
-            Box::new(|journey| journey.irq_name.as_deref().unwrap_or("(none)").to_owned()),
-        ),
-        (
-            "softirq cpu",
-            Box::new(|journey| {
-                journey
-                    .cpu_softirq
-                    .map_or("-".to_owned(), |cpu| cpu.to_string())
-            }),
-        ),
-        (
-            "task",
-            Box::new(|journey| {
-                format!(
-                    "{}({})",
-                    journey.comm.as_deref().unwrap_or("?"),
-                    journey.pid.map_or("-".to_owned(), |pid| pid.to_string())
-                )
-            }),
-        ),
-    ];
-    for (name, key) in sections {
+    for (name, groups) in data.breakdowns.sections() {
         let _ = writeln!(text, "\n== by {name}: journeys, total p50 / p99 / max ==");
-        for (group, histogram) in analysis::breakdown(journeys, key) {
+        for (group, histogram) in &groups {
             if histogram.count() == 0 {
                 continue;
             }
@@ -117,7 +270,7 @@ pub fn analysis_text(
             let _ = writeln!(
                 text,
                 "  {:<28} {:>7} {:>10} {:>10} {:>10}",
-                escape::text(&group),
+                escape::text(group),
                 histogram.count(),
                 q(0.5),
                 q(0.99),
@@ -125,8 +278,8 @@ pub fn analysis_text(
             );
         }
     }
-    let flows = analysis::breakdown(journeys, analysis::flow_key);
-    let mut top: Vec<(&String, u64, &super::summary::Histogram)> = flows
+    let flows = data.breakdowns.flows();
+    let mut top: Vec<(&String, u64, &Histogram)> = flows
         .iter()
         .filter(|(flow, histogram)| !flow.is_empty() && histogram.count() > 0)
         .filter_map(|(flow, histogram)| Some((flow, histogram.quantile(0.99)?, histogram)))
@@ -150,9 +303,10 @@ pub fn analysis_text(
             );
         }
     }
+    let slowest = data.slowest.n();
     if slowest > 0 {
         let _ = writeln!(text, "\n== the {slowest} slowest journeys, to scale ==");
-        for journey in analysis::slowest(journeys, slowest) {
+        for journey in data.slowest.journeys() {
             text.push_str(&analysis::waterfall(journey, 60));
         }
     }
@@ -189,4 +343,102 @@ pub fn analysis_text(
         );
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journey::EngineConfig;
+
+    /// The fixture's journeys, and its events, through a tracker.
+    fn fixture() -> (crate::recording::Recording, Vec<Journey>, Tracker) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/nic-download/eth0-pip-download.trc");
+        let recording = crate::recording::Recording::read(&path).unwrap();
+        let mut tracker = Tracker::new(EngineConfig::from_recording(&recording.meta, true));
+        for event in &recording.events {
+            tracker.push_event(*event);
+        }
+        let mut journeys = Vec::new();
+        tracker.finish(&mut journeys);
+        (recording, journeys, tracker)
+    }
+
+    /// What the report gathers as journeys stream past is what the whole list gives:
+    /// breakdowns by name, log2 histograms, the slowest journeys, the reader switches; and
+    /// the text does not depend on how events and journeys were batched.
+    #[test]
+    fn gathered_as_they_stream_equals_the_whole_list() {
+        let (recording, journeys, tracker) = fixture();
+        assert!(journeys.len() > 20);
+        let mut data = ReportData::new(&recording.meta, 3);
+        data.events(&recording.events);
+        journeys.iter().for_each(|journey| data.journey(journey));
+        let sections = data.breakdowns.sections();
+        let whole = [
+            analysis::breakdown(&journeys, |j| j.dev.to_string()),
+            analysis::breakdown(&journeys, |j| {
+                j.irq_name.as_deref().unwrap_or("(none)").to_owned()
+            }),
+            analysis::breakdown(&journeys, |j| {
+                j.cpu_softirq.map_or("-".to_owned(), |cpu| cpu.to_string())
+            }),
+            analysis::breakdown(&journeys, |j| {
+                format!(
+                    "{}({})",
+                    j.comm.as_deref().unwrap_or("?"),
+                    j.pid.map_or("-".to_owned(), |pid| pid.to_string())
+                )
+            }),
+        ];
+        let summary = |groups: &BTreeMap<String, Histogram>| -> Vec<(String, u64, u64)> {
+            groups
+                .iter()
+                .map(|(name, h)| (name.clone(), h.count(), h.quantile(0.99).unwrap_or(0)))
+                .collect()
+        };
+        for ((title, streamed), whole) in sections.iter().zip(&whole) {
+            assert_eq!(summary(streamed), summary(whole), "by {title}");
+        }
+        let flows = analysis::breakdown(&journeys, analysis::flow_key);
+        assert_eq!(summary(&data.breakdowns.flows()), summary(&flows));
+        for stage in Stage::ALL {
+            assert_eq!(
+                data.log2[stage as usize].text(stage),
+                analysis::log2_histogram(&journeys, stage)
+            );
+        }
+        let slowest: Vec<u64> = analysis::slowest(&journeys, 3)
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        let kept: Vec<u64> = data.slowest.journeys().iter().map(|j| j.id).collect();
+        assert_eq!(kept, slowest);
+
+        // Batched differently (an event and a journey at a time), the same text.
+        let mut one_by_one = ReportData::new(&recording.meta, 3);
+        for event in &recording.events {
+            one_by_one.events(std::slice::from_ref(event));
+        }
+        journeys
+            .iter()
+            .for_each(|journey| one_by_one.journey(journey));
+        let text = data.text(1, &recording.meta, &tracker, None);
+        assert_eq!(one_by_one.text(1, &recording.meta, &tracker, None), text);
+        let readers: std::collections::HashSet<u32> =
+            journeys.iter().filter_map(|j| j.tid).collect();
+        let irqs = recording
+            .meta
+            .irqs
+            .iter()
+            .map(|irq| (irq.irq, irq.dev.clone()))
+            .collect();
+        let counts = EventCounts::count(&recording.events, &irqs, &readers);
+        assert!(!counts.switches.is_empty() && !counts.polls.is_empty());
+        for (tid, (voluntary, involuntary)) in &counts.switches {
+            let line =
+                format!("  tid {tid:<8} voluntary {voluntary:>6}  involuntary {involuntary:>6}");
+            assert!(text.contains(&line), "{line}");
+        }
+    }
 }

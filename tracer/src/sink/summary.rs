@@ -60,6 +60,15 @@ impl Histogram {
         self.max = self.max.max(value);
     }
 
+    /// Adds every value `other` recorded.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (count, more) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *count += more;
+        }
+        self.count += other.count;
+        self.max = self.max.max(other.max);
+    }
+
     /// Values recorded.
     pub fn count(&self) -> u64 {
         self.count
