@@ -167,11 +167,9 @@ const MEMORY_BOUND_MIB: u64 = 48;
 /// events as it may (`journey::reorder::MAX_HELD`, 20 MiB, and the queue's spare room).
 const STUCK_CLOCK_BOUND_MIB: u64 = 96;
 
-/// Runs the tracer (stdout discarded) and returns its peak RSS in MiB, from wait4.
-#[expect(
-    clippy::zombie_processes,
-    reason = "waited for with wait4, whose rusage holds the child's peak RSS"
-)]
+/// Runs the tracer (stdout discarded) and returns its peak RSS in MiB: VmHWM, its own
+/// memory since exec, read every few milliseconds until it ends. (wait4's ru_maxrss would
+/// not do: a spawned child's carries this test process's peak.)
 fn peak_rss_mib(args: &[&std::ffi::OsStr]) -> u64 {
     let mut child = Command::new(common::tracer_bin())
         .args(args)
@@ -181,18 +179,28 @@ fn peak_rss_mib(args: &[&std::ffi::OsStr]) -> u64 {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child, waited for once.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pointers to valid, writable locals.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        // Once it has exited the line is gone: the last value read stands.
+        let hwm = std::fs::read_to_string(&status_path)
+            .ok()
+            .and_then(|status| {
+                let line = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmHWM:"))?;
+                line.split_whitespace().next()?.parse::<u64>().ok()
+            });
+        peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     let stderr = reader.join().unwrap();
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "tracer {args:?}: status {status}: {stderr}"
-    );
-    usage.ru_maxrss as u64 / 1024
+    assert!(status.success(), "tracer {args:?}: {status}: {stderr}");
+    assert!(peak_kib > 0, "tracer {args:?}: no VmHWM read");
+    peak_kib / 1024
 }
 
 /// A recording of 2.4 M events (600 copies of the fixture, one after the other in time,

@@ -65,6 +65,7 @@ pub struct ReportOptions {
     pub slowest: usize,
     /// Also packets that never reached a socket.
     pub keep_unsocketed: bool,
+    /// Which journeys are shown and counted.
     pub filter: JourneyFilter,
 }
 
