@@ -45,6 +45,8 @@ enum Inner<R> {
     },
     /// The end was reached (or an error returned).
     Done(Option<Box<RecordingReader<R>>>),
+    /// The reader was lost with a thread that could not start.
+    Lost(PathBuf),
 }
 
 impl<R: Read + Send + 'static> EventBatches<R> {
@@ -78,7 +80,7 @@ impl<R: Read + Send + 'static> EventBatches<R> {
                 log::debug!("no decoding thread ({err}): decoding on this one");
                 match slot.lock().ok().and_then(|mut slot| slot.take()) {
                     Some(reader) => Inner::Here(reader),
-                    None => Inner::Done(None),
+                    None => Inner::Lost(path),
                 }
             }
         };
@@ -102,21 +104,21 @@ impl<R: Read> EventBatches<R> {
     pub fn next_batch(&mut self) -> Result<Option<&[Event]>, RecordError> {
         self.batch.clear();
         match &mut self.inner {
-            Inner::Here(reader) => match reader.next_events(&mut self.batch) {
-                Ok(true) => Ok(Some(&self.batch)),
-                Ok(false) => {
-                    let Inner::Here(reader) = std::mem::replace(&mut self.inner, Inner::Done(None))
-                    else {
-                        unreachable!("matched above")
-                    };
+            Inner::Here(reader) => {
+                match reader.next_events(&mut self.batch) {
+                    Ok(true) => return Ok(Some(&self.batch)),
+                    Ok(false) => {}
+                    Err(err) => {
+                        self.inner = Inner::Done(None);
+                        return Err(err);
+                    }
+                }
+                // The end: keep the reader for its trailer, or a second pass.
+                if let Inner::Here(reader) = std::mem::replace(&mut self.inner, Inner::Done(None)) {
                     self.inner = Inner::Done(Some(reader));
-                    Ok(None)
                 }
-                Err(err) => {
-                    self.inner = Inner::Done(None);
-                    Err(err)
-                }
-            },
+                Ok(None)
+            }
             Inner::Thread {
                 batches,
                 spare,
@@ -151,6 +153,11 @@ impl<R: Read> EventBatches<R> {
                     }
                 }
             }
+            Inner::Lost(path) => {
+                let path = std::mem::take(path);
+                self.inner = Inner::Done(None);
+                Err(RecordError::Decoder { path })
+            }
             Inner::Done(_) => Ok(None),
         }
     }
@@ -161,7 +168,7 @@ impl<R: Read> EventBatches<R> {
         match self.inner {
             Inner::Done(reader) => reader.map(|reader| *reader),
             Inner::Here(reader) => Some(*reader),
-            Inner::Thread { .. } => None,
+            Inner::Thread { .. } | Inner::Lost(_) => None,
         }
     }
 }

@@ -112,7 +112,8 @@ pub enum RecordError {
         offset: usize,
         reason: String,
     },
-    /// The thread decoding chunks ended without a word (it panicked).
+    /// The thread decoding chunks ended without a word (it panicked), or took the reader
+    /// with it when it could not start.
     #[error("{path}: the thread decoding the recording stopped unexpectedly")]
     Decoder { path: PathBuf },
 }
