@@ -61,6 +61,10 @@ enum Task {
         /// A shorter workload (CI-sized).
         #[arg(long)]
         quick: bool,
+        /// Only the offline section (recording size, report and export speed, memory and
+        /// linearity); the other sections of BENCHMARKS.md are kept as they are.
+        #[arg(long)]
+        offline: bool,
     },
     /// Set up (and cargo-fuzz), then fuzz recordings -> engine -> every sink with libFuzzer,
     /// seeded with the recorded fixtures; a crash or leak fails, its input kept in
@@ -119,13 +123,13 @@ fn run(task: Task) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, offline } => {
             setup()?;
             cargo(
                 &root,
                 &["build", "--release", "--quiet", "--package", "tracer"],
             )?;
-            bench::run(&root, quick)
+            bench::run(&root, quick, offline)
         }
         Task::Fuzz { seconds } => {
             setup()?;

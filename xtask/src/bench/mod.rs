@@ -1,152 +1,53 @@
 //! `cargo xtask bench`: numbers measured side by side in one run.
 //!
-//! Sections: recording size and offline decode speed (tracer record/report vs perf
-//! record/script on the same tracepoints), latency overhead on a UDP ping-pong
+//! Sections: recording size and offline analysis (`offline`: tracer record/report vs perf
+//! record/script on the same tracepoints, report's memory on a large recording, report and
+//! exports on one capture and five), latency overhead on a UDP ping-pong
 //! (`pingpong`), throughput overhead on a TCP stream (`stream`), each eBPF program's cost
 //! (bpf_stats), and the highest event rate held without loss with the CPU it costs (`rate`).
 
+mod offline;
 mod peers;
 mod pingpong;
 mod rate;
+mod replicate;
 mod stream;
 
-use std::{
-    fmt::Write as _,
-    path::Path,
-    process::{Command, Stdio},
-    time::Instant,
-};
+use std::{fmt::Write as _, path::Path, process::Command, time::Instant};
 
-use anyhow::{Context as _, bail};
-use peers::{Config, TRACEPOINTS, kill as libc_kill};
+use peers::{Config, TRACEPOINTS};
 
-struct Row {
-    what: &'static str,
-    tracer: f64,
-    perf: f64,
-    unit: &'static str,
-    better: &'static str,
-    target: &'static str,
-}
-
-pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
+/// Runs the benchmark and writes BENCHMARKS.md; `offline_only`: only the offline section
+/// (the others are kept as they were measured).
+pub fn run(root: &Path, quick: bool, offline_only: bool) -> anyhow::Result<()> {
     let tracer = root.join("target/release/tracer");
-    progress("checking sockperf, bpftrace, iperf3");
-    ensure_bench_tools()?;
-    progress("recording size and offline decode");
     let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let datagrams = if quick { 20_000 } else { 100_000 };
-    let runs = if quick { 3 } else { 5 };
-    let workload = |tracer: &Path| -> Command {
-        // A loopback UDP exchange with a blocked reader, as fast as it goes.
-        let mut command = Command::new("sh");
-        command.args([
-            "-c",
-            &format!(
-                "echo go | {} traffic --count {datagrams} --gap-ms 0 || true",
-                tracer.display()
-            ),
-        ]);
-        command
-    };
-
-    // Recording size: tracer record, then perf record, around the same workload.
-    let trace = dir.join("bench.trc");
-    let recorder = Command::new(&tracer)
-        .args(["record", "-o", trace.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting tracer record")?;
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let status = workload(&tracer).status()?;
-    if !status.success() {
-        bail!("workload failed");
+    let command = format!(
+        "cargo xtask bench{}{}",
+        if quick { " --quick" } else { "" },
+        if offline_only { " --offline" } else { "" }
+    );
+    if offline_only {
+        progress("recording size and offline analysis");
+        let offline = offline::measure(&tracer, &dir, quick)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = root.join("BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let section = format!(
+            "{}\nThis section: `{command}` on {}.\n",
+            offline.text()?,
+            date()?
+        );
+        let text = replace_section(&old, OFFLINE_TITLES, &section);
+        println!("{section}");
+        std::fs::write(path, text)?;
+        return Ok(());
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc_kill(recorder.id() as i32, 2) };
-    let output = recorder.wait_with_output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let events: f64 = stderr
-        .split("recorded ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("tracer record said: {stderr}"))?;
-    let tracer_bytes = std::fs::metadata(&trace)?.len() as f64;
-
-    let perf_data = dir.join("perf.data");
-    let mut perf = Command::new("perf");
-    perf.args(["record", "-q", "-a", "-o", perf_data.to_str().unwrap()]);
-    for tracepoint in TRACEPOINTS {
-        perf.args(["-e", tracepoint]);
-    }
-    let mut workload_command = workload(&tracer);
-    perf.arg("--")
-        .arg(workload_command.get_program())
-        .args(workload_command.get_args());
-    let status = perf
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running perf record")?;
-    if !status.success() {
-        bail!("perf record failed");
-    }
-    let _ = &mut workload_command;
-    let perf_bytes = std::fs::metadata(&perf_data)?.len() as f64;
-    let perf_events = Command::new("sh")
-        .args([
-            "-c",
-            &format!("perf script -i {} 2>/dev/null | wc -l", perf_data.display()),
-        ])
-        .output()?;
-    let perf_events: f64 = String::from_utf8_lossy(&perf_events.stdout)
-        .trim()
-        .parse()?;
-
-    // Decode speed: median wall time of several runs each.
-    let median = |mut command: Command| -> anyhow::Result<f64> {
-        let mut times = Vec::new();
-        for _ in 0..runs {
-            let started = Instant::now();
-            let status = command
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?;
-            if !status.success() {
-                bail!("{command:?} failed");
-            }
-            times.push(started.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
-    };
-    let mut report = Command::new(&tracer);
-    report.args(["report", trace.to_str().unwrap(), "--slowest", "0"]);
-    let report_secs = median(report)?;
-    let mut script = Command::new("perf");
-    script.args(["script", "-i", perf_data.to_str().unwrap()]);
-    let script_secs = median(script)?;
-
-    let rows = [
-        Row {
-            what: "bytes per event on disk",
-            tracer: tracer_bytes / events,
-            perf: perf_bytes / perf_events,
-            unit: "B",
-            better: "lower",
-            target: "<= 16",
-        },
-        Row {
-            what: "offline decode (report / perf script), events/s, 1 core",
-            tracer: events / report_secs,
-            perf: perf_events / script_secs,
-            unit: "ev/s",
-            better: "higher",
-            target: ">= 10 M",
-        },
-    ];
+    progress("checking sockperf, bpftrace, iperf3");
+    ensure_bench_tools()?;
+    progress("recording size and offline analysis");
+    let offline = offline::measure(&tracer, &dir, quick)?;
     let pingpong = pingpong::measure(&tracer, &dir, quick)?;
     progress("TCP stream (iperf3)");
     let stream = stream::measure(&tracer, &dir, quick)?;
@@ -165,11 +66,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
                 .map(|model| model.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let date = Command::new("date")
-        .arg("-u")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())?;
-    let command = format!("cargo xtask bench{}", if quick { " --quick" } else { "" });
+    let date = date()?;
     let mut text = String::new();
     writeln!(text, "# Benchmarks\n")?;
     writeln!(
@@ -180,34 +77,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
          (the default).\n",
         kernel.trim(),
     )?;
-    writeln!(text, "## Recording size and offline decode\n")?;
-    writeln!(
-        text,
-        "Workload: {datagrams} loopback UDP datagrams sent as fast as possible to a reader blocked in recv() \
-         (`tracer traffic`). tracer recorded {events:.0} events ({tracer_bytes:.0} bytes), perf {perf_events:.0} \
-         events ({perf_bytes:.0} bytes) with the same {} tracepoints (`perf record -a`). Speeds are medians of \
-         {runs} runs on one core.\n",
-        TRACEPOINTS.len()
-    )?;
-    writeln!(
-        text,
-        "| measure | tracer | perf | tracer / perf | better | target |"
-    )?;
-    writeln!(text, "|---|---:|---:|---:|---|---|")?;
-    for row in &rows {
-        writeln!(
-            text,
-            "| {} | {} {} | {} {} | {:.2} | {} | {} |",
-            row.what,
-            human(row.tracer),
-            row.unit,
-            human(row.perf),
-            row.unit,
-            row.tracer / row.perf,
-            row.better,
-            row.target
-        )?;
-    }
+    text.push_str(&offline.text()?);
     writeln!(
         text,
         "\n## Latency overhead on a loopback UDP ping-pong (sockperf, 64 B)\n"
@@ -320,6 +190,33 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     std::fs::write(root.join("BENCHMARKS.md"), &text)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Titles the offline section had (the first is this one's): `--offline` replaces it.
+const OFFLINE_TITLES: &[&str] = &[
+    "## Recording size and offline analysis",
+    "## Recording size and offline decode",
+];
+
+/// `old` with the section under one of `titles` (up to the next `## `) replaced by
+/// `section`, or with `section` appended when there is none.
+fn replace_section(old: &str, titles: &[&str], section: &str) -> String {
+    let Some(start) = titles
+        .iter()
+        .find_map(|title| old.find(&format!("{title}\n")))
+    else {
+        return format!("{old}\n{section}");
+    };
+    let rest = &old[start + 2..];
+    let end = rest
+        .find("\n## ")
+        .map_or(old.len(), |at| start + 2 + at + 1);
+    format!("{}{section}\n{}", &old[..start], &old[end..])
+}
+
+fn date() -> anyhow::Result<String> {
+    let out = Command::new("date").arg("-u").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Installs the peers the benchmark compares against (only the benchmark needs them).
