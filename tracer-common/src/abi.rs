@@ -50,11 +50,16 @@ pub const SKB_DATA_OFF: &str = "SKB_DATA_OFF";
 /// the sock_recv_length program then reports the socket's read point.
 pub const TCP_COPIED_SEQ_OFF: &str = "TCP_COPIED_SEQ_OFF";
 
+/// `[FlowOp; MAX_FLOW_OPS]`: the compiled flow filter ([`crate::flow`]).
+pub const FLOW_OPS: &str = "FLOW_OPS";
+/// `u32`: operations in `FLOW_OPS`; 0 = no flow filter (every packet is selected).
+pub const FLOW_LEN: &str = "FLOW_LEN";
+
 /// A struct offset global's value when BTF did not give the field.
 pub const NO_OFFSET: u32 = u32::MAX;
 
 /// Every global user space sets.
-pub const GLOBAL_NAMES: [&str; 11] = [
+pub const GLOBAL_NAMES: [&str; 13] = [
     OFFSETS,
     FILTER_TGID,
     IGNORE_TGIDS,
@@ -66,6 +71,8 @@ pub const GLOBAL_NAMES: [&str; 11] = [
     WAKEUP_BYTES,
     SKB_DATA_OFF,
     TCP_COPIED_SEQ_OFF,
+    FLOW_OPS,
+    FLOW_LEN,
 ];
 
 /// Value of the `FILTER_CPU` global that means "every CPU".

@@ -12,7 +12,35 @@ pub mod record;
 use std::time::Duration;
 
 use clap::Args;
-use tracer::probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions};
+use tracer::{
+    flow::FlowFilter,
+    probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions},
+};
+
+/// Which packets to trace: a filter expression (tcpdump's syntax) and `--port`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct FlowArgs {
+    /// Trace only packets this expression selects, in tcpdump's syntax for a 5-tuple: tcp,
+    /// udp, icmp, icmp6, ip, ip6, [src|dst] host ADDR, [src|dst] net CIDR, [src|dst] port N,
+    /// [src|dst] portrange A-B, and/or/not, parentheses (and/or bind equally, left to
+    /// right, as in tcpdump). Evaluated in the kernel on each packet (needs kernel BTF):
+    /// nothing of another packet is emitted, not even its reader's wakeup. E.g.
+    /// 'tcp and dst port 6379'.
+    #[arg(value_name = "FILTER", num_args = 0..)]
+    pub filter: Vec<String>,
+    /// Only packets from or to port N (shorthand for the expression `port N`; repeatable,
+    /// joined with `or`, and with `and` to an expression).
+    #[arg(long, value_name = "N")]
+    pub port: Vec<u16>,
+}
+
+impl FlowArgs {
+    /// The filter, or `None` when none is given; a bad expression is an error that says
+    /// where.
+    pub fn flow(&self) -> anyhow::Result<Option<FlowFilter>> {
+        Ok(tracer::flow::from_args(&self.filter, &self.port)?)
+    }
+}
 
 /// Filters applied in the kernel, before an event is emitted.
 #[derive(Clone, Debug, Args)]
@@ -34,6 +62,8 @@ pub struct FilterArgs {
     pub without_btf: bool,
     #[command(flatten)]
     pub ring: RingArgs,
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 /// How events travel from the kernel to us.
@@ -50,15 +80,16 @@ pub struct RingArgs {
 
 impl FilterArgs {
     /// The probe options these filters ask for.
-    pub fn probe_options(&self, verbose: bool) -> ProbeOptions {
-        ProbeArgs {
+    pub fn probe_options(&self, verbose: bool) -> anyhow::Result<ProbeOptions> {
+        Ok(ProbeArgs {
             pid: self.pid,
             cpu: self.cpu,
             without: &self.without,
             without_btf: self.without_btf,
             ring: &self.ring,
+            flow: self.flow.flow()?,
         }
-        .options(false, verbose)
+        .options(false, verbose))
     }
 }
 
@@ -70,6 +101,7 @@ pub struct ProbeArgs<'a> {
     pub without: &'a [String],
     pub without_btf: bool,
     pub ring: &'a RingArgs,
+    pub flow: Option<FlowFilter>,
 }
 
 impl ProbeArgs<'_> {
@@ -84,6 +116,7 @@ impl ProbeArgs<'_> {
             ring_bytes: self.ring.ring_size,
             kernel_log: verbose,
             batch_wakeups: !self.ring.wakeup_per_event,
+            flow: self.flow.clone(),
         }
     }
 
@@ -135,9 +168,13 @@ pub fn duration_arg(text: &str) -> Result<Duration, String> {
     duration::parse(text)
 }
 
-/// Exit status for an error: 2 when tracing is impossible (permissions), 130 for a replay
-/// stopped by a signal (as a shell reports Ctrl-C), else 1.
+/// Exit status for an error: 2 when tracing is impossible (permissions) or the filter
+/// expression is bad (a usage error, as clap's), 130 for a replay stopped by a signal (as a
+/// shell reports Ctrl-C), else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<tracer::flow::ArgsError>().is_some() {
+        return 2;
+    }
     if err
         .downcast_ref::<tracer::session::replay::Interrupted>()
         .is_some()

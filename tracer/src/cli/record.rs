@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 use tracer::{journey::JourneyFilter, session::replay};
 
-use super::{ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
+use super::{FlowArgs, ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
 
 /// Options of `tracer record`.
 #[derive(Clone, Debug, Args)]
@@ -29,6 +29,8 @@ pub struct RecordArgs {
     pub without_btf: bool,
     #[command(flatten)]
     pub ring: RingArgs,
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 /// Options of `tracer report`.
@@ -57,6 +59,10 @@ pub struct ReportArgs {
     /// Draw this many of the slowest journeys as waterfalls.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub slowest: usize,
+    /// Journeys of the packets this expression selects (as for `live`, evaluated on the
+    /// journeys' addresses and ports).
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
@@ -66,6 +72,7 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         without: &args.without,
         without_btf: args.without_btf,
         ring: &args.ring,
+        flow: args.flow.flow()?,
     }
     .journeys(verbose);
     tracer::session::record::record(&options, &args.output, args.duration).await
@@ -84,6 +91,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
                 comm: args.comm.clone(),
                 dev: args.dev.clone(),
                 cpu: None,
+                flow: args.flow.flow()?,
             },
         },
     )
@@ -114,6 +122,9 @@ pub struct ExportArgs {
     /// Also packets that never reached a socket.
     #[arg(long)]
     pub all: bool,
+    /// Journeys of the packets this expression selects (as for `report`).
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
@@ -122,5 +133,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         ExportFormat::Jsonl => replay::Export::Jsonl,
         ExportFormat::Csv => replay::Export::Csv,
     };
-    replay::export(&args.file, format, &args.output, args.all)
+    let filter = JourneyFilter {
+        flow: args.flow.flow()?,
+        ..JourneyFilter::default()
+    };
+    replay::export(&args.file, format, &args.output, args.all, &filter)
 }

@@ -13,6 +13,7 @@ use aya::{
 use tracer_common::{
     ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS, abi,
     abi::recv_tasks::INSIDE,
+    flow::{FlowOp, MAX_FLOW_OPS},
 };
 
 use super::{ProbeError, ProbeOptions};
@@ -117,6 +118,33 @@ impl Probes {
                 }
             }
         };
+        // The flow filter: judged on the headers netif_receive_skb reads.
+        let mut flow_ops = [FlowOp::ZERO; MAX_FLOW_OPS];
+        let mut flow_len = 0u32;
+        if let Some(flow) = &options.flow {
+            if struct_offsets.skb_data.is_none() {
+                return Err(ProbeError::FlowNeedsBtf(
+                    btf_unavailable
+                        .clone()
+                        .unwrap_or_else(|| "no sk_buff.data in kernel BTF".to_owned()),
+                ));
+            }
+            if !layout.has(EventKind::NetifReceiveSkb) {
+                let why = layout
+                    .unavailable
+                    .iter()
+                    .find(|(kind, _)| *kind == EventKind::NetifReceiveSkb)
+                    .map_or_else(|| "left out".to_owned(), |(_, why)| why.to_string());
+                return Err(ProbeError::FlowNeedsTracepoint(
+                    "net:netif_receive_skb",
+                    why,
+                ));
+            }
+            for (slot, op) in flow_ops.iter_mut().zip(flow.ops()) {
+                *slot = *op;
+            }
+            flow_len = flow.ops().len() as u32;
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global(abi::OFFSETS, &layout.offsets, true)
             .override_global(abi::FILTER_TGID, &filter_tgid, true)
@@ -137,6 +165,8 @@ impl Probes {
                 &struct_offsets.tcp_copied_seq.unwrap_or(abi::NO_OFFSET),
                 true,
             )
+            .override_global(abi::FLOW_OPS, &flow_ops, true)
+            .override_global(abi::FLOW_LEN, &flow_len, true)
             .map_max_entries(abi::EVENTS, options.ring_bytes)
             .load(EBPF_OBJECT)?;
 

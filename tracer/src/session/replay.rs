@@ -165,13 +165,14 @@ pub fn open_recording(file: &Path) -> anyhow::Result<Recording> {
     Ok(recording)
 }
 
-/// Writes a recording's journeys to `output` as `format`; `keep_unsocketed`: also packets that
-/// never reached a socket.
+/// Writes a recording's journeys that `filter` keeps to `output` as `format`;
+/// `keep_unsocketed`: also packets that never reached a socket.
 pub fn export(
     file: &Path,
     format: Export,
     output: &Path,
     keep_unsocketed: bool,
+    filter: &JourneyFilter,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     catch_stop_signals();
@@ -194,6 +195,7 @@ pub fn export(
         tracker.advance(None, &mut journeys);
     }
     tracker.finish(&mut journeys);
+    journeys.retain(|journey| filter.keeps(journey));
     let bytes = match format {
         Export::Perfetto => perfetto_trace(&recording, &journeys),
         Export::Jsonl => {
