@@ -72,6 +72,19 @@ pub(crate) static FLOW_OPS: [FlowOp; MAX_FLOW_OPS] = [FlowOp::ZERO; MAX_FLOW_OPS
 #[unsafe(no_mangle)]
 pub(crate) static FLOW_LEN: u32 = 0;
 
+/// Offset of `struct task_struct.nsproxy` (kernel BTF), or `NO_OFFSET`: with the next two,
+/// the recv-family exits report the reader's network namespace inode.
+#[unsafe(no_mangle)]
+pub(crate) static TASK_NSPROXY_OFF: u32 = NO_OFFSET;
+
+/// Offset of `struct nsproxy.net_ns` (kernel BTF), or `NO_OFFSET`.
+#[unsafe(no_mangle)]
+pub(crate) static NSPROXY_NET_NS_OFF: u32 = NO_OFFSET;
+
+/// Offset of `net.ns.inum` in `struct net` (kernel BTF), or `NO_OFFSET`.
+#[unsafe(no_mangle)]
+pub(crate) static NET_NS_INUM_OFF: u32 = NO_OFFSET;
+
 /// Reads a `u32` global.
 #[inline(always)]
 pub(crate) fn global_u32(value: &u32) -> u32 {

@@ -8,8 +8,8 @@
 //!
 //! Modules: [`globals`] (set by user space before load), [`maps`], [`filter`] (which events
 //! to keep), [`flow`] (the flow filter and the context it holds back), [`fields`]
-//! (reading the tracepoint record), [`emit`] (the ring buffer), and
-//! [`programs`], one file per domain.
+//! (reading the tracepoint record), [`emit`] (the ring buffer), [`headers`] and [`reader`]
+//! (kernel structs read through BTF offsets), and [`programs`], one file per domain.
 //!
 //! Adding a program for tracepoint `cat:name`:
 //! 1. `tracer-common/src/event.rs`: append a row to the `event_kinds!` table with the next
@@ -32,6 +32,7 @@ mod globals;
 mod headers;
 mod maps;
 mod programs;
+mod reader;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -14,6 +14,7 @@ use crate::{
     filter::{Here, context_passes, here, ignored},
     globals::{FILTER_TGID, SOCKET_READS_ONLY, global_u32, journey_mode},
     maps::{FILTER_TIDS, filtered_tid, set_reading, take_reading},
+    reader::fill_reader,
 };
 
 /// Marks the current thread as inside a recv-family or wait syscall (`RECV_TASKS`). Returns
@@ -97,6 +98,7 @@ syscall_program!(
 // syscalls:sys_exit_recvfrom
 syscall_program!(sys_exit_recvfrom, SysExitRecvfrom, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvfromRet);
+    fill_reader(ev);
 });
 
 // syscalls:sys_enter_recvmsg
@@ -107,6 +109,7 @@ syscall_program!(sys_enter_recvmsg, SysEnterRecvmsg, enter_recv, |ctx, ev| {
 // syscalls:sys_exit_recvmsg
 syscall_program!(sys_exit_recvmsg, SysExitRecvmsg, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvmsgRet);
+    fill_reader(ev);
 });
 
 // syscalls:sys_enter_recvmmsg
@@ -123,6 +126,7 @@ syscall_program!(
 // syscalls:sys_exit_recvmmsg
 syscall_program!(sys_exit_recvmmsg, SysExitRecvmmsg, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvmmsgRet);
+    fill_reader(ev);
 });
 
 // syscalls:sys_enter_read
@@ -134,6 +138,7 @@ syscall_program!(sys_enter_read, SysEnterRead, enter_recv, |ctx, ev| {
 // syscalls:sys_exit_read
 syscall_program!(sys_exit_read, SysExitRead, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitReadRet);
+    fill_reader(ev);
 });
 
 // syscalls:sys_enter_readv
@@ -145,4 +150,5 @@ syscall_program!(sys_enter_readv, SysEnterReadv, enter_recv, |ctx, ev| {
 // syscalls:sys_exit_readv
 syscall_program!(sys_exit_readv, SysExitReadv, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitReadvRet);
+    fill_reader(ev);
 });

@@ -167,6 +167,21 @@ impl Probes {
             )
             .override_global(abi::FLOW_OPS, &flow_ops, true)
             .override_global(abi::FLOW_LEN, &flow_len, true)
+            .override_global(
+                abi::TASK_NSPROXY_OFF,
+                &struct_offsets.task_nsproxy.unwrap_or(abi::NO_OFFSET),
+                true,
+            )
+            .override_global(
+                abi::NSPROXY_NET_NS_OFF,
+                &struct_offsets.nsproxy_net_ns.unwrap_or(abi::NO_OFFSET),
+                true,
+            )
+            .override_global(
+                abi::NET_NS_INUM_OFF,
+                &struct_offsets.net_ns_inum.unwrap_or(abi::NO_OFFSET),
+                true,
+            )
             .map_max_entries(abi::EVENTS, options.ring_bytes)
             .load(EBPF_OBJECT)?;
 

@@ -60,6 +60,10 @@ pub struct Metadata {
     /// Tracepoints not attached, with the reason.
     #[serde(default)]
     pub skipped: BTreeMap<String, String>,
+    /// The cgroup v2 hierarchy at the start, id -> path (`host::cgroup::snapshot`): names the
+    /// readers' cgroups offline. Empty in older recordings.
+    #[serde(default)]
+    pub cgroups: BTreeMap<u64, String>,
 }
 
 impl Metadata {

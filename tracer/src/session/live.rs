@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use super::{Session, coverage};
 use crate::{
-    host::{clock, irqmap::IrqMap, procfs},
+    host::{cgroup::CgroupSource, clock, irqmap::IrqMap, procfs},
     journey::{Degraded, EngineConfig, EngineStats, Journey, JourneyFilter, Tracker},
     probe::{ProbeOptions, Probes},
     recording::{Writer, capture},
@@ -71,6 +71,7 @@ pub async fn follow(
         degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
         max_open: 0,
         readers: output.filter.readers(),
+        cgroups: CgroupSource::Live,
     };
     let mut tracker = Tracker::new(config);
     let mut recorder = match &output.record {
