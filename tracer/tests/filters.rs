@@ -289,6 +289,34 @@ fn report_and_export_apply_the_filter_to_a_recording() {
     assert_eq!(four.len(), 5, "the five IPv4 datagrams: {four:?}");
     assert!(four.iter().all(|j| j["daddr"] == "127.0.0.1"));
 
+    // The text report names both flows among its top flows, each with its stages.
+    let out = Command::new(tracer_bin())
+        .args(["report", recording.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let top = text
+        .split("== top flows by p99 total")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no top flows in the report:\n{text}"));
+    for port in [
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    ] {
+        assert!(
+            top.contains(&format!(":{port} "))
+                || top.contains(&format!(":{port}\n"))
+                || top.contains(&format!("]:{port}")),
+            "flow to port {port} in:\n{top}"
+        );
+    }
+    assert!(top.contains("p50 by stage: softirq_wait"), "{top}");
+
     let csv = dir.path().join("six.csv");
     let out = Command::new(tracer_bin())
         .args(["export", recording.to_str().unwrap(), "-f", "csv", "-o"])
@@ -317,4 +345,23 @@ fn a_bad_expression_is_one_line_pointing_at_the_token() {
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("column 18"), "{stderr}");
     assert!(stderr.contains("'http'"), "{stderr}");
+}
+
+#[test]
+fn a_filter_without_kernel_btf_is_refused_with_the_reason() {
+    let Some(_serial) = kernel_test("a_filter_without_kernel_btf_is_refused_with_the_reason")
+    else {
+        return;
+    };
+    let out = Command::new(tracer_bin())
+        .args(["live", "--without-btf", "-d", "1s", "udp port 53"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a filter cannot run without headers");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("filter expression needs") && last.contains("BTF"),
+        "one line saying why: {stderr}"
+    );
 }

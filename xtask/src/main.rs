@@ -61,6 +61,9 @@ enum Task {
         /// A shorter workload (CI-sized).
         #[arg(long)]
         quick: bool,
+        /// Run one section only and print it (BENCHMARKS.md is left alone): `filtered`.
+        #[arg(long, value_name = "SECTION")]
+        only: Option<String>,
     },
     /// Set up (and cargo-fuzz), then fuzz recordings -> engine -> every sink with libFuzzer,
     /// seeded with the recorded fixtures; a crash or leak fails, its input kept in
@@ -119,13 +122,13 @@ fn run(task: Task) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, only } => {
             setup()?;
             cargo(
                 &root,
                 &["build", "--release", "--quiet", "--package", "tracer"],
             )?;
-            bench::run(&root, quick)
+            bench::run(&root, quick, only.as_deref())
         }
         Task::Fuzz { seconds } => {
             setup()?;

@@ -12,6 +12,7 @@ use crate::{
     emit::emit,
     fields::field,
     filter::{Here, context_passes, here, ignored},
+    flow,
     globals::{FILTER_TGID, SOCKET_READS_ONLY, global_u32, journey_mode},
     maps::{FILTER_TIDS, filtered_tid, set_reading, take_reading},
     reader::fill_reader,
@@ -48,7 +49,9 @@ macro_rules! syscall_program {
         pub fn $name($ctx: TracePointContext) -> u32 {
             let here = here();
             let journey_wants = $track(&here);
-            if context_passes(&here) && (journey_wants || !journey_mode()) {
+            // With a flow filter, event mode too keeps only the exits of selected reads.
+            let all = !journey_mode() && !flow::active();
+            if context_passes(&here) && (journey_wants || all) {
                 emit(&here, EventKind::$kind, |$ev| $fill);
             }
             0

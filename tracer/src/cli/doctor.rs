@@ -129,8 +129,9 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
             "BTF",
             0,
             format!(
-                "present ({}): packet headers (protocol, TCP flags, payload, sequence numbers) \
-                 and TCP read points (tcp_sock.copied_seq); sk_buff.data at {}, copied_seq at {}",
+                "present ({}): packet headers (flows, protocol, TCP flags, payload, sequence \
+                 numbers, filter expressions in the kernel) and TCP read points \
+                 (tcp_sock.copied_seq); sk_buff.data at {}, copied_seq at {}",
                 tracer::host::btf::VMLINUX,
                 offsets.skb_data.unwrap_or_default(),
                 offsets.tcp_copied_seq.unwrap_or_default(),
@@ -141,12 +142,12 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
             "BTF",
             1,
             format!(
-                "present, but without {}: TCP journeys follow byte counts, control segments are \
-                 told by tcp_probe alone (docs/tcp.md)",
+                "present, but without {}",
                 if offsets.skb_data.is_none() {
-                    "sk_buff.data"
+                    "sk_buff.data: no flows (addresses, ports), no filter expressions, TCP \
+                     journeys follow byte counts (docs/tcp.md)"
                 } else {
-                    "tcp_sock.copied_seq"
+                    "tcp_sock.copied_seq: TCP journeys follow byte counts (docs/tcp.md)"
                 }
             ),
         ),
@@ -155,8 +156,9 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
             "BTF",
             1,
             format!(
-                "{err}: no packet headers and no TCP read points; TCP journeys follow byte \
-                 counts (docs/tcp.md); tracepoint offsets still come from tracefs"
+                "{err}: no packet headers (no flows, no filter expressions) and no TCP read \
+                 points; TCP journeys follow byte counts (docs/tcp.md); tracepoint offsets \
+                 still come from tracefs"
             ),
         ),
     }

@@ -88,9 +88,10 @@ impl Probes {
         for (slot, tgid) in ignore.iter_mut().zip(&ignored) {
             *slot = *tgid;
         }
-        // Journey mode keeps a recv-family exit only when sock_recv_length saw the call read
-        // a socket; without that tracepoint every exit must go out.
-        let socket_reads_only = options.journey_mode && layout.has(EventKind::SockRecvLength);
+        // Journey mode (and a flow filter) keeps a recv-family exit only when sock_recv_length
+        // saw the call read a (selected) socket; without that tracepoint every exit goes out.
+        let socket_reads_only = (options.journey_mode || options.flow.is_some())
+            && layout.has(EventKind::SockRecvLength);
         // Journey mode keeps only network devices' interrupts, when we can tell which they are.
         let net_irqs = if options.journey_mode {
             net_irq_bitmap(

@@ -77,6 +77,23 @@ pub fn flow_key(journey: &Journey) -> String {
     super::text::flow(journey).map_or(String::new(), |flow| format!("{} {flow}", journey.proto))
 }
 
+/// Per stage (journey order, total excluded), the median of one group's journeys; `None`
+/// for a stage none of them measured.
+pub fn stage_medians(journeys: &[&Journey]) -> Vec<(Stage, Option<u64>)> {
+    Stage::ALL
+        .iter()
+        .filter(|stage| **stage != Stage::Total)
+        .map(|stage| {
+            let mut values: Vec<u64> = journeys
+                .iter()
+                .filter_map(|journey| journey.stages_ns.get(*stage))
+                .collect();
+            values.sort_unstable();
+            (*stage, values.get(values.len() / 2).copied())
+        })
+        .collect()
+}
+
 /// Journeys grouped by a key, with the histogram of their totals.
 pub fn breakdown(
     journeys: &[Journey],
@@ -240,6 +257,27 @@ mod tests {
             poll.starts_with(&format!("  poll          {}█", " ".repeat(10))),
             "{drawn}"
         );
+    }
+
+    #[test]
+    fn stage_medians_take_the_middle_of_each_measured_stage() {
+        let journeys: Vec<Journey> = [100u64, 300, 200]
+            .iter()
+            .map(|poll| {
+                let mut journey = Journey::default();
+                journey.stages_ns.poll = Some(*poll);
+                journey
+            })
+            .collect();
+        let refs: Vec<&Journey> = journeys.iter().collect();
+        let medians = stage_medians(&refs);
+        assert_eq!(
+            medians.len(),
+            Stage::ALL.len() - 1,
+            "every stage but the total"
+        );
+        assert!(medians.contains(&(Stage::Poll, Some(200))));
+        assert!(medians.contains(&(Stage::Stack, None)));
     }
 
     #[test]

@@ -138,7 +138,18 @@ pub fn analysis_text(
             "\n== top flows by p99 total (of {}): journeys, total p50 / p99 / max ==",
             top.len()
         );
-        for (flow, p99, histogram) in top.into_iter().take(TOP_FLOWS) {
+        top.truncate(TOP_FLOWS);
+        // One pass gathers the journeys of the flows shown.
+        let mut members: std::collections::HashMap<&str, Vec<&Journey>> = top
+            .iter()
+            .map(|(flow, ..)| (flow.as_str(), Vec::new()))
+            .collect();
+        for journey in journeys {
+            if let Some(group) = members.get_mut(analysis::flow_key(journey).as_str()) {
+                group.push(journey);
+            }
+        }
+        for (flow, p99, histogram) in top {
             let p50 = histogram.quantile(0.5).map_or("-".to_owned(), human_ns);
             let _ = writeln!(
                 text,
@@ -148,6 +159,15 @@ pub fn analysis_text(
                 human_ns(p99),
                 human_ns(histogram.max())
             );
+            // Where this flow's time goes: the median of each stage.
+            let group = members.get(flow.as_str()).map_or(&[][..], Vec::as_slice);
+            let stages: Vec<String> = analysis::stage_medians(group)
+                .into_iter()
+                .filter_map(|(stage, median)| {
+                    Some(format!("{} {}", stage.name(), human_ns(median?)))
+                })
+                .collect();
+            let _ = writeln!(text, "    p50 by stage: {}", stages.join(", "));
         }
     }
     if slowest > 0 {

@@ -3,8 +3,10 @@
 //! Sections: recording size and offline decode speed (tracer record/report vs perf
 //! record/script on the same tracepoints), latency overhead on a UDP ping-pong
 //! (`pingpong`), throughput overhead on a TCP stream (`stream`), each eBPF program's cost
-//! (bpf_stats), and the highest event rate held without loss with the CPU it costs (`rate`).
+//! (bpf_stats), the highest event rate held without loss with the CPU it costs (`rate`), and
+//! a flood of another port while a flow filter selects a quiet one (`filtered`).
 
+mod filtered;
 mod peers;
 mod pingpong;
 mod rate;
@@ -29,8 +31,19 @@ struct Row {
     target: &'static str,
 }
 
-pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
+pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
     let tracer = root.join("target/release/tracer");
+    if let Some(section) = only {
+        let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let text = match section {
+            "filtered" => filtered_section(&filtered::measure(&tracer, &dir, quick)?)?,
+            other => bail!("no bench section {other:?}; sections: filtered"),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        println!("{text}");
+        return Ok(());
+    }
     progress("checking sockperf, bpftrace, iperf3");
     ensure_bench_tools()?;
     progress("recording size and offline decode");
@@ -152,6 +165,8 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let stream = stream::measure(&tracer, &dir, quick)?;
     progress("event rate steps");
     let (rate_seconds, steps) = rate::measure(&tracer, &dir, quick)?;
+    progress("a flood while filtering for a quiet port");
+    let filtered = filtered::measure(&tracer, &dir, quick)?;
     progress("done");
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -316,10 +331,49 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
             step.cpu_ns_per_event(),
         )?;
     }
+    text.push_str(&filtered_section(&filtered)?);
     println!("{text}");
     std::fs::write(root.join("BENCHMARKS.md"), &text)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The section of the flood while a flow filter selects a quiet port.
+fn filtered_section(filtered: &filtered::Filtered) -> anyhow::Result<String> {
+    let mut text = String::new();
+    writeln!(
+        text,
+        "\n## A flood of one port while filtering for another\n\n\
+         `tracer traffic` floods a loopback UDP port for {} s, {} round(s) per configuration, \
+         alternated: untraced, `tracer live --json` unfiltered, and `tracer live --json '{}'` (a \
+         port nothing is sent to: every event read is the flood leaking through). Datagrams are \
+         the kernel's count (/proc/net/snmp Udp InDatagrams + InErrors); events and CPU are the \
+         tracer's. Target: at most 1 event per 1,000 flood datagrams with the filter.\n\n\
+         | configuration | flood datagrams/s | ratio | events read/s | events per 1,000 datagrams | lost | tracer CPU |\n\
+         |---|---:|---:|---:|---:|---:|---:|",
+        filtered.seconds,
+        filtered.rounds,
+        filtered::FILTER,
+    )?;
+    let base = filtered.untraced.datagrams_per_second();
+    for (name, figures, traced) in [
+        ("no tracer", &filtered.untraced, false),
+        ("tracer live, unfiltered", &filtered.unfiltered, true),
+        ("tracer live, filtered", &filtered.filtered, true),
+    ] {
+        let dash = |value: String| if traced { value } else { "-".to_owned() };
+        writeln!(
+            text,
+            "| {name} | {} | {:.3} | {} | {} | {} | {} |",
+            human(figures.datagrams_per_second()),
+            figures.datagrams_per_second() / base.max(1e-9),
+            dash(human(figures.events_per_second())),
+            dash(format!("{:.3}", figures.events_per_thousand())),
+            dash(figures.lost.to_string()),
+            dash(format!("{:.1}%", figures.cpu_percent())),
+        )?;
+    }
+    Ok(text)
 }
 
 /// Installs the peers the benchmark compares against (only the benchmark needs them).
