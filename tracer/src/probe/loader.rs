@@ -316,11 +316,17 @@ impl Probes {
     }
 }
 
-/// Tracepoints the journey engine never reads: journey mode does not attach them, since each
-/// would run a program per packet for an event thrown away. net:netif_rx only repeats
+/// Tracepoints no journey stage needs: journey mode does not attach them, since each would
+/// run a program per packet for an event thrown away. net:netif_rx only repeats
 /// netif_receive_skb's skb earlier on loopback/veth; skb:skb_copy_datagram_iovec is covered by
-/// sock_recv_length and the syscall exit.
-pub const JOURNEY_UNUSED: [EventKind; 2] = [EventKind::NetifRx, EventKind::SkbCopyDatagramIovec];
+/// sock_recv_length and the syscall exit; sched:sched_wakeup only stamps `ts.wakeup` (the
+/// runqueue stage runs from sched_waking to the switch), so live journeys leave it null and
+/// `tracer events` still shows it.
+pub const JOURNEY_UNUSED: [EventKind; 3] = [
+    EventKind::NetifRx,
+    EventKind::SkbCopyDatagramIovec,
+    EventKind::SchedWakeup,
+];
 
 /// The `NET_IRQS` bitmap of these IRQs; `None` when there are none (nothing to filter by)
 /// or one is beyond the bitmap (the kernel keeps those anyway, but then so must the rest
