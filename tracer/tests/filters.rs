@@ -168,6 +168,12 @@ fn only_the_selected_udp_flow_is_traced_while_another_floods() {
     assert_eq!(traced_bytes, quiet_bytes, "the bytes the reader counted");
     // Nothing of the flood nor of the TCP flow crossed into user space: the selected
     // journeys account for the events read, bar a few per thousand flood packets.
+    // Runs the kernel skipped (recursion protection) are counted and shown, not hidden.
+    assert!(
+        stderr.iter().any(|line| line.starts_with("tracer: recursion misses: ")),
+        "no recursion-miss count in:\n{}",
+        stderr.join("\n")
+    );
     let read = events_read(&stderr);
     eprintln!("events read: {read} for {QUIET} selected and {LOUD} flood datagrams");
     let per_journey = 24;
@@ -316,6 +322,10 @@ fn report_and_export_apply_the_filter_to_a_recording() {
         );
     }
     assert!(top.contains("p50 by stage: softirq_wait"), "{top}");
+    assert!(
+        text.contains("recursion misses: "),
+        "the trailer's recursion misses in the report:\n{text}"
+    );
 
     let csv = dir.path().join("six.csv");
     let out = Command::new(tracer_bin())

@@ -303,6 +303,34 @@ impl Probes {
         Ok(values.iter().map(|counter| counter.lost).collect())
     }
 
+    /// Runs each attached program lost to the kernel's recursion protection (another tracing
+    /// program was running on that CPU), by tracepoint name; programs whose counters cannot
+    /// be read are left out. These are lost events our LOST counter never sees.
+    pub fn recursion_misses(&self) -> BTreeMap<String, u64> {
+        self.program_counters()
+            .into_iter()
+            .map(|(name, counters)| (name, counters.recursion_misses))
+            .collect()
+    }
+
+    /// The kernel's counters of each attached program, by tracepoint name.
+    pub fn program_counters(&self) -> BTreeMap<String, super::ProgramCounters> {
+        use std::os::fd::AsFd as _;
+        let mut counters = BTreeMap::new();
+        for kind in &self.attached {
+            let Some(program) = self.ebpf.program(kind.name()) else {
+                continue;
+            };
+            let Ok(fd) = program.fd() else {
+                continue;
+            };
+            if let Ok(read) = super::stats::program_counters(fd.as_fd()) {
+                counters.insert(kind.name().to_owned(), read);
+            }
+        }
+        counters
+    }
+
     /// Drop reason names of this kernel.
     pub fn drop_reasons(&self) -> BTreeMap<u64, String> {
         self.layout.drop_reasons.clone()

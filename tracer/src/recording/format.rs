@@ -95,6 +95,10 @@ pub struct Trailer {
     pub lost_per_cpu: Vec<u64>,
     /// Recording length in ns.
     pub duration_ns: u64,
+    /// Runs each program lost to the kernel's recursion protection, by tracepoint name
+    /// (absent from recordings made before it was counted).
+    #[serde(default)]
+    pub recursion_misses: BTreeMap<String, u64>,
 }
 
 /// Errors reading a recording, each saying where.

@@ -140,6 +140,7 @@ pub async fn follow(
             accepted = metrics_http::accept(listener.as_ref()) => {
                 if let Ok((stream, _)) = accepted {
                     metrics.update(tracker.engine().stats(), &probes.lost_per_cpu()?);
+                    metrics.update_misses(&probes.recursion_misses());
                     tokio::spawn(metrics_http::serve_metrics(stream, metrics.encode()));
                 }
             }
@@ -189,15 +190,19 @@ pub async fn follow(
         sink.show(journeys.drain(..));
     }
     let lost = probes.lost_per_cpu()?;
+    let misses = probes.recursion_misses();
     let mut finish_failure = None;
-    if let Some(writer) = recorder
+    if let Some(mut writer) = recorder
         && write_failure.is_none()
     {
+        writer.set_recursion_misses(misses.clone());
         let duration = clock::monotonic_ns().saturating_sub(record_start);
         finish_failure = writer.finish(lost.clone(), duration).err();
     }
     if !output.collect {
         sink.summary(&tracker, Some(&lost), started.elapsed(), true);
+        // Runs the kernel skipped are lost events too, outside the ring buffer's count.
+        eprintln!("tracer: {}", crate::probe::stats::misses_line(&misses));
     }
     if let Some(err) = write_failure.or(finish_failure) {
         return Err(err)

@@ -50,6 +50,11 @@ struct CpuLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabels {
+    program: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CompleteLabels {
     complete: String,
 }
@@ -63,6 +68,8 @@ pub struct Metrics {
     drops: Family<ReasonLabels, Counter>,
     lost: Family<CpuLabels, Counter>,
     outcomes: Family<OutcomeLabels, Counter>,
+    misses: Family<ProgramLabels, Counter>,
+    misses_seen: BTreeMap<String, u64>,
     lost_seen: Vec<u64>,
     incomplete_seen: BTreeMap<String, u64>,
     outcomes_seen: BTreeMap<String, u64>,
@@ -119,6 +126,13 @@ impl Metrics {
              unselected readers, wakeups that went to another thread than the reader",
             outcomes.clone(),
         );
+        let misses = Family::<ProgramLabels, Counter>::default();
+        registry.register(
+            "recursion_misses",
+            "Program runs the kernel skipped because another tracing program was running on \
+             that CPU (events lost outside the ring buffer), per program",
+            misses.clone(),
+        );
         Self {
             registry,
             stages,
@@ -127,6 +141,8 @@ impl Metrics {
             drops,
             lost,
             outcomes,
+            misses,
+            misses_seen: BTreeMap::new(),
             lost_seen: Vec::new(),
             incomplete_seen: BTreeMap::new(),
             outcomes_seen: BTreeMap::new(),
@@ -245,6 +261,21 @@ impl Metrics {
         }
     }
 
+    /// Brings the recursion-miss counters up to the kernel's per-program totals (programs are
+    /// a fixed set: the label is bounded).
+    pub fn update_misses(&mut self, misses: &BTreeMap<String, u64>) {
+        for (program, &now) in misses {
+            let counter = self.misses.get_or_create(&ProgramLabels {
+                program: program.clone(),
+            });
+            let seen = self.misses_seen.entry(program.clone()).or_default();
+            if now > *seen {
+                counter.inc_by(now - *seen);
+                *seen = now;
+            }
+        }
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -341,6 +372,25 @@ mod tests {
         text.lines()
             .find_map(|line| line.strip_prefix(&key))
             .and_then(|count| count.parse().ok())
+    }
+
+    #[test]
+    fn recursion_misses_follow_the_kernel_totals_per_program() {
+        let mut metrics = Metrics::new();
+        let mut misses =
+            BTreeMap::from([("sched_switch".to_owned(), 3), ("napi_poll".to_owned(), 0)]);
+        metrics.update_misses(&misses);
+        misses.insert("sched_switch".to_owned(), 5);
+        metrics.update_misses(&misses);
+        let text = metrics.encode();
+        assert!(
+            text.contains("tracer_recursion_misses_total{program=\"sched_switch\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracer_recursion_misses_total{program=\"napi_poll\"} 0"),
+            "{text}"
+        );
     }
 
     #[test]

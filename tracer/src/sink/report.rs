@@ -59,6 +59,15 @@ pub fn analysis_text(
             .sum::<u64>()
             .to_string())
     );
+    if let Some(trailer) = &recording.trailer
+        && !trailer.recursion_misses.is_empty()
+    {
+        let _ = writeln!(
+            text,
+            "{}",
+            crate::probe::stats::misses_line(&trailer.recursion_misses)
+        );
+    }
     let mut summary = StageSummary::default();
     for journey in journeys {
         summary.add(journey);
