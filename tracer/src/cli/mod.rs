@@ -8,11 +8,17 @@ pub mod events;
 pub mod lab;
 pub mod live;
 pub mod record;
+pub mod top;
 
 use std::time::Duration;
 
+use anyhow::bail;
 use clap::Args;
-use tracer::probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions};
+use tracer::{
+    host::irqmap::IrqMap,
+    journey::JourneyFilter,
+    probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions},
+};
 
 /// Filters applied in the kernel, before an event is emitted.
 #[derive(Clone, Debug, Args)]
@@ -91,6 +97,81 @@ impl ProbeArgs<'_> {
     pub fn journeys(&self, verbose: bool) -> ProbeOptions {
         self.options(true, verbose)
     }
+}
+
+/// Which journeys a journey command keeps: by reader, device, CPU and (to come) a filter
+/// expression. One struct, so the commands that flatten it take these alike.
+#[derive(Clone, Debug, Args)]
+pub struct SelectArgs {
+    /// A tcpdump-style filter expression (not yet supported by this command).
+    #[arg(value_name = "EXPRESSION", value_parser = expression_arg)]
+    pub expression: Vec<String>,
+    /// Journeys read by this process (pid = tgid; repeatable): only they are shown and
+    /// counted. With one process its task events are filtered in the kernel; packet-path
+    /// events are kept from every context, since packets do not run as the reader.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Journeys read by tasks with this name (comm).
+    #[arg(long, value_name = "COMM", value_parser = comm_arg)]
+    pub comm: Option<String>,
+    /// Journeys of packets received on this network device.
+    #[arg(long, value_name = "DEV")]
+    pub dev: Option<String>,
+    /// Journeys that touched this CPU (IRQ, softirq or reader).
+    #[arg(short, long, value_name = "N")]
+    pub cpu: Option<u32>,
+}
+
+impl SelectArgs {
+    /// Checks what can be checked before tracing: the processes, device and CPU exist.
+    pub fn check(&self, irqs: &IrqMap) -> anyhow::Result<()> {
+        if let Some(dev) = &self.dev
+            && !irqs.has_device(dev)
+        {
+            bail!(
+                "no network device named {dev:?} (devices: {})",
+                irqs.devices.join(", ")
+            );
+        }
+        for pid in &self.pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("no process with pid {pid}");
+            }
+        }
+        if let Some(cpu) = self.cpu {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            if cpu >= cpus {
+                bail!("no CPU {cpu}: this machine has CPUs 0-{}", cpus - 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The process whose task events the kernel filters: only with exactly one (several
+    /// are told apart in user space).
+    pub fn kernel_pid(&self) -> Option<u32> {
+        match self.pid[..] {
+            [pid] => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// The filter of finished journeys.
+    pub fn journey_filter(&self) -> JourneyFilter {
+        JourneyFilter {
+            pids: self.pid.clone(),
+            comm: self.comm.clone(),
+            dev: self.dev.clone(),
+            cpu: self.cpu.map(|cpu| cpu as u16),
+        }
+    }
+}
+
+/// Rejects filter expressions until this command supports them (a usage error, exit 2).
+fn expression_arg(_: &str) -> Result<String, String> {
+    Err("filter expressions are not supported by this command yet; \
+         select journeys with --pid, --comm, --dev or --cpu"
+        .to_owned())
 }
 
 /// Parses `--without` values: a tracepoint the tracer attaches, as `category:name` or `name`.
