@@ -190,7 +190,10 @@ impl Tmux {
             "-y".to_owned(),
             height.to_string(),
             "--".to_owned(),
+            // The pane's environment is this test's, less a NO_COLOR the caller did not ask for.
             "env".to_owned(),
+            "-u".to_owned(),
+            "NO_COLOR".to_owned(),
             format!("PS1={PROMPT} "),
         ];
         shell.extend(env.iter().map(|(key, value)| format!("{key}={value}")));
