@@ -170,7 +170,9 @@ fn only_the_selected_udp_flow_is_traced_while_another_floods() {
     // journeys account for the events read, bar a few per thousand flood packets.
     // Runs the kernel skipped (recursion protection) are counted and shown, not hidden.
     assert!(
-        stderr.iter().any(|line| line.starts_with("tracer: recursion misses: ")),
+        stderr
+            .iter()
+            .any(|line| line.starts_with("tracer: recursion misses: ")),
         "no recursion-miss count in:\n{}",
         stderr.join("\n")
     );

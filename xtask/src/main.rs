@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
 /// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests; real
-/// servers and clients nobody here wrote (redis, nginx, ab, memcached) for tests/servers.rs.
+/// servers and clients nobody here wrote (redis, nginx, ab, memcached) for tests/servers.rs;
+/// tmux, the terminal tests/top.rs drives `tracer top` in.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -29,6 +30,7 @@ const APT_PACKAGES: &[&str] = &[
     "nginx",
     "apache2-utils",
     "memcached",
+    "tmux",
 ];
 const TRACEFS: &str = "/sys/kernel/tracing";
 

@@ -8,12 +8,16 @@ pub mod events;
 pub mod lab;
 pub mod live;
 pub mod record;
+pub mod top;
 
 use std::time::Duration;
 
+use anyhow::bail;
 use clap::Args;
 use tracer::{
     flow::FlowFilter,
+    host::irqmap::IrqMap,
+    journey::JourneyFilter,
     probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions},
 };
 
@@ -123,6 +127,72 @@ impl ProbeArgs<'_> {
     /// The options of a journey command (`live`, `record`).
     pub fn journeys(&self, verbose: bool) -> ProbeOptions {
         self.options(true, verbose)
+    }
+}
+
+/// Which journeys a journey command keeps: by reader, device and CPU (the filter expression
+/// is [`FlowArgs`]). One struct, so the commands that flatten it take these alike.
+#[derive(Clone, Debug, Args)]
+pub struct SelectArgs {
+    /// Journeys read by this process (pid = tgid; repeatable): only they are shown and
+    /// counted. With one process its task events are filtered in the kernel; packet-path
+    /// events are kept from every context, since packets do not run as the reader.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Journeys read by tasks with this name (comm).
+    #[arg(long, value_name = "COMM", value_parser = comm_arg)]
+    pub comm: Option<String>,
+    /// Journeys of packets received on this network device.
+    #[arg(long, value_name = "DEV")]
+    pub dev: Option<String>,
+    /// Journeys that touched this CPU (IRQ, softirq or reader).
+    #[arg(short, long, value_name = "N")]
+    pub cpu: Option<u32>,
+}
+
+impl SelectArgs {
+    /// Checks what can be checked before tracing: the processes, device and CPU exist.
+    pub fn check(&self, irqs: &IrqMap) -> anyhow::Result<()> {
+        if let Some(dev) = &self.dev
+            && !irqs.has_device(dev)
+        {
+            bail!(
+                "no network device named {dev:?} (devices: {})",
+                irqs.devices.join(", ")
+            );
+        }
+        for pid in &self.pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("no process with pid {pid}");
+            }
+        }
+        if let Some(cpu) = self.cpu {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            if cpu >= cpus {
+                bail!("no CPU {cpu}: this machine has CPUs 0-{}", cpus - 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The process whose task events the kernel filters: only with exactly one (several
+    /// are told apart in user space).
+    pub fn kernel_pid(&self) -> Option<u32> {
+        match self.pid[..] {
+            [pid] => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// The filter of finished journeys.
+    pub fn journey_filter(&self) -> JourneyFilter {
+        JourneyFilter {
+            pids: self.pid.clone(),
+            comm: self.comm.clone(),
+            dev: self.dev.clone(),
+            cpu: self.cpu.map(|cpu| cpu as u16),
+            flow: None,
+        }
     }
 }
 

@@ -50,6 +50,26 @@ pub struct LiveStats {
     pub engine: EngineStats,
 }
 
+/// The engine's configuration for a live trace with these programs: this host's IRQ map and
+/// kernel threads, what the programs could not attach, the readers `filter` selects.
+pub fn engine_config(
+    probes: &Probes,
+    irqs: IrqMap,
+    filter: &JourneyFilter,
+    keep_unsocketed: bool,
+) -> EngineConfig {
+    EngineConfig {
+        irq_devices: irqs.irqs,
+        drop_reasons: probes.drop_reasons(),
+        comms: procfs::kernel_thread_comms(),
+        keep_unsocketed,
+        degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
+        max_open: 0,
+        readers: filter.readers(),
+        cgroups: CgroupSource::Live,
+    }
+}
+
 /// Traces until `stop`, Ctrl-C, SIGTERM or `count` journeys; prints journeys and summaries.
 pub async fn follow(
     options: &ProbeOptions,
@@ -63,17 +83,12 @@ pub async fn follow(
         mut source,
         mut signals,
     } = Session::start(options)?;
-    let config = EngineConfig {
-        irq_devices: irqs.irqs,
-        drop_reasons: probes.drop_reasons(),
-        comms: procfs::kernel_thread_comms(),
-        keep_unsocketed: output.keep_unsocketed,
-        degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
-        max_open: 0,
-        readers: output.filter.readers(),
-        cgroups: CgroupSource::Live,
-    };
-    let mut tracker = Tracker::new(config);
+    let mut tracker = Tracker::new(engine_config(
+        &probes,
+        irqs,
+        &output.filter,
+        output.keep_unsocketed,
+    ));
     let mut recorder = match &output.record {
         Some(path) => {
             let filters = capture::record_filters(options.pid, &options.without);

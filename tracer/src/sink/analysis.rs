@@ -139,14 +139,14 @@ pub fn log2_histogram(journeys: &[Journey], stage: Stage) -> String {
     text
 }
 
-/// A to-scale waterfall: one bar per stage, offset by when the stage started.
-pub fn waterfall(journey: &Journey, width: usize) -> String {
-    let (Some(start), Some(total)) = (journey.ts.first(), journey.stages_ns.total) else {
-        return String::new();
+/// The stages of a waterfall that this journey has: (stage, ns from the journey's first
+/// stamp to the stage's start, the stage's duration), in journey order.
+pub fn waterfall_rows(journey: &Journey) -> Vec<(Stage, u64, u64)> {
+    let Some(start) = journey.ts.first() else {
+        return Vec::new();
     };
-    let scale = |ns: u64| ((ns as f64 / total.max(1) as f64) * width as f64).round() as usize;
     let ts = &journey.ts;
-    let rows = [
+    [
         (Stage::Irq, ts.irq_entry),
         (Stage::SoftirqWait, ts.irq_exit.or(ts.softirq_raise)),
         (Stage::Poll, ts.softirq_entry),
@@ -154,7 +154,21 @@ pub fn waterfall(journey: &Journey, width: usize) -> String {
         (Stage::Wakeup, ts.sk_data_ready),
         (Stage::Runqueue, ts.waking),
         (Stage::Syscall, ts.switch_in),
-    ];
+    ]
+    .into_iter()
+    .filter_map(|(stage, from)| {
+        let ns = journey.stages_ns.get(stage)?;
+        Some((stage, from?.saturating_sub(start), ns))
+    })
+    .collect()
+}
+
+/// A to-scale waterfall: one bar per stage, offset by when the stage started.
+pub fn waterfall(journey: &Journey, width: usize) -> String {
+    let Some(total) = journey.stages_ns.total else {
+        return String::new();
+    };
+    let scale = |ns: u64| ((ns as f64 / total.max(1) as f64) * width as f64).round() as usize;
     let mut text = format!(
         "journey {} on {} read by {} ({}), total {}:\n",
         journey.id,
@@ -163,11 +177,8 @@ pub fn waterfall(journey: &Journey, width: usize) -> String {
         journey.tid.map_or("-".to_owned(), |tid| tid.to_string()),
         human_ns(total)
     );
-    for (stage, from) in rows {
-        let (Some(from), Some(ns)) = (from, journey.stages_ns.get(stage)) else {
-            continue;
-        };
-        let offset = scale(from.saturating_sub(start)).min(width);
+    for (stage, from, ns) in waterfall_rows(journey) {
+        let offset = scale(from).min(width);
         let length = scale(ns).max(1).min(width + 1 - offset);
         text.push_str(&format!(
             "  {:<13} {}{}{} {}\n",

@@ -85,6 +85,20 @@ impl Histogram {
         }
         Some(self.max)
     }
+
+    /// Counts per power of two, as `tracer report` draws them: index `bit` holds the values
+    /// below 2^bit and at least 2^(bit-1) (index 0: zero). Every log-linear bucket lies
+    /// within one power of two, so this loses nothing at that resolution.
+    pub fn log2_counts(&self) -> [u64; 65] {
+        let mut log2 = [0u64; 65];
+        for (index, &n) in self.counts.iter().enumerate() {
+            if n > 0 {
+                let top = bucket_top(index as u32);
+                log2[(64 - top.leading_zeros()) as usize] += n;
+            }
+        }
+        log2
+    }
 }
 
 /// Per-stage histograms of every journey seen.
@@ -287,5 +301,24 @@ mod tests {
         assert_eq!(human_ns(950), "950ns");
         assert_eq!(human_ns(12_345), "12.3us");
         assert_eq!(human_ns(4_560_000), "4.56ms");
+    }
+
+    #[test]
+    fn log2_counts_put_each_value_in_its_power_of_two() {
+        let mut histogram = Histogram::default();
+        for value in [0, 1, 15, 16, 31, 32, 1000, 1023, 1024, u64::MAX / 2] {
+            histogram.record(value);
+        }
+        let log2 = histogram.log2_counts();
+        let bit = |value: u64| (64 - value.leading_zeros()) as usize;
+        assert_eq!(log2[0], 1);
+        assert_eq!(log2[bit(1)], 1);
+        assert_eq!(log2[bit(15)], 1);
+        assert_eq!(log2[bit(16)], 2, "16 and 31 share [16, 32)");
+        assert_eq!(log2[bit(32)], 1);
+        assert_eq!(log2[bit(1000)], 2, "1000 and 1023 share [512, 1024)");
+        assert_eq!(log2[bit(1024)], 1);
+        assert_eq!(log2[63], 1);
+        assert_eq!(log2.iter().sum::<u64>(), histogram.count());
     }
 }
