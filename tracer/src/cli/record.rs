@@ -106,6 +106,8 @@ pub enum ExportFormat {
     Jsonl,
     /// One row per journey.
     Csv,
+    /// One typed row per journey, zstd-compressed, for DuckDB or Spark (docs/parquet.md).
+    Parquet,
 }
 
 /// Options of `tracer export`.
@@ -132,6 +134,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         ExportFormat::Perfetto => replay::Export::Perfetto,
         ExportFormat::Jsonl => replay::Export::Jsonl,
         ExportFormat::Csv => replay::Export::Csv,
+        ExportFormat::Parquet => replay::Export::Parquet,
     };
     let filter = JourneyFilter {
         flow: args.flow.flow()?,
