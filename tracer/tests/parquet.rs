@@ -1,7 +1,8 @@
 //! Kernel test of `export --format parquet`: real loopback traffic (UDP and TCP on the test's
 //! own sockets) recorded by the real tracer, exported to Parquet and queried with DuckDB
 //! (PyPI `duckdb`, installed by `cargo xtask setup`): row count, per-stage p50/p99 and
-//! per-flow counts equal those of `tracer report --json` over the same recording.
+//! per-flow counts equal those of `tracer report --json` over the same recording; `--events`
+//! writes every recorded event.
 
 mod common;
 
@@ -167,16 +168,28 @@ fn duckdb_over_the_parquet_export_gives_the_reports_counts_and_quantiles() {
     assert!(ours("tcp") >= 25, "a journey per TCP segment: {stderr}");
 
     let mut sizes = Vec::new();
+    let events = dir.path().join("events.parquet");
+    let events_arg = events.to_str().unwrap();
+    let mut events_written = 0;
     for format in ["parquet", "csv", "jsonl"] {
         let out = dir.path().join(format!("journeys.{format}"));
-        let (_, _, seconds) = tracer(&[
-            "export",
-            trc_arg,
-            "--format",
-            format,
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let mut args = vec!["export", trc_arg, "--format", format];
+        args.extend(["-o", out.to_str().unwrap()]);
+        if format == "parquet" {
+            args.extend(["--events", events_arg]);
+        }
+        let (_, stderr, seconds) = tracer(&args);
+        if format == "parquet" {
+            events_written = stderr
+                .lines()
+                .find_map(|line| {
+                    let (rows, _) = line
+                        .strip_prefix("tracer: ")?
+                        .split_once(" events written to ")?;
+                    rows.parse::<u64>().ok()
+                })
+                .unwrap_or_else(|| panic!("no events line: {stderr}"));
+        }
         let bytes = std::fs::metadata(&out).unwrap().len();
         sizes.push(format!("{format} {bytes} bytes in {seconds:.2}s"));
     }
@@ -192,6 +205,7 @@ fn duckdb_over_the_parquet_export_gives_the_reports_counts_and_quantiles() {
     let query = Command::new("python3")
         .arg(script)
         .arg(&parquet)
+        .arg(&events)
         .output()
         .expect("python3 runs");
     assert!(
@@ -227,4 +241,7 @@ fn duckdb_over_the_parquet_export_gives_the_reports_counts_and_quantiles() {
     );
     // One host, one kernel, one capture, schema 1, never null.
     assert_eq!(found["files"], json!([1, 1, 1, 1, 0]));
+    // --events: every recorded event, one row each, of the same capture.
+    assert!(events_written > 0);
+    assert_eq!(found["events"], json!([events_written, 1]));
 }

@@ -1,4 +1,4 @@
-"""Queries a Parquet export with DuckDB (tests/parquet.rs): prints one JSON object with the
+"""Queries a Parquet export (and its --events table) with DuckDB (tests/parquet.rs): prints one JSON object with the
 row count, per-stage count/p50/p99 (quantile_disc: exact values of the column), per-flow
 counts, and checks of the per-file and timestamp columns."""
 import json
@@ -41,4 +41,11 @@ out["files"] = db.sql(
     "SELECT count(DISTINCT host), count(DISTINCT kernel), count(DISTINCT capture_id), "
     "min(schema_version), count(*) FILTER (WHERE host IS NULL OR capture_id IS NULL) FROM j"
 ).fetchone()
+# The events table (export --events): its rows, and the captures it names (must be one, the
+# journeys' own).
+if len(sys.argv) > 2:
+    out["events"] = db.sql(
+        f"SELECT count(*), count(DISTINCT e.capture_id) FROM read_parquet('{sys.argv[2]}') e "
+        "WHERE e.capture_id IN (SELECT capture_id FROM j)"
+    ).fetchone()
 print(json.dumps(out))

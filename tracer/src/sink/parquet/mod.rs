@@ -2,22 +2,16 @@
 //! one row per journey, the columns of the field table (`schema.rs`), typed, zstd-compressed,
 //! in row groups of [`ROW_GROUP_ROWS`]. The schema is documented in docs/parquet.md.
 
+pub mod events;
 pub mod schema;
+mod table;
 
-use std::{io, sync::Arc};
+use std::io;
 
-use parquet::{
-    basic::{Compression, Encoding, ZstdLevel},
-    data_type::{BoolType, ByteArray, ByteArrayType, Int64Type},
-    file::{
-        metadata::KeyValue,
-        properties::WriterProperties,
-        writer::{SerializedColumnWriter, SerializedFileWriter},
-    },
-    schema::types::ColumnPath,
+use self::{
+    schema::{Cell, SCHEMA_VERSION, journey_cells},
+    table::Table,
 };
-
-use self::schema::{Cell, Kind, SCHEMA_VERSION, columns, journey_cells};
 use super::Sink;
 use crate::{journey::Journey, recording::Metadata};
 
@@ -25,15 +19,18 @@ use crate::{journey::Journey, recording::Metadata};
 /// small enough to hold in memory while it fills (tens of megabytes).
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// The zstd level of every column.
-const ZSTD_LEVEL: i32 = 3;
-
 /// Why a Parquet export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ParquetExportError {
     /// The Parquet library refused the schema, a value or the output.
     #[error("writing Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// The output file could not be created or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
     /// A column of a row group did not line up with the schema (a bug, reported not panicked).
     #[error("Parquet column {column}: {reason}")]
     Column {
@@ -79,7 +76,7 @@ impl Capture {
     }
 
     /// The wall time of a CLOCK_MONOTONIC stamp, in ns since the epoch; none out of range.
-    fn wall(&self, monotonic_ns: u64) -> Option<i64> {
+    pub(super) fn wall(&self, monotonic_ns: u64) -> Option<i64> {
         i64::try_from(i128::from(monotonic_ns) + self.realtime_offset_ns).ok()
     }
 }
@@ -91,206 +88,47 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// One column's values of the row group being filled, with their definition levels
-/// (1 = a value, 0 = null).
-enum Values {
-    Int64(Vec<i64>),
-    Bool(Vec<bool>),
-    Bytes(Vec<ByteArray>),
-}
-
-struct Column {
-    name: String,
-    values: Values,
-    defs: Vec<i16>,
-}
-
-impl Column {
-    fn new(name: String, kind: Kind) -> Self {
-        let values = match kind {
-            Kind::UInt64 | Kind::Int64 | Kind::Timestamp => Values::Int64(Vec::new()),
-            Kind::Text => Values::Bytes(Vec::new()),
-            Kind::Bool => Values::Bool(Vec::new()),
-        };
-        Self {
-            name,
-            values,
-            defs: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, cell: Cell<'_>, capture: &Capture) -> Result<(), ParquetExportError> {
-        let present = match (&mut self.values, cell) {
-            // The unsigned logical type keeps the bits: u64 as the i64 of the same bits.
-            (Values::Int64(values), Cell::UInt64(value)) => {
-                value.map(|value| values.push(value as i64))
-            }
-            (Values::Int64(values), Cell::Int64(value)) => value.map(|value| values.push(value)),
-            (Values::Int64(values), Cell::Timestamp(value)) => value
-                .and_then(|ns| capture.wall(ns))
-                .map(|ns| values.push(ns)),
-            (Values::Bytes(values), Cell::Text(text)) => {
-                text.map(|text| values.push(ByteArray::from(text.into_owned().into_bytes())))
-            }
-            (Values::Bool(values), Cell::Bool(value)) => {
-                values.push(value);
-                Some(())
-            }
-            _ => {
-                return Err(ParquetExportError::Column {
-                    column: self.name.clone(),
-                    reason: "a cell of another type than its column",
-                });
-            }
-        };
-        self.defs.push(i16::from(present.is_some()));
-        Ok(())
-    }
-
-    /// Writes the values to the column chunk and empties them.
-    fn write(&mut self, writer: &mut SerializedColumnWriter<'_>) -> Result<(), ParquetExportError> {
-        let defs = Some(self.defs.as_slice());
-        match &mut self.values {
-            Values::Int64(values) => {
-                writer
-                    .typed::<Int64Type>()
-                    .write_batch(values, defs, None)?;
-                values.clear();
-            }
-            Values::Bool(values) => {
-                writer.typed::<BoolType>().write_batch(values, defs, None)?;
-                values.clear();
-            }
-            Values::Bytes(values) => {
-                writer
-                    .typed::<ByteArrayType>()
-                    .write_batch(values, defs, None)?;
-                values.clear();
-            }
-        }
-        self.defs.clear();
-        Ok(())
-    }
-}
-
 /// Journeys as rows of a Parquet file on a writer. Rows are written a row group at a time;
 /// [`ParquetJourneys::finish`] writes the last one and the footer.
 pub struct ParquetJourneys<W: io::Write + Send> {
-    writer: SerializedFileWriter<W>,
-    capture: Capture,
-    columns: Vec<Column>,
-    rows: usize,
+    table: Table<W>,
 }
 
 impl<W: io::Write + Send> ParquetJourneys<W> {
     /// Starts a file (its magic) on `out` for the journeys of `capture`.
     pub fn new(out: W, capture: Capture) -> Result<Self, ParquetExportError> {
-        let buffers: Vec<Column> = columns()
-            .into_iter()
-            .map(|(name, kind)| Column::new(name, kind))
-            .collect();
-        let mut properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("tracer {}", env!("CARGO_PKG_VERSION")))
-            .set_key_value_metadata(Some(vec![
-                KeyValue::new("tracer.schema_version".into(), SCHEMA_VERSION.to_string()),
-                KeyValue::new("tracer.host".into(), capture.host.clone()),
-                KeyValue::new("tracer.kernel".into(), capture.kernel.clone()),
-                KeyValue::new("tracer.capture_id".into(), capture.capture_id.clone()),
-                KeyValue::new(
-                    "tracer.realtime_offset_ns".into(),
-                    capture.realtime_offset_ns.to_string(),
-                ),
-                KeyValue::new("tracer.recorded_by".into(), capture.tool_version.clone()),
-            ]));
-        // Stamps rise through a file: deltas, not a dictionary.
-        for (name, kind) in columns() {
-            if kind == Kind::Timestamp {
-                properties = properties
-                    .set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false)
-                    .set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
-            }
-        }
-        let writer = SerializedFileWriter::new(
-            out,
-            schema::parquet_schema()?,
-            Arc::new(properties.build()),
-        )?;
         Ok(Self {
-            writer,
-            capture,
-            columns: buffers,
-            rows: 0,
+            table: Table::new(out, "journey", schema::columns(), capture)?,
         })
     }
 
     /// Adds a journey's row (a full row group is written out).
     pub fn push(&mut self, journey: &Journey) -> Result<(), ParquetExportError> {
-        let mut at = 0;
         let mut result = Ok(());
-        let (columns, capture) = (&mut self.columns, &self.capture);
+        let table = &mut self.table;
         journey_cells(journey, |_, cell| {
             if result.is_ok() {
-                result = match columns.get_mut(at) {
-                    Some(column) => column.push(cell, capture),
-                    None => Err(ParquetExportError::Column {
-                        column: at.to_string(),
-                        reason: "more cells than columns",
-                    }),
-                };
+                result = table.cell(cell);
             }
-            at += 1;
         });
         result?;
-        let file_cells = [
-            Cell::Text(Some(capture.host.as_str().into())),
-            Cell::Text(Some(capture.kernel.as_str().into())),
-            Cell::Text(Some(capture.capture_id.as_str().into())),
-            Cell::Int64(Some(SCHEMA_VERSION)),
-        ];
-        for cell in file_cells {
-            let column = columns
-                .get_mut(at)
-                .ok_or_else(|| ParquetExportError::Column {
-                    column: at.to_string(),
-                    reason: "more cells than columns",
-                })?;
-            column.push(cell, capture)?;
-            at += 1;
-        }
-        self.rows += 1;
-        if self.rows >= ROW_GROUP_ROWS {
-            self.write_row_group()?;
-        }
-        Ok(())
-    }
-
-    fn write_row_group(&mut self) -> Result<(), ParquetExportError> {
-        if self.rows == 0 {
-            return Ok(());
-        }
-        let mut group = self.writer.next_row_group()?;
-        for column in &mut self.columns {
-            let mut writer = group
-                .next_column()?
-                .ok_or_else(|| ParquetExportError::Column {
-                    column: column.name.clone(),
-                    reason: "not in the schema",
-                })?;
-            column.write(&mut writer)?;
-            writer.close()?;
-        }
-        group.close()?;
-        self.rows = 0;
-        Ok(())
+        file_cells(table)?;
+        table.end_row()
     }
 
     /// Writes the last row group and the footer; returns the writer.
-    pub fn finish(mut self) -> Result<W, ParquetExportError> {
-        self.write_row_group()?;
-        Ok(self.writer.into_inner()?)
+    pub fn finish(self) -> Result<W, ParquetExportError> {
+        self.table.finish()
     }
+}
+
+/// The per-file cells ([`schema::FILE_COLUMNS`]) that end every row.
+fn file_cells<W: io::Write + Send>(table: &mut Table<W>) -> Result<(), ParquetExportError> {
+    let capture = table.capture().clone();
+    table.cell(Cell::Text(Some(capture.host.into())))?;
+    table.cell(Cell::Text(Some(capture.kernel.into())))?;
+    table.cell(Cell::Text(Some(capture.capture_id.into())))?;
+    table.cell(Cell::Int64(Some(SCHEMA_VERSION)))
 }
 
 impl<W: io::Write + Send> Sink for ParquetJourneys<W> {

@@ -146,7 +146,7 @@ pub fn journey_cells<'a>(journey: &'a Journey, mut cell: impl FnMut(Name, Cell<'
     }
 }
 
-/// Every column of the table, journey columns then [`FILE_COLUMNS`]: (name, kind).
+/// Every column of the journey table, journey columns then [`FILE_COLUMNS`]: (name, kind).
 pub fn columns() -> Vec<(String, Kind)> {
     let journey = Journey::default();
     let mut columns = Vec::with_capacity(64);
@@ -161,10 +161,13 @@ pub fn columns() -> Vec<(String, Kind)> {
     columns
 }
 
-/// The Parquet schema (message `journey`, every column OPTIONAL).
-pub fn parquet_schema() -> Result<Arc<Type>, ParquetError> {
-    let fields = columns()
-        .into_iter()
+/// The Parquet schema of a table (message `message`, every column OPTIONAL).
+pub fn parquet_schema(
+    message: &str,
+    columns: &[(String, Kind)],
+) -> Result<Arc<Type>, ParquetError> {
+    let fields = columns
+        .iter()
         .map(|(name, kind)| {
             let (physical, logical) = match kind {
                 Kind::UInt64 => (Physical::INT64, Some(LogicalType::integer(64, false))),
@@ -176,7 +179,7 @@ pub fn parquet_schema() -> Result<Arc<Type>, ParquetError> {
                 Kind::Text => (Physical::BYTE_ARRAY, Some(LogicalType::String)),
                 Kind::Bool => (Physical::BOOLEAN, None),
             };
-            Type::primitive_type_builder(&name, physical)
+            Type::primitive_type_builder(name, physical)
                 .with_repetition(Repetition::OPTIONAL)
                 .with_logical_type(logical)
                 .build()
@@ -184,7 +187,7 @@ pub fn parquet_schema() -> Result<Arc<Type>, ParquetError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Arc::new(
-        Type::group_type_builder("journey")
+        Type::group_type_builder(message)
             .with_fields(fields)
             .build()?,
     ))

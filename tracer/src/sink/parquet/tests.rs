@@ -6,7 +6,10 @@ use parquet::{
     record::Field,
 };
 
-use super::{schema::SCHEMA_VERSION, *};
+use super::{
+    schema::{Kind, SCHEMA_VERSION},
+    *,
+};
 use crate::journey::{Missing, Stage, StageDurations, Stamps, model::Addr};
 
 fn meta() -> Metadata {
@@ -87,7 +90,7 @@ fn columns_are_the_csv_columns_typed_then_the_file_columns() {
     assert_eq!(kind("host"), Some(Kind::Text));
     assert_eq!(kind("schema_version"), Some(Kind::Int64));
 
-    let schema = schema::parquet_schema().unwrap();
+    let schema = schema::parquet_schema("journey", &columns).unwrap();
     let fields = schema.get_fields();
     assert_eq!(fields.len(), columns.len());
     for field in fields {
@@ -208,4 +211,63 @@ fn a_stamp_out_of_the_timestamp_range_is_null_not_a_panic() {
     assert_eq!(cell("ts_recv_return"), Field::Null);
     assert_eq!(cell("mono_recv_return"), Field::ULong(u64::MAX));
     assert_eq!(cell("total_ns"), Field::Null);
+}
+
+#[test]
+fn the_event_table_holds_every_field_of_an_event() {
+    let names: Vec<(String, Kind)> = events::columns();
+    let expected = [
+        ("ts", Kind::Timestamp),
+        ("mono_ns", Kind::UInt64),
+        ("kind", Kind::Text),
+        ("cpu", Kind::UInt64),
+        ("tgid", Kind::UInt64),
+        ("tid", Kind::UInt64),
+        ("arg0", Kind::UInt64),
+        ("arg1", Kind::UInt64),
+        ("arg2", Kind::UInt64),
+        ("addr", Kind::UInt64),
+        ("addr2", Kind::UInt64),
+        ("name", Kind::Text),
+        ("lost_before", Kind::Bool),
+        ("host", Kind::Text),
+        ("kernel", Kind::Text),
+        ("capture_id", Kind::Text),
+        ("schema_version", Kind::Int64),
+    ]
+    .map(|(name, kind)| (name.to_owned(), kind));
+    assert_eq!(names, expected);
+
+    let mut name = [0u8; tracer_common::NAME_LEN];
+    name[..6].copy_from_slice(b"reader");
+    let event = tracer_common::Event {
+        ts: 5_000,
+        addr: 0xffff_8880_0000_1000,
+        addr2: 0,
+        tgid: 42,
+        tid: 43,
+        arg0: 1,
+        arg1: 2,
+        arg2: u32::MAX,
+        cpu: 1,
+        kind: tracer_common::EventKind::SchedWaking as u8,
+        flags: tracer_common::FLAG_LOST_BEFORE,
+        name,
+    };
+    let mut sink = events::ParquetEvents::new(Vec::new(), Capture::from_metadata(&meta())).unwrap();
+    sink.push(&event).unwrap();
+    let reader = SerializedFileReader::new(bytes::Bytes::from(sink.finish().unwrap())).unwrap();
+    let row = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
+    let cells: Vec<(String, Field)> = row
+        .get_column_iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let cell = |name: &str| cells.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    assert_eq!(cell("ts"), Field::Long(1_700_000_000_000_005_000));
+    assert_eq!(cell("kind"), Field::Str("sched_waking".into()));
+    assert_eq!(cell("name"), Field::Str("reader".into()));
+    assert_eq!(cell("addr"), Field::ULong(0xffff_8880_0000_1000));
+    assert_eq!(cell("arg2"), Field::ULong(u64::from(u32::MAX)));
+    assert_eq!(cell("lost_before"), Field::Bool(true));
+    assert_eq!(cell("host"), Field::Str("host-a".into()));
 }
