@@ -28,13 +28,17 @@ pub enum ParquetExportError {
     /// The output file could not be created or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: std::path::PathBuf,
+        /// What the system said.
         source: io::Error,
     },
     /// A column of a row group did not line up with the schema (a bug, reported not panicked).
     #[error("Parquet column {column}: {reason}")]
     Column {
+        /// The column's name (or its index).
         column: String,
+        /// What did not line up.
         reason: &'static str,
     },
 }

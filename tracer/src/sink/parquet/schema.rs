@@ -40,8 +40,11 @@ pub enum Kind {
 /// One column's name, in three static parts so no row allocates it (`ts_` + `irq_entry`).
 #[derive(Clone, Copy, Debug)]
 pub struct Name {
+    /// `ts_`, `mono_` or nothing.
     pub prefix: &'static str,
+    /// The field's, stamp's or stage's name.
     pub name: &'static str,
+    /// `_ns` for a stage duration, or nothing.
     pub suffix: &'static str,
 }
 
@@ -63,11 +66,15 @@ impl Name {
 /// One cell of a row: its value, null where the record has null.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell<'a> {
+    /// A value of a [`Kind::UInt64`] column.
     UInt64(Option<u64>),
+    /// A value of a [`Kind::Int64`] column.
     Int64(Option<i64>),
     /// A CLOCK_MONOTONIC stamp in ns (made wall time when written).
     Timestamp(Option<u64>),
+    /// A value of a [`Kind::Text`] column.
     Text(Option<Cow<'a, str>>),
+    /// A value of a [`Kind::Bool`] column.
     Bool(bool),
 }
 
