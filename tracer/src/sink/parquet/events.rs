@@ -18,7 +18,7 @@ fn event_cells(event: &Event, mut cell: impl FnMut(&'static str, Cell<'_>)) {
     let kind = EventKind::from_u8(event.kind).map(|kind| Cow::Borrowed(kind.name()));
     let name = crate::source::decode::name(event);
     cell("ts", Cell::Timestamp(Some(event.ts)));
-    cell("mono_ns", Cell::UInt64(Some(event.ts)));
+    cell("mono_ns", Cell::Rising(Some(event.ts)));
     cell("kind", Cell::Text(kind));
     cell("cpu", Cell::UInt64(Some(u64::from(event.cpu))));
     cell("tgid", Cell::UInt64(Some(u64::from(event.tgid))));

@@ -39,7 +39,9 @@ struct Column {
 impl Column {
     fn new(name: String, kind: Kind) -> Self {
         let values = match kind {
-            Kind::UInt64 | Kind::Int64 | Kind::Timestamp => Values::Int64(Vec::new()),
+            Kind::UInt64 | Kind::Rising | Kind::Int64 | Kind::Timestamp => {
+                Values::Int64(Vec::new())
+            }
             Kind::Text => Values::Bytes(Vec::new()),
             Kind::Bool => Values::Bool(Vec::new()),
         };
@@ -53,7 +55,7 @@ impl Column {
     fn push(&mut self, cell: Cell<'_>, capture: &Capture) -> Result<(), ParquetExportError> {
         let present = match (&mut self.values, cell) {
             // The unsigned logical type keeps the bits: u64 as the i64 of the same bits.
-            (Values::Int64(values), Cell::UInt64(value)) => {
+            (Values::Int64(values), Cell::UInt64(value) | Cell::Rising(value)) => {
                 value.map(|value| values.push(value as i64))
             }
             (Values::Int64(values), Cell::Int64(value)) => value.map(|value| values.push(value)),
@@ -138,9 +140,9 @@ impl<W: io::Write + Send> Table<W> {
                 ),
                 KeyValue::new("tracer.recorded_by".into(), capture.tool_version.clone()),
             ]));
-        // Stamps rise through a file: deltas, not a dictionary.
+        // Stamps and ids rise through a file: deltas, not a dictionary.
         for (name, kind) in &columns {
-            if *kind == Kind::Timestamp {
+            if matches!(kind, Kind::Timestamp | Kind::Rising) {
                 properties = properties
                     .set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false)
                     .set_column_encoding(

@@ -75,11 +75,12 @@ fn columns_are_the_csv_columns_typed_then_the_file_columns() {
     names.sort_unstable();
     expected.sort_unstable();
     assert_eq!(names, expected);
-    assert_eq!(kind("id"), Some(Kind::UInt64));
+    assert_eq!(kind("id"), Some(Kind::Rising));
     assert_eq!(kind("skbaddr"), Some(Kind::UInt64));
     assert_eq!(kind("bytes"), Some(Kind::Int64));
     assert_eq!(kind("ts_recv_return"), Some(Kind::Timestamp));
-    assert_eq!(kind("mono_recv_return"), Some(Kind::UInt64));
+    assert_eq!(kind("mono_recv_return"), Some(Kind::Rising));
+    assert_eq!(kind("pid"), Some(Kind::UInt64));
     assert_eq!(kind("runqueue_ns"), Some(Kind::Int64));
     assert_eq!(kind("total_ns"), Some(Kind::Int64));
     assert_eq!(kind("comm"), Some(Kind::Text));
@@ -97,7 +98,7 @@ fn columns_are_the_csv_columns_typed_then_the_file_columns() {
         let info = field.get_basic_info();
         let (physical, logical) = (field.get_physical_type(), info.logical_type_ref().cloned());
         match kind(field.name()).unwrap() {
-            Kind::UInt64 => {
+            Kind::UInt64 | Kind::Rising => {
                 assert_eq!(physical, Physical::INT64);
                 assert_eq!(logical, Some(LogicalType::integer(64, false)));
             }
@@ -218,7 +219,7 @@ fn the_event_table_holds_every_field_of_an_event() {
     let names: Vec<(String, Kind)> = events::columns();
     let expected = [
         ("ts", Kind::Timestamp),
-        ("mono_ns", Kind::UInt64),
+        ("mono_ns", Kind::Rising),
         ("kind", Kind::Text),
         ("cpu", Kind::UInt64),
         ("tgid", Kind::UInt64),
