@@ -50,11 +50,24 @@ pub const SKB_DATA_OFF: &str = "SKB_DATA_OFF";
 /// the sock_recv_length program then reports the socket's read point.
 pub const TCP_COPIED_SEQ_OFF: &str = "TCP_COPIED_SEQ_OFF";
 
+/// `[FlowOp; MAX_FLOW_OPS]`: the compiled flow filter ([`crate::flow`]).
+pub const FLOW_OPS: &str = "FLOW_OPS";
+/// `u32`: operations in `FLOW_OPS`; 0 = no flow filter (every packet is selected).
+pub const FLOW_LEN: &str = "FLOW_LEN";
+/// `u32`: offset of `struct task_struct.nsproxy` from kernel BTF ([`NO_OFFSET`]: unknown);
+/// with the next two, the recv-family exits report the reader's network namespace.
+pub const TASK_NSPROXY_OFF: &str = "TASK_NSPROXY_OFF";
+/// `u32`: offset of `struct nsproxy.net_ns` from kernel BTF ([`NO_OFFSET`]: unknown).
+pub const NSPROXY_NET_NS_OFF: &str = "NSPROXY_NET_NS_OFF";
+/// `u32`: offset of the namespace inode in `struct net` (`net.ns` + `ns_common.inum`) from
+/// kernel BTF ([`NO_OFFSET`]: unknown).
+pub const NET_NS_INUM_OFF: &str = "NET_NS_INUM_OFF";
+
 /// A struct offset global's value when BTF did not give the field.
 pub const NO_OFFSET: u32 = u32::MAX;
 
 /// Every global user space sets.
-pub const GLOBAL_NAMES: [&str; 11] = [
+pub const GLOBAL_NAMES: [&str; 16] = [
     OFFSETS,
     FILTER_TGID,
     IGNORE_TGIDS,
@@ -66,6 +79,11 @@ pub const GLOBAL_NAMES: [&str; 11] = [
     WAKEUP_BYTES,
     SKB_DATA_OFF,
     TCP_COPIED_SEQ_OFF,
+    FLOW_OPS,
+    FLOW_LEN,
+    TASK_NSPROXY_OFF,
+    NSPROXY_NET_NS_OFF,
+    NET_NS_INUM_OFF,
 ];
 
 /// Value of the `FILTER_CPU` global that means "every CPU".

@@ -83,23 +83,28 @@ event_kinds! {
     SockRecvLength = 17 => ("sock", "sock_recv_length"),
     /// `syscalls:sys_enter_recvfrom`: `arg0` = fd, `addr2` = buffer size.
     SysEnterRecvfrom = 18 => ("syscalls", "sys_enter_recvfrom"),
-    /// `syscalls:sys_exit_recvfrom`: `addr` = return value (i64).
+    /// `syscalls:sys_exit_recvfrom`: `addr` = return value (i64), and the reader:
+    /// `addr2` = cgroup id, `arg0` = network namespace inode (0: unknown).
     SysExitRecvfrom = 19 => ("syscalls", "sys_exit_recvfrom"),
     /// `syscalls:sys_enter_recvmsg`: `arg0` = fd.
     SysEnterRecvmsg = 20 => ("syscalls", "sys_enter_recvmsg"),
-    /// `syscalls:sys_exit_recvmsg`: `addr` = return value (i64).
+    /// `syscalls:sys_exit_recvmsg`: `addr` = return value (i64), and the reader:
+    /// `addr2` = cgroup id, `arg0` = network namespace inode (0: unknown).
     SysExitRecvmsg = 21 => ("syscalls", "sys_exit_recvmsg"),
     /// `syscalls:sys_enter_recvmmsg`: `arg0` = fd, `addr2` = vlen.
     SysEnterRecvmmsg = 22 => ("syscalls", "sys_enter_recvmmsg"),
-    /// `syscalls:sys_exit_recvmmsg`: `addr` = return value (messages received).
+    /// `syscalls:sys_exit_recvmmsg`: `addr` = return value (messages received), and the
+    /// reader: `addr2` = cgroup id, `arg0` = network namespace inode (0: unknown).
     SysExitRecvmmsg = 23 => ("syscalls", "sys_exit_recvmmsg"),
     /// `syscalls:sys_enter_read`: `arg0` = fd, `addr2` = count.
     SysEnterRead = 24 => ("syscalls", "sys_enter_read"),
-    /// `syscalls:sys_exit_read`: `addr` = return value (i64).
+    /// `syscalls:sys_exit_read`: `addr` = return value (i64), and the reader:
+    /// `addr2` = cgroup id, `arg0` = network namespace inode (0: unknown).
     SysExitRead = 25 => ("syscalls", "sys_exit_read"),
     /// `syscalls:sys_enter_readv`: `arg0` = fd, `addr2` = vlen.
     SysEnterReadv = 26 => ("syscalls", "sys_enter_readv"),
-    /// `syscalls:sys_exit_readv`: `addr` = return value (i64).
+    /// `syscalls:sys_exit_readv`: `addr` = return value (i64), and the reader:
+    /// `addr2` = cgroup id, `arg0` = network namespace inode (0: unknown).
     SysExitReadv = 27 => ("syscalls", "sys_exit_readv"),
     /// `tcp:tcp_probe` (a segment entering an established socket, in softirq or from the
     /// socket backlog in the reader's context): `addr` = skb, `addr2` = sock,
@@ -132,7 +137,7 @@ pub struct Event {
     pub ts: u64,
     /// Primary 64-bit payload: an skb, sock or napi address, prev_state, or a syscall return.
     pub addr: u64,
-    /// Secondary 64-bit payload: a code location or a syscall size argument.
+    /// Secondary 64-bit payload: a code location, a syscall size argument or a cgroup id.
     pub addr2: u64,
     /// Thread group id (the process id) of the current task.
     pub tgid: u32,

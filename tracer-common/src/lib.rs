@@ -2,6 +2,8 @@
 //!
 //! - [`event`]: the [`Event`] record and the [`EventKind`] table.
 //! - [`offsets`]: the tracepoint fields the programs read ([`Slot`]), located at start-up.
+//! - [`flow`]: the compiled flow filter ([`flow::FlowOp`]) and its evaluation, shared by
+//!   both sides.
 //! - [`abi`]: map, global and program names, the values exchanged through them, the
 //!   traced syscalls.
 //!
@@ -13,6 +15,7 @@
 
 pub mod abi;
 pub mod event;
+pub mod flow;
 pub mod offsets;
 
 pub use abi::{

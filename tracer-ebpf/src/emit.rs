@@ -28,22 +28,45 @@ pub(crate) fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) 
                 ..Event::ZERO
             });
             fill(event);
-            if let Some(counter) = LOST.get_ptr_mut(0) {
-                // SAFETY: a per-CPU slot, used only from this CPU with preemption off.
-                let counter = unsafe { &mut *counter };
-                if counter.lost != counter.reported {
-                    counter.reported = counter.lost;
-                    event.flags |= FLAG_LOST_BEFORE;
-                }
-            }
+            mark_lost(event);
             entry.submit(wakeup_flags());
         }
-        None => {
-            if let Some(counter) = LOST.get_ptr_mut(0) {
-                // SAFETY: as above.
-                unsafe { (*counter).lost += 1 };
-            }
+        None => count_lost(),
+    }
+}
+
+/// Emits an event built earlier (held by `flow`), keeping its own stamp.
+#[inline(always)]
+pub(crate) fn emit_held(held: &Event) {
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            let event = entry.write(*held);
+            mark_lost(event);
+            entry.submit(wakeup_flags());
         }
+        None => count_lost(),
+    }
+}
+
+/// Flags the event if this CPU lost events since its previous one.
+#[inline(always)]
+fn mark_lost(event: &mut Event) {
+    if let Some(counter) = LOST.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot, used only from this CPU with preemption off.
+        let counter = unsafe { &mut *counter };
+        if counter.lost != counter.reported {
+            counter.reported = counter.lost;
+            event.flags |= FLAG_LOST_BEFORE;
+        }
+    }
+}
+
+/// Counts a failed reserve.
+#[inline(always)]
+fn count_lost() {
+    if let Some(counter) = LOST.get_ptr_mut(0) {
+        // SAFETY: as in mark_lost.
+        unsafe { (*counter).lost += 1 };
     }
 }
 

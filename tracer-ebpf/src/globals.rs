@@ -2,7 +2,10 @@
 //! and the volatile reads that keep the compiler from folding their defaults.
 
 use tracer_common::{
-    ANY_CPU, IGNORE_SLOTS, NET_IRQ_WORDS, SLOT_COUNT, Slot, abi::NO_OFFSET, offsets::ABSENT,
+    ANY_CPU, IGNORE_SLOTS, NET_IRQ_WORDS, SLOT_COUNT, Slot,
+    abi::NO_OFFSET,
+    flow::{FlowOp, FlowOps, MAX_FLOW_OPS},
+    offsets::ABSENT,
 };
 
 /// Field offsets of this kernel's tracepoints, indexed by [`Slot`].
@@ -61,6 +64,27 @@ pub(crate) static SKB_DATA_OFF: u32 = NO_OFFSET;
 #[unsafe(no_mangle)]
 pub(crate) static TCP_COPIED_SEQ_OFF: u32 = NO_OFFSET;
 
+/// The compiled flow filter (`tracer_common::flow`), `FLOW_LEN` operations long.
+#[unsafe(no_mangle)]
+pub(crate) static FLOW_OPS: [FlowOp; MAX_FLOW_OPS] = [FlowOp::ZERO; MAX_FLOW_OPS];
+
+/// Operations in `FLOW_OPS`; 0: no flow filter, every packet is selected.
+#[unsafe(no_mangle)]
+pub(crate) static FLOW_LEN: u32 = 0;
+
+/// Offset of `struct task_struct.nsproxy` (kernel BTF), or `NO_OFFSET`: with the next two,
+/// the recv-family exits report the reader's network namespace inode.
+#[unsafe(no_mangle)]
+pub(crate) static TASK_NSPROXY_OFF: u32 = NO_OFFSET;
+
+/// Offset of `struct nsproxy.net_ns` (kernel BTF), or `NO_OFFSET`.
+#[unsafe(no_mangle)]
+pub(crate) static NSPROXY_NET_NS_OFF: u32 = NO_OFFSET;
+
+/// Offset of `net.ns.inum` in `struct net` (kernel BTF), or `NO_OFFSET`.
+#[unsafe(no_mangle)]
+pub(crate) static NET_NS_INUM_OFF: u32 = NO_OFFSET;
+
 /// Reads a `u32` global.
 #[inline(always)]
 pub(crate) fn global_u32(value: &u32) -> u32 {
@@ -87,4 +111,46 @@ pub(crate) fn net_irq_word(index: usize) -> u64 {
 #[inline(always)]
 pub(crate) fn journey_mode() -> bool {
     global_u32(&JOURNEY_MODE) != 0
+}
+
+/// `FLOW_OPS`, read field by field with volatile loads (no operation copied to the stack).
+pub(crate) struct GlobalFlowOps;
+
+/// Reads a field of `FLOW_OPS[index]` (index taken modulo the length).
+macro_rules! flow_field {
+    ($index:expr, $($field:tt)+) => {
+        // SAFETY: as in global_u32; the index is below MAX_FLOW_OPS.
+        unsafe { core::ptr::read_volatile(&FLOW_OPS[$index % MAX_FLOW_OPS].$($field)+) }
+    };
+}
+
+impl FlowOps for GlobalFlowOps {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        global_u32(&FLOW_LEN) as usize
+    }
+    #[inline(always)]
+    fn code(&self, i: usize) -> u8 {
+        flow_field!(i, code)
+    }
+    #[inline(always)]
+    fn dir(&self, i: usize) -> u8 {
+        flow_field!(i, dir)
+    }
+    #[inline(always)]
+    fn lo(&self, i: usize) -> u32 {
+        flow_field!(i, lo)
+    }
+    #[inline(always)]
+    fn hi(&self, i: usize) -> u32 {
+        flow_field!(i, hi)
+    }
+    #[inline(always)]
+    fn addr(&self, i: usize, w: usize) -> u64 {
+        flow_field!(i, addr[w & 1])
+    }
+    #[inline(always)]
+    fn mask(&self, i: usize, w: usize) -> u64 {
+        flow_field!(i, mask[w & 1])
+    }
 }

@@ -20,6 +20,8 @@ pub(crate) struct Headers {
     pub payload: u32,
     /// `NetifReceiveSkb.addr2`: TCP sequence number, source and destination ports.
     pub seq_ports: u64,
+    /// TCP or UDP ports were read.
+    pub has_ports: bool,
     /// 4 or 6; 0 when the headers could not be read.
     pub version: u8,
     /// Source address (IPv4 in the first 4 bytes).
@@ -83,12 +85,14 @@ pub(crate) fn read_headers(skb: u64, len: u32) -> Headers {
             out.payload = l3_payload.saturating_sub(doff);
             out.seq_ports = ports | u64::from(u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]));
             out.arg1 = ip_bits | u32::from(l4[13]) << 8 | u32::from(IPPROTO_TCP);
+            out.has_ports = true;
         }
         IPPROTO_UDP => {
             let length = u32::from(u16::from_be_bytes([l4[4], l4[5]]));
             out.payload = length.saturating_sub(8);
             out.seq_ports = ports;
             out.arg1 = ip_bits | u32::from(IPPROTO_UDP);
+            out.has_ports = true;
         }
         other => {
             out.payload = l3_payload;

@@ -7,8 +7,9 @@
 //! looks up (maps, globals, programs) are listed in `tracer_common::abi`.
 //!
 //! Modules: [`globals`] (set by user space before load), [`maps`], [`filter`] (which events
-//! to keep), [`fields`] (reading the tracepoint record), [`emit`] (the ring buffer), and
-//! [`programs`], one file per domain.
+//! to keep), [`flow`] (the flow filter and the context it holds back), [`fields`]
+//! (reading the tracepoint record), [`emit`] (the ring buffer), [`headers`] and [`reader`]
+//! (kernel structs read through BTF offsets), and [`programs`], one file per domain.
 //!
 //! Adding a program for tracepoint `cat:name`:
 //! 1. `tracer-common/src/event.rs`: append a row to the `event_kinds!` table with the next
@@ -16,8 +17,8 @@
 //! 2. `tracer-common/src/offsets.rs`: append one `slots!` row per field the program reads
 //!    (`optional` if a kernel may lack it); user space then finds the offsets itself.
 //! 3. `programs/<domain>.rs`: a `#[tracepoint] pub fn name` (the function's name is the
-//!    tracepoint's: user space attaches by it), usually through `context_program!` or a
-//!    macro of that file, reading fields with `fields::field(&ctx, Slot::X)`.
+//!    tracepoint's: user space attaches by it), filtering first (`filter`, `flow`),
+//!    reading fields with `fields::field(&ctx, Slot::X)`.
 //! 4. User space attaches every `EventKind` on its own; `tracer/tests/abi.rs` checks that
 //!    the object has a program for each.
 #![no_std]
@@ -26,10 +27,12 @@
 mod emit;
 mod fields;
 mod filter;
+mod flow;
 mod globals;
 mod headers;
 mod maps;
 mod programs;
+mod reader;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -7,6 +7,8 @@ use aya_ebpf::{
 };
 use tracer_common::{LostCounter, abi::recv_tasks::OUTSIDE};
 
+use crate::flow::HeldContext;
+
 /// Every event, in one ring buffer (size set by user space).
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
@@ -27,6 +29,25 @@ pub(crate) static RECV_TASKS: LruHashMap<u32, u8> = LruHashMap::with_max_entries
 /// switched in) is one of them is kept even when another task is current.
 #[map]
 pub(crate) static FILTER_TIDS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+
+/// With a flow filter: the skbs it selected (until they are freed), so that their later
+/// events (tcp_probe, the copy to the reader, the free) are kept.
+#[map]
+pub(crate) static FLOW_SKBS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// With a flow filter: the sockets a selected packet was queued on; their reads are kept.
+#[map]
+pub(crate) static FLOW_SOCKS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(8192, 0);
+
+/// With a flow filter: threads woken by a selected packet or reading a selected socket;
+/// their switches onto a CPU are kept.
+#[map]
+pub(crate) static FLOW_TASKS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(8192, 0);
+
+/// With a flow filter: per CPU, the interrupt context held back until a selected packet
+/// needs it (`flow::HeldContext`).
+#[map]
+pub(crate) static FLOW_CONTEXT: PerCpuArray<HeldContext> = PerCpuArray::with_max_entries(1, 0);
 
 /// Whether a thread is in `FILTER_TIDS`.
 #[inline(always)]

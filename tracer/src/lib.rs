@@ -4,8 +4,10 @@
 //! Data flow (docs/DESIGN.md): [`probe`] loads the programs on facts about this machine
 //! ([`host`]); [`source`] reads their records live, [`recording`] stores and reads them back;
 //! [`journey`] decodes, reorders and rebuilds each packet's journey; [`sink`] writes journeys
-//! out; [`session`] runs a whole trace; [`lab`] holds the exercises.
+//! out; [`session`] runs a whole trace; [`lab`] holds the exercises; [`flow`] parses the
+//! tcpdump-style filter expressions that [`probe`] hands to the kernel.
 
+pub mod flow;
 pub mod host;
 pub mod journey;
 pub mod lab;

@@ -23,11 +23,18 @@ struct Cli {
 enum Command {
     /// Follow every received packet: one line per journey, per-stage summaries.
     Live(cli::live::LiveArgs),
+    /// A full-screen live view: journeys per process, flow, device or CPU, with each stage's
+    /// p50/p99, where the median journey's time goes, histograms and the slowest journey.
+    ///
+    /// Keys: arrows or j/k select a row, s/S sort by the next/previous column, g groups by
+    /// process, flow, device or CPU, p pauses, r resets, q or Ctrl-C quits. NO_COLOR=1 (or a
+    /// terminal without colours) draws without colour.
+    Top(cli::top::TopArgs),
     /// Record raw events to a file for later analysis (`tracer report`).
     Record(cli::record::RecordArgs),
     /// Journeys and summaries from a recording: the same engine as `live`.
     Report(cli::record::ReportArgs),
-    /// Export a recording's journeys: Perfetto trace, JSON lines or CSV.
+    /// Export a recording's journeys: Perfetto trace, JSON lines, CSV or Parquet.
     Export(cli::record::ExportArgs),
     /// Check what this host can trace and which journey stages it would miss.
     /// Exit status: 0 full journeys, 1 degraded, 2 nothing can run.
@@ -65,6 +72,7 @@ fn main() -> ExitCode {
         let done = |result: anyhow::Result<()>| result.map(|()| 0u8);
         match cli.command {
             Command::Live(args) => done(cli::live::run(args, cli.verbose).await),
+            Command::Top(args) => done(cli::top::run(args).await),
             Command::Record(args) => done(cli::record::record(args, cli.verbose).await),
             Command::Report(args) => done(cli::record::report(args)),
             Command::Export(args) => done(cli::record::export(args)),

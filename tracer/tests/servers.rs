@@ -209,6 +209,9 @@ fn redis_journeys_carry_exactly_the_bytes_redis_read() {
     let pid_text = pid.to_string();
     let with_pid: &[&str] = &["--pid", &pid_text];
     let without_btf: &[&str] = &["--without-btf"];
+    // The flow filter in the kernel: only the requests to redis, none of its replies.
+    let filter_text = format!("tcp and dst port {}", redis.port);
+    let with_filter: &[&str] = &[&filter_text];
     // (label, redis-benchmark args, tracer flags, (SET value size, commands) when each
     // command is one segment)
     type Scenario<'a> = (
@@ -217,7 +220,7 @@ fn redis_journeys_carry_exactly_the_bytes_redis_read() {
         &'a [&'a str],
         Option<(usize, usize)>,
     );
-    let scenarios: [Scenario; 6] = [
+    let scenarios: [Scenario; 8] = [
         (
             "keep-alive",
             &["-t", "set", "-n", "300", "-c", "1", "-k", "1"],
@@ -254,6 +257,18 @@ fn redis_journeys_carry_exactly_the_bytes_redis_read() {
             without_btf,
             None,
         ),
+        (
+            "keep-alive, filter 'tcp and dst port REDIS'",
+            &["-t", "set", "-n", "300", "-c", "1", "-k", "1"],
+            with_filter,
+            Some((3, 300)),
+        ),
+        (
+            "pipelined -P 16, filter 'tcp and dst port REDIS'",
+            &["-t", "set", "-n", "1600", "-c", "2", "-P", "16"],
+            with_filter,
+            None,
+        ),
     ];
     for (label, args, flags, single) in scenarios {
         let dir = tempfile::tempdir().unwrap();
@@ -286,6 +301,16 @@ fn redis_journeys_carry_exactly_the_bytes_redis_read() {
             assert!(
                 others.is_empty(),
                 "redis {label}: --pid shows others: {others:?}"
+            );
+        }
+        if flags == with_filter {
+            let others: Vec<&Value> = journeys
+                .iter()
+                .filter(|j| j["dport"].as_u64() != Some(u64::from(redis.port)))
+                .collect();
+            assert!(
+                others.is_empty(),
+                "redis {label}: the filter let other flows through: {others:?}"
             );
         }
         if let Some((value, commands)) = single {

@@ -89,7 +89,7 @@ fn packets(trace: &[u8]) -> Vec<&[u8]> {
     packets
 }
 
-/// JSON lines, CSV, `report --json`, the text report and the Perfetto trace of the
+/// JSON lines, CSV, Parquet, `report --json`, the text report and the Perfetto trace of the
 /// recorded fixtures (the NIC one in format 1, and as format 2 in chunks of 700 events; a
 /// loopback one in format 2 as recorded) are those of the whole file in memory: the same
 /// journeys, the same bytes.
@@ -124,19 +124,23 @@ fn streamed_outputs_equal_the_whole_file_ones() {
             .filter_map(|journey| Some((journey.tid?, journey.comm.as_deref()?.to_owned())))
             .collect();
         let trace = perfetto::export(&recording.events, &journeys, &irq_names, &comms);
+        let parquet = tracer::sink::parquet::to_bytes(&recording.meta, &journeys).unwrap();
         let mut data = ReportData::new(&recording.meta, 3);
         data.events(&recording.events);
         for journey in &journeys {
             data.journey(journey);
         }
-        let lost = recording
-            .trailer
-            .as_ref()
-            .map(|t| t.lost_per_cpu.as_slice());
-        let text = data.text(recording.version, &recording.meta, &tracker, lost);
+        let trailer = recording.trailer.as_ref();
+        let text = data.text(recording.version, &recording.meta, &tracker, trailer);
         let text = tracer::sink::escape::lines(&text).into_owned();
 
-        for (format, expected) in [("jsonl", &json), ("csv", &csv), ("perfetto", &trace)] {
+        let formats = [
+            ("jsonl", &json),
+            ("csv", &csv),
+            ("parquet", &parquet),
+            ("perfetto", &trace),
+        ];
+        for (format, expected) in formats {
             let out = dir.path().join(format!("out.{format}"));
             tracer(&[
                 "export".as_ref(),
@@ -161,11 +165,14 @@ fn streamed_outputs_equal_the_whole_file_ones() {
 }
 
 /// Peak RSS allowed to `report` and `export` of the large recording below, whose events
-/// alone would take three times as much in memory.
+/// alone would take twice as much in memory.
 const MEMORY_BOUND_MIB: u64 = 48;
 /// The same for a recording whose clock never moves: the reorder window holds as many
 /// events as it may (`journey::reorder::MAX_HELD`, 20 MiB, and the queue's spare room).
 const STUCK_CLOCK_BOUND_MIB: u64 = 96;
+/// The same for the Parquet exports, which fill a row group in memory before writing it
+/// (`sink::parquet::ROW_GROUP_ROWS` rows, tens of MiB) whatever the file's size.
+const PARQUET_BOUND_MIB: u64 = 128;
 
 /// Runs the tracer (stdout discarded) and returns its peak RSS in MiB: VmHWM, its own
 /// memory since exec, read every few milliseconds until it ends. (wait4's ru_maxrss would
@@ -203,11 +210,11 @@ fn peak_rss_mib(args: &[&std::ffi::OsStr]) -> u64 {
     peak_kib / 1024
 }
 
-/// A recording of 2.4 M events (600 copies of the fixture, one after the other in time,
-/// 150 MiB as events in memory): `report` (with and without `--list`) and every export stay
-/// under [`MEMORY_BOUND_MIB`], and every copy's journeys are there. One of 1.2 M events
+/// A recording of 1.6 M events (400 copies of the fixture, one after the other in time,
+/// 100 MiB as events in memory): `report` (with and without `--list`) and every export (and
+/// the raw events as Parquet) stay under [`MEMORY_BOUND_MIB`], and every copy's journeys are there. One of 1.2 M events
 /// whose clock never moves (the reorder window would hold them all) stays under
-/// [`STUCK_CLOCK_BOUND_MIB`].
+/// [`STUCK_CLOCK_BOUND_MIB`]. Parquet stays under [`PARQUET_BOUND_MIB`].
 #[test]
 fn large_recordings_stream_within_a_memory_bound() {
     let dir = tempfile::tempdir().unwrap();
@@ -215,7 +222,7 @@ fn large_recordings_stream_within_a_memory_bound() {
     let first = original.events.iter().map(|event| event.ts).min().unwrap();
     let last = original.events.iter().map(|event| event.ts).max().unwrap();
     let period = last - first + 1_000_000;
-    const COPIES: u64 = 600;
+    const COPIES: u64 = 400;
     let long = dir.path().join("long.trc");
     write_v2(
         &long,
@@ -241,14 +248,15 @@ fn large_recordings_stream_within_a_memory_bound() {
         tracer::recording::CHUNK_EVENTS,
     );
     let events = COPIES * original.events.len() as u64;
-    assert!(events * 64 > (3 * MEMORY_BOUND_MIB) << 20);
+    assert!(events * 64 > (2 * MEMORY_BOUND_MIB) << 20);
     let out = dir.path().join("out");
+    let events_out = dir.path().join("events.parquet");
     for (input, bound) in [(&long, MEMORY_BOUND_MIB), (&stuck, STUCK_CLOCK_BOUND_MIB)] {
         let mut commands: Vec<Vec<&std::ffi::OsStr>> = vec![
             vec!["report".as_ref(), input.as_os_str()],
             vec!["report".as_ref(), input.as_os_str(), "--list".as_ref()],
         ];
-        for format in ["jsonl", "csv", "perfetto"] {
+        for format in ["jsonl", "csv", "parquet", "perfetto"] {
             commands.push(vec![
                 "export".as_ref(),
                 input.as_os_str(),
@@ -258,7 +266,26 @@ fn large_recordings_stream_within_a_memory_bound() {
                 out.as_os_str(),
             ]);
         }
+        // And every raw event as a second Parquet table (of the long one: it is slow).
+        commands.push(vec![
+            "export".as_ref(),
+            input.as_os_str(),
+            "--format".as_ref(),
+            "parquet".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--events".as_ref(),
+            events_out.as_os_str(),
+        ]);
+        if input == &stuck {
+            commands.pop();
+        }
         for args in commands {
+            let bound = if args.contains(&"parquet".as_ref()) {
+                PARQUET_BOUND_MIB
+            } else {
+                bound
+            };
             let rss = peak_rss_mib(&args);
             eprintln!("{args:?}: peak RSS {rss} MiB");
             assert!(

@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
 /// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests; real
-/// servers and clients nobody here wrote (redis, nginx, ab, memcached) for tests/servers.rs.
+/// servers and clients nobody here wrote (redis, nginx, ab, memcached) for tests/servers.rs;
+/// tmux, the terminal tests/top.rs drives `tracer top` in.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -29,6 +30,7 @@ const APT_PACKAGES: &[&str] = &[
     "nginx",
     "apache2-utils",
     "memcached",
+    "tmux",
 ];
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -61,10 +63,11 @@ enum Task {
         /// A shorter workload (CI-sized).
         #[arg(long)]
         quick: bool,
-        /// Only the offline section (recording size, report and export speed, memory and
-        /// linearity); the other sections of BENCHMARKS.md are kept as they are.
-        #[arg(long)]
-        offline: bool,
+        /// Run one section only and print it (BENCHMARKS.md is left alone): `offline`
+        /// (recording size, report speed and memory, linearity of report and exports) or
+        /// `filtered`.
+        #[arg(long, value_name = "SECTION")]
+        only: Option<String>,
     },
     /// Set up (and cargo-fuzz), then fuzz recordings -> engine -> every sink with libFuzzer,
     /// seeded with the recorded fixtures; a crash or leak fails, its input kept in
@@ -123,13 +126,13 @@ fn run(task: Task) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Task::Bench { quick, offline } => {
+        Task::Bench { quick, only } => {
             setup()?;
             cargo(
                 &root,
                 &["build", "--release", "--quiet", "--package", "tracer"],
             )?;
-            bench::run(&root, quick, offline)
+            bench::run(&root, quick, only.as_deref())
         }
         Task::Fuzz { seconds } => {
             setup()?;
@@ -317,6 +320,12 @@ fn setup() -> anyhow::Result<()> {
                 .to_owned(),
         );
     }
+    let duckdb_ok = python_imports("duckdb");
+    if !duckdb_ok {
+        missing.push(format!(
+            "Python package duckdb {DUCKDB_VERSION} (queries the Parquet export in tests/parquet.rs)"
+        ));
+    }
     let tracefs_ok = Path::new(TRACEFS).join("events").is_dir();
     if !tracefs_ok {
         missing.push(format!("tracefs at {TRACEFS}"));
@@ -379,11 +388,45 @@ fn setup() -> anyhow::Result<()> {
             ],
         )?;
     }
+    if !duckdb_ok {
+        step(&format!(
+            "installing the Python package duckdb {DUCKDB_VERSION} (pip)"
+        ));
+        // Debian's python3 refuses pip without this (PEP 668); older pips ignore it.
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+                &format!("duckdb=={DUCKDB_VERSION}"),
+            ])
+            .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
+            .status()
+            .context("running pip")?;
+        if !status.success() {
+            bail!("pip install duckdb=={DUCKDB_VERSION} failed ({status})");
+        }
+    }
     if !tracefs_ok {
         step(&format!("mounting tracefs at {TRACEFS}"));
         sh("mount", &["-t", "tracefs", "nodev", TRACEFS])?;
     }
     Ok(())
+}
+
+/// The PyPI `duckdb` that tests/parquet.rs queries the Parquet export with.
+const DUCKDB_VERSION: &str = "1.5.6";
+
+/// Whether the system python3 imports `module`.
+fn python_imports(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 pub(crate) fn step(what: &str) {

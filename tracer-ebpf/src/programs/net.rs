@@ -1,6 +1,7 @@
 //! Packet-path programs: `napi:napi_poll`, `net:netif_receive_skb`, `net:netif_rx`,
 //! `net:napi_gro_receive_entry`, `skb:kfree_skb`, `skb:consume_skb` and
-//! `skb:skb_copy_datagram_iovec`. All keep events from every context in journey mode.
+//! `skb:skb_copy_datagram_iovec`. All keep events from every context in journey mode; with
+//! a flow filter, only those of selected packets (`flow`).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tracer_common::{EventKind, FLAG_ADDRS, Slot};
@@ -9,19 +10,28 @@ use crate::{
     emit::emit,
     fields::{data_loc_str, field},
     filter::{here, packet_passes},
+    flow,
     headers::read_headers,
 };
 
-// napi:napi_poll
-context_program!(napi_poll, NapiPoll, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::NapiPollNapi);
-    ev.arg0 = field(&ctx, Slot::NapiPollWork);
-    ev.arg1 = field(&ctx, Slot::NapiPollBudget);
-    data_loc_str(&ctx, Slot::NapiPollDev, &mut ev.name);
-});
+/// `napi:napi_poll`: with a flow filter, only after a selected packet.
+#[tracepoint]
+pub fn napi_poll(ctx: TracePointContext) -> u32 {
+    let here = here();
+    if packet_passes(&here) && (!flow::active() || flow::take_poll()) {
+        emit(&here, EventKind::NapiPoll, |ev| {
+            ev.addr = field(&ctx, Slot::NapiPollNapi);
+            ev.arg0 = field(&ctx, Slot::NapiPollWork);
+            ev.arg1 = field(&ctx, Slot::NapiPollBudget);
+            data_loc_str(&ctx, Slot::NapiPollDev, &mut ev.name);
+        });
+    }
+    0
+}
 
 /// `net:netif_receive_skb`: the packet's record. With the headers readable (kernel BTF), a
-/// record of its addresses (`FLAG_ADDRS`) goes just before it.
+/// record of its addresses (`FLAG_ADDRS`) goes just before it. The flow filter judges the
+/// packet here.
 #[tracepoint]
 pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
     let here = here();
@@ -31,6 +41,9 @@ pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
     let skb: u64 = field(&ctx, Slot::RecvSkbAddr);
     let len: u32 = field(&ctx, Slot::RecvSkbLen);
     let headers = read_headers(skb, len);
+    if flow::active() && !flow::judge_received(skb, &headers) {
+        return 0;
+    }
     if headers.version != 0 {
         emit(&here, EventKind::NetifReceiveSkb, |ev| {
             ev.flags = FLAG_ADDRS;
@@ -54,48 +67,114 @@ pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
     0
 }
 
-// net:netif_rx
-context_program!(netif_rx, NetifRx, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::NetifRxAddr);
-    ev.arg0 = field(&ctx, Slot::NetifRxLen);
-    data_loc_str(&ctx, Slot::NetifRxDev, &mut ev.name);
-});
+/// Whether a packet seen before `netif_receive_skb` (skb at `skb`, `len` bytes) is kept:
+/// with a flow filter, when its own headers are selected.
+#[inline(always)]
+fn early_packet_passes(skb: u64, len: u32) -> bool {
+    !flow::active() || flow::selects(&read_headers(skb, len))
+}
 
-// net:napi_gro_receive_entry
-context_program!(
-    napi_gro_receive_entry,
-    NapiGroReceiveEntry,
-    packet_passes,
-    |ctx, ev| {
-        ev.addr = field(&ctx, Slot::GroSkbAddr);
-        ev.arg0 = field(&ctx, Slot::GroLen);
-        ev.arg1 = field(&ctx, Slot::GroNapiId);
-        ev.arg2 = field::<u16>(&ctx, Slot::GroQueue) as u32;
-        data_loc_str(&ctx, Slot::GroDev, &mut ev.name);
+/// `net:netif_rx`: `addr` = skb, `arg0` = len, `name` = device.
+#[tracepoint]
+pub fn netif_rx(ctx: TracePointContext) -> u32 {
+    let here = here();
+    if !packet_passes(&here) {
+        return 0;
     }
-);
-
-// skb:skb_copy_datagram_iovec
-context_program!(
-    skb_copy_datagram_iovec,
-    SkbCopyDatagramIovec,
-    packet_passes,
-    |ctx, ev| {
-        ev.addr = field(&ctx, Slot::CopySkbAddr);
-        ev.arg0 = field(&ctx, Slot::CopyLen);
+    let skb: u64 = field(&ctx, Slot::NetifRxAddr);
+    let len: u32 = field(&ctx, Slot::NetifRxLen);
+    if early_packet_passes(skb, len) {
+        emit(&here, EventKind::NetifRx, |ev| {
+            ev.addr = skb;
+            ev.arg0 = len;
+            data_loc_str(&ctx, Slot::NetifRxDev, &mut ev.name);
+        });
     }
-);
+    0
+}
 
-// skb:kfree_skb
-context_program!(kfree_skb, KfreeSkb, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::KfreeSkbAddr);
-    ev.addr2 = field(&ctx, Slot::KfreeLocation);
-    ev.arg0 = field(&ctx, Slot::KfreeReason);
-    ev.arg1 = field::<u16>(&ctx, Slot::KfreeProtocol) as u32;
-});
+/// `net:napi_gro_receive_entry`: `addr` = skb, `arg0` = len, `arg1` = napi_id,
+/// `arg2` = queue_mapping, `name` = device.
+#[tracepoint]
+pub fn napi_gro_receive_entry(ctx: TracePointContext) -> u32 {
+    let here = here();
+    if !packet_passes(&here) {
+        return 0;
+    }
+    let skb: u64 = field(&ctx, Slot::GroSkbAddr);
+    let len: u32 = field(&ctx, Slot::GroLen);
+    if early_packet_passes(skb, len) {
+        if flow::active() {
+            // Inside the NAPI poll: the run's context goes out before this packet, whose
+            // later events (a free once merged by GRO) are kept.
+            flow::release_context();
+            flow::select_skb(skb);
+        }
+        emit(&here, EventKind::NapiGroReceiveEntry, |ev| {
+            ev.addr = skb;
+            ev.arg0 = len;
+            ev.arg1 = field(&ctx, Slot::GroNapiId);
+            ev.arg2 = field::<u16>(&ctx, Slot::GroQueue) as u32;
+            data_loc_str(&ctx, Slot::GroDev, &mut ev.name);
+        });
+    }
+    0
+}
 
-// skb:consume_skb
-context_program!(consume_skb, ConsumeSkb, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::ConsumeSkbAddr);
-    ev.addr2 = field(&ctx, Slot::ConsumeLocation);
-});
+/// Whether an event about the skb at `skb` is kept: with a flow filter, when the skb was
+/// selected. `freed`: the skb ends here (forgotten).
+#[inline(always)]
+fn skb_passes(skb: u64, freed: bool) -> bool {
+    if !flow::active() {
+        return true;
+    }
+    if freed {
+        flow::forget_skb(skb)
+    } else {
+        flow::skb_selected(skb)
+    }
+}
+
+/// `skb:skb_copy_datagram_iovec`: `addr` = skb, `arg0` = len.
+#[tracepoint]
+pub fn skb_copy_datagram_iovec(ctx: TracePointContext) -> u32 {
+    let here = here();
+    let skb: u64 = field(&ctx, Slot::CopySkbAddr);
+    if packet_passes(&here) && skb_passes(skb, false) {
+        emit(&here, EventKind::SkbCopyDatagramIovec, |ev| {
+            ev.addr = skb;
+            ev.arg0 = field(&ctx, Slot::CopyLen);
+        });
+    }
+    0
+}
+
+/// `skb:kfree_skb`: `addr` = skb, `addr2` = location, `arg0` = reason, `arg1` = protocol.
+#[tracepoint]
+pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    let here = here();
+    let skb: u64 = field(&ctx, Slot::KfreeSkbAddr);
+    if packet_passes(&here) && skb_passes(skb, true) {
+        emit(&here, EventKind::KfreeSkb, |ev| {
+            ev.addr = skb;
+            ev.addr2 = field(&ctx, Slot::KfreeLocation);
+            ev.arg0 = field(&ctx, Slot::KfreeReason);
+            ev.arg1 = field::<u16>(&ctx, Slot::KfreeProtocol) as u32;
+        });
+    }
+    0
+}
+
+/// `skb:consume_skb`: `addr` = skb, `addr2` = location.
+#[tracepoint]
+pub fn consume_skb(ctx: TracePointContext) -> u32 {
+    let here = here();
+    let skb: u64 = field(&ctx, Slot::ConsumeSkbAddr);
+    if packet_passes(&here) && skb_passes(skb, true) {
+        emit(&here, EventKind::ConsumeSkb, |ev| {
+            ev.addr = skb;
+            ev.addr2 = field(&ctx, Slot::ConsumeLocation);
+        });
+    }
+    0
+}

@@ -7,7 +7,8 @@ use tracer_common::{EventKind, NAME_LEN, Slot};
 use crate::{
     emit::emit,
     fields::field,
-    filter::{here, sched_passes},
+    filter::{Here, here, sched_passes},
+    flow::{self, Verdict},
     globals::journey_mode,
 };
 
@@ -20,7 +21,12 @@ macro_rules! wake_program {
             let woken: u32 = field(&ctx, Slot::$pid);
             let comm: [u8; NAME_LEN] = field(&ctx, Slot::$comm);
             // ksoftirqd wakeups are kept too: NET_RX work moving to a thread.
-            if sched_passes(&here, woken, None) || (journey_mode() && is_ksoftirqd(&comm)) {
+            let keep = if flow::active() {
+                flow_wake_passes(&here, woken)
+            } else {
+                sched_passes(&here, woken, None) || (journey_mode() && is_ksoftirqd(&comm))
+            };
+            if keep {
                 emit(&here, EventKind::$kind, |ev| {
                     ev.arg0 = woken;
                     ev.arg1 = field(&ctx, Slot::$cpu);
@@ -31,6 +37,24 @@ macro_rules! wake_program {
             0
         }
     };
+}
+
+/// With a flow filter, a wakeup is kept when a selected packet on this CPU caused it (its
+/// task is then remembered), never when a rejected one did, and otherwise when its task was
+/// woken by, or read, a selected packet before.
+#[inline(always)]
+fn flow_wake_passes(here: &Here, woken: u32) -> bool {
+    match flow::verdict() {
+        Verdict::Reject => false,
+        Verdict::Pass => {
+            let keep = sched_passes(here, woken, None);
+            if keep {
+                flow::select_task(woken);
+            }
+            keep
+        }
+        Verdict::Unknown => flow::task_selected(woken) && sched_passes(here, woken, None),
+    }
 }
 
 #[inline(always)]
@@ -63,7 +87,14 @@ wake_program!(
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
     let here = here();
     let next: u32 = field(&ctx, Slot::SwitchNextPid);
-    if sched_passes(&here, next, Some(here.tid)) {
+    let keep = if flow::active() {
+        // A switch ends the packet context on this CPU.
+        flow::set_verdict(Verdict::Unknown);
+        flow::task_selected(next) && sched_passes(&here, next, Some(here.tid))
+    } else {
+        sched_passes(&here, next, Some(here.tid))
+    };
+    if keep {
         emit(&here, EventKind::SchedSwitch, |ev| {
             ev.addr = field(&ctx, Slot::SwitchPrevState);
             ev.arg0 = field(&ctx, Slot::SwitchPrevPid);

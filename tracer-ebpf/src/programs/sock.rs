@@ -15,24 +15,49 @@ use crate::{
     emit::emit,
     fields::field,
     filter::{context_passes, here, ignored, packet_passes},
+    flow::{self, Verdict},
     globals::{TCP_COPIED_SEQ_OFF, global_u32, journey_mode},
     maps::set_reading,
 };
 
 const IPPROTO_TCP: u32 = 6;
 
-// sock:sk_data_ready
-context_program!(sk_data_ready, SkDataReady, packet_passes, |ctx, ev| {
-    ev.addr = field(&ctx, Slot::DataReadySk);
-    ev.arg0 = field::<u16>(&ctx, Slot::DataReadyFamily) as u32;
-    ev.arg1 = field::<u16>(&ctx, Slot::DataReadyProtocol) as u32;
-});
+/// `sock:sk_data_ready`: a packet queued on a socket. With a flow filter, kept when this
+/// CPU's packet in progress was selected; the socket is then remembered (its reads kept).
+#[tracepoint]
+pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
+    let here = here();
+    let sk: u64 = field(&ctx, Slot::DataReadySk);
+    if !packet_passes(&here) {
+        return 0;
+    }
+    if flow::active() {
+        if flow::verdict() != Verdict::Pass {
+            return 0;
+        }
+        flow::select_sock(sk);
+    }
+    emit(&here, EventKind::SkDataReady, |ev| {
+        ev.addr = sk;
+        ev.arg0 = field::<u16>(&ctx, Slot::DataReadyFamily) as u32;
+        ev.arg1 = field::<u16>(&ctx, Slot::DataReadyProtocol) as u32;
+    });
+    0
+}
 
 /// `sock:sock_recv_length`: marks the current syscall as a socket read (its exit is a
-/// packet's `recv_return`), then emits like a context program.
+/// packet's `recv_return`), then emits like a context program. With a flow filter, only
+/// reads of sockets a selected packet was queued on count.
 #[tracepoint]
 pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
     let here = here();
+    if flow::active() {
+        let sk: u64 = field(&ctx, Slot::RecvLenSk);
+        if !flow::sock_selected(sk) {
+            return 0;
+        }
+        flow::select_task(here.tid);
+    }
     set_reading(here.tid, READ_SOCKET);
     // In journey mode every process's reads go out: they drain the socket queues of packets
     // that a `--pid` process did not read (user space keeps only that process's journeys).

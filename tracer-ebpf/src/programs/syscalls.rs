@@ -12,8 +12,10 @@ use crate::{
     emit::emit,
     fields::field,
     filter::{Here, context_passes, here, ignored},
+    flow,
     globals::{FILTER_TGID, SOCKET_READS_ONLY, global_u32, journey_mode},
     maps::{FILTER_TIDS, filtered_tid, set_reading, take_reading},
+    reader::fill_reader,
 };
 
 /// Marks the current thread as inside a recv-family or wait syscall (`RECV_TASKS`). Returns
@@ -47,7 +49,9 @@ macro_rules! syscall_program {
         pub fn $name($ctx: TracePointContext) -> u32 {
             let here = here();
             let journey_wants = $track(&here);
-            if context_passes(&here) && (journey_wants || !journey_mode()) {
+            // With a flow filter, event mode too keeps only the exits of selected reads.
+            let all = !journey_mode() && !flow::active();
+            if context_passes(&here) && (journey_wants || all) {
                 emit(&here, EventKind::$kind, |$ev| $fill);
             }
             0
@@ -97,6 +101,7 @@ syscall_program!(
 // syscalls:sys_exit_recvfrom
 syscall_program!(sys_exit_recvfrom, SysExitRecvfrom, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvfromRet);
+    fill_reader(ev);
 });
 
 // syscalls:sys_enter_recvmsg
@@ -107,6 +112,7 @@ syscall_program!(sys_enter_recvmsg, SysEnterRecvmsg, enter_recv, |ctx, ev| {
 // syscalls:sys_exit_recvmsg
 syscall_program!(sys_exit_recvmsg, SysExitRecvmsg, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvmsgRet);
+    fill_reader(ev);
 });
 
 // syscalls:sys_enter_recvmmsg
@@ -123,6 +129,7 @@ syscall_program!(
 // syscalls:sys_exit_recvmmsg
 syscall_program!(sys_exit_recvmmsg, SysExitRecvmmsg, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitRecvmmsgRet);
+    fill_reader(ev);
 });
 
 // syscalls:sys_enter_read
@@ -134,6 +141,7 @@ syscall_program!(sys_enter_read, SysEnterRead, enter_recv, |ctx, ev| {
 // syscalls:sys_exit_read
 syscall_program!(sys_exit_read, SysExitRead, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitReadRet);
+    fill_reader(ev);
 });
 
 // syscalls:sys_enter_readv
@@ -145,4 +153,5 @@ syscall_program!(sys_enter_readv, SysEnterReadv, enter_recv, |ctx, ev| {
 // syscalls:sys_exit_readv
 syscall_program!(sys_exit_readv, SysExitReadv, exit_recv, |ctx, ev| {
     ev.addr = field(&ctx, Slot::ExitReadvRet);
+    fill_reader(ev);
 });

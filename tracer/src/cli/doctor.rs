@@ -68,6 +68,49 @@ fn essential(kind: EventKind) -> bool {
     kind == EventKind::NetifReceiveSkb
 }
 
+/// What names a journey's reader: its network namespace (kernel BTF offsets) and its cgroup
+/// (cgroup v2, for the path), as (check, level, detail) rows.
+fn reader_checks() -> Vec<(&'static str, u8, String)> {
+    use tracer::host::{btf::StructOffsets, cgroup};
+    let netns = match StructOffsets::from_kernel() {
+        Ok(offsets) if offsets.has_netns() => (
+            0,
+            format!(
+                "task_struct.nsproxy at {}, nsproxy.net_ns at {}, net.ns.inum at {}: journeys \
+                 carry the reader's network namespace (netns)",
+                offsets.task_nsproxy.unwrap_or_default(),
+                offsets.nsproxy_net_ns.unwrap_or_default(),
+                offsets.net_ns_inum.unwrap_or_default(),
+            ),
+        ),
+        Ok(_) => (
+            1,
+            "BTF lacks task_struct.nsproxy, nsproxy.net_ns or net.ns.inum: netns is null"
+                .to_owned(),
+        ),
+        Err(err) => (1, format!("{err}: netns is null")),
+    };
+    let cgroup = match cgroup::cgroup2_mount() {
+        Some(root) => (
+            0,
+            format!(
+                "cgroup2 at {}: journeys carry the reader's cgroup id and its path (cgroup_path)",
+                root.display()
+            ),
+        ),
+        None => (
+            1,
+            "no cgroup2 mount: journeys carry the reader's cgroup id (of the v2 hierarchy the \
+             kernel keeps anyway) but no cgroup_path"
+                .to_owned(),
+        ),
+    };
+    vec![
+        ("BTF reader netns", netns.0, netns.1),
+        ("cgroup v2", cgroup.0, cgroup.1),
+    ]
+}
+
 pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
     let mut rows: Vec<(String, &'static str, String)> = Vec::new(); // (check, status, detail)
     let mut worst = 0u8;
@@ -86,8 +129,9 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
             "BTF",
             0,
             format!(
-                "present ({}): packet headers (protocol, TCP flags, payload, sequence numbers) \
-                 and TCP read points (tcp_sock.copied_seq); sk_buff.data at {}, copied_seq at {}",
+                "present ({}): packet headers (flows, protocol, TCP flags, payload, sequence \
+                 numbers, filter expressions in the kernel) and TCP read points \
+                 (tcp_sock.copied_seq); sk_buff.data at {}, copied_seq at {}",
                 tracer::host::btf::VMLINUX,
                 offsets.skb_data.unwrap_or_default(),
                 offsets.tcp_copied_seq.unwrap_or_default(),
@@ -98,12 +142,12 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
             "BTF",
             1,
             format!(
-                "present, but without {}: TCP journeys follow byte counts, control segments are \
-                 told by tcp_probe alone (docs/tcp.md)",
+                "present, but without {}",
                 if offsets.skb_data.is_none() {
-                    "sk_buff.data"
+                    "sk_buff.data: no flows (addresses, ports), no filter expressions, TCP \
+                     journeys follow byte counts (docs/tcp.md)"
                 } else {
-                    "tcp_sock.copied_seq"
+                    "tcp_sock.copied_seq: TCP journeys follow byte counts (docs/tcp.md)"
                 }
             ),
         ),
@@ -112,10 +156,14 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
             "BTF",
             1,
             format!(
-                "{err}: no packet headers and no TCP read points; TCP journeys follow byte \
-                 counts (docs/tcp.md); tracepoint offsets still come from tracefs"
+                "{err}: no packet headers (no flows, no filter expressions) and no TCP read \
+                 points; TCP journeys follow byte counts (docs/tcp.md); tracepoint offsets \
+                 still come from tracefs"
             ),
         ),
+    }
+    for (check, level, detail) in reader_checks() {
+        mark(&mut rows, check, level, detail);
     }
     let permission = caps::check();
     match &permission {

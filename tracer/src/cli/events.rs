@@ -21,7 +21,7 @@ pub struct EventsArgs {
 }
 
 pub async fn run(args: EventsArgs, verbose: bool) -> anyhow::Result<()> {
-    let options = args.filters.probe_options(verbose);
+    let options = args.filters.probe_options(verbose)?;
     let stop = async move {
         match args.duration {
             Some(duration) => tokio::time::sleep(duration).await,

@@ -10,7 +10,7 @@ use tracer::{
     session::live::{LiveOutput, follow},
 };
 
-use super::{ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
+use super::{FlowArgs, ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
 
 /// Options of `tracer live`.
 #[derive(Clone, Debug, Args)]
@@ -62,6 +62,8 @@ pub struct LiveArgs {
     /// No journey lines, only summaries (and metrics).
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
@@ -79,6 +81,7 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
             bail!("no process with pid {pid}");
         }
     }
+    let flow = args.flow.flow()?;
     let options = ProbeArgs {
         // The kernel filters one process; several are told apart in user space.
         pid: match args.pid[..] {
@@ -89,6 +92,7 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
         without: &args.without,
         without_btf: args.without_btf,
         ring: &args.ring,
+        flow: flow.clone(),
     }
     .journeys(verbose);
     let output = LiveOutput {
@@ -98,6 +102,7 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
             comm: args.comm.clone(),
             dev: args.dev.clone(),
             cpu: args.cpu.map(|cpu| cpu as u16),
+            flow,
         },
         count: args.count,
         interval: args.interval,

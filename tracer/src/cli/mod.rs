@@ -8,11 +8,43 @@ pub mod events;
 pub mod lab;
 pub mod live;
 pub mod record;
+pub mod top;
 
 use std::time::Duration;
 
+use anyhow::bail;
 use clap::Args;
-use tracer::probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions};
+use tracer::{
+    flow::FlowFilter,
+    host::irqmap::IrqMap,
+    journey::JourneyFilter,
+    probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions},
+};
+
+/// Which packets to trace: a filter expression (tcpdump's syntax) and `--port`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct FlowArgs {
+    /// Trace only packets this expression selects, in tcpdump's syntax for a 5-tuple: tcp,
+    /// udp, icmp, icmp6, ip, ip6, [src|dst] host ADDR, [src|dst] net CIDR, [src|dst] port N,
+    /// [src|dst] portrange A-B, and/or/not, parentheses (and/or bind equally, left to
+    /// right, as in tcpdump). Evaluated in the kernel on each packet (needs kernel BTF):
+    /// nothing of another packet is emitted, not even its reader's wakeup. E.g.
+    /// 'tcp and dst port 6379'.
+    #[arg(value_name = "FILTER", num_args = 0..)]
+    pub filter: Vec<String>,
+    /// Only packets from or to port N (shorthand for the expression `port N`; repeatable,
+    /// joined with `or`, and with `and` to an expression).
+    #[arg(long, value_name = "N")]
+    pub port: Vec<u16>,
+}
+
+impl FlowArgs {
+    /// The filter, or `None` when none is given; a bad expression is an error that says
+    /// where.
+    pub fn flow(&self) -> anyhow::Result<Option<FlowFilter>> {
+        Ok(tracer::flow::from_args(&self.filter, &self.port)?)
+    }
+}
 
 /// Filters applied in the kernel, before an event is emitted.
 #[derive(Clone, Debug, Args)]
@@ -34,6 +66,8 @@ pub struct FilterArgs {
     pub without_btf: bool,
     #[command(flatten)]
     pub ring: RingArgs,
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 /// How events travel from the kernel to us.
@@ -50,15 +84,16 @@ pub struct RingArgs {
 
 impl FilterArgs {
     /// The probe options these filters ask for.
-    pub fn probe_options(&self, verbose: bool) -> ProbeOptions {
-        ProbeArgs {
+    pub fn probe_options(&self, verbose: bool) -> anyhow::Result<ProbeOptions> {
+        Ok(ProbeArgs {
             pid: self.pid,
             cpu: self.cpu,
             without: &self.without,
             without_btf: self.without_btf,
             ring: &self.ring,
+            flow: self.flow.flow()?,
         }
-        .options(false, verbose)
+        .options(false, verbose))
     }
 }
 
@@ -70,6 +105,7 @@ pub struct ProbeArgs<'a> {
     pub without: &'a [String],
     pub without_btf: bool,
     pub ring: &'a RingArgs,
+    pub flow: Option<FlowFilter>,
 }
 
 impl ProbeArgs<'_> {
@@ -84,12 +120,79 @@ impl ProbeArgs<'_> {
             ring_bytes: self.ring.ring_size,
             kernel_log: verbose,
             batch_wakeups: !self.ring.wakeup_per_event,
+            flow: self.flow.clone(),
         }
     }
 
     /// The options of a journey command (`live`, `record`).
     pub fn journeys(&self, verbose: bool) -> ProbeOptions {
         self.options(true, verbose)
+    }
+}
+
+/// Which journeys a journey command keeps: by reader, device and CPU (the filter expression
+/// is [`FlowArgs`]). One struct, so the commands that flatten it take these alike.
+#[derive(Clone, Debug, Args)]
+pub struct SelectArgs {
+    /// Journeys read by this process (pid = tgid; repeatable): only they are shown and
+    /// counted. With one process its task events are filtered in the kernel; packet-path
+    /// events are kept from every context, since packets do not run as the reader.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Journeys read by tasks with this name (comm).
+    #[arg(long, value_name = "COMM", value_parser = comm_arg)]
+    pub comm: Option<String>,
+    /// Journeys of packets received on this network device.
+    #[arg(long, value_name = "DEV")]
+    pub dev: Option<String>,
+    /// Journeys that touched this CPU (IRQ, softirq or reader).
+    #[arg(short, long, value_name = "N")]
+    pub cpu: Option<u32>,
+}
+
+impl SelectArgs {
+    /// Checks what can be checked before tracing: the processes, device and CPU exist.
+    pub fn check(&self, irqs: &IrqMap) -> anyhow::Result<()> {
+        if let Some(dev) = &self.dev
+            && !irqs.has_device(dev)
+        {
+            bail!(
+                "no network device named {dev:?} (devices: {})",
+                irqs.devices.join(", ")
+            );
+        }
+        for pid in &self.pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("no process with pid {pid}");
+            }
+        }
+        if let Some(cpu) = self.cpu {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            if cpu >= cpus {
+                bail!("no CPU {cpu}: this machine has CPUs 0-{}", cpus - 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The process whose task events the kernel filters: only with exactly one (several
+    /// are told apart in user space).
+    pub fn kernel_pid(&self) -> Option<u32> {
+        match self.pid[..] {
+            [pid] => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// The filter of finished journeys.
+    pub fn journey_filter(&self) -> JourneyFilter {
+        JourneyFilter {
+            pids: self.pid.clone(),
+            comm: self.comm.clone(),
+            dev: self.dev.clone(),
+            cpu: self.cpu.map(|cpu| cpu as u16),
+            flow: None,
+        }
     }
 }
 
@@ -135,9 +238,13 @@ pub fn duration_arg(text: &str) -> Result<Duration, String> {
     duration::parse(text)
 }
 
-/// Exit status for an error: 2 when tracing is impossible (permissions), 130 for a replay
-/// stopped by a signal (as a shell reports Ctrl-C), else 1.
+/// Exit status for an error: 2 when tracing is impossible (permissions) or the filter
+/// expression is bad (a usage error, as clap's), 130 for a replay stopped by a signal (as a
+/// shell reports Ctrl-C), else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<tracer::flow::ArgsError>().is_some() {
+        return 2;
+    }
     if err
         .downcast_ref::<tracer::session::replay::Interrupted>()
         .is_some()

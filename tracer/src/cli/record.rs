@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 use tracer::{journey::JourneyFilter, session::replay};
 
-use super::{ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
+use super::{FlowArgs, ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
 
 /// Options of `tracer record`.
 #[derive(Clone, Debug, Args)]
@@ -29,6 +29,8 @@ pub struct RecordArgs {
     pub without_btf: bool,
     #[command(flatten)]
     pub ring: RingArgs,
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 /// Options of `tracer report`.
@@ -57,6 +59,10 @@ pub struct ReportArgs {
     /// Draw this many of the slowest journeys as waterfalls.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub slowest: usize,
+    /// Journeys of the packets this expression selects (as for `live`, evaluated on the
+    /// journeys' addresses and ports).
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
@@ -66,6 +72,7 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         without: &args.without,
         without_btf: args.without_btf,
         ring: &args.ring,
+        flow: args.flow.flow()?,
     }
     .journeys(verbose);
     tracer::session::record::record(&options, &args.output, args.duration).await
@@ -84,6 +91,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
                 comm: args.comm.clone(),
                 dev: args.dev.clone(),
                 cpu: None,
+                flow: args.flow.flow()?,
             },
         },
     )
@@ -98,6 +106,8 @@ pub enum ExportFormat {
     Jsonl,
     /// One row per journey.
     Csv,
+    /// One typed row per journey, zstd-compressed, for DuckDB or Spark (docs/parquet.md).
+    Parquet,
 }
 
 /// Options of `tracer export`.
@@ -114,6 +124,13 @@ pub struct ExportArgs {
     /// Also packets that never reached a socket.
     #[arg(long)]
     pub all: bool,
+    /// With `--format parquet`: also every raw event of the recording, as a second Parquet
+    /// table in this file (docs/parquet.md).
+    #[arg(long, value_name = "EVENTS_OUT")]
+    pub events: Option<PathBuf>,
+    /// Journeys of the packets this expression selects (as for `report`).
+    #[command(flatten)]
+    pub flow: FlowArgs,
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
@@ -121,6 +138,39 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         ExportFormat::Perfetto => replay::Export::Perfetto,
         ExportFormat::Jsonl => replay::Export::Jsonl,
         ExportFormat::Csv => replay::Export::Csv,
+        ExportFormat::Parquet => replay::Export::Parquet,
     };
-    replay::export(&args.file, format, &args.output, args.all)
+    let filter = JourneyFilter {
+        flow: args.flow.flow()?,
+        ..JourneyFilter::default()
+    };
+    if args.events.is_some() && !matches!(args.format, ExportFormat::Parquet) {
+        anyhow::bail!("--events writes Parquet: use it with --format parquet");
+    }
+    if let Some(events) = &args.events {
+        for other in [&args.file, &args.output] {
+            if same_file(events, other) {
+                anyhow::bail!(
+                    "--events {} is also {}: choose another file",
+                    events.display(),
+                    other.display()
+                );
+            }
+        }
+    }
+    replay::export(&args.file, format, &args.output, args.all, &filter)?;
+    if let Some(events) = &args.events {
+        let rows = replay::export_events(&args.file, events)?;
+        eprintln!("tracer: {rows} events written to {}", events.display());
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file (the same path, or the same device and inode).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => a == b,
+    }
 }

@@ -1,6 +1,7 @@
 //! Kernel struct offsets from BTF (`/sys/kernel/btf/vmlinux`): rustc emits no CO-RE
 //! relocations, so the few struct fields the programs read (`sk_buff.data`,
-//! `tcp_sock.copied_seq`) are located here at start-up and handed over as read-only globals.
+//! `tcp_sock.copied_seq`, and the path `task_struct.nsproxy->net_ns->ns.inum` to the reader's
+//! network namespace) are located here at start-up and handed over as read-only globals.
 //!
 //! A small reader of the BTF type and string sections (the format of the kernel's
 //! `Documentation/bpf/btf.rst`, version 1), bounds-checked throughout: the input is a file.
@@ -231,6 +232,12 @@ pub struct StructOffsets {
     pub skb_data: Option<u32>,
     /// `struct tcp_sock.copied_seq`: the next sequence number a read will return.
     pub tcp_copied_seq: Option<u32>,
+    /// `struct task_struct.nsproxy`: the task's namespaces.
+    pub task_nsproxy: Option<u32>,
+    /// `struct nsproxy.net_ns`: the network namespace among them.
+    pub nsproxy_net_ns: Option<u32>,
+    /// `struct net.ns` + `struct ns_common.inum`: that namespace's inode number.
+    pub net_ns_inum: Option<u32>,
 }
 
 impl StructOffsets {
@@ -239,7 +246,18 @@ impl StructOffsets {
         Self {
             skb_data: btf.member_offset("sk_buff", "data"),
             tcp_copied_seq: btf.member_offset("tcp_sock", "copied_seq"),
+            task_nsproxy: btf.member_offset("task_struct", "nsproxy"),
+            nsproxy_net_ns: btf.member_offset("nsproxy", "net_ns"),
+            net_ns_inum: btf
+                .member_offset("net", "ns")
+                .zip(btf.member_offset("ns_common", "inum"))
+                .and_then(|(ns, inum)| ns.checked_add(inum)),
         }
+    }
+
+    /// Whether the whole path to the reader's network namespace inode is known.
+    pub fn has_netns(&self) -> bool {
+        self.task_nsproxy.is_some() && self.nsproxy_net_ns.is_some() && self.net_ns_inum.is_some()
     }
 
     /// The running kernel's offsets, or the reason there are none.
@@ -359,6 +377,7 @@ mod tests {
             Ok(offsets) => {
                 assert!(offsets.skb_data.is_some(), "sk_buff.data in vmlinux BTF");
                 assert!(offsets.tcp_copied_seq.is_some(), "tcp_sock.copied_seq");
+                assert!(offsets.has_netns(), "task_struct.nsproxy->net_ns->ns.inum");
             }
             Err(err) => eprintln!("skipping: no kernel BTF here ({err})"),
         }

@@ -21,3 +21,8 @@ pub fn monotonic_ns() -> u64 {
 pub fn realtime_offset_ns() -> i128 {
     read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
 }
+
+/// CPU time this process has used (user and system, all threads), in ns.
+pub fn process_cpu_ns() -> u64 {
+    read(libc::CLOCK_PROCESS_CPUTIME_ID) as u64
+}

@@ -1,8 +1,9 @@
 //! Facts about this machine: capabilities, clocks, /proc, tracefs formats, which interrupts
-//! belong to which network device, and the names of numbers.
+//! belong to which network device, cgroup paths, and the names of numbers.
 
 pub mod btf;
 pub mod caps;
+pub mod cgroup;
 pub mod clock;
 pub mod irqmap;
 pub mod names;

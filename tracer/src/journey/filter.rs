@@ -1,6 +1,8 @@
-//! Which finished journeys to keep: by reader process, task name, device or CPU touched.
+//! Which finished journeys to keep: by reader process, task name, device, CPU touched or
+//! flow (a filter expression, evaluated as the kernel does).
 
 use super::Journey;
+use crate::flow::FlowFilter;
 
 /// Which journeys to show (applied to finished journeys, in user space).
 #[derive(Clone, Debug, Default)]
@@ -10,6 +12,9 @@ pub struct JourneyFilter {
     pub comm: Option<String>,
     pub dev: Option<String>,
     pub cpu: Option<u16>,
+    /// The flow filter expression: journeys of matching packets (a journey whose addresses
+    /// are unknown never matches).
+    pub flow: Option<FlowFilter>,
 }
 
 impl JourneyFilter {
@@ -40,5 +45,23 @@ impl JourneyFilter {
                 .is_none_or(|comm| journey.comm.as_deref() == Some(comm.as_str()))
             && self.dev.as_ref().is_none_or(|dev| *journey.dev == **dev)
             && self.cpu.is_none_or(cpu_touched)
+            && self.flow.as_ref().is_none_or(|flow| {
+                flow.matches_packet(
+                    proto_number(&journey.proto),
+                    journey.saddr,
+                    journey.sport,
+                    journey.daddr,
+                    journey.dport,
+                )
+            })
+    }
+}
+
+/// The IP protocol number of a journey's `proto` (`tcp`, `udp`, or a number).
+fn proto_number(proto: &str) -> u8 {
+    match proto {
+        "tcp" => 6,
+        "udp" => 17,
+        other => other.parse().unwrap_or(0),
     }
 }

@@ -218,6 +218,16 @@ pub struct Journey {
     /// Reader's thread id.
     pub tid: Option<u32>,
     pub comm: Option<Shared>,
+    /// Inode number of the reader's network namespace (what `/proc/<pid>/ns/net` names), at
+    /// its read; null without kernel BTF or in a recording made before it was recorded.
+    pub netns: Option<u64>,
+    /// The reader's cgroup v2 id (the inode number of its cgroup directory), at its read;
+    /// null when unknown.
+    pub cgroup: Option<u64>,
+    /// That cgroup's path below the cgroup2 mount (`/system.slice/docker-<id>.scope`),
+    /// resolved in user space: live, or from the table a recording carries (null when the
+    /// cgroup was created after the recording started or is gone).
+    pub cgroup_path: Option<Shared>,
     /// `udp`, `tcp`, or the IP protocol number.
     pub proto: Cow<'static, str>,
     /// `ipv4` or `ipv6`, from the packet's own header (null without kernel BTF).

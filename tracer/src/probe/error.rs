@@ -29,6 +29,15 @@ pub enum ProbeError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    /// A filter expression needs the packet's headers, which need kernel BTF.
+    #[error(
+        "a filter expression needs the packets' own headers, read with kernel BTF ({0}); \
+         run `tracer doctor`"
+    )]
+    FlowNeedsBtf(String),
+    /// A filter expression needs a tracepoint that is left out or missing.
+    #[error("a filter expression needs the tracepoint {0}, which is not available ({1})")]
+    FlowNeedsTracepoint(&'static str, String),
     /// Every tracepoint failed.
     #[error("no tracepoint could be attached")]
     NothingAttached,

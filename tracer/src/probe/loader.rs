@@ -13,6 +13,7 @@ use aya::{
 use tracer_common::{
     ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS, abi,
     abi::recv_tasks::INSIDE,
+    flow::{FlowOp, MAX_FLOW_OPS},
 };
 
 use super::{ProbeError, ProbeOptions};
@@ -87,9 +88,10 @@ impl Probes {
         for (slot, tgid) in ignore.iter_mut().zip(&ignored) {
             *slot = *tgid;
         }
-        // Journey mode keeps a recv-family exit only when sock_recv_length saw the call read
-        // a socket; without that tracepoint every exit must go out.
-        let socket_reads_only = options.journey_mode && layout.has(EventKind::SockRecvLength);
+        // Journey mode (and a flow filter) keeps a recv-family exit only when sock_recv_length
+        // saw the call read a (selected) socket; without that tracepoint every exit goes out.
+        let socket_reads_only = (options.journey_mode || options.flow.is_some())
+            && layout.has(EventKind::SockRecvLength);
         // Journey mode keeps only network devices' interrupts, when we can tell which they are.
         let net_irqs = if options.journey_mode {
             net_irq_bitmap(
@@ -117,6 +119,33 @@ impl Probes {
                 }
             }
         };
+        // The flow filter: judged on the headers netif_receive_skb reads.
+        let mut flow_ops = [FlowOp::ZERO; MAX_FLOW_OPS];
+        let mut flow_len = 0u32;
+        if let Some(flow) = &options.flow {
+            if struct_offsets.skb_data.is_none() {
+                return Err(ProbeError::FlowNeedsBtf(
+                    btf_unavailable
+                        .clone()
+                        .unwrap_or_else(|| "no sk_buff.data in kernel BTF".to_owned()),
+                ));
+            }
+            if !layout.has(EventKind::NetifReceiveSkb) {
+                let why = layout
+                    .unavailable
+                    .iter()
+                    .find(|(kind, _)| *kind == EventKind::NetifReceiveSkb)
+                    .map_or_else(|| "left out".to_owned(), |(_, why)| why.to_string());
+                return Err(ProbeError::FlowNeedsTracepoint(
+                    "net:netif_receive_skb",
+                    why,
+                ));
+            }
+            for (slot, op) in flow_ops.iter_mut().zip(flow.ops()) {
+                *slot = *op;
+            }
+            flow_len = flow.ops().len() as u32;
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global(abi::OFFSETS, &layout.offsets, true)
             .override_global(abi::FILTER_TGID, &filter_tgid, true)
@@ -135,6 +164,23 @@ impl Probes {
             .override_global(
                 abi::TCP_COPIED_SEQ_OFF,
                 &struct_offsets.tcp_copied_seq.unwrap_or(abi::NO_OFFSET),
+                true,
+            )
+            .override_global(abi::FLOW_OPS, &flow_ops, true)
+            .override_global(abi::FLOW_LEN, &flow_len, true)
+            .override_global(
+                abi::TASK_NSPROXY_OFF,
+                &struct_offsets.task_nsproxy.unwrap_or(abi::NO_OFFSET),
+                true,
+            )
+            .override_global(
+                abi::NSPROXY_NET_NS_OFF,
+                &struct_offsets.nsproxy_net_ns.unwrap_or(abi::NO_OFFSET),
+                true,
+            )
+            .override_global(
+                abi::NET_NS_INUM_OFF,
+                &struct_offsets.net_ns_inum.unwrap_or(abi::NO_OFFSET),
                 true,
             )
             .map_max_entries(abi::EVENTS, options.ring_bytes)
@@ -257,6 +303,34 @@ impl Probes {
         Ok(values.iter().map(|counter| counter.lost).collect())
     }
 
+    /// Runs each attached program lost to the kernel's recursion protection (another tracing
+    /// program was running on that CPU), by tracepoint name; programs whose counters cannot
+    /// be read are left out. These are lost events our LOST counter never sees.
+    pub fn recursion_misses(&self) -> BTreeMap<String, u64> {
+        self.program_counters()
+            .into_iter()
+            .map(|(name, counters)| (name, counters.recursion_misses))
+            .collect()
+    }
+
+    /// The kernel's counters of each attached program, by tracepoint name.
+    pub fn program_counters(&self) -> BTreeMap<String, super::ProgramCounters> {
+        use std::os::fd::AsFd as _;
+        let mut counters = BTreeMap::new();
+        for kind in &self.attached {
+            let Some(program) = self.ebpf.program(kind.name()) else {
+                continue;
+            };
+            let Ok(fd) = program.fd() else {
+                continue;
+            };
+            if let Ok(read) = super::stats::program_counters(fd.as_fd()) {
+                counters.insert(kind.name().to_owned(), read);
+            }
+        }
+        counters
+    }
+
     /// Drop reason names of this kernel.
     pub fn drop_reasons(&self) -> BTreeMap<u64, String> {
         self.layout.drop_reasons.clone()
@@ -270,11 +344,17 @@ impl Probes {
     }
 }
 
-/// Tracepoints the journey engine never reads: journey mode does not attach them, since each
-/// would run a program per packet for an event thrown away. net:netif_rx only repeats
+/// Tracepoints no journey stage needs: journey mode does not attach them, since each would
+/// run a program per packet for an event thrown away. net:netif_rx only repeats
 /// netif_receive_skb's skb earlier on loopback/veth; skb:skb_copy_datagram_iovec is covered by
-/// sock_recv_length and the syscall exit.
-pub const JOURNEY_UNUSED: [EventKind; 2] = [EventKind::NetifRx, EventKind::SkbCopyDatagramIovec];
+/// sock_recv_length and the syscall exit; sched:sched_wakeup only stamps `ts.wakeup` (the
+/// runqueue stage runs from sched_waking to the switch), so live journeys leave it null and
+/// `tracer events` still shows it.
+pub const JOURNEY_UNUSED: [EventKind; 3] = [
+    EventKind::NetifRx,
+    EventKind::SkbCopyDatagramIovec,
+    EventKind::SchedWakeup,
+];
 
 /// The `NET_IRQS` bitmap of these IRQs; `None` when there are none (nothing to filter by)
 /// or one is beyond the bitmap (the kernel keeps those anyway, but then so must the rest

@@ -1,10 +1,12 @@
 //! The kernel side from user space: configure, load and attach the eBPF programs, read their
-//! loss counters.
+//! loss counters and the kernel's own per-program counters.
 
 pub mod error;
 pub mod loader;
 pub mod options;
+pub mod stats;
 
 pub use error::ProbeError;
 pub use loader::{JOURNEY_UNUSED, Probes};
 pub use options::{DEFAULT_RING_BYTES, ProbeOptions};
+pub use stats::ProgramCounters;

@@ -26,6 +26,9 @@ pub struct ProbeOptions {
     /// [`Self::wakeup_bytes`] wait, and the reader also drains every [`crate::source::ring::POLL_INTERVAL`].
     /// Off: a wakeup per event (lowest delivery latency, highest cost on the traced host).
     pub batch_wakeups: bool,
+    /// Trace only the packets this filter selects (evaluated in the kernel on each packet's
+    /// 5-tuple; needs kernel BTF), and only what follows from them.
+    pub flow: Option<crate::flow::FlowFilter>,
 }
 
 impl Default for ProbeOptions {
@@ -39,6 +42,7 @@ impl Default for ProbeOptions {
             kernel_log: false,
             without_btf: false,
             batch_wakeups: true,
+            flow: None,
         }
     }
 }

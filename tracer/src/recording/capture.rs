@@ -1,5 +1,5 @@
 //! The metadata of a recording made now on this host: what a later analysis elsewhere needs
-//! (interrupts, drop reasons, kernel threads, field offsets, what was left out).
+//! (interrupts, drop reasons, kernel threads, field offsets, what was left out, cgroup paths).
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,7 @@ use tracer_common::{Slot, offsets::ABSENT};
 
 use super::{Metadata, RecordedIrq};
 use crate::{
-    host::{clock, irqmap::IrqMap, procfs},
+    host::{cgroup, clock, irqmap::IrqMap, procfs},
     probe::Probes,
 };
 
@@ -68,5 +68,6 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
         filters,
         offsets,
         skipped,
+        cgroups: cgroup::snapshot(),
     }
 }

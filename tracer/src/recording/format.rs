@@ -60,6 +60,10 @@ pub struct Metadata {
     /// Tracepoints not attached, with the reason.
     #[serde(default)]
     pub skipped: BTreeMap<String, String>,
+    /// The cgroup v2 hierarchy at the start, id -> path (`host::cgroup::snapshot`): names the
+    /// readers' cgroups offline. Empty in older recordings.
+    #[serde(default)]
+    pub cgroups: BTreeMap<u64, String>,
 }
 
 impl Metadata {
@@ -91,6 +95,10 @@ pub struct Trailer {
     pub lost_per_cpu: Vec<u64>,
     /// Recording length in ns.
     pub duration_ns: u64,
+    /// Runs each program lost to the kernel's recursion protection, by tracepoint name
+    /// (absent from recordings made before it was counted).
+    #[serde(default)]
+    pub recursion_misses: BTreeMap<String, u64>,
 }
 
 /// Errors reading a recording, each saying where.

@@ -253,3 +253,26 @@ fn a_second_thread_decodes_the_same_batches_and_errors() {
     assert_eq!(first, again);
     assert_eq!(first.len(), 3000);
 }
+
+#[test]
+fn the_cgroup_table_is_optional_metadata() {
+    let meta = Metadata {
+        cgroups: [(77, "/system.slice/\u{1b}x.service".to_owned())].into(),
+        ..Metadata::default()
+    };
+    let json = serde_json::to_string(&meta).unwrap();
+    assert!(
+        json.contains(r#""cgroups":{"77":"/system.slice/\u001bx.service"}"#),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<Metadata>(&json).unwrap(), meta);
+    // A recording made before the table existed reads with an empty one.
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("cgroups");
+    let old: Metadata = serde_json::from_value(old).unwrap();
+    assert!(old.cgroups.is_empty());
+    // And a reader that does not know a key (an older tracer) ignores it.
+    let mut newer: serde_json::Value = serde_json::from_str(&json).unwrap();
+    newer["from_the_future"] = serde_json::json!([1, 2]);
+    assert_eq!(serde_json::from_value::<Metadata>(newer).unwrap(), meta);
+}

@@ -21,6 +21,7 @@ pub struct Writer {
     events: u64,
     bytes: u64,
     per_kind: BTreeMap<String, u64>,
+    recursion_misses: BTreeMap<String, u64>,
 }
 
 impl Writer {
@@ -47,6 +48,7 @@ impl Writer {
             events: 0,
             bytes: 0,
             per_kind: BTreeMap::new(),
+            recursion_misses: BTreeMap::new(),
         };
         writer.out.write_all(MAGIC_V2)?;
         writer.bytes += MAGIC_V2.len() as u64;
@@ -88,11 +90,17 @@ impl Writer {
             events_per_kind: std::mem::take(&mut self.per_kind),
             lost_per_cpu,
             duration_ns,
+            recursion_misses: std::mem::take(&mut self.recursion_misses),
         };
         let json = serde_json::to_vec(&trailer).map_err(io::Error::other)?;
         self.write_chunk(CHUNK_TRAILER, 0, &json)?;
         self.out.flush()?;
         Ok(self.bytes)
+    }
+
+    /// Sets the programs' recursion misses the trailer records.
+    pub fn set_recursion_misses(&mut self, misses: BTreeMap<String, u64>) {
+        self.recursion_misses = misses;
     }
 
     /// Events written so far.

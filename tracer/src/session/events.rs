@@ -25,6 +25,8 @@ pub struct StreamStats {
     pub undecodable: u64,
     /// Events lost in the kernel, per CPU.
     pub lost_per_cpu: Vec<u64>,
+    /// Program runs lost to the kernel's recursion protection, by tracepoint name.
+    pub recursion_misses: std::collections::BTreeMap<String, u64>,
 }
 
 /// Prints decoded events until `stop` resolves, Ctrl-C or SIGTERM, or stdout closes; then
@@ -71,6 +73,7 @@ pub async fn stream(
     printer.flush();
     let mut stats = printer.stats;
     stats.lost_per_cpu = probes.lost_per_cpu()?;
+    stats.recursion_misses = probes.recursion_misses();
     report(&stats);
     Ok(stats)
 }
@@ -126,9 +129,10 @@ fn report(stats: &StreamStats) {
         .map(|(cpu, n)| format!("cpu{cpu}={n}"))
         .collect();
     eprintln!(
-        "tracer: {} events; lost {lost} ({})",
+        "tracer: {} events; lost {lost} ({}); {}",
         stats.events,
-        per_cpu.join(" ")
+        per_cpu.join(" "),
+        crate::probe::stats::misses_line(&stats.recursion_misses),
     );
     if stats.undecodable > 0 {
         eprintln!("tracer: {} undecodable records skipped", stats.undecodable);

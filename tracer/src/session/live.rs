@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use super::{Session, coverage};
 use crate::{
-    host::{clock, irqmap::IrqMap, procfs},
+    host::{cgroup::CgroupSource, clock, irqmap::IrqMap, procfs},
     journey::{Degraded, EngineConfig, EngineStats, Journey, JourneyFilter, Tracker},
     probe::{ProbeOptions, Probes},
     recording::{Writer, capture},
@@ -50,6 +50,26 @@ pub struct LiveStats {
     pub engine: EngineStats,
 }
 
+/// The engine's configuration for a live trace with these programs: this host's IRQ map and
+/// kernel threads, what the programs could not attach, the readers `filter` selects.
+pub fn engine_config(
+    probes: &Probes,
+    irqs: IrqMap,
+    filter: &JourneyFilter,
+    keep_unsocketed: bool,
+) -> EngineConfig {
+    EngineConfig {
+        irq_devices: irqs.irqs,
+        drop_reasons: probes.drop_reasons(),
+        comms: procfs::kernel_thread_comms(),
+        keep_unsocketed,
+        degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
+        max_open: 0,
+        readers: filter.readers(),
+        cgroups: CgroupSource::Live,
+    }
+}
+
 /// Traces until `stop`, Ctrl-C, SIGTERM or `count` journeys; prints journeys and summaries.
 pub async fn follow(
     options: &ProbeOptions,
@@ -63,16 +83,12 @@ pub async fn follow(
         mut source,
         mut signals,
     } = Session::start(options)?;
-    let config = EngineConfig {
-        irq_devices: irqs.irqs,
-        drop_reasons: probes.drop_reasons(),
-        comms: procfs::kernel_thread_comms(),
-        keep_unsocketed: output.keep_unsocketed,
-        degraded: Degraded::from_missing(probes.skipped.iter().map(|(kind, _)| *kind)),
-        max_open: 0,
-        readers: output.filter.readers(),
-    };
-    let mut tracker = Tracker::new(config);
+    let mut tracker = Tracker::new(engine_config(
+        &probes,
+        irqs,
+        &output.filter,
+        output.keep_unsocketed,
+    ));
     let mut recorder = match &output.record {
         Some(path) => {
             let filters = capture::record_filters(options.pid, &options.without);
@@ -139,6 +155,7 @@ pub async fn follow(
             accepted = metrics_http::accept(listener.as_ref()) => {
                 if let Ok((stream, _)) = accepted {
                     metrics.update(tracker.engine().stats(), &probes.lost_per_cpu()?);
+                    metrics.update_misses(&probes.recursion_misses());
                     tokio::spawn(metrics_http::serve_metrics(stream, metrics.encode()));
                 }
             }
@@ -188,15 +205,19 @@ pub async fn follow(
         sink.show(journeys.drain(..));
     }
     let lost = probes.lost_per_cpu()?;
+    let misses = probes.recursion_misses();
     let mut finish_failure = None;
-    if let Some(writer) = recorder
+    if let Some(mut writer) = recorder
         && write_failure.is_none()
     {
+        writer.set_recursion_misses(misses.clone());
         let duration = clock::monotonic_ns().saturating_sub(record_start);
         finish_failure = writer.finish(lost.clone(), duration).err();
     }
     if !output.collect {
         sink.summary(&tracker, Some(&lost), started.elapsed(), true);
+        // Runs the kernel skipped are lost events too, outside the ring buffer's count.
+        eprintln!("tracer: {}", crate::probe::stats::misses_line(&misses));
     }
     if let Some(err) = write_failure.or(finish_failure) {
         return Err(err)

@@ -1,10 +1,12 @@
 //! A tracing run: the attached programs, their event stream and the stop signals, and the
-//! loops that drive them (live journeys, raw events, recording, replay of a recording).
+//! loops that drive them (live journeys, the top view, raw events, recording, replay of a
+//! recording).
 
 pub mod events;
 pub mod live;
 pub mod record;
 pub mod replay;
+pub mod top;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{Signal, SignalKind, signal};

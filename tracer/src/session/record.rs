@@ -82,6 +82,8 @@ pub async fn record(
         eprintln!();
     }
     let lost = probes.lost_per_cpu()?;
+    let misses = probes.recursion_misses();
+    writer.set_recursion_misses(misses.clone());
     let events = writer.events();
     let finished = match failure.take() {
         Some(err) => Err(err),
@@ -105,12 +107,13 @@ pub async fn record(
         .map(|(cpu, n)| format!("cpu{cpu}={n}"))
         .collect();
     eprintln!(
-        "tracer: recorded {events} events ({bytes} bytes, {:.1} B/event) in {:.1}s to {}; lost {} ({})",
+        "tracer: recorded {events} events ({bytes} bytes, {:.1} B/event) in {:.1}s to {}; lost {} ({}); {}",
         bytes as f64 / events.max(1) as f64,
         started.elapsed().as_secs_f64(),
         output.display(),
         lost.iter().sum::<u64>(),
-        per_cpu.join(" ")
+        per_cpu.join(" "),
+        crate::probe::stats::misses_line(&misses),
     );
     Ok(())
 }

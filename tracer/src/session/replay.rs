@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-pub use export::{Export, export};
+pub use export::{Export, export, export_events};
 use tracer_common::Event;
 
 use crate::{
@@ -237,7 +237,7 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
     let Some(data) = data else {
         return Ok(());
     };
-    let text = data.text(version, &meta, &tracker, lost);
+    let text = data.text(version, &meta, &tracker, ended.trailer.as_ref());
     // A closed stdout (`| head`) ends the report quietly.
     let _ = std::io::Write::write_all(
         &mut std::io::stdout().lock(),
@@ -284,8 +284,13 @@ pub fn every_sink(bytes: &[u8]) -> Option<usize> {
         Duration::ZERO,
         true,
     ));
-    text.push_str(&data.text(version, &meta, &tracker, lost));
-    let trace = export::perfetto(reader.rewind().ok()?, 1, true, Vec::new()).ok()?;
+    text.push_str(&data.text(version, &meta, &tracker, reader.trailer()));
+    let pass = export::Pass {
+        threads: 1,
+        keep_unsocketed: true,
+        filter: &JourneyFilter::default(),
+    };
+    let trace = export::perfetto(reader.rewind().ok()?, &pass, Vec::new()).ok()?;
     std::hint::black_box((json.into_inner(), csv.into_inner(), text, trace));
     (stop == Stop::End).then_some(count)
 }

@@ -120,6 +120,23 @@ pub fn flow_key(journey: &Journey) -> String {
     super::text::flow(journey).map_or(String::new(), |flow| format!("{} {flow}", journey.proto))
 }
 
+/// Per stage (journey order, total excluded), the median of one group's journeys; `None`
+/// for a stage none of them measured.
+pub fn stage_medians(journeys: &[&Journey]) -> Vec<(Stage, Option<u64>)> {
+    Stage::ALL
+        .iter()
+        .filter(|stage| **stage != Stage::Total)
+        .map(|stage| {
+            let mut values: Vec<u64> = journeys
+                .iter()
+                .filter_map(|journey| journey.stages_ns.get(*stage))
+                .collect();
+            values.sort_unstable();
+            (*stage, values.get(values.len() / 2).copied())
+        })
+        .collect()
+}
+
 /// Journeys grouped by a key, with the histogram of their totals.
 pub fn breakdown(
     journeys: &[Journey],
@@ -195,14 +212,14 @@ impl Log2Histogram {
     }
 }
 
-/// A to-scale waterfall: one bar per stage, offset by when the stage started.
-pub fn waterfall(journey: &Journey, width: usize) -> String {
-    let (Some(start), Some(total)) = (journey.ts.first(), journey.stages_ns.total) else {
-        return String::new();
+/// The stages of a waterfall that this journey has: (stage, ns from the journey's first
+/// stamp to the stage's start, the stage's duration), in journey order.
+pub fn waterfall_rows(journey: &Journey) -> Vec<(Stage, u64, u64)> {
+    let Some(start) = journey.ts.first() else {
+        return Vec::new();
     };
-    let scale = |ns: u64| ((ns as f64 / total.max(1) as f64) * width as f64).round() as usize;
     let ts = &journey.ts;
-    let rows = [
+    [
         (Stage::Irq, ts.irq_entry),
         (Stage::SoftirqWait, ts.irq_exit.or(ts.softirq_raise)),
         (Stage::Poll, ts.softirq_entry),
@@ -210,7 +227,21 @@ pub fn waterfall(journey: &Journey, width: usize) -> String {
         (Stage::Wakeup, ts.sk_data_ready),
         (Stage::Runqueue, ts.waking),
         (Stage::Syscall, ts.switch_in),
-    ];
+    ]
+    .into_iter()
+    .filter_map(|(stage, from)| {
+        let ns = journey.stages_ns.get(stage)?;
+        Some((stage, from?.saturating_sub(start), ns))
+    })
+    .collect()
+}
+
+/// A to-scale waterfall: one bar per stage, offset by when the stage started.
+pub fn waterfall(journey: &Journey, width: usize) -> String {
+    let Some(total) = journey.stages_ns.total else {
+        return String::new();
+    };
+    let scale = |ns: u64| ((ns as f64 / total.max(1) as f64) * width as f64).round() as usize;
     let mut text = format!(
         "journey {} on {} read by {} ({}), total {}:\n",
         journey.id,
@@ -219,11 +250,8 @@ pub fn waterfall(journey: &Journey, width: usize) -> String {
         journey.tid.map_or("-".to_owned(), |tid| tid.to_string()),
         human_ns(total)
     );
-    for (stage, from) in rows {
-        let (Some(from), Some(ns)) = (from, journey.stages_ns.get(stage)) else {
-            continue;
-        };
-        let offset = scale(from.saturating_sub(start)).min(width);
+    for (stage, from, ns) in waterfall_rows(journey) {
+        let offset = scale(from).min(width);
         let length = scale(ns).max(1).min(width + 1 - offset);
         text.push_str(&format!(
             "  {:<13} {}{}{} {}\n",
@@ -362,6 +390,27 @@ mod tests {
             poll.starts_with(&format!("  poll          {}█", " ".repeat(10))),
             "{drawn}"
         );
+    }
+
+    #[test]
+    fn stage_medians_take_the_middle_of_each_measured_stage() {
+        let journeys: Vec<Journey> = [100u64, 300, 200]
+            .iter()
+            .map(|poll| {
+                let mut journey = Journey::default();
+                journey.stages_ns.poll = Some(*poll);
+                journey
+            })
+            .collect();
+        let refs: Vec<&Journey> = journeys.iter().collect();
+        let medians = stage_medians(&refs);
+        assert_eq!(
+            medians.len(),
+            Stage::ALL.len() - 1,
+            "every stage but the total"
+        );
+        assert!(medians.contains(&(Stage::Poll, Some(200))));
+        assert!(medians.contains(&(Stage::Stack, None)));
     }
 
     #[test]

@@ -148,7 +148,14 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
         | K::SysExitRecvmsg
         | K::SysExitRecvmmsg
         | K::SysExitRead
-        | K::SysExitReadv => vec![("ret", json!(event.addr as i64))],
+        | K::SysExitReadv => {
+            let (netns, cgroup) = crate::source::decode::reader(event);
+            vec![
+                ("ret", json!(event.addr as i64)),
+                ("netns", json!(netns)),
+                ("cgroup", json!(cgroup)),
+            ]
+        }
     }
 }
 
@@ -238,9 +245,19 @@ mod tests {
             kind: EventKind::SysExitRecvfrom as u8,
             ..event
         };
+        let value = to_json(&exit, EventKind::SysExitRecvfrom, &names);
+        assert_eq!(value["ret"], -11);
+        assert_eq!(value["netns"], 99, "arg0: the reader's network namespace");
+        assert!(value["cgroup"].is_null(), "addr2 0: unknown, {value}");
+        let exit = Event {
+            addr2: 4242,
+            arg0: 0,
+            ..exit
+        };
+        let value = to_json(&exit, EventKind::SysExitRecvfrom, &names);
         assert_eq!(
-            to_json(&exit, EventKind::SysExitRecvfrom, &names)["ret"],
-            -11
+            (value["cgroup"].as_u64(), value["netns"].is_null()),
+            (Some(4242), true)
         );
         let recv_len = Event {
             addr: 0xabc,

@@ -1,5 +1,6 @@
 //! Prometheus/OpenMetrics metrics of journeys (prometheus-client), with label cardinality
-//! bounded: at most [`MAX_LABEL_VALUES`] devices and task names each, the rest as `other`.
+//! bounded: at most [`MAX_LABEL_VALUES`] devices and task names each and [`MAX_PORTS`] local
+//! ports, the rest as `other`, and at most [`MAX_STAGE_SERIES`] combinations of them.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -17,12 +18,20 @@ use crate::journey::{EngineStats, Journey, Stage};
 
 /// Distinct values a `dev` or `comm` label takes at most.
 pub const MAX_LABEL_VALUES: usize = 32;
+/// Distinct values the `port` label takes at most.
+pub const MAX_PORTS: usize = 64;
+/// Distinct (`dev`, `comm`, `port`) combinations of the stage histograms at most; beyond
+/// them a journey is observed as all `other` (each value alone is bounded, their product
+/// would not be).
+pub const MAX_STAGE_SERIES: usize = 1024;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabels {
     stage: String,
     dev: String,
     comm: String,
+    /// The journey's local port (the packet's destination port), `unknown` without one.
+    port: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +50,11 @@ struct CpuLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabels {
+    program: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CompleteLabels {
     complete: String,
 }
@@ -54,11 +68,15 @@ pub struct Metrics {
     drops: Family<ReasonLabels, Counter>,
     lost: Family<CpuLabels, Counter>,
     outcomes: Family<OutcomeLabels, Counter>,
+    misses: Family<ProgramLabels, Counter>,
+    misses_seen: BTreeMap<String, u64>,
     lost_seen: Vec<u64>,
     incomplete_seen: BTreeMap<String, u64>,
     outcomes_seen: BTreeMap<String, u64>,
     devs: HashSet<String>,
     comms: HashSet<String>,
+    ports: HashSet<String>,
+    series: HashSet<(String, String, String)>,
 }
 
 impl Default for Metrics {
@@ -108,6 +126,13 @@ impl Metrics {
              unselected readers, wakeups that went to another thread than the reader",
             outcomes.clone(),
         );
+        let misses = Family::<ProgramLabels, Counter>::default();
+        registry.register(
+            "recursion_misses",
+            "Program runs the kernel skipped because another tracing program was running on \
+             that CPU (events lost outside the ring buffer), per program",
+            misses.clone(),
+        );
         Self {
             registry,
             stages,
@@ -116,17 +141,20 @@ impl Metrics {
             drops,
             lost,
             outcomes,
+            misses,
+            misses_seen: BTreeMap::new(),
             lost_seen: Vec::new(),
             incomplete_seen: BTreeMap::new(),
             outcomes_seen: BTreeMap::new(),
             devs: HashSet::new(),
             comms: HashSet::new(),
+            ports: HashSet::new(),
+            series: HashSet::new(),
         }
     }
 
-    fn bounded(seen: &mut HashSet<String>, value: &str) -> String {
-        if seen.contains(value) || (seen.len() < MAX_LABEL_VALUES && seen.insert(value.to_owned()))
-        {
+    fn bounded(seen: &mut HashSet<String>, value: &str, max: usize) -> String {
+        if seen.contains(value) || (seen.len() < max && seen.insert(value.to_owned())) {
             value.to_owned()
         } else {
             "other".to_owned()
@@ -146,17 +174,32 @@ impl Metrics {
                 })
                 .inc();
         }
-        let dev = Self::bounded(&mut self.devs, &journey.dev);
+        let dev = Self::bounded(&mut self.devs, &journey.dev, MAX_LABEL_VALUES);
         let comm = Self::bounded(
             &mut self.comms,
             journey.comm.as_deref().unwrap_or("unknown"),
+            MAX_LABEL_VALUES,
         );
+        let port = match journey.dport {
+            Some(port) => Self::bounded(&mut self.ports, &port.to_string(), MAX_PORTS),
+            None => "unknown".to_owned(),
+        };
+        let mut series = (dev, comm, port);
+        if !self.series.contains(&series) {
+            if self.series.len() < MAX_STAGE_SERIES {
+                self.series.insert(series.clone());
+            } else {
+                series = ("other".to_owned(), "other".to_owned(), "other".to_owned());
+            }
+        }
+        let (dev, comm, port) = series;
         for stage in Stage::ALL {
             if let Some(ns) = journey.stages_ns.get(stage) {
                 let labels = StageLabels {
                     stage: stage.name().to_owned(),
                     dev: dev.clone(),
                     comm: comm.clone(),
+                    port: port.clone(),
                 };
                 self.stages.get_or_create(&labels).observe(ns as f64 / 1e9);
             }
@@ -218,6 +261,21 @@ impl Metrics {
         }
     }
 
+    /// Brings the recursion-miss counters up to the kernel's per-program totals (programs are
+    /// a fixed set: the label is bounded).
+    pub fn update_misses(&mut self, misses: &BTreeMap<String, u64>) {
+        for (program, &now) in misses {
+            let counter = self.misses.get_or_create(&ProgramLabels {
+                program: program.clone(),
+            });
+            let seen = self.misses_seen.entry(program.clone()).or_default();
+            if now > *seen {
+                counter.inc_by(now - *seen);
+                *seen = now;
+            }
+        }
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -262,13 +320,13 @@ mod tests {
         );
         assert!(
             text.contains(
-                "tracer_stage_seconds_count{stage=\"total\",dev=\"lo\",comm=\"other\"} 8"
+                "tracer_stage_seconds_count{stage=\"total\",dev=\"lo\",comm=\"other\",port=\"unknown\"} 8"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "tracer_stage_seconds_count{stage=\"total\",dev=\"lo\",comm=\"task0\"} 1"
+                "tracer_stage_seconds_count{stage=\"total\",dev=\"lo\",comm=\"task0\",port=\"unknown\"} 1"
             ),
             "{text}"
         );
@@ -289,5 +347,102 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// A journey of `comm` to local port `port` whose total took 10 us.
+    fn to_port(comm: &str, port: Option<u16>) -> Journey {
+        Journey {
+            dev: "veth0".into(),
+            comm: Some(comm.into()),
+            dport: port,
+            sport: Some(40000),
+            complete: true,
+            stages_ns: StageDurations {
+                total: Some(10_000),
+                ..StageDurations::default()
+            },
+            ..Journey::default()
+        }
+    }
+
+    fn total_count(text: &str, comm: &str, port: &str) -> Option<u64> {
+        let key = format!(
+            "tracer_stage_seconds_count{{stage=\"total\",dev=\"veth0\",comm=\"{comm}\",port=\"{port}\"}} "
+        );
+        text.lines()
+            .find_map(|line| line.strip_prefix(&key))
+            .and_then(|count| count.parse().ok())
+    }
+
+    #[test]
+    fn recursion_misses_follow_the_kernel_totals_per_program() {
+        let mut metrics = Metrics::new();
+        let mut misses =
+            BTreeMap::from([("sched_switch".to_owned(), 3), ("napi_poll".to_owned(), 0)]);
+        metrics.update_misses(&misses);
+        misses.insert("sched_switch".to_owned(), 5);
+        metrics.update_misses(&misses);
+        let text = metrics.encode();
+        assert!(
+            text.contains("tracer_recursion_misses_total{program=\"sched_switch\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracer_recursion_misses_total{program=\"napi_poll\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_local_port_is_a_bounded_label() {
+        let mut metrics = Metrics::new();
+        for port in 0..100u16 {
+            metrics.observe(&to_port("server", Some(7000 + port)));
+        }
+        metrics.observe(&to_port("server", Some(7000)));
+        metrics.observe(&to_port("server", None));
+        let text = metrics.encode();
+        assert_eq!(total_count(&text, "server", "7000"), Some(2), "{text}");
+        assert_eq!(
+            total_count(&text, "server", "7063"),
+            Some(1),
+            "the 64th port"
+        );
+        assert_eq!(
+            total_count(&text, "server", "7064"),
+            None,
+            "beyond the bound"
+        );
+        assert_eq!(total_count(&text, "server", "other"), Some(36), "{text}");
+        assert_eq!(total_count(&text, "server", "unknown"), Some(1), "{text}");
+        assert!(!text.contains("40000"), "the remote port is no label");
+    }
+
+    #[test]
+    fn label_combinations_are_bounded_too() {
+        let mut metrics = Metrics::new();
+        // 32 comms x 64 ports: each label within its bound, their product beyond the cap.
+        for comm in 0..MAX_LABEL_VALUES {
+            for port in 0..MAX_PORTS as u16 {
+                metrics.observe(&to_port(&format!("task{comm}"), Some(port)));
+            }
+        }
+        let text = metrics.encode();
+        let series = text
+            .lines()
+            .filter(|line| line.starts_with("tracer_stage_seconds_count{stage=\"total\""))
+            .count();
+        assert_eq!(
+            series,
+            MAX_STAGE_SERIES + 1,
+            "the cap, then one all-other series"
+        );
+        let spilled = (MAX_LABEL_VALUES * MAX_PORTS - MAX_STAGE_SERIES) as u64;
+        assert!(
+            text.contains(&format!(
+                "tracer_stage_seconds_count{{stage=\"total\",dev=\"other\",comm=\"other\",port=\"other\"}} {spilled}"
+            )),
+            "{text}"
+        );
     }
 }

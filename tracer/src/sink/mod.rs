@@ -1,5 +1,6 @@
 //! Where finished journeys go: one [`Sink`] trait and the outputs (text, JSON lines, CSV,
-//! Perfetto, metrics and their HTTP endpoint, summaries, the report, raw events).
+//! Perfetto, metrics and their HTTP endpoint, summaries, the report, raw events, the `top`
+//! view).
 
 pub mod analysis;
 pub mod csv;
@@ -8,12 +9,14 @@ pub mod events;
 pub mod jsonl;
 pub mod metrics;
 pub mod metrics_http;
+pub mod parquet;
 pub mod perfetto;
 mod protobuf;
 pub mod report;
 pub mod summary;
 pub mod terminal;
 pub mod text;
+pub mod top;
 
 use std::io;
 
@@ -45,6 +48,14 @@ impl Sink for summary::StageSummary {
 impl Sink for metrics::Metrics {
     fn journey(&mut self, journey: &Journey) -> io::Result<()> {
         self.observe(journey);
+        Ok(())
+    }
+}
+
+/// The `top` view's rows and header.
+impl Sink for top::TopModel {
+    fn journey(&mut self, journey: &Journey) -> io::Result<()> {
+        self.add(journey);
         Ok(())
     }
 }

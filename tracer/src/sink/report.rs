@@ -13,11 +13,11 @@ use tracer_common::Event;
 use super::{
     analysis::{self, EventCounts, EventTally, Log2Histogram, Slowest},
     escape,
-    summary::{Histogram, StageSummary, human_ns},
+    summary::{CompactHistogram, Histogram, StageSummary, human_ns},
 };
 use crate::{
     journey::{Journey, Stage, Tracker, model::Shared},
-    recording::Metadata,
+    recording::{Metadata, Trailer},
 };
 
 /// Flows listed in the report's top-flows table at most.
@@ -72,7 +72,7 @@ struct Breakdowns {
     irq: Groups<Option<Shared>>,
     cpu: Groups<Option<u16>>,
     task: Groups<(Option<Shared>, Option<u32>)>,
-    flow: Groups<FlowKey>,
+    flow: FxHashMap<FlowKey, FlowStats>,
 }
 
 impl Breakdowns {
@@ -88,7 +88,7 @@ impl Breakdowns {
             journey.daddr,
             journey.dport,
         );
-        self.flow.add(flow, journey);
+        self.flow.entry(flow).or_default().add(journey);
     }
 
     /// The sections of the report, titled, each group named.
@@ -118,18 +118,51 @@ impl Breakdowns {
         ]
     }
 
-    /// Flows by `proto saddr:sport>daddr:dport` (empty when unknown).
-    fn flows(&self) -> BTreeMap<String, Histogram> {
-        self.flow.named(|(proto, saddr, sport, daddr, dport)| {
-            analysis::flow_key(&Journey {
+    /// Flows by `proto saddr:sport>daddr:dport` (empty when unknown; keys that read the same
+    /// are one flow).
+    fn flows(&self) -> BTreeMap<String, FlowStats> {
+        let mut named: BTreeMap<String, FlowStats> = BTreeMap::new();
+        for ((proto, saddr, sport, daddr, dport), stats) in &self.flow {
+            let name = analysis::flow_key(&Journey {
                 proto: proto.clone(),
                 saddr: *saddr,
                 sport: *sport,
                 daddr: *daddr,
                 dport: *dport,
                 ..Journey::default()
-            })
-        })
+            });
+            named.entry(name).or_default().merge(stats);
+        }
+        named
+    }
+}
+
+/// A flow's journeys: their totals and each stage. Compact: a host has few devices, CPUs
+/// and readers, but flows can be many.
+#[derive(Clone, Debug, Default)]
+struct FlowStats {
+    total: CompactHistogram,
+    /// Indexed by `Stage as usize` (the total's is unused).
+    stages: [CompactHistogram; Stage::ALL.len()],
+}
+
+impl FlowStats {
+    fn add(&mut self, journey: &Journey) {
+        for stage in Stage::ALL {
+            if let Some(ns) = journey.stages_ns.get(stage) {
+                match stage {
+                    Stage::Total => self.total.record(ns),
+                    _ => self.stages[stage as usize].record(ns),
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &FlowStats) {
+        self.total.merge(&other.total);
+        for (mine, theirs) in self.stages.iter_mut().zip(&other.stages) {
+            mine.merge(theirs);
+        }
     }
 }
 
@@ -206,16 +239,17 @@ impl ReportData {
 
     /// The text report: recording facts (format `version`), stage table, histograms,
     /// breakdowns, waterfalls, NAPI arithmetic, reader context switches, incomplete
-    /// journeys. `lost`: the kernel's per-CPU loss counters, when the trailer gave them.
+    /// journeys. `trailer`: the recording's counters (losses, recursion misses), when it has
+    /// them.
     pub fn text(
         &self,
         version: u8,
         meta: &Metadata,
         tracker: &Tracker,
-        lost: Option<&[u64]>,
+        trailer: Option<&Trailer>,
     ) -> String {
         let counts = self.tally.counts(&self.irq_devices, &self.readers);
-        analysis_text(self, version, meta, &counts, tracker, lost)
+        analysis_text(self, version, meta, &counts, tracker, trailer)
     }
 }
 
@@ -226,8 +260,9 @@ fn analysis_text(
     meta: &Metadata,
     counts: &EventCounts,
     tracker: &Tracker,
-    lost: Option<&[u64]>,
+    trailer: Option<&Trailer>,
 ) -> String {
+    let lost = trailer.map(|trailer| trailer.lost_per_cpu.as_slice());
     use std::fmt::Write as _;
     let mut text = String::new();
     let _ = writeln!(
@@ -243,6 +278,15 @@ fn analysis_text(
             .sum::<u64>()
             .to_string())
     );
+    if let Some(trailer) = trailer
+        && !trailer.recursion_misses.is_empty()
+    {
+        let _ = writeln!(
+            text,
+            "{}",
+            crate::probe::stats::misses_line(&trailer.recursion_misses)
+        );
+    }
     let summary = &data.summary;
     let _ = writeln!(
         text,
@@ -279,10 +323,10 @@ fn analysis_text(
         }
     }
     let flows = data.breakdowns.flows();
-    let mut top: Vec<(&String, u64, &Histogram)> = flows
+    let mut top: Vec<(&String, u64, &FlowStats)> = flows
         .iter()
-        .filter(|(flow, histogram)| !flow.is_empty() && histogram.count() > 0)
-        .filter_map(|(flow, histogram)| Some((flow, histogram.quantile(0.99)?, histogram)))
+        .filter(|(flow, stats)| !flow.is_empty() && stats.total.count() > 0)
+        .filter_map(|(flow, stats)| Some((flow, stats.total.quantile(0.99)?, stats)))
         .collect();
     if !top.is_empty() {
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -291,16 +335,27 @@ fn analysis_text(
             "\n== top flows by p99 total (of {}): journeys, total p50 / p99 / max ==",
             top.len()
         );
-        for (flow, p99, histogram) in top.into_iter().take(TOP_FLOWS) {
-            let p50 = histogram.quantile(0.5).map_or("-".to_owned(), human_ns);
+        for (flow, p99, stats) in top.into_iter().take(TOP_FLOWS) {
+            let total = &stats.total;
+            let p50 = total.quantile(0.5).map_or("-".to_owned(), human_ns);
             let _ = writeln!(
                 text,
                 "  {flow:<52} {:>7} {:>10} {:>10} {:>10}",
-                histogram.count(),
+                total.count(),
                 p50,
                 human_ns(p99),
-                human_ns(histogram.max())
+                human_ns(total.max())
             );
+            // Where this flow's time goes: the median of each stage.
+            let stages: Vec<String> = Stage::ALL
+                .iter()
+                .filter(|stage| **stage != Stage::Total)
+                .filter_map(|stage| {
+                    let median = stats.stages[*stage as usize].quantile(0.5)?;
+                    Some(format!("{} {}", stage.name(), human_ns(median)))
+                })
+                .collect();
+            let _ = writeln!(text, "    p50 by stage: {}", stages.join(", "));
         }
     }
     let slowest = data.slowest.n();
@@ -350,10 +405,11 @@ mod tests {
     use super::*;
     use crate::journey::EngineConfig;
 
-    /// The fixture's journeys, and its events, through a tracker.
-    fn fixture() -> (crate::recording::Recording, Vec<Journey>, Tracker) {
+    /// A fixture's journeys, and its events, through a tracker.
+    fn fixture(name: &str) -> (crate::recording::Recording, Vec<Journey>, Tracker) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/nic-download/eth0-pip-download.trc");
+            .join("tests/fixtures")
+            .join(name);
         let recording = crate::recording::Recording::read(&path).unwrap();
         let mut tracker = Tracker::new(EngineConfig::from_recording(&recording.meta, true));
         for event in &recording.events {
@@ -369,8 +425,17 @@ mod tests {
     /// the text does not depend on how events and journeys were batched.
     #[test]
     fn gathered_as_they_stream_equals_the_whole_list() {
-        let (recording, journeys, tracker) = fixture();
-        assert!(journeys.len() > 20);
+        for name in [
+            "nic-download/eth0-pip-download.trc",
+            "loopback/udp-tcp-2s.trc",
+        ] {
+            gathered_equals_whole(name);
+        }
+    }
+
+    fn gathered_equals_whole(name: &str) {
+        let (recording, journeys, tracker) = fixture(name);
+        assert!(journeys.len() > 20, "{name}");
         let mut data = ReportData::new(&recording.meta, 3);
         data.events(&recording.events);
         journeys.iter().for_each(|journey| data.journey(journey));
@@ -400,8 +465,33 @@ mod tests {
         for ((title, streamed), whole) in sections.iter().zip(&whole) {
             assert_eq!(summary(streamed), summary(whole), "by {title}");
         }
+        // Flows: totals as the breakdown's, each stage's median as a full histogram of the
+        // flow's journeys gives it.
         let flows = analysis::breakdown(&journeys, analysis::flow_key);
-        assert_eq!(summary(&data.breakdowns.flows()), summary(&flows));
+        let streamed = data.breakdowns.flows();
+        let streamed_totals: Vec<(String, u64, u64)> = streamed
+            .iter()
+            .map(|(name, s)| {
+                (
+                    name.clone(),
+                    s.total.count(),
+                    s.total.quantile(0.99).unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(streamed_totals, summary(&flows), "{name}");
+        for (flow, stats) in &streamed {
+            for stage in Stage::ALL.into_iter().filter(|s| *s != Stage::Total) {
+                let mut whole = Histogram::default();
+                journeys
+                    .iter()
+                    .filter(|j| analysis::flow_key(j) == *flow)
+                    .filter_map(|j| j.stages_ns.get(stage))
+                    .for_each(|ns| whole.record(ns));
+                let median = stats.stages[stage as usize].quantile(0.5);
+                assert_eq!(median, whole.quantile(0.5), "{flow} {stage:?}");
+            }
+        }
         for stage in Stage::ALL {
             assert_eq!(
                 data.log2[stage as usize].text(stage),
@@ -434,7 +524,10 @@ mod tests {
             .map(|irq| (irq.irq, irq.dev.clone()))
             .collect();
         let counts = EventCounts::count(&recording.events, &irqs, &readers);
-        assert!(!counts.switches.is_empty() && !counts.polls.is_empty());
+        assert!(
+            !counts.switches.is_empty() && !counts.polls.is_empty(),
+            "{name}"
+        );
         for (tid, (voluntary, involuntary)) in &counts.switches {
             let line =
                 format!("  tid {tid:<8} voluntary {voluntary:>6}  involuntary {involuntary:>6}");

@@ -94,6 +94,82 @@ impl Histogram {
         }
         Some(self.max)
     }
+
+    /// Counts per power of two, as `tracer report` draws them: index `bit` holds the values
+    /// below 2^bit and at least 2^(bit-1) (index 0: zero). Every log-linear bucket lies
+    /// within one power of two, so this loses nothing at that resolution.
+    pub fn log2_counts(&self) -> [u64; 65] {
+        let mut log2 = [0u64; 65];
+        for (index, &n) in self.counts.iter().enumerate() {
+            if n > 0 {
+                let top = bucket_top(index as u32);
+                log2[(64 - top.leading_zeros()) as usize] += n;
+            }
+        }
+        log2
+    }
+}
+
+/// A [`Histogram`] that keeps only the buckets it uses, for the many small groups of a
+/// report (one per flow and stage): a few hundred bytes where a full one takes 8 KiB, the
+/// same buckets and so the same quantiles, a binary search to record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactHistogram {
+    /// (bucket, count), by bucket.
+    buckets: Vec<(u16, u64)>,
+    count: u64,
+    max: u64,
+}
+
+impl CompactHistogram {
+    /// Adds one value.
+    pub fn record(&mut self, value: u64) {
+        self.add(bucket(value) as u16, 1);
+        self.count += 1;
+        self.max = self.max.max(value);
+    }
+
+    fn add(&mut self, index: u16, n: u64) {
+        match self.buckets.binary_search_by_key(&index, |(at, _)| *at) {
+            Ok(at) => self.buckets[at].1 += n,
+            Err(at) => self.buckets.insert(at, (index, n)),
+        }
+    }
+
+    /// Adds every value `other` recorded.
+    pub fn merge(&mut self, other: &CompactHistogram) {
+        for (index, n) in &other.buckets {
+            self.add(*index, *n);
+        }
+        self.count += other.count;
+        self.max = self.max.max(other.max);
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Largest value recorded.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value at quantile `q` (0..=1), as [`Histogram::quantile`] gives it.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (index, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                return Some(bucket_top(u32::from(*index)).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
 }
 
 /// Per-stage histograms of every journey seen.
@@ -261,6 +337,35 @@ pub fn run_summary(
 mod tests {
     use super::*;
 
+    /// The same values give the same quantiles in a compact histogram as in a full one,
+    /// recorded one by one or merged.
+    #[test]
+    fn a_compact_histogram_answers_as_a_full_one() {
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        let mut full = Histogram::default();
+        let (mut compact, mut halves) = (
+            CompactHistogram::default(),
+            [CompactHistogram::default(), CompactHistogram::default()],
+        );
+        for index in 0..5000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let value = seed % (1 << (seed % 40));
+            full.record(value);
+            compact.record(value);
+            halves[index % 2].record(value);
+        }
+        let [mut merged, other] = halves;
+        merged.merge(&other);
+        for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
+            assert_eq!(compact.quantile(q), full.quantile(q), "q {q}");
+            assert_eq!(merged.quantile(q), full.quantile(q), "merged, q {q}");
+        }
+        assert_eq!((compact.count(), compact.max()), (full.count(), full.max()));
+        assert_eq!(CompactHistogram::default().quantile(0.5), None);
+    }
+
     #[test]
     fn buckets_are_monotonic_and_tight() {
         let mut last = 0;
@@ -296,5 +401,24 @@ mod tests {
         assert_eq!(human_ns(950), "950ns");
         assert_eq!(human_ns(12_345), "12.3us");
         assert_eq!(human_ns(4_560_000), "4.56ms");
+    }
+
+    #[test]
+    fn log2_counts_put_each_value_in_its_power_of_two() {
+        let mut histogram = Histogram::default();
+        for value in [0, 1, 15, 16, 31, 32, 1000, 1023, 1024, u64::MAX / 2] {
+            histogram.record(value);
+        }
+        let log2 = histogram.log2_counts();
+        let bit = |value: u64| (64 - value.leading_zeros()) as usize;
+        assert_eq!(log2[0], 1);
+        assert_eq!(log2[bit(1)], 1);
+        assert_eq!(log2[bit(15)], 1);
+        assert_eq!(log2[bit(16)], 2, "16 and 31 share [16, 32)");
+        assert_eq!(log2[bit(32)], 1);
+        assert_eq!(log2[bit(1000)], 2, "1000 and 1023 share [512, 1024)");
+        assert_eq!(log2[bit(1024)], 1);
+        assert_eq!(log2[63], 1);
+        assert_eq!(log2.iter().sum::<u64>(), histogram.count());
     }
 }

@@ -16,8 +16,8 @@ pub fn header() -> String {
 }
 
 /// `TIME DEV CPU(irq>softirq>task) comm(pid/tid) BYTES` then each stage; `-` where absent,
-/// then the flow `saddr:sport>daddr:dport` when known, then flags: `ksoftirqd`,
-/// `drop:REASON`, `lost`, `incomplete`.
+/// then the flow `saddr:sport>daddr:dport` when known, the reader's `cgroup:PATH` when it is
+/// known and not the root, then flags: `ksoftirqd`, `drop:REASON`, `lost`, `incomplete`.
 pub fn line(journey: &Journey) -> String {
     let time = journey.ts.first().map_or("-".to_owned(), |ts| {
         format!("{}.{:06}", ts / 1_000_000_000, (ts % 1_000_000_000) / 1000)
@@ -52,6 +52,10 @@ pub fn line(journey: &Journey) -> String {
     if let Some(flow) = flow(journey) {
         text.push(' ');
         text.push_str(&flow);
+    }
+    if let Some(path) = journey.cgroup_path.as_deref().filter(|path| *path != "/") {
+        text.push_str(" cgroup:");
+        text.push_str(&escape::text(path));
     }
     if journey.softirq_in_ksoftirqd {
         text.push_str(" ksoftirqd");
@@ -117,6 +121,40 @@ mod tests {
         );
         assert!(text.contains("5.0us") && text.contains("76.5us"), "{text}");
         assert!(!text.contains("incomplete"));
+        assert!(!text.contains("cgroup"), "{text}");
         assert_eq!(header().split_whitespace().count(), 13);
+    }
+
+    #[test]
+    fn shows_ipv6_flows_and_escapes_cgroup_paths() {
+        let journey = Journey {
+            dev: "veth0".into(),
+            saddr: Some("fd00::1".parse().unwrap()),
+            sport: Some(40000),
+            daddr: Some("fd00::2".parse().unwrap()),
+            dport: Some(6379),
+            cgroup_path: Some("/evil\x1b]0;title\x07\n.scope".into()),
+            ..Journey::default()
+        };
+        let text = line(&journey);
+        assert!(text.contains(" [fd00::1]:40000>[fd00::2]:6379 "), "{text}");
+        assert!(
+            text.contains(" cgroup:/evil\\x1b]0;title\\x07\\x0a.scope"),
+            "{text}"
+        );
+        assert!(!text.chars().any(char::is_control), "{text}");
+        let v4 = Journey {
+            saddr: Some("10.0.0.1".parse().unwrap()),
+            sport: Some(1),
+            daddr: Some("10.0.0.2".parse().unwrap()),
+            dport: Some(2),
+            cgroup_path: Some("/".into()),
+            ..Journey::default()
+        };
+        assert_eq!(flow(&v4).as_deref(), Some("10.0.0.1:1>10.0.0.2:2"));
+        assert!(
+            !line(&v4).contains("cgroup"),
+            "the root cgroup says nothing"
+        );
     }
 }

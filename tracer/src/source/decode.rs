@@ -83,6 +83,14 @@ pub fn addresses(event: &Event) -> Option<(&'static str, std::net::IpAddr, std::
     }
 }
 
+/// The reader a recv-family `sys_exit_*` event names (the `SysExit*` kinds' doc): the inode
+/// of its network namespace and its cgroup id, `None` where zero (unknown: no kernel BTF, or
+/// a recording made before the kernel side wrote them).
+pub fn reader(event: &Event) -> (Option<u64>, Option<u64>) {
+    let known = |value: u64| (value != 0).then_some(value);
+    (known(u64::from(event.arg0)), known(event.addr2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,10 @@
 //! record/script on the same tracepoints, report's memory on a large recording, report and
 //! exports on one capture and five), latency overhead on a UDP ping-pong
 //! (`pingpong`), throughput overhead on a TCP stream (`stream`), each eBPF program's cost
-//! (bpf_stats), and the highest event rate held without loss with the CPU it costs (`rate`).
+//! (bpf_stats), the highest event rate held without loss with the CPU it costs (`rate`), and
+//! a flood of another port while a flow filter selects a quiet one (`filtered`).
 
+mod filtered;
 mod offline;
 mod peers;
 mod pingpong;
@@ -17,31 +19,29 @@ use std::{fmt::Write as _, path::Path, process::Command, time::Instant};
 
 use peers::{Config, TRACEPOINTS};
 
-/// Runs the benchmark and writes BENCHMARKS.md; `offline_only`: only the offline section
-/// (the others are kept as they were measured).
-pub fn run(root: &Path, quick: bool, offline_only: bool) -> anyhow::Result<()> {
+/// Runs the benchmark and writes BENCHMARKS.md; `only`: one section, printed (BENCHMARKS.md
+/// is left alone).
+pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
     let tracer = root.join("target/release/tracer");
     let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let command = format!(
         "cargo xtask bench{}{}",
         if quick { " --quick" } else { "" },
-        if offline_only { " --offline" } else { "" }
+        only.map_or(String::new(), |section| format!(" --only {section}"))
     );
-    if offline_only {
-        progress("recording size and offline analysis");
-        let offline = offline::measure(&tracer, &dir, quick)?;
+    if let Some(section) = only {
+        let text = match section {
+            "offline" => format!(
+                "{}\nThis section: `{command}` on {}.\n",
+                offline::measure(&tracer, &dir, quick)?.text()?,
+                date()?
+            ),
+            "filtered" => filtered_section(&filtered::measure(&tracer, &dir, quick)?)?,
+            other => anyhow::bail!("no bench section {other:?}; sections: offline, filtered"),
+        };
         let _ = std::fs::remove_dir_all(&dir);
-        let path = root.join("BENCHMARKS.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let section = format!(
-            "{}\nThis section: `{command}` on {}.\n",
-            offline.text()?,
-            date()?
-        );
-        let text = replace_section(&old, OFFLINE_TITLES, &section);
-        println!("{section}");
-        std::fs::write(path, text)?;
+        println!("{text}");
         return Ok(());
     }
     progress("checking sockperf, bpftrace, iperf3");
@@ -53,6 +53,8 @@ pub fn run(root: &Path, quick: bool, offline_only: bool) -> anyhow::Result<()> {
     let stream = stream::measure(&tracer, &dir, quick)?;
     progress("event rate steps");
     let (rate_seconds, steps) = rate::measure(&tracer, &dir, quick)?;
+    progress("a flood while filtering for a quiet port");
+    let filtered = filtered::measure(&tracer, &dir, quick)?;
     progress("done");
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -186,37 +188,54 @@ pub fn run(root: &Path, quick: bool, offline_only: bool) -> anyhow::Result<()> {
             step.cpu_ns_per_event(),
         )?;
     }
+    text.push_str(&filtered_section(&filtered)?);
     println!("{text}");
     std::fs::write(root.join("BENCHMARKS.md"), &text)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-/// Titles the offline section had (the first is this one's): `--offline` replaces it.
-const OFFLINE_TITLES: &[&str] = &[
-    "## Recording size and offline analysis",
-    "## Recording size and offline decode",
-];
-
-/// `old` with the section under one of `titles` (up to the next `## `) replaced by
-/// `section`, or with `section` appended when there is none.
-fn replace_section(old: &str, titles: &[&str], section: &str) -> String {
-    let Some(start) = titles
-        .iter()
-        .find_map(|title| old.find(&format!("{title}\n")))
-    else {
-        return format!("{old}\n{section}");
-    };
-    let rest = &old[start + 2..];
-    let end = rest
-        .find("\n## ")
-        .map_or(old.len(), |at| start + 2 + at + 1);
-    format!("{}{section}\n{}", &old[..start], &old[end..])
-}
-
 fn date() -> anyhow::Result<String> {
     let out = Command::new("date").arg("-u").output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The section of the flood while a flow filter selects a quiet port.
+fn filtered_section(filtered: &filtered::Filtered) -> anyhow::Result<String> {
+    let mut text = String::new();
+    writeln!(
+        text,
+        "\n## A flood of one port while filtering for another\n\n\
+         `tracer traffic` floods a loopback UDP port for {} s, {} round(s) per configuration, \
+         alternated: untraced, `tracer live --json` unfiltered, and `tracer live --json '{}'` (a \
+         port nothing is sent to: every event read is the flood leaking through). Datagrams are \
+         the kernel's count (/proc/net/snmp Udp InDatagrams + InErrors); events and CPU are the \
+         tracer's. Target: at most 1 event per 1,000 flood datagrams with the filter.\n\n\
+         | configuration | flood datagrams/s | ratio | events read/s | events per 1,000 datagrams | lost | tracer CPU |\n\
+         |---|---:|---:|---:|---:|---:|---:|",
+        filtered.seconds,
+        filtered.rounds,
+        filtered::FILTER,
+    )?;
+    let base = filtered.untraced.datagrams_per_second();
+    for (name, figures, traced) in [
+        ("no tracer", &filtered.untraced, false),
+        ("tracer live, unfiltered", &filtered.unfiltered, true),
+        ("tracer live, filtered", &filtered.filtered, true),
+    ] {
+        let dash = |value: String| if traced { value } else { "-".to_owned() };
+        writeln!(
+            text,
+            "| {name} | {} | {:.3} | {} | {} | {} | {} |",
+            human(figures.datagrams_per_second()),
+            figures.datagrams_per_second() / base.max(1e-9),
+            dash(human(figures.events_per_second())),
+            dash(format!("{:.3}", figures.events_per_thousand())),
+            dash(figures.lost.to_string()),
+            dash(format!("{:.1}%", figures.cpu_percent())),
+        )?;
+    }
+    Ok(text)
 }
 
 /// Installs the peers the benchmark compares against (only the benchmark needs them).

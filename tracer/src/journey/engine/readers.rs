@@ -263,9 +263,12 @@ impl Engine {
             }
         }
         let syscall = kind.name().trim_start_matches("sys_exit_");
+        let (netns, cgroup) = crate::source::decode::reader(event);
         for id in ids {
             if let Some(open) = self.open.get_mut(&id) {
                 let journey = &mut open.journey;
+                journey.netns = netns;
+                journey.cgroup = cgroup;
                 journey.ts.recv_return = Some(event.ts);
                 journey.first_read.get_or_insert(event.ts);
                 journey.syscall = Some(syscall);

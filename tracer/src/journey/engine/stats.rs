@@ -78,6 +78,9 @@ pub struct EngineConfig {
     pub max_open: usize,
     /// Only journeys read by these readers are emitted and counted (`--pid`, `--comm`).
     pub readers: ReaderFilter,
+    /// Where the paths of the readers' cgroups come from: the pipeline ([`crate::journey::Tracker`])
+    /// names them on the journeys it yields; the engine itself never reads a file.
+    pub cgroups: crate::host::cgroup::CgroupSource,
 }
 
 /// Generates [`Ending`] and its text from one table.

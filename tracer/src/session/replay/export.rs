@@ -15,9 +15,15 @@ use super::{
     Interrupted, Opened, Stop, catch_stop_signals, decode_threads, drive, warn_incomplete,
 };
 use crate::{
-    journey::{EngineConfig, Journey, Reorder, Tracker, reorder::DEFAULT_WINDOW_NS},
+    journey::{EngineConfig, Journey, JourneyFilter, Reorder, Tracker, reorder::DEFAULT_WINDOW_NS},
     recording::{EventBatches, Outline, RecordingReader},
-    sink::{Sink, csv::CsvRows, jsonl::JsonLines, perfetto::TraceWriter},
+    sink::{
+        Sink,
+        csv::CsvRows,
+        jsonl::JsonLines,
+        parquet::{Capture, ParquetJourneys, events::ParquetEvents},
+        perfetto::TraceWriter,
+    },
 };
 
 /// What `export` writes.
@@ -29,6 +35,8 @@ pub enum Export {
     Jsonl,
     /// One row per journey.
     Csv,
+    /// One typed row per journey (`sink::parquet`, docs/parquet.md).
+    Parquet,
 }
 
 /// What an export wrote.
@@ -42,13 +50,14 @@ pub(super) struct Written {
     ended: Option<Outline>,
 }
 
-/// Writes a recording's journeys to `output` as `format`; `keep_unsocketed`: also packets that
-/// never reached a socket.
+/// Writes a recording's journeys that `filter` keeps to `output` as `format`;
+/// `keep_unsocketed`: also packets that never reached a socket.
 pub fn export(
     file: &Path,
     format: Export,
     output: &Path,
     keep_unsocketed: bool,
+    filter: &JourneyFilter,
 ) -> anyhow::Result<()> {
     catch_stop_signals();
     refuse_same_file(file, output)?;
@@ -74,15 +83,23 @@ pub fn export(
         written.bytes = out.bytes;
         written
     };
+    let capture = Capture::from_metadata(reader.meta());
+    let pass = Pass {
+        threads,
+        keep_unsocketed,
+        filter,
+    };
     let written = match format {
-        Export::Jsonl => {
-            journeys_to(reader, threads, keep_unsocketed, JsonLines::new(out)).map(counted)
-        }
+        Export::Jsonl => journeys_to(reader, &pass, JsonLines::new(out)).map(counted),
         Export::Csv => CsvRows::new(out)
             .map_err(anyhow::Error::from)
-            .and_then(|csv| journeys_to(reader, threads, keep_unsocketed, csv))
+            .and_then(|csv| journeys_to(reader, &pass, csv))
             .map(counted),
-        Export::Perfetto => perfetto(reader, threads, keep_unsocketed, out).map(|(_, w)| w),
+        Export::Parquet => ParquetJourneys::new(out, capture)
+            .map_err(anyhow::Error::from)
+            .and_then(|parquet| journeys_to(reader, &pass, parquet))
+            .map(counted),
+        Export::Perfetto => perfetto(reader, &pass, out).map(|(_, w)| w),
     };
     let written = match written {
         Ok(written) => written,
@@ -160,23 +177,39 @@ impl<W: Write> Write for Counted<W> {
     }
 }
 
+/// How a pass over a recording makes journeys: decoding threads, whether packets that never
+/// reached a socket count, which journeys are written.
+pub(super) struct Pass<'a> {
+    pub threads: usize,
+    pub keep_unsocketed: bool,
+    pub filter: &'a JourneyFilter,
+}
+
 /// A sink that hands back its output when done.
 trait IntoInner: Sink {
     type Out: Write;
-    fn into_out(self) -> Self::Out;
+    fn into_out(self) -> io::Result<Self::Out>;
 }
 
 impl<W: Write> IntoInner for JsonLines<W> {
     type Out = W;
-    fn into_out(self) -> W {
-        self.into_inner()
+    fn into_out(self) -> io::Result<W> {
+        Ok(self.into_inner())
     }
 }
 
 impl<W: Write> IntoInner for CsvRows<W> {
     type Out = W;
-    fn into_out(self) -> W {
-        self.into_inner()
+    fn into_out(self) -> io::Result<W> {
+        Ok(self.into_inner())
+    }
+}
+
+/// The last row group and the footer are written when it is done.
+impl<W: Write + Send> IntoInner for ParquetJourneys<W> {
+    type Out = W;
+    fn into_out(self) -> io::Result<W> {
+        Ok(self.finish()?)
     }
 }
 
@@ -184,22 +217,23 @@ impl<W: Write> IntoInner for CsvRows<W> {
 /// (open journeys end as incomplete), so what is written is whole.
 fn journeys_to<R, S>(
     reader: RecordingReader<R>,
-    threads: usize,
-    keep_unsocketed: bool,
+    pass: &Pass,
     mut sink: S,
 ) -> anyhow::Result<(S::Out, Written)>
 where
     R: Read + Send + 'static,
     S: IntoInner,
 {
-    let mut tracker = Tracker::new(EngineConfig::from_recording(reader.meta(), keep_unsocketed));
-    let mut batches = EventBatches::new(reader, threads);
+    let config = EngineConfig::from_recording(reader.meta(), pass.keep_unsocketed);
+    let mut tracker = Tracker::new(config);
+    let mut batches = EventBatches::new(reader, pass.threads);
     let (mut journeys, mut events) = (0u64, 0u64);
     let mut write = |sink: &mut S, ended: &mut Vec<Journey>| -> io::Result<()> {
-        journeys += ended.len() as u64;
-        ended
-            .drain(..)
-            .try_for_each(|journey| sink.journey(&journey))
+        for journey in ended.drain(..).filter(|journey| pass.filter.keeps(journey)) {
+            journeys += 1;
+            sink.journey(&journey)?;
+        }
+        Ok(())
     };
     let stop = drive(&mut batches, &mut tracker, |chunk, ended| {
         events += chunk.len() as u64;
@@ -213,7 +247,7 @@ where
         tracker.finish(&mut ended);
         write(&mut sink, &mut ended)?;
     }
-    let mut out = sink.into_out();
+    let mut out = sink.into_out()?;
     out.flush()?;
     let written = Written {
         journeys,
@@ -231,8 +265,7 @@ where
 /// stop signal the trace is closed where it is (journeys of the first pass finished).
 pub(super) fn perfetto<R, W>(
     reader: RecordingReader<R>,
-    threads: usize,
-    keep_unsocketed: bool,
+    pass: &Pass,
     out: W,
 ) -> anyhow::Result<(W, Written)>
 where
@@ -246,12 +279,13 @@ where
         .map(|irq| (irq.irq, irq.name.clone()))
         .collect();
     let mut trace = TraceWriter::new(out, irq_names);
-    let mut tracker = Tracker::new(EngineConfig::from_recording(reader.meta(), keep_unsocketed));
+    let config = EngineConfig::from_recording(reader.meta(), pass.keep_unsocketed);
+    let mut tracker = Tracker::new(config);
     let mut readers = HashSet::new();
     let mut comms = HashMap::new();
     let (mut journeys, mut events) = (0u64, 0u64);
     let mut write = |trace: &mut TraceWriter<W>, ended: &mut Vec<Journey>| -> io::Result<()> {
-        for journey in ended.drain(..) {
+        for journey in ended.drain(..).filter(|journey| pass.filter.keeps(journey)) {
             journeys += 1;
             if let Some(tid) = journey.tid {
                 readers.insert(tid);
@@ -263,7 +297,7 @@ where
         }
         Ok(())
     };
-    let mut batches = EventBatches::new(reader, threads);
+    let mut batches = EventBatches::new(reader, pass.threads);
     let mut stop = drive(&mut batches, &mut tracker, |chunk, ended| {
         events += chunk.len() as u64;
         write(&mut trace, ended)?;
@@ -282,7 +316,7 @@ where
             .context("the recording's reader after the first pass")?;
         ended = Some(reader.outline());
         trace.readers(readers, comms);
-        stop = draw_events(reader.rewind()?, threads, &mut trace)?;
+        stop = draw_events(reader.rewind()?, pass.threads, &mut trace)?;
     }
     trace.close_slices()?;
     let bytes = trace.bytes();
@@ -337,4 +371,56 @@ where
     reorder.drain(&mut each);
     failed?;
     Ok(stop)
+}
+
+/// Writes every event of a recording to `output` as a Parquet table (`export --events`),
+/// chunk by chunk; returns the rows written. On a stop signal the file is closed whole with
+/// the rows so far.
+pub fn export_events(file: &Path, output: &Path) -> anyhow::Result<u64> {
+    catch_stop_signals();
+    let opened = Opened::new(file)?;
+    let total = opened.total();
+    let reader = opened.reader;
+    let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    let mut table = ParquetEvents::new(
+        BufWriter::with_capacity(1 << 16, out),
+        Capture::from_metadata(reader.meta()),
+    )?;
+    let mut batches = EventBatches::new(reader, decode_threads());
+    let mut rows = 0u64;
+    let mut interrupted = false;
+    let read = loop {
+        if super::stop_requested() {
+            interrupted = true;
+            break Ok(());
+        }
+        match batches.next_batch() {
+            Ok(Some(events)) => {
+                for event in events {
+                    table.push(event)?;
+                }
+                rows += events.len() as u64;
+            }
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    if let Err(err) = read {
+        if std::fs::metadata(output).is_ok_and(|meta| meta.is_file()) {
+            let _ = std::fs::remove_file(output);
+        }
+        return Err(err.into());
+    }
+    let mut out = table.finish()?;
+    out.flush()
+        .with_context(|| format!("writing {}", output.display()))?;
+    if interrupted {
+        let of_total = total.map_or(String::new(), |total| format!(" of {total}"));
+        return Err(Interrupted(format!(
+            "events export stopped after {rows}{of_total} events ({} written whole)",
+            output.display()
+        ))
+        .into());
+    }
+    Ok(rows)
 }
