@@ -59,8 +59,8 @@ pub async fn record(
         probes: &probes,
         filters: capture::record_filters(options.pid, &options.without),
     };
-    let mut writer = RecordingOutput::create(output, rotation, &counters)
-        .with_context(|| format!("creating {}", output.display()))?;
+    // Its errors name the file (the ring's next one, or one it removes).
+    let mut writer = RecordingOutput::create(output, rotation, &counters)?;
     match rotation {
         Some(rotation) => eprintln!(
             "tracer: recording to {} (a ring of at most {} files of {} each); Ctrl-C to stop",
