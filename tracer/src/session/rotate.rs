@@ -100,15 +100,20 @@ impl<'a> RecordingOutput<'a> {
     ) -> io::Result<Self> {
         let mut ring = VecDeque::new();
         let mut next_seq = 1;
-        if rotation.is_some() {
-            ring = existing_files(output)?;
-            next_seq = ring.back().map_or(1, |(seq, _)| seq + 1);
-        }
         let path = match rotation {
-            Some(_) => numbered(output, next_seq),
+            Some(rotation) => {
+                ring = existing_files(output)?;
+                next_seq = ring.back().map_or(1, |(seq, _)| seq + 1);
+                let path = numbered(output, next_seq);
+                // Room first: the oldest go before the new file exists.
+                ring.push_back((next_seq, path.clone()));
+                next_seq += 1;
+                prune(&mut ring, rotation.keep)?;
+                path
+            }
             None => output.to_owned(),
         };
-        let mut this = Self {
+        Ok(Self {
             output: output.to_owned(),
             rotation,
             counters,
@@ -116,13 +121,7 @@ impl<'a> RecordingOutput<'a> {
             ring,
             next_seq,
             done: Written::default(),
-        };
-        if rotation.is_some() {
-            this.ring.push_back((next_seq, path));
-            this.next_seq += 1;
-            this.prune()?;
-        }
-        Ok(this)
+        })
     }
 
     fn open(path: &Path, counters: &dyn Counters) -> io::Result<Open> {
@@ -137,28 +136,6 @@ impl<'a> RecordingOutput<'a> {
             lost_base: counters.lost_per_cpu()?,
             misses_base: counters.recursion_misses(),
         })
-    }
-
-    /// Removes the oldest files of the ring until at most `keep` remain.
-    fn prune(&mut self) -> io::Result<()> {
-        let keep = self
-            .rotation
-            .map_or(usize::MAX, |rotation| rotation.keep.max(1));
-        while self.ring.len() > keep {
-            if let Some((_, oldest)) = self.ring.pop_front() {
-                match std::fs::remove_file(&oldest) {
-                    Ok(()) => {}
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                    Err(err) => {
-                        return Err(io::Error::new(
-                            err.kind(),
-                            format!("removing {}: {err}", oldest.display()),
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     fn writer(&mut self) -> io::Result<&mut Writer> {
@@ -210,7 +187,9 @@ impl<'a> RecordingOutput<'a> {
         let path = numbered(&self.output, self.next_seq);
         self.ring.push_back((self.next_seq, path.clone()));
         self.next_seq += 1;
-        self.prune()?;
+        if let Some(rotation) = self.rotation {
+            prune(&mut self.ring, rotation.keep)?;
+        }
         self.open = Some(Self::open(&path, self.counters)?);
         Ok(())
     }
@@ -278,6 +257,27 @@ impl<'a> RecordingOutput<'a> {
             .as_ref()
             .map_or(self.done.last.as_path(), |open| open.path.as_path())
     }
+}
+
+/// Removes the oldest files of a ring until at most `keep` (at least 1) remain listed; a
+/// file already gone is not an error.
+fn prune(ring: &mut VecDeque<(u64, PathBuf)>, keep: usize) -> io::Result<()> {
+    while ring.len() > keep.max(1) {
+        let Some((_, oldest)) = ring.pop_front() else {
+            break;
+        };
+        match std::fs::remove_file(&oldest) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(io::Error::new(
+                    err.kind(),
+                    format!("removing {}: {err}", oldest.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `dir/NAME.EXT` -> `dir/NAME.0007.EXT` (`dir/NAME.0007` without an extension).
@@ -446,5 +446,42 @@ mod tests {
             // 1000 events at most per chunk here: far below 8 KiB compressed, plus a trailer.
             assert!(size < bound + (8 << 10), "{}: {size}", path.display());
         }
+    }
+
+    #[test]
+    fn a_restart_numbers_on_and_never_holds_more_than_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("ring.trc");
+        for seq in 1..=3 {
+            std::fs::write(numbered(&output, seq), b"old").unwrap();
+        }
+        std::fs::write(dir.path().join("ring.trc.bak"), b"not ours").unwrap();
+        let fake = Fake::default();
+        let rotation = Rotation {
+            limit: RotateLimit::Age(Duration::from_secs(3600)),
+            keep: 3,
+        };
+        let out = RecordingOutput::create(&output, Some(rotation), &fake).unwrap();
+        let names = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(),
+            [
+                "ring.0002.trc",
+                "ring.0003.trc",
+                "ring.0004.trc",
+                "ring.trc.bak"
+            ]
+        );
+        let written = out.finish().unwrap();
+        assert_eq!(written.files, 1);
+        assert_eq!(written.last, numbered(&output, 4));
+        assert!(Recording::read(&written.last).unwrap().trailer.is_some());
     }
 }
