@@ -14,8 +14,9 @@ use std::{
 
 use common::{RunningTracer, kernel_test, tracer_bin};
 
-/// The chunks of a version 2 recording (docs/FORMAT.md): (offset, kind, stored length).
-fn chunks(path: &Path) -> Vec<(usize, u8, usize)> {
+/// The chunks of a version 2 recording (docs/FORMAT.md): (offset, kind, stored length,
+/// event count).
+fn chunks(path: &Path) -> Vec<(usize, u8, usize, u32)> {
     let bytes = std::fs::read(path).unwrap();
     assert_eq!(&bytes[..8], b"TRACERv2", "{}", path.display());
     let mut offset = 8;
@@ -23,7 +24,8 @@ fn chunks(path: &Path) -> Vec<(usize, u8, usize)> {
     while offset < bytes.len() {
         let header = &bytes[offset..offset + 17];
         let stored = u32::from_le_bytes(header[9..13].try_into().unwrap()) as usize;
-        found.push((offset, header[0], 17 + stored));
+        let count = u32::from_le_bytes(header[1..5].try_into().unwrap());
+        found.push((offset, header[0], 17 + stored, count));
         offset += 17 + stored;
     }
     assert_eq!(offset, bytes.len(), "{}: no torn chunk", path.display());
@@ -158,6 +160,12 @@ fn size_rotation_keeps_a_bounded_ring_of_complete_recordings() {
             last_events.0 < BOUND,
             "file {seq}: its last chunk starts at {} >= {BOUND}",
             last_events.0
+        );
+        // Under a 24 KiB bound a chunk holds at most 1024 events (a 32nd of the bound in
+        // events, at least 1024): the overshoot stays small.
+        assert!(
+            found.iter().all(|chunk| chunk.3 <= 1024),
+            "file {seq}: {found:?}"
         );
         let trailer = found.last().unwrap();
         assert_eq!(last_events.0 + last_events.2, trailer.0, "file {seq}");

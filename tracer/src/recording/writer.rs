@@ -108,6 +108,11 @@ impl Writer {
         self.events
     }
 
+    /// Events pushed but not yet written (they go out with the next chunk).
+    pub fn pending_events(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Bytes written to the file so far.
     pub fn bytes(&self) -> u64 {
         self.bytes

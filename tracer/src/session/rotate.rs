@@ -13,14 +13,15 @@ use tracer_common::Event;
 
 use crate::{
     host::clock,
-    recording::{Metadata, Writer},
+    recording::{CHUNK_EVENTS, Metadata, Writer},
 };
 
 /// When a file of the ring is closed and the next one begun.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RotateLimit {
     /// After the first event chunk that brings the file to this many bytes or more: a file
-    /// is at most this plus one chunk plus the trailer.
+    /// is at most this plus one chunk plus the trailer (chunks then hold at most a 32nd of
+    /// this many events, at least 1024, at most CHUNK_EVENTS).
     Size(u64),
     /// At the first one-second tick at which the file is this old or older.
     Age(Duration),
@@ -87,6 +88,9 @@ pub struct RecordingOutput<'a> {
     /// The ring's files, oldest first (the open one last).
     ring: VecDeque<(u64, PathBuf)>,
     next_seq: u64,
+    /// Events per chunk at most: fewer than CHUNK_EVENTS under a small size bound, so that
+    /// the one chunk a file may overshoot by stays small against the bound.
+    chunk_cap: usize,
     done: Written,
 }
 
@@ -120,6 +124,7 @@ impl<'a> RecordingOutput<'a> {
             open: Some(Self::open(&path, counters)?),
             ring,
             next_seq,
+            chunk_cap: chunk_cap(rotation),
             done: Written::default(),
         })
     }
@@ -147,9 +152,13 @@ impl<'a> RecordingOutput<'a> {
 
     /// Appends one event; with a size limit, the chunk that reaches it closes the file.
     pub fn push(&mut self, event: &Event) -> io::Result<()> {
+        let cap = self.chunk_cap;
         let writer = self.writer()?;
         let before = writer.bytes();
         writer.push(event)?;
+        if writer.pending_events() >= cap {
+            writer.flush_chunk()?;
+        }
         if writer.bytes() > before {
             self.rotate_if(false)?;
         }
@@ -256,6 +265,17 @@ impl<'a> RecordingOutput<'a> {
         self.open
             .as_ref()
             .map_or(self.done.last.as_path(), |open| open.path.as_path())
+    }
+}
+
+/// Events per chunk at most for a rotation: with a size bound, a 32nd of it in events
+/// (about an eighth of it at 4 compressed bytes per event), between 1024 and CHUNK_EVENTS.
+fn chunk_cap(rotation: Option<Rotation>) -> usize {
+    match rotation.map(|rotation| rotation.limit) {
+        Some(RotateLimit::Size(size)) => {
+            usize::try_from(size / 32).map_or(CHUNK_EVENTS, |cap| cap.clamp(1024, CHUNK_EVENTS))
+        }
+        _ => CHUNK_EVENTS,
     }
 }
 
