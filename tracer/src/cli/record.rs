@@ -23,10 +23,11 @@ pub struct RecordArgs {
     /// Stop after this long (e.g. 30s); default: until Ctrl-C.
     #[arg(short, long, value_parser = duration_arg)]
     pub duration: Option<Duration>,
-    /// Always-on capture: write a ring of files FILE-stem.0001.EXT, .0002, ... each a complete
-    /// recording, beginning the next when this one reaches a size (`100M`, `1G`, `512K`: a
-    /// file is closed by the first event chunk that brings it to the size, so it is at most
-    /// the size plus one chunk and the trailer) or an age (`10m`, `1h`, `30s`).
+    /// Always-on capture: for `-o NAME.EXT`, write a ring of files NAME.0001.EXT,
+    /// NAME.0002.EXT, ... each a complete recording, beginning the next when this one reaches
+    /// a size (`100M`, `1G`, `512K`, powers of 1024: a file is closed by the first event
+    /// chunk that brings it to the size, so it is at most the size plus one chunk and the
+    /// trailer) or an age (`10m`, `1h`, `30s`: at the first 1s tick past it).
     #[arg(long, value_name = "SIZE|DURATION", value_parser = rotate_arg)]
     pub rotate: Option<RotateLimit>,
     /// With --rotate: keep at most this many files (the oldest are removed).
