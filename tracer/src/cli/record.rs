@@ -27,7 +27,7 @@ pub struct RecordArgs {
     /// NAME.0002.EXT, ... each a complete recording, beginning the next when this one reaches
     /// a size (`100M`, `1G`, `512K`, powers of 1024: a file is closed by the first event
     /// chunk that brings it to the size, so it is at most the size plus one chunk and the
-    /// trailer) or an age (`10m`, `1h`, `30s`: at the first 1s tick past it).
+    /// trailer) or an age (`10m`, `1h`, `30s`: at the 1s tick nearest to it).
     #[arg(long, value_name = "SIZE|DURATION", value_parser = rotate_arg)]
     pub rotate: Option<RotateLimit>,
     /// With --rotate: keep at most this many files (the oldest are removed).

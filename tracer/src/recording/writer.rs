@@ -54,6 +54,8 @@ impl Writer {
         writer.bytes += MAGIC_V2.len() as u64;
         let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
         writer.write_chunk(CHUNK_META, 0, &json)?;
+        // A new file is a readable (empty) recording at once, not an empty file.
+        writer.out.flush()?;
         Ok(writer)
     }
 

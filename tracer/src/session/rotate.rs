@@ -16,6 +16,9 @@ use crate::{
     recording::{CHUNK_EVENTS, Metadata, Writer},
 };
 
+/// Half the recorder's one-second flush interval.
+const HALF_TICK: Duration = Duration::from_millis(500);
+
 /// When a file of the ring is closed and the next one begun.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RotateLimit {
@@ -23,7 +26,7 @@ pub enum RotateLimit {
     /// is at most this plus one chunk plus the trailer (chunks then hold at most a 32nd of
     /// this many events, at least 1024, at most CHUNK_EVENTS).
     Size(u64),
-    /// At the first one-second tick at which the file is this old or older.
+    /// At the one-second tick nearest to this age: a file spans it within half a second.
     Age(Duration),
 }
 
@@ -183,7 +186,8 @@ impl<'a> RecordingOutput<'a> {
             Some(RotateLimit::Size(size)) => {
                 open.writer.bytes() >= size && open.writer.events() > 0
             }
-            Some(RotateLimit::Age(age)) => tick && open.started.elapsed() >= age,
+            // Ticks come every second: the one nearest to the age closes the file.
+            Some(RotateLimit::Age(age)) => tick && open.started.elapsed() + HALF_TICK >= age,
         };
         if !due {
             return Ok(());
