@@ -34,7 +34,7 @@ enum Command {
     Record(cli::record::RecordArgs),
     /// Journeys and summaries from a recording: the same engine as `live`.
     Report(cli::record::ReportArgs),
-    /// Export a recording's journeys: Perfetto trace, JSON lines or CSV.
+    /// Export a recording's journeys: Perfetto trace, JSON lines, CSV or Parquet.
     Export(cli::record::ExportArgs),
     /// Check what this host can trace and which journey stages it would miss.
     /// Exit status: 0 full journeys, 1 degraded, 2 nothing can run.

@@ -319,6 +319,12 @@ fn setup() -> anyhow::Result<()> {
                 .to_owned(),
         );
     }
+    let duckdb_ok = python_imports("duckdb");
+    if !duckdb_ok {
+        missing.push(format!(
+            "Python package duckdb {DUCKDB_VERSION} (queries the Parquet export in tests/parquet.rs)"
+        ));
+    }
     let tracefs_ok = Path::new(TRACEFS).join("events").is_dir();
     if !tracefs_ok {
         missing.push(format!("tracefs at {TRACEFS}"));
@@ -384,6 +390,28 @@ fn setup() -> anyhow::Result<()> {
             ],
         )?;
     }
+    if !duckdb_ok {
+        step(&format!(
+            "installing the Python package duckdb {DUCKDB_VERSION} (pip)"
+        ));
+        // Debian's python3 refuses pip without this (PEP 668); older pips ignore it.
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+                &format!("duckdb=={DUCKDB_VERSION}"),
+            ])
+            .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
+            .status()
+            .context("running pip")?;
+        if !status.success() {
+            bail!("pip install duckdb=={DUCKDB_VERSION} failed ({status})");
+        }
+    }
     if !tracefs_ok {
         step(&format!("mounting tracefs at {TRACEFS}"));
         sh("mount", &["-t", "tracefs", "nodev", TRACEFS])?;
@@ -407,6 +435,18 @@ fn stop_packaged_prometheus() {
             .stderr(std::process::Stdio::null())
             .status();
     }
+}
+
+/// The PyPI `duckdb` that tests/parquet.rs queries the Parquet export with.
+const DUCKDB_VERSION: &str = "1.5.6";
+
+/// Whether the system python3 imports `module`.
+fn python_imports(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 pub(crate) fn step(what: &str) {

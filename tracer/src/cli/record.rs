@@ -190,6 +190,8 @@ pub enum ExportFormat {
     Jsonl,
     /// One row per journey.
     Csv,
+    /// One typed row per journey, zstd-compressed, for DuckDB or Spark (docs/parquet.md).
+    Parquet,
 }
 
 /// Options of `tracer export`.
@@ -206,6 +208,10 @@ pub struct ExportArgs {
     /// Also packets that never reached a socket.
     #[arg(long)]
     pub all: bool,
+    /// With `--format parquet`: also every raw event of the recording, as a second Parquet
+    /// table in this file (docs/parquet.md).
+    #[arg(long, value_name = "EVENTS_OUT")]
+    pub events: Option<PathBuf>,
     /// Journeys of the packets this expression selects (as for `report`).
     #[command(flatten)]
     pub flow: FlowArgs,
@@ -216,10 +222,40 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         ExportFormat::Perfetto => replay::Export::Perfetto,
         ExportFormat::Jsonl => replay::Export::Jsonl,
         ExportFormat::Csv => replay::Export::Csv,
+        ExportFormat::Parquet => replay::Export::Parquet,
     };
     let filter = JourneyFilter {
         flow: args.flow.flow()?,
         ..JourneyFilter::default()
     };
-    replay::export(&args.file, format, &args.output, args.all, &filter)
+    if args.events.is_some() && !matches!(args.format, ExportFormat::Parquet) {
+        anyhow::bail!("--events writes Parquet: use it with --format parquet");
+    }
+    if let Some(events) = &args.events {
+        for other in [&args.file, &args.output] {
+            if same_file(events, other) {
+                anyhow::bail!(
+                    "--events {} is also {}: choose another file",
+                    events.display(),
+                    other.display()
+                );
+            }
+        }
+    }
+    replay::export(&args.file, format, &args.output, args.all, &filter)?;
+    if let Some(events) = &args.events {
+        let recording = tracer::recording::Recording::read(&args.file)?;
+        let rows = tracer::sink::parquet::events::write_file(&recording, events)?;
+        eprintln!("tracer: {rows} events written to {}", events.display());
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file (the same path, or the same device and inode).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => a == b,
+    }
 }

@@ -73,6 +73,8 @@ pub enum Export {
     Perfetto,
     Jsonl,
     Csv,
+    /// One typed row per journey (`sink::parquet`, docs/parquet.md).
+    Parquet,
 }
 
 /// Journeys and the report of a recording: JSON lines or a list on stdout (with the summary),
@@ -212,6 +214,7 @@ pub fn export(
             }
             sink.into_inner()
         }
+        Export::Parquet => crate::sink::parquet::to_bytes(&recording.meta, &journeys)?,
     };
     let mut file =
         std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;

@@ -9,6 +9,7 @@ pub mod events;
 pub mod jsonl;
 pub mod metrics;
 pub mod metrics_http;
+pub mod parquet;
 pub mod perfetto;
 mod protobuf;
 pub mod report;
