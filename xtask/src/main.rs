@@ -18,7 +18,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
 /// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests; real
 /// servers and clients nobody here wrote (redis, nginx, ab, memcached) for tests/servers.rs;
-/// tmux, the terminal tests/top.rs drives `tracer top` in.
+/// tmux, the terminal tests/top.rs drives `tracer top` in; prometheus, the real server
+/// tests/prometheus.rs scrapes `tracer live --metrics` with (on its own loopback port and
+/// data directory; the package's own service is stopped and disabled after install).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -31,6 +33,7 @@ const APT_PACKAGES: &[&str] = &[
     "apache2-utils",
     "memcached",
     "tmux",
+    "prometheus",
 ];
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -350,6 +353,9 @@ fn setup() -> anyhow::Result<()> {
             apt_missing.join(" ")
         ));
         apt_install(&apt_missing)?;
+        if apt_missing.contains(&"prometheus") {
+            stop_packaged_prometheus();
+        }
     }
     if !linker_ok {
         step(&format!(
@@ -415,6 +421,24 @@ fn setup() -> anyhow::Result<()> {
         sh("mount", &["-t", "tracefs", "nodev", TRACEFS])?;
     }
     Ok(())
+}
+
+/// Debian's prometheus package starts a server on :9090 where systemd runs (not where a
+/// policy-rc.d forbids it): the tests start their own, so stop and disable it. Best effort:
+/// the tests never use :9090 or its data directory either way.
+fn stop_packaged_prometheus() {
+    if Path::new("/run/systemd/system").is_dir() {
+        step("stopping and disabling the packaged prometheus service (tests run their own)");
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "prometheus"])
+            .status();
+    } else if Path::new("/etc/init.d/prometheus").exists() {
+        let _ = Command::new("/etc/init.d/prometheus")
+            .arg("stop")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// The PyPI `duckdb` that tests/parquet.rs queries the Parquet export with.

@@ -4,7 +4,13 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use tracer::{journey::JourneyFilter, session::replay};
+use tracer::{
+    journey::JourneyFilter,
+    session::{
+        replay,
+        rotate::{RotateLimit, Rotation},
+    },
+};
 
 use super::{FlowArgs, ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
 
@@ -17,6 +23,17 @@ pub struct RecordArgs {
     /// Stop after this long (e.g. 30s); default: until Ctrl-C.
     #[arg(short, long, value_parser = duration_arg)]
     pub duration: Option<Duration>,
+    /// Always-on capture: for `-o NAME.EXT`, write a ring of files NAME.0001.EXT,
+    /// NAME.0002.EXT, ... each a complete recording, beginning the next when this one reaches
+    /// a size (`100M`, `1G`, `512K`, powers of 1024: a file is closed by the first event
+    /// chunk that brings it to the size, so it is at most the size plus one chunk and the
+    /// trailer) or an age (`10m`, `1h`, `30s`: at the 1s tick nearest to it).
+    #[arg(long, value_name = "SIZE|DURATION", value_parser = rotate_arg)]
+    pub rotate: Option<RotateLimit>,
+    /// With --rotate: keep at most this many files (the oldest are removed).
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "rotate",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
     /// Only the readers in this process (packet-path events are kept from every context).
     #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
@@ -75,7 +92,74 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         flow: args.flow.flow()?,
     }
     .journeys(verbose);
-    tracer::session::record::record(&options, &args.output, args.duration).await
+    let rotation = args.rotate.map(|limit| Rotation {
+        limit,
+        keep: args.keep as usize,
+    });
+    tracer::session::record::record(&options, &args.output, args.duration, rotation).await
+}
+
+/// Parses `--rotate`: a size (`512K`, `100M`, `1G`, `4096B`, also `KiB`/`MiB`/`GiB`; powers
+/// of 1024, upper case) or a duration (`30s`, `10m`, `1h`; at least 1s).
+pub fn rotate_arg(text: &str) -> Result<RotateLimit, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: Option<u64> = match unit {
+        "B" => Some(1),
+        "K" | "KiB" => Some(1 << 10),
+        "M" | "MiB" => Some(1 << 20),
+        "G" | "GiB" => Some(1 << 30),
+        _ => None,
+    };
+    if let Some(scale) = scale {
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid size {text:?} (try 100M or 1G)"))?;
+        let bytes = value * scale as f64;
+        if !bytes.is_finite() || !(1.0..=(1u64 << 50) as f64).contains(&bytes) {
+            return Err(format!("size {text:?} is out of range (1B .. 1024T)"));
+        }
+        return Ok(RotateLimit::Size(bytes as u64));
+    }
+    if unit.is_empty() {
+        return Err(format!(
+            "{text:?} has no unit: give a size (100M, 1G) or a duration (10m, 1h)"
+        ));
+    }
+    let age = super::duration::parse(text)?;
+    if age < Duration::from_secs(1) {
+        return Err(format!(
+            "rotating every {text:?} is too often (at least 1s)"
+        ));
+    }
+    Ok(RotateLimit::Age(age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotate_takes_a_size_or_a_duration() {
+        assert_eq!(rotate_arg("100M"), Ok(RotateLimit::Size(100 << 20)));
+        assert_eq!(rotate_arg("512K"), Ok(RotateLimit::Size(512 << 10)));
+        assert_eq!(rotate_arg("1GiB"), Ok(RotateLimit::Size(1 << 30)));
+        assert_eq!(rotate_arg("4096B"), Ok(RotateLimit::Size(4096)));
+        assert_eq!(
+            rotate_arg("10m"),
+            Ok(RotateLimit::Age(Duration::from_secs(600)))
+        );
+        assert_eq!(
+            rotate_arg("1h"),
+            Ok(RotateLimit::Age(Duration::from_secs(3600)))
+        );
+        for bad in ["100", "0B", "500ms", "x", "10Q", "M"] {
+            assert!(rotate_arg(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {

@@ -60,6 +60,7 @@ pub fn metadata(probes: &Probes, filters: Vec<String>) -> Metadata {
         hostname: read("/proc/sys/kernel/hostname"),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()) as u32,
         realtime_offset_ns: clock::realtime_offset_ns(),
+        started_ns: clock::monotonic_ns(),
         irqs,
         drop_reasons: probes.drop_reasons(),
         comms: procfs::kernel_thread_comms()

@@ -64,6 +64,11 @@ pub struct Metadata {
     /// readers' cgroups offline. Empty in older recordings.
     #[serde(default)]
     pub cgroups: BTreeMap<u64, String>,
+    /// CLOCK_MONOTONIC ns when this file was begun (0 in older recordings): with the host it
+    /// tells captures apart, also the files of one `record --rotate` ring, whose realtime
+    /// offsets are often equal.
+    #[serde(default)]
+    pub started_ns: u64,
 }
 
 impl Metadata {

@@ -54,6 +54,8 @@ impl Writer {
         writer.bytes += MAGIC_V2.len() as u64;
         let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
         writer.write_chunk(CHUNK_META, 0, &json)?;
+        // A new file is a readable (empty) recording at once, not an empty file.
+        writer.out.flush()?;
         Ok(writer)
     }
 
@@ -106,6 +108,11 @@ impl Writer {
     /// Events written so far.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Events pushed but not yet written (they go out with the next chunk).
+    pub fn pending_events(&self) -> usize {
+        self.pending.len()
     }
 
     /// Bytes written to the file so far.

@@ -6,6 +6,7 @@ pub mod events;
 pub mod live;
 pub mod record;
 pub mod replay;
+pub mod rotate;
 pub mod top;
 
 use anyhow::Context as _;

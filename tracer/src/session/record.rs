@@ -7,42 +7,78 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
 
-use super::Session;
+use super::{
+    Session,
+    rotate::{Counters, RecordingOutput, Rotation},
+};
 use crate::{
-    host::clock,
-    probe::ProbeOptions,
-    recording::{Writer, capture},
+    probe::{ProbeOptions, Probes},
+    recording::{Metadata, capture},
     source::decode,
 };
 
+/// The running probes as the source of each file's metadata and trailer counters.
+struct ProbeCounters<'a> {
+    probes: &'a Probes,
+    filters: Vec<String>,
+}
+
+impl Counters for ProbeCounters<'_> {
+    fn metadata(&self) -> Metadata {
+        capture::metadata(self.probes, self.filters.clone())
+    }
+
+    fn lost_per_cpu(&self) -> std::io::Result<Vec<u64>> {
+        self.probes.lost_per_cpu().map_err(std::io::Error::other)
+    }
+
+    fn recursion_misses(&self) -> BTreeMap<String, u64> {
+        self.probes.recursion_misses()
+    }
+}
+
 /// Records until `duration`, Ctrl-C or SIGTERM, then reports what was written on stderr.
+/// With a rotation, `output` names a ring of files (`NAME.0001.EXT`, ...), each a complete
+/// recording.
 pub async fn record(
     options: &ProbeOptions,
     output: &Path,
     duration: Option<Duration>,
+    rotation: Option<Rotation>,
 ) -> anyhow::Result<()> {
     let Session {
         probes,
         mut source,
         mut signals,
     } = Session::start(options)?;
-    let filters = capture::record_filters(options.pid, &options.without);
-    let meta = capture::metadata(&probes, filters);
-    let mut writer =
-        Writer::create(output, &meta).with_context(|| format!("creating {}", output.display()))?;
-    eprintln!("tracer: recording to {}; Ctrl-C to stop", output.display());
+    let counters = ProbeCounters {
+        probes: &probes,
+        filters: capture::record_filters(options.pid, &options.without),
+    };
+    // Its errors name the file (the ring's next one, or one it removes).
+    let mut writer = RecordingOutput::create(output, rotation, &counters)?;
+    match rotation {
+        Some(rotation) => eprintln!(
+            "tracer: recording to {} (a ring of at most {} files of {} each); Ctrl-C to stop",
+            writer.current().display(),
+            rotation.keep,
+            rotation.limit,
+        ),
+        None => eprintln!("tracer: recording to {}; Ctrl-C to stop", output.display()),
+    }
     let progress = std::io::stderr().is_terminal();
     let started = Instant::now();
-    let first_ts = clock::monotonic_ns();
     let stop = tokio::time::sleep(duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // The first write error (a full disk, a file size limit) stops the recording at once:
     // the whole chunks before it stay readable, and the summary says what they hold.
     let failure: std::cell::RefCell<Option<std::io::Error>> = std::cell::RefCell::new(None);
-    let push = |writer: &mut Writer, bytes: &[u8]| {
+    let push = |writer: &mut RecordingOutput, bytes: &[u8]| {
         if let Ok((event, _)) = decode::decode(bytes)
             && failure.borrow().is_none()
             && let Err(err) = writer.push(&event)
@@ -83,23 +119,33 @@ pub async fn record(
     }
     let lost = probes.lost_per_cpu()?;
     let misses = probes.recursion_misses();
-    writer.set_recursion_misses(misses.clone());
     let events = writer.events();
+    let current = writer.current().to_owned();
     let finished = match failure.take() {
         Some(err) => Err(err),
-        None => writer.finish(lost.clone(), clock::monotonic_ns().saturating_sub(first_ts)),
+        None => writer.finish(),
     };
-    let bytes = match finished {
-        Ok(bytes) => bytes,
+    let written = match finished {
+        Ok(written) => written,
         Err(err) => {
             eprintln!(
                 "tracer: recording stopped by a write error after {events} events in {:.1}s; \
                  {} keeps the whole chunks written before it (report reads them)",
                 started.elapsed().as_secs_f64(),
-                output.display()
+                current.display()
             );
-            return Err(err).with_context(|| format!("writing {}", output.display()));
+            return Err(err).with_context(|| format!("writing {}", current.display()));
         }
+    };
+    let bytes = written.bytes;
+    let place = if rotation.is_some() {
+        format!(
+            "{} files, the last {}",
+            written.files,
+            written.last.display()
+        )
+    } else {
+        output.display().to_string()
     };
     let per_cpu: Vec<String> = lost
         .iter()
@@ -110,7 +156,7 @@ pub async fn record(
         "tracer: recorded {events} events ({bytes} bytes, {:.1} B/event) in {:.1}s to {}; lost {} ({}); {}",
         bytes as f64 / events.max(1) as f64,
         started.elapsed().as_secs_f64(),
-        output.display(),
+        place,
         lost.iter().sum::<u64>(),
         per_cpu.join(" "),
         crate::probe::stats::misses_line(&misses),
