@@ -246,12 +246,18 @@ pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A recording's bytes through the reader, the engine and every sink (JSON lines, CSV, text
-/// lines, the run summary, the text report, Perfetto), all into memory: the body of the fuzz
+/// A recording's bytes through the reader, the engine and every sink (JSON lines, CSV,
+/// Parquet, text lines, the run summary, the text report, Perfetto), all into memory: the body of the fuzz
 /// target (`cargo xtask fuzz`) and of its regression tests. Returns the journeys rebuilt, or
 /// nothing when the bytes are no readable recording (that is an error, never a panic).
 pub fn every_sink(bytes: &[u8]) -> Option<usize> {
-    use crate::sink::{Sink as _, csv::CsvRows, jsonl::JsonLines, summary::StageSummary};
+    use crate::sink::{
+        Sink as _,
+        csv::CsvRows,
+        jsonl::JsonLines,
+        parquet::{Capture, ParquetJourneys},
+        summary::StageSummary,
+    };
     let input = std::io::Cursor::new(bytes.to_vec());
     let reader = RecordingReader::new(input, Path::new("fuzz input")).ok()?;
     let (version, meta) = (reader.version(), reader.meta().clone());
@@ -259,6 +265,7 @@ pub fn every_sink(bytes: &[u8]) -> Option<usize> {
     let mut data = ReportData::new(&meta, 3);
     let mut json = JsonLines::new(Vec::new());
     let mut csv = CsvRows::new(Vec::new()).ok()?;
+    let mut parquet = ParquetJourneys::new(Vec::new(), Capture::from_metadata(&meta)).ok()?;
     let (mut text, mut summary, mut count) = (String::new(), StageSummary::default(), 0);
     let mut batches = EventBatches::here(reader);
     let stop = drive(&mut batches, &mut tracker, |events, journeys| {
@@ -266,6 +273,7 @@ pub fn every_sink(bytes: &[u8]) -> Option<usize> {
         for journey in journeys.drain(..) {
             json.journey(&journey)?;
             csv.journey(&journey)?;
+            parquet.push(&journey)?;
             text.push_str(&crate::sink::text::line(&journey));
             summary.add(&journey);
             data.journey(&journey);
@@ -291,7 +299,8 @@ pub fn every_sink(bytes: &[u8]) -> Option<usize> {
         filter: &JourneyFilter::default(),
     };
     let trace = export::perfetto(reader.rewind().ok()?, &pass, Vec::new()).ok()?;
-    std::hint::black_box((json.into_inner(), csv.into_inner(), text, trace));
+    let parquet = parquet.finish().ok()?;
+    std::hint::black_box((json.into_inner(), csv.into_inner(), parquet, text, trace));
     (stop == Stop::End).then_some(count)
 }
 

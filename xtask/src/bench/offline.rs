@@ -21,7 +21,7 @@ use super::{
 };
 
 /// Export formats timed for linearity.
-const FORMATS: [&str; 3] = ["jsonl", "csv", "perfetto"];
+const FORMATS: [&str; 4] = ["jsonl", "csv", "parquet", "perfetto"];
 /// Copies of the capture for the linearity rows.
 const COPIES: usize = 5;
 
