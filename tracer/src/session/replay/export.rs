@@ -1,6 +1,7 @@
-//! `tracer export`: a recording's journeys as JSON lines or CSV in one pass over the file,
-//! or as a Perfetto trace in two: the journeys first (they name the readers), then the
-//! events again from the start (they draw the CPUs' slices and the readers' running ones).
+//! `tracer export`: a recording's journeys as JSON lines, CSV or Parquet in one pass over
+//! the file (and its raw events as Parquet, `--events`, in another), or as a Perfetto trace
+//! in two: the journeys first (they name the readers), then the events again from the start
+//! (they draw the CPUs' slices and the readers' running ones).
 
 use std::{
     collections::{HashMap, HashSet},

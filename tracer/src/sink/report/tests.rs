@@ -1,0 +1,132 @@
+//! The report gathered as journeys stream past, against the whole list.
+
+use super::*;
+use crate::journey::EngineConfig;
+
+/// A fixture's journeys, and its events, through a tracker.
+fn fixture(name: &str) -> (crate::recording::Recording, Vec<Journey>, Tracker) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let recording = crate::recording::Recording::read(&path).unwrap();
+    let mut tracker = Tracker::new(EngineConfig::from_recording(&recording.meta, true));
+    for event in &recording.events {
+        tracker.push_event(*event);
+    }
+    let mut journeys = Vec::new();
+    tracker.finish(&mut journeys);
+    (recording, journeys, tracker)
+}
+
+/// What the report gathers as journeys stream past is what the whole list gives:
+/// breakdowns by name, log2 histograms, the slowest journeys, the reader switches; and
+/// the text does not depend on how events and journeys were batched.
+#[test]
+fn gathered_as_they_stream_equals_the_whole_list() {
+    for name in [
+        "nic-download/eth0-pip-download.trc",
+        "loopback/udp-tcp-2s.trc",
+    ] {
+        gathered_equals_whole(name);
+    }
+}
+
+fn gathered_equals_whole(name: &str) {
+    let (recording, journeys, tracker) = fixture(name);
+    assert!(journeys.len() > 20, "{name}");
+    let mut data = ReportData::new(&recording.meta, 3);
+    data.events(&recording.events);
+    journeys.iter().for_each(|journey| data.journey(journey));
+    let sections = data.breakdowns.sections();
+    let whole = [
+        analysis::breakdown(&journeys, |j| j.dev.to_string()),
+        analysis::breakdown(&journeys, |j| {
+            j.irq_name.as_deref().unwrap_or("(none)").to_owned()
+        }),
+        analysis::breakdown(&journeys, |j| {
+            j.cpu_softirq.map_or("-".to_owned(), |cpu| cpu.to_string())
+        }),
+        analysis::breakdown(&journeys, |j| {
+            format!(
+                "{}({})",
+                j.comm.as_deref().unwrap_or("?"),
+                j.pid.map_or("-".to_owned(), |pid| pid.to_string())
+            )
+        }),
+    ];
+    let summary = |groups: &BTreeMap<String, Histogram>| -> Vec<(String, u64, u64)> {
+        groups
+            .iter()
+            .map(|(name, h)| (name.clone(), h.count(), h.quantile(0.99).unwrap_or(0)))
+            .collect()
+    };
+    for ((title, streamed), whole) in sections.iter().zip(&whole) {
+        assert_eq!(summary(streamed), summary(whole), "by {title}");
+    }
+    // Flows: totals as the breakdown's, each stage's median as a full histogram of the
+    // flow's journeys gives it.
+    let flows = analysis::breakdown(&journeys, analysis::flow_key);
+    let streamed = data.breakdowns.flows();
+    let streamed_totals: Vec<(String, u64, u64)> = streamed
+        .iter()
+        .map(|(name, s)| {
+            (
+                name.clone(),
+                s.total.count(),
+                s.total.quantile(0.99).unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(streamed_totals, summary(&flows), "{name}");
+    for (flow, stats) in &streamed {
+        for stage in Stage::ALL.into_iter().filter(|s| *s != Stage::Total) {
+            let mut whole = Histogram::default();
+            journeys
+                .iter()
+                .filter(|j| analysis::flow_key(j) == *flow)
+                .filter_map(|j| j.stages_ns.get(stage))
+                .for_each(|ns| whole.record(ns));
+            let median = stats.stages[stage as usize].quantile(0.5);
+            assert_eq!(median, whole.quantile(0.5), "{flow} {stage:?}");
+        }
+    }
+    for stage in Stage::ALL {
+        assert_eq!(
+            data.log2[stage as usize].text(stage),
+            analysis::log2_histogram(&journeys, stage)
+        );
+    }
+    let slowest: Vec<u64> = analysis::slowest(&journeys, 3)
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    let kept: Vec<u64> = data.slowest.journeys().iter().map(|j| j.id).collect();
+    assert_eq!(kept, slowest);
+
+    // Batched differently (an event and a journey at a time), the same text.
+    let mut one_by_one = ReportData::new(&recording.meta, 3);
+    for event in &recording.events {
+        one_by_one.events(std::slice::from_ref(event));
+    }
+    journeys
+        .iter()
+        .for_each(|journey| one_by_one.journey(journey));
+    let text = data.text(1, &recording.meta, &tracker, None);
+    assert_eq!(one_by_one.text(1, &recording.meta, &tracker, None), text);
+    let readers: std::collections::HashSet<u32> = journeys.iter().filter_map(|j| j.tid).collect();
+    let irqs = recording
+        .meta
+        .irqs
+        .iter()
+        .map(|irq| (irq.irq, irq.dev.clone()))
+        .collect();
+    let counts = EventCounts::count(&recording.events, &irqs, &readers);
+    assert!(
+        !counts.switches.is_empty() && !counts.polls.is_empty(),
+        "{name}"
+    );
+    for (tid, (voluntary, involuntary)) in &counts.switches {
+        let line = format!("  tid {tid:<8} voluntary {voluntary:>6}  involuntary {involuntary:>6}");
+        assert!(text.contains(&line), "{line}");
+    }
+}
