@@ -51,8 +51,8 @@ pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
     let here = here();
+    let sk: u64 = field(&ctx, Slot::RecvLenSk);
     if flow::active() {
-        let sk: u64 = field(&ctx, Slot::RecvLenSk);
         if !flow::sock_selected(sk) {
             return 0;
         }
@@ -68,17 +68,17 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
     };
     if passes {
         emit(&here, EventKind::SockRecvLength, |ev| {
-            fill_recv_length(&ctx, ev)
+            fill_recv_length(&ctx, sk, ev)
         });
     }
     0
 }
 
 #[inline(always)]
-fn fill_recv_length(ctx: &TracePointContext, ev: &mut Event) {
+fn fill_recv_length(ctx: &TracePointContext, sk: u64, ev: &mut Event) {
     // The reader's name travels with its read: a reader that never sleeps has no sched event.
     ev.name = bpf_get_current_comm().unwrap_or_default();
-    ev.addr = field(ctx, Slot::RecvLenSk);
+    ev.addr = sk;
     ev.arg0 = field(ctx, Slot::RecvLenRet);
     ev.arg1 = field(ctx, Slot::RecvLenFlags);
     let family = field::<u16>(ctx, Slot::RecvLenFamily) as u32;

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Args;
 use tracer::{
     host::irqmap::IrqMap,
@@ -10,7 +9,7 @@ use tracer::{
     session::live::{LiveOutput, follow},
 };
 
-use super::{FlowArgs, ProbeArgs, RingArgs, comm_arg, duration_arg, tracepoint_arg};
+use super::{FlowArgs, ProbeArgs, RingArgs, SelectArgs, duration_arg, tracepoint_arg};
 
 /// Options of `tracer live`.
 #[derive(Clone, Debug, Args)]
@@ -24,20 +23,9 @@ pub struct LiveArgs {
     /// One journey object per line on stdout (DESIGN.md record); everything else on stderr.
     #[arg(long)]
     pub json: bool,
-    /// Journeys read by this process (pid = tgid; repeatable): only they are shown and
-    /// counted. With one process its task events are filtered in the kernel; packet-path
-    /// events are kept from every context, since packets do not run as the reader.
-    #[arg(short, long, value_name = "PID")]
-    pub pid: Vec<u32>,
-    /// Journeys read by tasks with this name (comm).
-    #[arg(long, value_name = "COMM", value_parser = comm_arg)]
-    pub comm: Option<String>,
-    /// Journeys of packets received on this network device.
-    #[arg(long, value_name = "DEV")]
-    pub dev: Option<String>,
-    /// Journeys that touched this CPU (IRQ, softirq or reader).
-    #[arg(short, long, value_name = "N")]
-    pub cpu: Option<u32>,
+    /// Which journeys: --pid, --comm, --dev, --cpu (shared with `top`).
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Also show packets that never reached a socket (ACKs, ARP, ...).
     #[arg(long)]
     pub all: bool,
@@ -68,26 +56,11 @@ pub struct LiveArgs {
 
 pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
     let irqs = IrqMap::from_system();
-    if let Some(dev) = &args.dev
-        && !irqs.has_device(dev)
-    {
-        bail!(
-            "no network device named {dev:?} (devices: {})",
-            irqs.devices.join(", ")
-        );
-    }
-    for pid in &args.pid {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            bail!("no process with pid {pid}");
-        }
-    }
+    args.select.check(&irqs)?;
     let flow = args.flow.flow()?;
     let options = ProbeArgs {
         // The kernel filters one process; several are told apart in user space.
-        pid: match args.pid[..] {
-            [pid] => Some(pid),
-            _ => None,
-        },
+        pid: args.select.kernel_pid(),
         cpu: None,
         without: &args.without,
         without_btf: args.without_btf,
@@ -98,11 +71,8 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
     let output = LiveOutput {
         json: args.json,
         filter: JourneyFilter {
-            pids: args.pid.clone(),
-            comm: args.comm.clone(),
-            dev: args.dev.clone(),
-            cpu: args.cpu.map(|cpu| cpu as u16),
             flow,
+            ..args.select.journey_filter()
         },
         count: args.count,
         interval: args.interval,
@@ -112,12 +82,6 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
         quiet: args.quiet,
         collect: false,
     };
-    if let Some(cpu) = args.cpu {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        if cpu >= cpus {
-            bail!("no CPU {cpu}: this machine has CPUs 0-{}", cpus - 1);
-        }
-    }
     let stop = async move {
         match args.duration {
             Some(duration) => tokio::time::sleep(duration).await,

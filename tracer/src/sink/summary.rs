@@ -42,6 +42,29 @@ fn bucket(value: u64) -> u32 {
 }
 
 /// The largest value that falls in a bucket.
+/// The quantile `q` of `count` values whose largest is `max`, from their (bucket index,
+/// count) pairs in bucket order: the upper bound of the bucket holding that rank, capped at
+/// `max`. Shared by [`Histogram`] and [`CompactHistogram`].
+fn quantile_of(
+    buckets: impl Iterator<Item = (u32, u64)>,
+    count: u64,
+    max: u64,
+    q: f64,
+) -> Option<u64> {
+    if count == 0 {
+        return None;
+    }
+    let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+    let mut seen = 0;
+    for (index, n) in buckets {
+        seen += n;
+        if seen >= rank {
+            return Some(bucket_top(index).min(max));
+        }
+    }
+    Some(max)
+}
+
 fn bucket_top(index: u32) -> u64 {
     let group = index >> SUB_BITS;
     let sub = u64::from(index) & (SUB - 1);
@@ -81,18 +104,13 @@ impl Histogram {
 
     /// The value at quantile `q` (0..=1), as its bucket's upper bound (capped at max).
     pub fn quantile(&self, q: f64) -> Option<u64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        let mut seen = 0;
-        for (index, &n) in self.counts.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(bucket_top(index as u32).min(self.max));
-            }
-        }
-        Some(self.max)
+        let buckets = self.counts.iter().enumerate();
+        quantile_of(
+            buckets.map(|(index, &n)| (index as u32, n)),
+            self.count,
+            self.max,
+            q,
+        )
     }
 
     /// Counts per power of two, as `tracer report` draws them: index `bit` holds the values
@@ -157,18 +175,13 @@ impl CompactHistogram {
 
     /// The value at quantile `q` (0..=1), as [`Histogram::quantile`] gives it.
     pub fn quantile(&self, q: f64) -> Option<u64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        let mut seen = 0;
-        for (index, n) in &self.buckets {
-            seen += n;
-            if seen >= rank {
-                return Some(bucket_top(u32::from(*index)).min(self.max));
-            }
-        }
-        Some(self.max)
+        let buckets = self.buckets.iter();
+        quantile_of(
+            buckets.map(|(index, n)| (u32::from(*index), *n)),
+            self.count,
+            self.max,
+            q,
+        )
     }
 }
 

@@ -4,15 +4,13 @@
 //! alternated; the flood's datagrams are counted by the kernel (`/proc/net/snmp`).
 
 use std::{
-    io::Write as _,
     path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 
-use super::peers::{Running, TracerExit, cpu_ticks, kill, ticks_per_second};
+use super::peers::{Running, TracerExit, cpu_ticks, kill, start_flood, ticks_per_second};
 
 /// The quiet flow the filter selects: nothing is sent there, so every event read is a leak.
 pub const FILTER: &str = "udp and dst port 9";
@@ -117,18 +115,7 @@ fn run(
     };
     let before = udp_datagrams()?;
     let started = Instant::now();
-    let mut flood: Child = Command::new(tracer)
-        .args(["traffic", "--count", "4000000000", "--gap-ms", "0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting a UDP flood")?;
-    flood
-        .stdin
-        .take()
-        .context("flood stdin")?
-        .write_all(b"go\n")?;
+    let mut flood = start_flood(tracer)?;
     std::thread::sleep(Duration::from_secs(seconds));
     // SAFETY: signalling our own child.
     unsafe { kill(flood.id() as i32, 9) };

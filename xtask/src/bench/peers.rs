@@ -196,6 +196,25 @@ impl TracerExit {
     }
 }
 
+/// Starts a loopback UDP flood (`tracer traffic` with no gap, a reader blocked in recv())
+/// and tells it to go (it waits for that, as the demo waits for its tracer).
+pub fn start_flood(tracer: &Path) -> anyhow::Result<Child> {
+    use std::io::Write as _;
+    let mut flood = Command::new(tracer)
+        .args(["traffic", "--count", "4000000000", "--gap-ms", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a UDP flood")?;
+    flood
+        .stdin
+        .take()
+        .context("flood stdin")?
+        .write_all(b"go\n")?;
+    Ok(flood)
+}
+
 /// utime and stime of a process so far, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> anyhow::Result<(u64, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;

@@ -5,7 +5,6 @@
 //! CPU (two tasks switching through pipe reads), then two floods plus the pipe.
 
 use std::{
-    io::Write as _,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -13,7 +12,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::peers::{Running, TracerExit, cpu_ticks, kill, ticks_per_second};
+use super::peers::{Running, TracerExit, cpu_ticks, kill, start_flood, ticks_per_second};
 
 pub struct Step {
     pub load: &'static str,
@@ -71,20 +70,7 @@ fn step(
     let started = Instant::now();
     let mut loads: Vec<Child> = Vec::new();
     for _ in 0..floods {
-        let mut flood = Command::new(tracer)
-            .args(["traffic", "--count", "4000000000", "--gap-ms", "0"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting a UDP flood")?;
-        // It starts sending when told to (the demo waits for its tracer the same way).
-        flood
-            .stdin
-            .take()
-            .context("flood stdin")?
-            .write_all(b"go\n")?;
-        loads.push(flood);
+        loads.push(start_flood(tracer)?);
     }
     if pipe {
         loads.push(
