@@ -63,11 +63,15 @@ pub const NSPROXY_NET_NS_OFF: &str = "NSPROXY_NET_NS_OFF";
 /// kernel BTF ([`NO_OFFSET`]: unknown).
 pub const NET_NS_INUM_OFF: &str = "NET_NS_INUM_OFF";
 
+/// `[u32; MEMBER_COUNT]`: kernel struct member offsets from BTF, indexed by
+/// [`crate::Member`] ([`NO_OFFSET`]: unknown), for the BTF tracepoint programs.
+pub const MEMBERS: &str = "MEMBERS";
+
 /// A struct offset global's value when BTF did not give the field.
 pub const NO_OFFSET: u32 = u32::MAX;
 
 /// Every global user space sets.
-pub const GLOBAL_NAMES: [&str; 16] = [
+pub const GLOBAL_NAMES: [&str; 17] = [
     OFFSETS,
     FILTER_TGID,
     IGNORE_TGIDS,
@@ -84,6 +88,7 @@ pub const GLOBAL_NAMES: [&str; 16] = [
     TASK_NSPROXY_OFF,
     NSPROXY_NET_NS_OFF,
     NET_NS_INUM_OFF,
+    MEMBERS,
 ];
 
 /// Value of the `FILTER_CPU` global that means "every CPU".

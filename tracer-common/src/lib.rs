@@ -2,6 +2,8 @@
 //!
 //! - [`event`]: the [`Event`] record and the [`EventKind`] table.
 //! - [`offsets`]: the tracepoint fields the programs read ([`Slot`]), located at start-up.
+//! - [`members`]: the kernel struct fields the BTF tracepoint programs read ([`Member`]),
+//!   located at start-up in kernel BTF.
 //! - [`flow`]: the compiled flow filter ([`flow::FlowOp`]) and its evaluation, shared by
 //!   both sides.
 //! - [`abi`]: map, global and program names, the values exchanged through them, the
@@ -16,6 +18,7 @@
 pub mod abi;
 pub mod event;
 pub mod flow;
+pub mod members;
 pub mod offsets;
 
 pub use abi::{
@@ -23,4 +26,5 @@ pub use abi::{
     NET_RX_SOFTIRQ,
 };
 pub use event::{EVENT_SIZE, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, KIND_COUNT, NAME_LEN};
+pub use members::{MEMBER_COUNT, Member};
 pub use offsets::{SLOT_COUNT, Slot};

@@ -2,7 +2,7 @@
 //! and the volatile reads that keep the compiler from folding their defaults.
 
 use tracer_common::{
-    ANY_CPU, IGNORE_SLOTS, NET_IRQ_WORDS, SLOT_COUNT, Slot,
+    ANY_CPU, IGNORE_SLOTS, MEMBER_COUNT, Member, NET_IRQ_WORDS, SLOT_COUNT, Slot,
     abi::NO_OFFSET,
     flow::{FlowOp, FlowOps, MAX_FLOW_OPS},
     offsets::ABSENT,
@@ -153,4 +153,18 @@ impl FlowOps for GlobalFlowOps {
     fn mask(&self, i: usize, w: usize) -> u64 {
         flow_field!(i, mask[w & 1])
     }
+}
+
+/// Kernel struct member offsets from BTF, indexed by [`Member`] (`NO_OFFSET`: unknown; the
+/// BTF form of a program that needs it is then not loaded).
+#[unsafe(no_mangle)]
+pub(crate) static MEMBERS: [u32; MEMBER_COUNT] = [NO_OFFSET; MEMBER_COUNT];
+
+/// The offset of a kernel struct member. The global is frozen before load, so the verifier
+/// knows the value: a load at `base + member(..)` from a BTF-typed pointer is checked
+/// against the kernel's struct like a compiled-in offset.
+#[inline(always)]
+pub(crate) fn member(member: Member) -> u32 {
+    // SAFETY: as in global_u32; the index is a constant below MEMBER_COUNT.
+    unsafe { core::ptr::read_volatile(&MEMBERS[member as usize]) }
 }

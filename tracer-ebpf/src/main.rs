@@ -31,6 +31,7 @@ mod flow;
 mod globals;
 mod headers;
 mod maps;
+mod members;
 mod programs;
 mod reader;
 

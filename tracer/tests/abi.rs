@@ -70,3 +70,33 @@ fn programs_in_the_object_are_exactly_those_user_space_attaches() {
         "programs user space never attaches (add an EventKind or a TRACED_SYSCALLS row): {unattached:?}"
     );
 }
+
+#[test]
+fn btf_tracepoint_programs_are_exactly_the_btf_forms_user_space_loads() {
+    let symbols = symbols();
+    let in_object: BTreeSet<String> = symbols
+        .iter()
+        .filter(|(section, _)| section.starts_with("tp_btf"))
+        .map(|(_, name)| name.clone())
+        .collect();
+    let forms: BTreeSet<String> = tracer_common::EventKind::ALL
+        .iter()
+        .filter_map(|kind| kind.btf_form())
+        .map(|form| form.program.to_owned())
+        .collect();
+    assert_eq!(
+        in_object, forms,
+        "every tp_btf program is some EventKind's btf_form, and back"
+    );
+    // Each is attached to its own kind's tracepoint: the section names it.
+    for kind in tracer_common::EventKind::ALL {
+        if let Some(form) = kind.btf_form() {
+            let section = format!("tp_btf/{}", kind.name());
+            assert!(
+                symbols.contains(&(section.clone(), form.program.to_owned())),
+                "{} should be in section {section}",
+                form.program
+            );
+        }
+    }
+}

@@ -483,6 +483,28 @@ fn tcp_over_loopback() {
     }
 }
 
+/// The classic tracepoints (the path of kernels without BTF, forced here) rebuild the same
+/// journeys as the BTF tracepoints the tests above attach.
+#[test]
+fn classic_tracepoints_rebuild_the_same_journeys() {
+    let Some(_serial) = kernel_test("classic_tracepoints_rebuild_the_same_journeys") else {
+        return;
+    };
+    for role in ["udp", "tcp"] {
+        let exchange = Exchange {
+            extra: &["--classic-tracepoints"],
+            role,
+            count: 15,
+            netns: None,
+            reader_cpu: None,
+            sender_cpu: None,
+        };
+        let (journeys, truth, _, tid) = exchange.run();
+        check_against_truth(&journeys, &truth, tid, 15, "lo");
+        assert!(journeys.iter().all(|journey| journey["proto"] == role));
+    }
+}
+
 #[test]
 fn udp_and_tcp_over_a_veth_pair_between_namespaces() {
     let Some(_serial) = kernel_test("udp_and_tcp_over_a_veth_pair_between_namespaces") else {

@@ -2,7 +2,10 @@
 //! `irq:softirq_raise/entry/exit` (softirqs). With a flow filter, the network IRQs and the
 //! NET_RX raise and entry are held back (`flow`) until a selected packet needs them.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
 use tracer_common::{EventKind, NET_RX_SOFTIRQ, Slot};
 
 use crate::{
@@ -23,8 +26,20 @@ fn irq_passes(here: &Here, irq: u32) -> bool {
 /// `irq:irq_handler_entry`: `arg0` = irq.
 #[tracepoint]
 pub fn irq_handler_entry(ctx: TracePointContext) -> u32 {
+    on_irq_entry(field(&ctx, Slot::IrqEntryIrq));
+    0
+}
+
+/// `irq_handler_entry(int irq, struct irqaction *action)` as tp_btf.
+#[btf_tracepoint(function = "irq_handler_entry")]
+pub fn irq_handler_entry_btf(ctx: BtfTracePointContext) -> u32 {
+    on_irq_entry(ctx.arg::<u64>(0) as u32);
+    0
+}
+
+#[inline(always)]
+fn on_irq_entry(irq: u32) {
     let here = here();
-    let irq: u32 = field(&ctx, Slot::IrqEntryIrq);
     if irq_passes(&here, irq) {
         if flow::active() {
             flow::hold_irq_entry(&here, irq);
@@ -32,16 +47,29 @@ pub fn irq_handler_entry(ctx: TracePointContext) -> u32 {
             emit(&here, EventKind::IrqHandlerEntry, |ev| ev.arg0 = irq);
         }
     }
-    0
 }
 
 /// `irq:irq_handler_exit`: `arg0` = irq, `arg1` = handler return.
 #[tracepoint]
 pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
+    on_irq_exit(field(&ctx, Slot::IrqExitIrq), || {
+        field(&ctx, Slot::IrqExitRet)
+    });
+    0
+}
+
+/// `irq_handler_exit(int irq, struct irqaction *action, int ret)` as tp_btf.
+#[btf_tracepoint(function = "irq_handler_exit")]
+pub fn irq_handler_exit_btf(ctx: BtfTracePointContext) -> u32 {
+    on_irq_exit(ctx.arg::<u64>(0) as u32, || ctx.arg::<u64>(2) as u32);
+    0
+}
+
+#[inline(always)]
+fn on_irq_exit(irq: u32, ret: impl FnOnce() -> u32) {
     let here = here();
-    let irq: u32 = field(&ctx, Slot::IrqExitIrq);
     if irq_passes(&here, irq) {
-        let ret: u32 = field(&ctx, Slot::IrqExitRet);
+        let ret = ret();
         if flow::active() {
             flow::hold(&here, IRQ_EXIT, EventKind::IrqHandlerExit, irq, ret);
         } else {
@@ -51,54 +79,88 @@ pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
             });
         }
     }
-    0
 }
 
 /// Whether a softirq event is kept: every vector in event mode, only NET_RX in journey
-/// mode. Returns the vector.
+/// mode.
 #[inline(always)]
-fn softirq_passes(here: &Here, ctx: &TracePointContext, slot: Slot) -> Option<u32> {
-    let vec: u32 = field(ctx, slot);
-    (packet_passes(here) && (vec == NET_RX_SOFTIRQ || !journey_mode())).then_some(vec)
+fn softirq_passes(here: &Here, vec: u32) -> bool {
+    packet_passes(here) && (vec == NET_RX_SOFTIRQ || !journey_mode())
 }
 
-/// `irq:softirq_raise`: `arg0` = vector.
-#[tracepoint]
-pub fn softirq_raise(ctx: TracePointContext) -> u32 {
+/// A classic softirq tracepoint and its tp_btf twin (`(unsigned int vec_nr)`): both hand
+/// the vector to `$on`.
+macro_rules! softirq_program {
+    ($name:ident, $tp:literal, $btf:ident, $slot:ident, $on:ident) => {
+        #[doc = concat!("`irq:", stringify!($name), "`: `arg0` = vector.")]
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            $on(field(&ctx, Slot::$slot));
+            0
+        }
+
+        #[doc = concat!("`", stringify!($name), "(unsigned int vec_nr)` as tp_btf.")]
+        #[btf_tracepoint(function = $tp)]
+        pub fn $btf(ctx: BtfTracePointContext) -> u32 {
+            $on(ctx.arg::<u64>(0) as u32);
+            0
+        }
+    };
+}
+
+softirq_program!(
+    softirq_raise,
+    "softirq_raise",
+    softirq_raise_btf,
+    SoftirqRaiseVec,
+    on_raise
+);
+softirq_program!(
+    softirq_entry,
+    "softirq_entry",
+    softirq_entry_btf,
+    SoftirqEntryVec,
+    on_softirq_entry
+);
+softirq_program!(
+    softirq_exit,
+    "softirq_exit",
+    softirq_exit_btf,
+    SoftirqExitVec,
+    on_softirq_exit
+);
+
+#[inline(always)]
+fn on_raise(vec: u32) {
     let here = here();
-    if let Some(vec) = softirq_passes(&here, &ctx, Slot::SoftirqRaiseVec) {
+    if softirq_passes(&here, vec) {
         if !flow::active() {
             emit(&here, EventKind::SoftirqRaise, |ev| ev.arg0 = vec);
         } else if vec == NET_RX_SOFTIRQ {
             flow::hold_raise(&here, vec);
         }
     }
-    0
 }
 
-/// `irq:softirq_entry`: `arg0` = vector.
-#[tracepoint]
-pub fn softirq_entry(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn on_softirq_entry(vec: u32) {
     let here = here();
-    if let Some(vec) = softirq_passes(&here, &ctx, Slot::SoftirqEntryVec) {
+    if softirq_passes(&here, vec) {
         if !flow::active() {
             emit(&here, EventKind::SoftirqEntry, |ev| ev.arg0 = vec);
         } else if vec == NET_RX_SOFTIRQ {
             flow::hold_softirq_entry(&here, vec);
         }
     }
-    0
 }
 
-/// `irq:softirq_exit`: `arg0` = vector.
-#[tracepoint]
-pub fn softirq_exit(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn on_softirq_exit(vec: u32) {
     let here = here();
-    if let Some(vec) = softirq_passes(&here, &ctx, Slot::SoftirqExitVec) {
+    if softirq_passes(&here, vec) {
         let keep = !flow::active() || (vec == NET_RX_SOFTIRQ && flow::end_softirq());
         if keep {
             emit(&here, EventKind::SoftirqExit, |ev| ev.arg0 = vec);
         }
     }
-    0
 }

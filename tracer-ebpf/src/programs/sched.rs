@@ -1,8 +1,11 @@
 //! Scheduler programs: `sched:sched_waking`, `sched:sched_wakeup` and `sched:sched_switch`,
 //! kept for the task they are about (the woken task, the tasks switched in and out).
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use tracer_common::{EventKind, NAME_LEN, Slot};
+use aya_ebpf::{
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use tracer_common::{Event, EventKind, Member, NAME_LEN, Slot};
 
 use crate::{
     emit::emit,
@@ -10,33 +13,63 @@ use crate::{
     filter::{Here, here, sched_passes},
     flow::{self, Verdict},
     globals::journey_mode,
+    members::{read, read_name},
 };
 
-/// `sched_waking` / `sched_wakeup`: kept as `sched_passes` says for the woken task.
+/// `sched_waking` / `sched_wakeup` and their tp_btf twins (`(struct task_struct *p)`): kept
+/// as `sched_passes` says for the woken task.
 macro_rules! wake_program {
-    ($name:ident, $kind:ident, $comm:ident, $pid:ident, $prio:ident, $cpu:ident) => {
+    ($name:ident, $tp:literal, $btf:ident, $kind:ident, $comm:ident, $pid:ident, $prio:ident, $cpu:ident) => {
         #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
-            let here = here();
-            let woken: u32 = field(&ctx, Slot::$pid);
-            let comm: [u8; NAME_LEN] = field(&ctx, Slot::$comm);
-            // ksoftirqd wakeups are kept too: NET_RX work moving to a thread.
-            let keep = if flow::active() {
-                flow_wake_passes(&here, woken)
-            } else {
-                sched_passes(&here, woken, None) || (journey_mode() && is_ksoftirqd(&comm))
+            let comm = || field::<[u8; NAME_LEN]>(&ctx, Slot::$comm);
+            on_wake(EventKind::$kind, field(&ctx, Slot::$pid), comm, |ev| {
+                ev.arg1 = field(&ctx, Slot::$cpu);
+                ev.arg2 = field(&ctx, Slot::$prio);
+            });
+            0
+        }
+
+        #[btf_tracepoint(function = $tp)]
+        pub fn $btf(ctx: BtfTracePointContext) -> u32 {
+            let task: u64 = ctx.arg(0);
+            let comm = || {
+                let mut comm = [0u8; NAME_LEN];
+                read_name(task, Member::TaskComm, &mut comm);
+                comm
             };
-            if keep {
-                emit(&here, EventKind::$kind, |ev| {
-                    ev.arg0 = woken;
-                    ev.arg1 = field(&ctx, Slot::$cpu);
-                    ev.arg2 = field(&ctx, Slot::$prio);
-                    ev.name = comm;
-                });
-            }
+            on_wake(EventKind::$kind, read(task, Member::TaskPid), comm, |ev| {
+                ev.arg1 = read(task, Member::TaskCpu);
+                ev.arg2 = read(task, Member::TaskPrio);
+            });
             0
         }
     };
+}
+
+/// A wakeup of `woken` (whose name `comm` reads): emitted when kept, `fill` writing the
+/// target CPU and priority.
+#[inline(always)]
+fn on_wake(
+    kind: EventKind,
+    woken: u32,
+    comm: impl Fn() -> [u8; NAME_LEN],
+    fill: impl FnOnce(&mut Event),
+) {
+    let here = here();
+    // ksoftirqd wakeups are kept too: NET_RX work moving to a thread.
+    let keep = if flow::active() {
+        flow_wake_passes(&here, woken)
+    } else {
+        sched_passes(&here, woken, None) || (journey_mode() && is_ksoftirqd(&comm()))
+    };
+    if keep {
+        emit(&here, kind, |ev| {
+            ev.arg0 = woken;
+            ev.name = comm();
+            fill(ev);
+        });
+    }
 }
 
 /// With a flow filter, a wakeup is kept when a selected packet on this CPU caused it (its
@@ -65,6 +98,8 @@ fn is_ksoftirqd(comm: &[u8; NAME_LEN]) -> bool {
 // sched:sched_waking
 wake_program!(
     sched_waking,
+    "sched_waking",
+    sched_waking_btf,
     SchedWaking,
     WakingComm,
     WakingPid,
@@ -75,6 +110,8 @@ wake_program!(
 // sched:sched_wakeup
 wake_program!(
     sched_wakeup,
+    "sched_wakeup",
+    sched_wakeup_btf,
     SchedWakeup,
     WakeupComm,
     WakeupPid,
@@ -85,8 +122,60 @@ wake_program!(
 /// `sched:sched_switch`: kept as `sched_passes` says for the tasks switched in and out.
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
-    let here = here();
     let next: u32 = field(&ctx, Slot::SwitchNextPid);
+    on_switch(next, |ev| {
+        ev.addr = field(&ctx, Slot::SwitchPrevState);
+        ev.arg0 = field(&ctx, Slot::SwitchPrevPid);
+        ev.arg2 = field(&ctx, Slot::SwitchNextPrio);
+        ev.name = field(&ctx, Slot::SwitchNextComm);
+    });
+    0
+}
+
+/// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+/// unsigned int prev_state)` as tp_btf: the same event as the classic tracepoint.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_btf(ctx: BtfTracePointContext) -> u32 {
+    let prev: u64 = ctx.arg(1);
+    let next: u64 = ctx.arg(2);
+    on_switch(read(next, Member::TaskPid), |ev| {
+        let preempt: u64 = ctx.arg(0);
+        let state: u64 = ctx.arg(3);
+        ev.addr = report_state(preempt & 0xff != 0, state as u32);
+        ev.arg0 = read(prev, Member::TaskPid);
+        ev.arg2 = read(next, Member::TaskPrio);
+        read_name(next, Member::TaskComm, &mut ev.name);
+    });
+    0
+}
+
+/// The `prev_state` the classic tracepoint reports (`__trace_sched_switch_state`): one bit
+/// of TASK_REPORT for a task that blocked, 0 for a runnable one, TASK_REPORT_MAX when
+/// preempted, TASK_REPORT_IDLE for an idle kernel thread.
+#[inline(always)]
+fn report_state(preempt: bool, state: u32) -> u64 {
+    const TASK_REPORT: u32 = 0x7f;
+    const TASK_IDLE: u32 = 0x402;
+    const TASK_REPORT_IDLE: u64 = 0x80;
+    const TASK_REPORT_MAX: u64 = 0x100;
+    if preempt {
+        return TASK_REPORT_MAX;
+    }
+    if state == TASK_IDLE {
+        return TASK_REPORT_IDLE;
+    }
+    let state = state & TASK_REPORT;
+    if state == 0 {
+        0
+    } else {
+        1 << (31 - state.leading_zeros())
+    }
+}
+
+/// A switch to `next`: emitted when kept, `fill` writing what the tracepoint says.
+#[inline(always)]
+fn on_switch(next: u32, fill: impl FnOnce(&mut Event)) {
+    let here = here();
     let keep = if flow::active() {
         // A switch ends the packet context on this CPU.
         flow::set_verdict(Verdict::Unknown);
@@ -96,12 +185,8 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     };
     if keep {
         emit(&here, EventKind::SchedSwitch, |ev| {
-            ev.addr = field(&ctx, Slot::SwitchPrevState);
-            ev.arg0 = field(&ctx, Slot::SwitchPrevPid);
             ev.arg1 = next;
-            ev.arg2 = field(&ctx, Slot::SwitchNextPrio);
-            ev.name = field(&ctx, Slot::SwitchNextComm);
+            fill(ev);
         });
     }
-    0
 }

@@ -3,11 +3,11 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_probe_read_kernel},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    COPIED_SEQ_VALID, Event, EventKind, Slot,
+    COPIED_SEQ_VALID, Event, EventKind, Member, Slot,
     abi::{NO_OFFSET, recv_tasks::READ_SOCKET},
 };
 
@@ -18,6 +18,7 @@ use crate::{
     flow::{self, Verdict},
     globals::{TCP_COPIED_SEQ_OFF, global_u32, journey_mode},
     maps::set_reading,
+    members::read,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -26,23 +27,40 @@ const IPPROTO_TCP: u32 = 6;
 /// CPU's packet in progress was selected; the socket is then remembered (its reads kept).
 #[tracepoint]
 pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
+    on_data_ready(field(&ctx, Slot::DataReadySk), |ev| {
+        ev.arg0 = field::<u16>(&ctx, Slot::DataReadyFamily) as u32;
+        ev.arg1 = field::<u16>(&ctx, Slot::DataReadyProtocol) as u32;
+    });
+    0
+}
+
+/// `sk_data_ready(const struct sock *sk)` as tp_btf.
+#[btf_tracepoint(function = "sk_data_ready")]
+pub fn sk_data_ready_btf(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    on_data_ready(sk, |ev| {
+        ev.arg0 = read::<u16>(sk, Member::SockFamily) as u32;
+        ev.arg1 = read::<u16>(sk, Member::SockProtocol) as u32;
+    });
+    0
+}
+
+#[inline(always)]
+fn on_data_ready(sk: u64, fill: impl FnOnce(&mut Event)) {
     let here = here();
-    let sk: u64 = field(&ctx, Slot::DataReadySk);
     if !packet_passes(&here) {
-        return 0;
+        return;
     }
     if flow::active() {
         if flow::verdict() != Verdict::Pass {
-            return 0;
+            return;
         }
         flow::select_sock(sk);
     }
     emit(&here, EventKind::SkDataReady, |ev| {
         ev.addr = sk;
-        ev.arg0 = field::<u16>(&ctx, Slot::DataReadyFamily) as u32;
-        ev.arg1 = field::<u16>(&ctx, Slot::DataReadyProtocol) as u32;
+        fill(ev);
     });
-    0
 }
 
 /// `sock:sock_recv_length`: marks the current syscall as a socket read (its exit is a
@@ -50,11 +68,42 @@ pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
 /// reads of sockets a selected packet was queued on count.
 #[tracepoint]
 pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    on_recv_length(field(&ctx, Slot::RecvLenSk), || RecvLength {
+        ret: field(&ctx, Slot::RecvLenRet),
+        flags: field(&ctx, Slot::RecvLenFlags),
+        family: field(&ctx, Slot::RecvLenFamily),
+        protocol: field(&ctx, Slot::RecvLenProtocol),
+    });
+    0
+}
+
+/// `sock_recv_length(struct sock *sk, int ret, int flags)` as tp_btf.
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn sock_recv_length_btf(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    on_recv_length(sk, || RecvLength {
+        ret: ctx.arg::<u64>(1) as u32,
+        flags: ctx.arg::<u64>(2) as u32,
+        family: read(sk, Member::SockFamily),
+        protocol: read(sk, Member::SockProtocol),
+    });
+    0
+}
+
+/// What `sock_recv_length` says besides the socket.
+struct RecvLength {
+    ret: u32,
+    flags: u32,
+    family: u16,
+    protocol: u16,
+}
+
+#[inline(always)]
+fn on_recv_length(sk: u64, read: impl FnOnce() -> RecvLength) {
     let here = here();
-    let sk: u64 = field(&ctx, Slot::RecvLenSk);
     if flow::active() {
         if !flow::sock_selected(sk) {
-            return 0;
+            return;
         }
         flow::select_task(here.tid);
     }
@@ -68,24 +117,18 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
     };
     if passes {
         emit(&here, EventKind::SockRecvLength, |ev| {
-            fill_recv_length(&ctx, sk, ev)
+            let rec = read();
+            // The reader's name travels with its read: a reader that never sleeps has no
+            // sched event.
+            ev.name = bpf_get_current_comm().unwrap_or_default();
+            ev.addr = sk;
+            ev.arg0 = rec.ret;
+            ev.arg1 = rec.flags;
+            ev.arg2 = u32::from(rec.family) << 16 | u32::from(rec.protocol);
+            if u32::from(rec.protocol) == IPPROTO_TCP && (rec.ret as i32) > 0 {
+                ev.addr2 = copied_seq(sk);
+            }
         });
-    }
-    0
-}
-
-#[inline(always)]
-fn fill_recv_length(ctx: &TracePointContext, sk: u64, ev: &mut Event) {
-    // The reader's name travels with its read: a reader that never sleeps has no sched event.
-    ev.name = bpf_get_current_comm().unwrap_or_default();
-    ev.addr = sk;
-    ev.arg0 = field(ctx, Slot::RecvLenRet);
-    ev.arg1 = field(ctx, Slot::RecvLenFlags);
-    let family = field::<u16>(ctx, Slot::RecvLenFamily) as u32;
-    let protocol = field::<u16>(ctx, Slot::RecvLenProtocol) as u32;
-    ev.arg2 = family << 16 | protocol;
-    if protocol == IPPROTO_TCP && (ev.arg0 as i32) > 0 {
-        ev.addr2 = copied_seq(ev.addr);
     }
 }
 

@@ -63,6 +63,26 @@ pub fn impact(kind: EventKind) -> &'static str {
     }
 }
 
+/// How a tracepoint that did not fail attaches: as a BTF tracepoint, or classic and why.
+fn attach_form(
+    kind: EventKind,
+    btf: &[EventKind],
+    classic: &[(EventKind, String)],
+    attached: &[EventKind],
+) -> String {
+    if btf.contains(&kind) {
+        "attaches as a BTF tracepoint (tp_btf)".to_owned()
+    } else if let Some((_, why)) = classic.iter().find(|(k, _)| *k == kind) {
+        format!("attaches as a classic tracepoint ({why})")
+    } else if !attached.contains(&kind) {
+        "attaches; journeys do not use it (tracer events does)".to_owned()
+    } else if kind.btf_form().is_none() {
+        "attaches as a classic tracepoint (syscall tracepoints have no BTF form here)".to_owned()
+    } else {
+        "attaches as a classic tracepoint".to_owned()
+    }
+}
+
 /// Whether a journey can exist at all without this tracepoint.
 fn essential(kind: EventKind) -> bool {
     kind == EventKind::NetifReceiveSkb
@@ -229,7 +249,12 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
                         0,
                         format!("{} programs attached", probes.attached.len()),
                     );
-                    Some(probes.skipped)
+                    Some((
+                        probes.skipped,
+                        probes.btf_attached,
+                        probes.classic_why,
+                        probes.attached,
+                    ))
                 }
                 Err(err) => {
                     mark(&mut rows, "eBPF load, ring buffer", 2, err.to_string());
@@ -242,7 +267,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
         for kind in EventKind::ALL {
             let (category, name) = kind.tracepoint();
             let why = match &attached {
-                Some(skipped) => skipped
+                Some((skipped, ..)) => skipped
                     .iter()
                     .find(|(k, _)| *k == kind)
                     .map(|(_, why)| why.clone()),
@@ -257,9 +282,10 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
                 Some(_) if essential(kind) => 2,
                 Some(_) => 1,
             };
-            let detail = match &why {
-                None => "attaches".to_owned(),
-                Some(why) => format!("{why}; {}", impact(kind)),
+            let detail = match (&why, &attached) {
+                (Some(why), _) => format!("{why}; {}", impact(kind)),
+                (None, Some((_, btf, classic, all))) => attach_form(kind, btf, classic, all),
+                (None, None) => "attaches".to_owned(),
             };
             tracepoints.push(json!({"tracepoint": format!("{category}:{name}"), "ok": why.is_none(), "detail": detail}));
             mark(&mut rows, &format!("{category}:{name}"), level, detail);

@@ -80,6 +80,11 @@ pub struct RingArgs {
     /// is full or every 50 ms: lower delivery latency, much higher cost on the traced host.
     #[arg(long)]
     pub wakeup_per_event: bool,
+    /// Attach every program to its classic tracepoint, even where the cheaper BTF
+    /// tracepoint (tp_btf) would load: the path kernels without BTF take (`doctor` shows
+    /// which each tracepoint uses).
+    #[arg(long)]
+    pub classic_tracepoints: bool,
 }
 
 impl FilterArgs {
@@ -120,6 +125,7 @@ impl ProbeArgs<'_> {
             ring_bytes: self.ring.ring_size,
             kernel_log: verbose,
             batch_wakeups: !self.ring.wakeup_per_event,
+            classic_tracepoints: self.ring.classic_tracepoints,
             flow: self.flow.clone(),
         }
     }

@@ -8,6 +8,8 @@
 
 use std::{fmt, path::Path};
 
+use tracer_common::{MEMBER_COUNT, Member, abi::NO_OFFSET};
+
 /// Where the running kernel publishes its own BTF (Linux 5.4+, `CONFIG_DEBUG_INFO_BTF`).
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -17,6 +19,7 @@ const TYPE_LEN: usize = 12;
 
 // BTF_KIND_* values.
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -137,6 +140,17 @@ impl Btf {
     /// Byte offset of `member` in `struct name`, looking through anonymous structs and
     /// unions; `None` if the struct or member does not exist or is a bit field.
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
+        self.member(name, member).map(|(offset, _)| offset)
+    }
+
+    /// Byte offset and size of `member` in `struct name`, as [`Btf::member_offset`].
+    pub fn member_layout(&self, name: &str, member: &str) -> Option<(u32, u32)> {
+        let (offset, ty) = self.member(name, member)?;
+        Some((offset, self.type_size(ty)?))
+    }
+
+    /// Byte offset and type id of `member` in `struct name`.
+    fn member(&self, name: &str, member: &str) -> Option<(u32, u32)> {
         let id = (1..=self.types.len() as u32).find(|&id| {
             self.record(id)
                 .is_some_and(|r| r.kind == KIND_STRUCT && self.string(r.name_off) == Some(name))
@@ -144,7 +158,7 @@ impl Btf {
         self.find_member(id, member, 0)
     }
 
-    fn find_member(&self, id: u32, member: &str, base_bits: u32) -> Option<u32> {
+    fn find_member(&self, id: u32, member: &str, base_bits: u32) -> Option<(u32, u32)> {
         let record = self.record(id)?;
         for index in 0..record.vlen {
             let at = record.at + TYPE_LEN + 12 * index;
@@ -159,7 +173,7 @@ impl Btf {
             let bits = base_bits.checked_add(bits)?;
             let member_name = self.string(name_off)?;
             if member_name == member {
-                return (!bitfield && bits % 8 == 0).then_some(bits / 8);
+                return (!bitfield && bits % 8 == 0).then_some((bits / 8, ty));
             }
             if member_name.is_empty() {
                 let inner = self.skip_qualifiers(ty)?;
@@ -173,6 +187,49 @@ impl Btf {
             }
         }
         None
+    }
+
+    /// The offset of `member` along the first of its paths that this BTF has whole, with
+    /// the size the program reads.
+    pub fn locate(&self, member: Member) -> Option<u32> {
+        let spec = member.spec();
+        spec.paths.iter().find_map(|path| {
+            let mut offset = 0u32;
+            let mut size = 0;
+            for (name, field) in path.iter() {
+                let (at, len) = self.member_layout(name, field)?;
+                offset = offset.checked_add(at)?;
+                size = len;
+            }
+            (size == spec.size).then_some(offset)
+        })
+    }
+
+    /// Size in bytes of type `id` (integers, pointers, enums, structs, unions, arrays).
+    fn type_size(&self, id: u32) -> Option<u32> {
+        let id = self.skip_qualifiers(id)?;
+        let record = self.record(id)?;
+        match record.kind {
+            KIND_INT | KIND_ENUM | KIND_ENUM64 | KIND_STRUCT | KIND_UNION => {
+                Some(record.size_or_type)
+            }
+            KIND_PTR => Some(8),
+            KIND_ARRAY => {
+                let elem = u32_at(&self.data, record.at + TYPE_LEN)?;
+                let count = u32_at(&self.data, record.at + TYPE_LEN + 8)?;
+                // One level of element type only: no member read here is a nested array.
+                let elem_record = self.record(self.skip_qualifiers(elem)?)?;
+                let elem_size = match elem_record.kind {
+                    KIND_INT | KIND_ENUM | KIND_ENUM64 | KIND_STRUCT | KIND_UNION => {
+                        elem_record.size_or_type
+                    }
+                    KIND_PTR => 8,
+                    _ => return None,
+                };
+                elem_size.checked_mul(count)
+            }
+            _ => None,
+        }
     }
 
     /// Follows typedefs and qualifiers to the type they name (bounded: BTF may be hostile).
@@ -226,7 +283,7 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Offsets of the kernel struct fields the programs read; `None` where BTF lacks them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StructOffsets {
     /// `struct sk_buff.data`: the packet's network header at netif_receive_skb.
     pub skb_data: Option<u32>,
@@ -238,6 +295,21 @@ pub struct StructOffsets {
     pub nsproxy_net_ns: Option<u32>,
     /// `struct net.ns` + `struct ns_common.inum`: that namespace's inode number.
     pub net_ns_inum: Option<u32>,
+    /// The BTF tracepoint programs' members ([`Member`] index; `NO_OFFSET` where unknown).
+    pub members: [u32; MEMBER_COUNT],
+}
+
+impl Default for StructOffsets {
+    fn default() -> Self {
+        Self {
+            skb_data: None,
+            tcp_copied_seq: None,
+            task_nsproxy: None,
+            nsproxy_net_ns: None,
+            net_ns_inum: None,
+            members: [NO_OFFSET; MEMBER_COUNT],
+        }
+    }
 }
 
 impl StructOffsets {
@@ -252,7 +324,13 @@ impl StructOffsets {
                 .member_offset("net", "ns")
                 .zip(btf.member_offset("ns_common", "inum"))
                 .and_then(|(ns, inum)| ns.checked_add(inum)),
+            members: Member::ALL.map(|member| btf.locate(member).unwrap_or(NO_OFFSET)),
         }
+    }
+
+    /// The offset of a BTF tracepoint program's member, if BTF had it.
+    pub fn member(&self, member: Member) -> Option<u32> {
+        Some(self.members[member as usize]).filter(|&off| off != NO_OFFSET)
     }
 
     /// Whether the whole path to the reader's network namespace inode is known.
@@ -350,6 +428,12 @@ mod tests {
             "through the union"
         );
         assert_eq!(btf.member_offset("sk_buff", "flags"), None, "a bit field");
+        assert_eq!(btf.member_layout("sk_buff", "len"), Some((0, 4)));
+        assert_eq!(
+            btf.member_layout("sk_buff", "data"),
+            Some((16, 8)),
+            "a pointer"
+        );
         assert_eq!(btf.member_offset("sk_buff", "nope"), None);
         assert_eq!(btf.member_offset("tcp_sock", "copied_seq"), None);
     }
@@ -378,6 +462,12 @@ mod tests {
                 assert!(offsets.skb_data.is_some(), "sk_buff.data in vmlinux BTF");
                 assert!(offsets.tcp_copied_seq.is_some(), "tcp_sock.copied_seq");
                 assert!(offsets.has_netns(), "task_struct.nsproxy->net_ns->ns.inum");
+                for member in Member::ALL {
+                    assert!(
+                        offsets.member(member).is_some(),
+                        "{member:?} in vmlinux BTF"
+                    );
+                }
             }
             Err(err) => eprintln!("skipping: no kernel BTF here ({err})"),
         }

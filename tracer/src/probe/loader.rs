@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::Path};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{BtfTracePoint, TracePoint},
 };
 use tracer_common::{
     ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS, abi,
@@ -33,6 +33,10 @@ pub struct Probes {
     pub layout: Layout,
     /// Kinds whose program is attached.
     pub attached: Vec<EventKind>,
+    /// Those attached in their BTF tracepoint form (tp_btf); the rest are classic.
+    pub btf_attached: Vec<EventKind>,
+    /// Attached kinds that have a BTF tracepoint form but are classic, with the reason.
+    pub classic_why: Vec<(EventKind, String)>,
     /// Kernel struct offsets from BTF the programs were given.
     pub struct_offsets: StructOffsets,
     /// Why there are none, when there are none.
@@ -146,6 +150,24 @@ impl Probes {
             }
             flow_len = flow.ops().len() as u32;
         }
+        // BTF tracepoints need the members their programs read, and aya's view of kernel BTF
+        // to attach; without either every program is classic.
+        let kernel_btf = if options.classic_tracepoints || options.without_btf {
+            None
+        } else {
+            aya::Btf::from_sys_fs()
+                .inspect_err(|err| {
+                    log::warn!(
+                        "kernel BTF unreadable by the loader ({err}): classic tracepoints only"
+                    )
+                })
+                .ok()
+        };
+        let members = if kernel_btf.is_some() {
+            struct_offsets.members
+        } else {
+            StructOffsets::default().members
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(abi::OFFSETS, &layout.offsets, true)
             .override_global(abi::FILTER_TGID, &filter_tgid, true)
@@ -166,6 +188,7 @@ impl Probes {
                 &struct_offsets.tcp_copied_seq.unwrap_or(abi::NO_OFFSET),
                 true,
             )
+            .override_global(abi::MEMBERS, &members, true)
             .override_global(abi::FLOW_OPS, &flow_ops, true)
             .override_global(abi::FLOW_LEN, &flow_len, true)
             .override_global(
@@ -231,6 +254,8 @@ impl Probes {
         }
 
         let mut attached = Vec::new();
+        let mut btf_attached = Vec::new();
+        let mut classic_why = Vec::new();
         let mut skipped: Vec<(EventKind, String)> = layout
             .unavailable
             .iter()
@@ -240,8 +265,39 @@ impl Probes {
             if options.journey_mode && JOURNEY_UNUSED.contains(&kind) {
                 continue;
             }
+            let mut classic = None;
+            if let Some(form) = kind.btf_form() {
+                let missing = form
+                    .members
+                    .iter()
+                    .find(|&&m| struct_offsets.member(m).is_none());
+                match (&kernel_btf, missing) {
+                    (None, _) => classic = Some(classic_reason(options, &btf_unavailable)),
+                    (Some(_), Some(member)) => {
+                        classic = Some(format!("kernel BTF lacks {}", member_name(*member)));
+                    }
+                    (Some(btf), None) => {
+                        match attach_btf(&mut ebpf, btf, form.program, kind.name()) {
+                            Ok(()) => {
+                                attached.push(kind);
+                                btf_attached.push(kind);
+                                continue;
+                            }
+                            Err(why) => {
+                                log::warn!("{why}: using the classic tracepoint");
+                                classic = Some(why);
+                            }
+                        }
+                    }
+                }
+            }
             match attach(&mut ebpf, kind) {
-                Ok(()) => attached.push(kind),
+                Ok(()) => {
+                    attached.push(kind);
+                    if let Some(why) = classic {
+                        classic_why.push((kind, why));
+                    }
+                }
                 Err(why) => skipped.push((kind, why)),
             }
         }
@@ -266,6 +322,8 @@ impl Probes {
             ebpf,
             layout,
             attached,
+            btf_attached,
+            classic_why,
             struct_offsets,
             btf_unavailable,
             skipped,
@@ -318,7 +376,11 @@ impl Probes {
         use std::os::fd::AsFd as _;
         let mut counters = BTreeMap::new();
         for kind in &self.attached {
-            let Some(program) = self.ebpf.program(kind.name()) else {
+            let name = match kind.btf_form() {
+                Some(form) if self.btf_attached.contains(kind) => form.program,
+                _ => kind.name(),
+            };
+            let Some(program) = self.ebpf.program(name) else {
                 continue;
             };
             let Ok(fd) = program.fd() else {
@@ -391,6 +453,45 @@ fn attach_program(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<(), Str
     program
         .attach(category, name)
         .map_err(|err| format!("{category}:{name}: attach failed: {err}"))?;
+    Ok(())
+}
+
+/// Why every program is classic: the option that asked, or why kernel BTF is missing.
+fn classic_reason(options: &ProbeOptions, btf_unavailable: &Option<String>) -> String {
+    if options.classic_tracepoints {
+        "--classic-tracepoints".to_owned()
+    } else if let Some(why) = btf_unavailable {
+        format!("no kernel BTF ({why})")
+    } else {
+        "kernel BTF unreadable by the loader".to_owned()
+    }
+}
+
+/// `struct.field` of a member's first path, for messages.
+fn member_name(member: tracer_common::Member) -> String {
+    member.spec().paths[0]
+        .iter()
+        .map(|(name, field)| format!("{name}.{field}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// Loads the BTF tracepoint program `program` and attaches it to tracepoint `tracepoint`.
+fn attach_btf(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    program: &str,
+    tracepoint: &str,
+) -> Result<(), String> {
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("tp_btf/{tracepoint}: no program {program} in the eBPF object"))?
+        .try_into()
+        .map_err(|err| format!("tp_btf/{tracepoint}: {err}"))?;
+    prog.load(tracepoint, btf)
+        .map_err(|err| format!("tp_btf/{tracepoint}: load failed: {err}"))?;
+    prog.attach()
+        .map_err(|err| format!("tp_btf/{tracepoint}: attach failed: {err}"))?;
     Ok(())
 }
 

@@ -22,6 +22,9 @@ pub struct ProbeOptions {
     /// Do not read kernel BTF: no packet headers, no TCP read points (the fallback a kernel
     /// without BTF gets; for tests and comparisons).
     pub without_btf: bool,
+    /// Attach every program to its classic tracepoint even where the cheaper BTF tracepoint
+    /// (tp_btf) form would load (for tests and comparisons; implied by `without_btf`).
+    pub classic_tracepoints: bool,
     /// Batch the ring buffer's wakeups: the kernel wakes the reader only once
     /// [`Self::wakeup_bytes`] wait, and the reader also drains every [`crate::source::ring::POLL_INTERVAL`].
     /// Off: a wakeup per event (lowest delivery latency, highest cost on the traced host).
@@ -41,6 +44,7 @@ impl Default for ProbeOptions {
             ring_bytes: DEFAULT_RING_BYTES,
             kernel_log: false,
             without_btf: false,
+            classic_tracepoints: false,
             batch_wakeups: true,
             flow: None,
         }

@@ -72,7 +72,8 @@ impl Session {
 pub fn coverage(probes: &Probes) -> String {
     let attached = probes.attached.len();
     format!(
-        "{attached} of {} tracepoints",
-        attached + probes.skipped.len()
+        "{attached} of {} tracepoints ({} as BTF tracepoints)",
+        attached + probes.skipped.len(),
+        probes.btf_attached.len()
     )
 }

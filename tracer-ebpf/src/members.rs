@@ -1,0 +1,48 @@
+//! Reading kernel structs in the BTF tracepoint programs (tp_btf): their arguments are
+//! BTF-typed pointers (`struct sk_buff *`, `struct task_struct *`, ...), and a load at a
+//! `MEMBERS` offset from one is a plain load the verifier checks against the kernel's own
+//! struct (the offset is a frozen global, so it is a known constant), with no helper call.
+//! The kernel turns such loads into fault-tolerant ones: a bad pointer reads as zero.
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use tracer_common::{Member, NAME_LEN, abi::NO_OFFSET};
+
+use crate::globals::member;
+
+/// Reads the member `m` of the struct at `base` (a BTF-typed pointer); zero if BTF lacks
+/// the member (then user space never loads the program that asks) or `base` is NULL.
+#[inline(always)]
+pub(crate) fn read<T: Copy + Default>(base: u64, m: Member) -> T {
+    let off = member(m);
+    if off == NO_OFFSET || base == 0 {
+        return T::default();
+    }
+    // SAFETY: a load the verifier checks against the BTF type of `base` at this offset.
+    unsafe { core::ptr::read_volatile((base + u64::from(off)) as *const T) }
+}
+
+/// Reads member `m` of a struct that `base` points into but is not typed as (an
+/// `inet_sock` behind a `struct sock *`): a checked read through a helper, since the
+/// verifier bounds direct loads by the pointer's own type.
+#[inline(always)]
+pub(crate) fn probe<T: Copy + Default>(base: u64, m: Member) -> T {
+    let off = member(m);
+    if off == NO_OFFSET || base == 0 {
+        return T::default();
+    }
+    // SAFETY: a checked kernel read (bpf_probe_read_kernel), which fails instead of faulting.
+    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T) }.unwrap_or_default()
+}
+
+/// Copies the 16-byte name at member `m` of the struct at `base` (a task's comm, a
+/// device's name) into `dst`.
+#[inline(always)]
+pub(crate) fn read_name(base: u64, m: Member, dst: &mut [u8; NAME_LEN]) {
+    let off = member(m);
+    if off == NO_OFFSET || base == 0 {
+        return;
+    }
+    let src = (base + u64::from(off)) as *const u8;
+    // SAFETY: the helper bounds the copy by dst's length and checks the source.
+    let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, dst) };
+}
