@@ -207,6 +207,17 @@ impl StageSummary {
         }
     }
 
+    /// Adds every journey `other` counted (the histograms merged bucket by bucket, so the
+    /// quantiles are those of all the journeys together, not an average of quantiles).
+    pub fn merge(&mut self, other: &StageSummary) {
+        self.journeys += other.journeys;
+        for (mine, theirs) in self.stages.iter_mut().zip(&other.stages) {
+            if let Some(theirs) = theirs {
+                mine.get_or_insert_with(Histogram::default).merge(theirs);
+            }
+        }
+    }
+
     /// The histogram of one stage.
     pub fn stage(&self, stage: Stage) -> Option<&Histogram> {
         self.stages[stage as usize].as_ref()

@@ -1,7 +1,7 @@
 //! The report gathered as journeys stream past, against the whole list.
 
 use super::*;
-use crate::journey::EngineConfig;
+use crate::{journey::EngineConfig, sink::analysis::EventCounts};
 
 /// A fixture's journeys, and its events, through a tracker.
 fn fixture(name: &str) -> (crate::recording::Recording, Vec<Journey>, Tracker) {
