@@ -53,8 +53,24 @@ pub struct RecordArgs {
 /// Options of `tracer report`.
 #[derive(Clone, Debug, Args)]
 pub struct ReportArgs {
-    /// A recording made by `tracer record`.
-    pub file: PathBuf,
+    /// Recordings made by `tracer record` (one or more: files, or quoted patterns such as
+    /// 'captures/*/*.trc' with `*`, `?`, `[...]`), then optionally a filter expression.
+    ///
+    /// The leading words that name existing files, or patterns that match files, are the
+    /// recordings; the first other word and all after it are the filter expression (as for
+    /// `live`, evaluated on the journeys' addresses and ports: tcp, udp, [src|dst] host
+    /// ADDR, [src|dst] port N, net CIDR, and/or/not, ...). A word that can only be a file
+    /// (it ends in .trc, or has a '/' and no space) but names none is an error, as is a
+    /// pattern that matches nothing. A file named twice is read once. Several recordings
+    /// (hosts, or the files of a `--rotate` ring) are each replayed by their own engine;
+    /// the report merges their histograms and adds a section per host (named by the host
+    /// recorded in each file, `host (file)` when two files share one), and with --json each
+    /// journey gains `host` and `recording`.
+    #[arg(value_name = "RECORDING|FILTER", required = true, num_args = 1..)]
+    pub words: Vec<String>,
+    /// Only packets from or to port N (shorthand for the expression `port N`; repeatable).
+    #[arg(long, value_name = "N")]
+    pub port: Vec<u16>,
     /// One journey object per line on stdout; the summary on stderr.
     #[arg(long)]
     pub json: bool,
@@ -76,10 +92,6 @@ pub struct ReportArgs {
     /// Draw this many of the slowest journeys as waterfalls.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub slowest: usize,
-    /// Journeys of the packets this expression selects (as for `live`, evaluated on the
-    /// journeys' addresses and ports).
-    #[command(flatten)]
-    pub flow: FlowArgs,
 }
 
 pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
@@ -163,8 +175,13 @@ mod tests {
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let (files, filter) = tracer::recording::paths::split_recordings(&args.words)?;
+    let flow = FlowArgs {
+        filter,
+        port: args.port.clone(),
+    };
     replay::report(
-        &args.file,
+        &files,
         &replay::ReportOptions {
             json: args.json,
             list: args.list,
@@ -175,7 +192,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
                 comm: args.comm.clone(),
                 dev: args.dev.clone(),
                 cpu: None,
-                flow: args.flow.flow()?,
+                flow: flow.flow()?,
             },
         },
     )

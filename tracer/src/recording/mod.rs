@@ -6,6 +6,7 @@ pub mod batches;
 pub mod capture;
 pub mod format;
 pub mod outline;
+pub mod paths;
 pub mod reader;
 pub mod writer;
 

@@ -260,7 +260,7 @@ impl ReportData {
 
 mod text;
 
-pub use text::{ReportPart, hosts_text, report_text};
+pub use text::{ReportPart, hosts_text, report_text, totals_text};
 
 #[cfg(test)]
 mod tests;

@@ -65,7 +65,7 @@ impl ReportPart<'_> {
 }
 
 /// The journeys of several parts together: stage histograms and complete ones.
-pub(super) fn merged_summary(parts: &[ReportPart]) -> (StageSummary, u64) {
+fn merged_summary(parts: &[ReportPart]) -> (StageSummary, u64) {
     let mut summary = StageSummary::default();
     let mut complete = 0;
     for part in parts {
@@ -99,10 +99,37 @@ pub fn hosts_text(parts: &[ReportPart]) -> String {
     text
 }
 
+/// The journeys of `parts` together: `== N journeys, M complete ==`, the stage table of
+/// their merged histograms, the incomplete ones by reason and, with several parts, the
+/// section per host ([`hosts_text`]).
+pub fn totals_text(parts: &[ReportPart]) -> String {
+    let mut text = String::new();
+    let (summary, complete) = merged_summary(parts);
+    let _ = writeln!(
+        text,
+        "\n== {} journeys, {} complete ==",
+        summary.journeys, complete
+    );
+    text.push_str(&summary.table());
+    let mut incomplete = EndingCounts::default();
+    for part in parts {
+        incomplete.merge(part.incomplete);
+    }
+    for (reason, count) in incomplete.iter() {
+        let _ = writeln!(text, "incomplete: {count} {reason}");
+    }
+    if parts.len() > 1 {
+        text.push_str(
+            "\n== by host: journeys, complete, incomplete; each stage's count, p50, p90, p99, max ==\n",
+        );
+        text.push_str(&hosts_text(parts));
+    }
+    text
+}
+
 /// The text report of `parts` (one, or several recordings each replayed alone).
 pub fn report_text(parts: &[ReportPart]) -> String {
     let mut text = String::new();
-    let many = parts.len() > 1;
     if let [part] = parts {
         let _ = writeln!(text, "recording: {}", part.facts());
     } else {
@@ -111,9 +138,10 @@ pub fn report_text(parts: &[ReportPart]) -> String {
         let lost: Option<u64> = parts.iter().map(ReportPart::lost).sum();
         let _ = writeln!(
             text,
-            "recordings: {} files of {} hosts, {} events, lost {}",
+            "recordings: {} files from {} host{}, {} events, lost {}",
             parts.len(),
             hosts.len(),
+            if hosts.len() == 1 { "" } else { "s" },
             parts.iter().map(|part| part.data.events).sum::<u64>(),
             lost.map_or("unknown (a trailer is missing)".to_owned(), |n| n.to_string())
         );
@@ -130,26 +158,7 @@ pub fn report_text(parts: &[ReportPart]) -> String {
             let _ = writeln!(text, "{}", escape::text(&part.name(&misses)));
         }
     }
-    let (summary, complete) = merged_summary(parts);
-    let _ = writeln!(
-        text,
-        "\n== {} journeys, {} complete ==",
-        summary.journeys, complete
-    );
-    text.push_str(&summary.table());
-    let mut incomplete = EndingCounts::default();
-    for part in parts {
-        incomplete.merge(part.incomplete);
-    }
-    for (reason, count) in incomplete.iter() {
-        let _ = writeln!(text, "incomplete: {count} {reason}");
-    }
-    if many {
-        text.push_str(
-            "\n== by host: journeys, complete, incomplete; each stage's count, p50, p90, p99, max ==\n",
-        );
-        text.push_str(&hosts_text(parts));
-    }
+    text.push_str(&totals_text(parts));
     text.push_str("\n== stage histograms (log2) ==\n");
     for stage in Stage::ALL {
         let mut histogram = Log2Histogram::default();
