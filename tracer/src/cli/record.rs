@@ -30,6 +30,11 @@ pub struct RecordArgs {
     /// trailer) or an age (`10m`, `1h`, `30s`: at the 1s tick nearest to it).
     #[arg(long, value_name = "SIZE|DURATION", value_parser = rotate_arg)]
     pub rotate: Option<RotateLimit>,
+    /// The host name to write in the recording's metadata instead of this host's
+    /// (/proc/sys/kernel/hostname): `report` names each recording's section by it, so
+    /// hosts (or containers) that share a name can be told apart.
+    #[arg(long, value_name = "NAME", value_parser = host_arg)]
+    pub host: Option<String>,
     /// With --rotate: keep at most this many files (the oldest are removed).
     #[arg(long, value_name = "N", default_value_t = 10, requires = "rotate",
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -108,7 +113,26 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         limit,
         keep: args.keep as usize,
     });
-    tracer::session::record::record(&options, &args.output, args.duration, rotation).await
+    tracer::session::record::record(
+        &options,
+        &args.output,
+        args.duration,
+        rotation,
+        args.host.as_deref(),
+    )
+    .await
+}
+
+/// Checks `record --host`: a name of 1 to 255 bytes without control characters (it is
+/// printed in reports).
+pub fn host_arg(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 255 {
+        return Err(format!("a host name has 1 to 255 bytes, not {}", text.len()));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("a host name has no control characters".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses `--rotate`: a size (`512K`, `100M`, `1G`, `4096B`, also `KiB`/`MiB`/`GiB`; powers
@@ -170,6 +194,14 @@ mod tests {
         );
         for bad in ["100", "0B", "500ms", "x", "10Q", "M"] {
             assert!(rotate_arg(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_names_are_printable() {
+        assert_eq!(host_arg("web-1"), Ok("web-1".to_owned()));
+        for bad in ["", "a\u{1b}[31m", &"x".repeat(256)] {
+            assert!(host_arg(bad).is_err(), "{bad:?}");
         }
     }
 }
