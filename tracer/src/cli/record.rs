@@ -127,7 +127,10 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
 /// printed in reports).
 pub fn host_arg(text: &str) -> Result<String, String> {
     if text.is_empty() || text.len() > 255 {
-        return Err(format!("a host name has 1 to 255 bytes, not {}", text.len()));
+        return Err(format!(
+            "a host name has 1 to 255 bytes, not {}",
+            text.len()
+        ));
     }
     if text.chars().any(char::is_control) {
         return Err("a host name has no control characters".to_owned());

@@ -63,9 +63,9 @@ pub fn split_recordings(words: &[String]) -> Result<(Vec<PathBuf>, Vec<String>),
         at += 1;
     }
     if files.is_empty() {
-        return Err(words
-            .first()
-            .map_or(PathsError::Empty, |word| PathsError::NoRecording(word.clone())));
+        return Err(words.first().map_or(PathsError::Empty, |word| {
+            PathsError::NoRecording(word.clone())
+        }));
     }
     Ok((dedup(files), words[at..].to_vec()))
 }
@@ -242,13 +242,11 @@ mod tests {
         );
         assert_eq!(split_recordings(&[]), Err(PathsError::Empty));
         // A filter word with a `/` after the first filter word, or with a space, is filter.
-        let (_, filter) = split_recordings(&[
-            format!("{root}/a.trc"),
-            "net 10.0.0.0/8".to_owned(),
-        ])
-        .unwrap();
+        let (_, filter) =
+            split_recordings(&[format!("{root}/a.trc"), "net 10.0.0.0/8".to_owned()]).unwrap();
         assert_eq!(filter, ["net 10.0.0.0/8"]);
-        let (_, filter) = split_recordings(&words(&format!("{root}/a.trc net 10.0.0.0/8"))).unwrap();
+        let (_, filter) =
+            split_recordings(&words(&format!("{root}/a.trc net 10.0.0.0/8"))).unwrap();
         assert_eq!(filter, words("net 10.0.0.0/8"));
     }
 }

@@ -280,7 +280,10 @@ mod tests {
         assert_eq!(value["host"], "we\"b-1\u{1b}");
         assert_eq!(value["recording"], "a/b.trc");
         assert_eq!(value["id"], 0);
-        assert!(out.ends_with(r#","host":"we\"b-1\u001b","recording":"a/b.trc"}"#), "{out}");
+        assert!(
+            out.ends_with(r#","host":"we\"b-1\u001b","recording":"a/b.trc"}"#),
+            "{out}"
+        );
         let mut plain = String::new();
         write_with(&Journey::default(), "", &mut plain);
         assert_eq!(plain, line(&Journey::default()));

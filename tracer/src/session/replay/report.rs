@@ -187,10 +187,9 @@ fn replay(
     match stop {
         Stop::Signal(read) => {
             let of = place.map_or(String::new(), |_| format!(" of {}", file.display()));
-            return Err(Interrupted(format!(
-                "report{of} stopped after {read}{of_total} events"
-            ))
-            .into());
+            return Err(
+                Interrupted(format!("report{of} stopped after {read}{of_total} events")).into(),
+            );
         }
         Stop::Closed => return Ok(None),
         Stop::End => {}

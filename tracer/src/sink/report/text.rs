@@ -133,8 +133,10 @@ pub fn report_text(parts: &[ReportPart]) -> String {
     if let [part] = parts {
         let _ = writeln!(text, "recording: {}", part.facts());
     } else {
-        let hosts: std::collections::BTreeSet<&str> =
-            parts.iter().map(|part| part.meta.hostname.as_str()).collect();
+        let hosts: std::collections::BTreeSet<&str> = parts
+            .iter()
+            .map(|part| part.meta.hostname.as_str())
+            .collect();
         let lost: Option<u64> = parts.iter().map(ReportPart::lost).sum();
         let _ = writeln!(
             text,
@@ -143,7 +145,8 @@ pub fn report_text(parts: &[ReportPart]) -> String {
             hosts.len(),
             if hosts.len() == 1 { "" } else { "s" },
             parts.iter().map(|part| part.data.events).sum::<u64>(),
-            lost.map_or("unknown (a trailer is missing)".to_owned(), |n| n.to_string())
+            lost.map_or("unknown (a trailer is missing)".to_owned(), |n| n
+                .to_string())
         );
         for part in parts {
             let label = part.label.unwrap_or(&part.meta.hostname);
@@ -322,9 +325,9 @@ fn napi_and_switches(parts: &[ReportPart], text: &mut String) {
         "\n== context switches of the readers (seen while they waited in recv/poll) ==\n",
     );
     for (part, counts) in parts.iter().zip(&counts) {
-        let host = part.label.map_or(String::new(), |label| {
-            format!("{} ", escape::text(label))
-        });
+        let host = part
+            .label
+            .map_or(String::new(), |label| format!("{} ", escape::text(label)));
         for (tid, (voluntary, involuntary)) in &counts.switches {
             let _ = writeln!(
                 text,
