@@ -72,7 +72,7 @@ pub struct ReportArgs {
     /// recorded in each file, `host (file)` when two files share one), and with --json each
     /// journey gains `host` and `recording`.
     #[arg(value_name = "RECORDING|FILTER", required = true, num_args = 1..)]
-    pub words: Vec<String>,
+    pub words: Vec<std::ffi::OsString>,
     /// Only packets from or to port N (shorthand for the expression `port N`; repeatable).
     #[arg(long, value_name = "N")]
     pub port: Vec<u16>,

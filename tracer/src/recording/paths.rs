@@ -5,6 +5,7 @@
 
 use std::{
     collections::HashSet,
+    ffi::OsString,
     path::{Path, PathBuf},
 };
 
@@ -26,6 +27,9 @@ pub enum PathsError {
     /// No word at all.
     #[error("no recording given")]
     Empty,
+    /// A word of the filter expression is not UTF-8 text.
+    #[error("{0:?} is not text: a filter expression is UTF-8")]
+    NotText(String),
 }
 
 /// Whether `word` is a pattern: it has `*`, `?` or `[` (no filter expression has them).
@@ -43,20 +47,29 @@ fn looks_like_file(word: &str) -> bool {
 /// an existing file, can only mean a file, or is a pattern is a recording (a pattern stands
 /// for the files it matches, in name order); the first other word and every word after it
 /// are the filter. A file named twice is read once.
-pub fn split_recordings(words: &[String]) -> Result<(Vec<PathBuf>, Vec<String>), PathsError> {
+pub fn split_recordings(words: &[OsString]) -> Result<(Vec<PathBuf>, Vec<String>), PathsError> {
     let mut files = Vec::new();
     let mut at = 0;
     while let Some(word) = words.get(at) {
+        let Some(word) = word.to_str() else {
+            // Not UTF-8: no filter word, so a file's name (patterns are matched as text).
+            if !Path::new(word).exists() {
+                return Err(PathsError::Missing(word.to_string_lossy().into_owned()));
+            }
+            files.push(PathBuf::from(word));
+            at += 1;
+            continue;
+        };
         if is_pattern(word) {
             let found = expand(word);
             if found.is_empty() {
-                return Err(PathsError::NoMatch(word.clone()));
+                return Err(PathsError::NoMatch(word.to_owned()));
             }
             files.extend(found);
         } else if Path::new(word).exists() {
             files.push(PathBuf::from(word));
         } else if looks_like_file(word) {
-            return Err(PathsError::Missing(word.clone()));
+            return Err(PathsError::Missing(word.to_owned()));
         } else {
             break;
         }
@@ -64,10 +77,18 @@ pub fn split_recordings(words: &[String]) -> Result<(Vec<PathBuf>, Vec<String>),
     }
     if files.is_empty() {
         return Err(words.first().map_or(PathsError::Empty, |word| {
-            PathsError::NoRecording(word.clone())
+            PathsError::NoRecording(word.to_string_lossy().into_owned())
         }));
     }
-    Ok((dedup(files), words[at..].to_vec()))
+    let filter = words[at..]
+        .iter()
+        .map(|word| {
+            word.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| PathsError::NotText(word.to_string_lossy().into_owned()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((dedup(files), filter))
 }
 
 /// `files` without repeats of one file (the same device and inode), first kept.
@@ -107,11 +128,15 @@ pub fn expand(pattern: &str) -> Vec<PathBuf> {
             let Ok(entries) = std::fs::read_dir(listing) else {
                 continue;
             };
-            let mut names: Vec<String> = entries
+            // A name that is not UTF-8 is matched as its lossy text (U+FFFD for the odd bytes).
+            let mut names: Vec<std::ffi::OsString> = entries
                 .filter_map(Result::ok)
-                .filter_map(|entry| entry.file_name().into_string().ok())
-                .filter(|name| !name.starts_with('.') || component.starts_with('.'))
-                .filter(|name| matches(&wanted, &name.chars().collect::<Vec<_>>()))
+                .map(|entry| entry.file_name())
+                .filter(|name| {
+                    let text = name.to_string_lossy();
+                    (!text.starts_with('.') || component.starts_with('.'))
+                        && matches(&wanted, &text.chars().collect::<Vec<_>>())
+                })
                 .collect();
             names.sort();
             next.extend(names.into_iter().map(|name| dir.join(name)));
@@ -193,8 +218,8 @@ mod tests {
         assert!(m("ü*", "über"));
     }
 
-    fn words(text: &str) -> Vec<String> {
-        text.split(' ').map(str::to_owned).collect()
+    fn words(text: &str) -> Vec<OsString> {
+        text.split(' ').map(OsString::from).collect()
     }
 
     #[test]
@@ -214,7 +239,7 @@ mod tests {
         )))
         .unwrap();
         assert_eq!(files, [path("a.trc"), path("c.dat")]);
-        assert_eq!(filter, words("udp and port 53"));
+        assert_eq!(filter, ["udp", "and", "port", "53"]);
 
         // A pattern: files only, in name order, no hidden ones; a file named twice once.
         let (files, filter) =
@@ -241,12 +266,29 @@ mod tests {
             Err(PathsError::NoRecording("udp".into()))
         );
         assert_eq!(split_recordings(&[]), Err(PathsError::Empty));
+        // A name that is not UTF-8 is a file's; a filter word must be text.
+        use std::os::unix::ffi::OsStrExt as _;
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"\xff.rec"));
+        std::fs::write(&odd, b"x").unwrap();
+        let (files, _) = split_recordings(&[odd.clone().into()]).unwrap();
+        assert_eq!(files, std::slice::from_ref(&odd));
+        let (files, _) = split_recordings(&words(&format!("{root}/*.rec"))).unwrap();
+        assert_eq!(
+            files,
+            std::slice::from_ref(&odd),
+            "a pattern matches it too"
+        );
+        let bad_word = OsString::from(std::ffi::OsStr::from_bytes(b"udp\xff"));
+        assert!(matches!(
+            split_recordings(&[odd.into(), "udp".into(), bad_word]),
+            Err(PathsError::NotText(_))
+        ));
         // A filter word with a `/` after the first filter word, or with a space, is filter.
         let (_, filter) =
-            split_recordings(&[format!("{root}/a.trc"), "net 10.0.0.0/8".to_owned()]).unwrap();
+            split_recordings(&[format!("{root}/a.trc").into(), "net 10.0.0.0/8".into()]).unwrap();
         assert_eq!(filter, ["net 10.0.0.0/8"]);
         let (_, filter) =
             split_recordings(&words(&format!("{root}/a.trc net 10.0.0.0/8"))).unwrap();
-        assert_eq!(filter, words("net 10.0.0.0/8"));
+        assert_eq!(filter, ["net", "10.0.0.0/8"]);
     }
 }
