@@ -32,7 +32,9 @@ enum Command {
     Top(cli::top::TopArgs),
     /// Record raw events to a file for later analysis (`tracer report`).
     Record(cli::record::RecordArgs),
-    /// Journeys and summaries from a recording: the same engine as `live`.
+    /// Journeys and summaries from recordings (several: merged, a section per host): the
+    /// same engine as `live`.
+    #[command(override_usage = "tracer report [OPTIONS] <RECORDING>... [FILTER]...")]
     Report(cli::record::ReportArgs),
     /// Export a recording's journeys: Perfetto trace, JSON lines, CSV or Parquet.
     Export(cli::record::ExportArgs),

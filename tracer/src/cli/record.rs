@@ -30,6 +30,11 @@ pub struct RecordArgs {
     /// trailer) or an age (`10m`, `1h`, `30s`: at the 1s tick nearest to it).
     #[arg(long, value_name = "SIZE|DURATION", value_parser = rotate_arg)]
     pub rotate: Option<RotateLimit>,
+    /// The host name to write in the recording's metadata instead of this host's
+    /// (/proc/sys/kernel/hostname): `report` names each recording's section by it, so
+    /// hosts (or containers) that share a name can be told apart.
+    #[arg(long, value_name = "NAME", value_parser = host_arg)]
+    pub host: Option<String>,
     /// With --rotate: keep at most this many files (the oldest are removed).
     #[arg(long, value_name = "N", default_value_t = 10, requires = "rotate",
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -53,8 +58,24 @@ pub struct RecordArgs {
 /// Options of `tracer report`.
 #[derive(Clone, Debug, Args)]
 pub struct ReportArgs {
-    /// A recording made by `tracer record`.
-    pub file: PathBuf,
+    /// Recordings made by `tracer record` (one or more: files, or quoted patterns such as
+    /// 'captures/*/*.trc' with `*`, `?`, `[...]`), then optionally a filter expression.
+    ///
+    /// The leading words that name existing files, or patterns that match files, are the
+    /// recordings; the first other word and all after it are the filter expression (as for
+    /// `live`, evaluated on the journeys' addresses and ports: tcp, udp, [src|dst] host
+    /// ADDR, [src|dst] port N, net CIDR, and/or/not, ...). A word that can only be a file
+    /// (it ends in .trc, or has a '/' and no space) but names none is an error, as is a
+    /// pattern that matches nothing. A file named twice is read once. Several recordings
+    /// (hosts, or the files of a `--rotate` ring) are each replayed by their own engine;
+    /// the report merges their histograms and adds a section per host (named by the host
+    /// recorded in each file, `host (file)` when two files share one), and with --json each
+    /// journey gains `host` and `recording`.
+    #[arg(value_name = "RECORDING|FILTER", required = true, num_args = 1..)]
+    pub words: Vec<std::ffi::OsString>,
+    /// Only packets from or to port N (shorthand for the expression `port N`; repeatable).
+    #[arg(long, value_name = "N")]
+    pub port: Vec<u16>,
     /// One journey object per line on stdout; the summary on stderr.
     #[arg(long)]
     pub json: bool,
@@ -76,10 +97,6 @@ pub struct ReportArgs {
     /// Draw this many of the slowest journeys as waterfalls.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub slowest: usize,
-    /// Journeys of the packets this expression selects (as for `live`, evaluated on the
-    /// journeys' addresses and ports).
-    #[command(flatten)]
-    pub flow: FlowArgs,
 }
 
 pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
@@ -96,7 +113,29 @@ pub async fn record(args: RecordArgs, verbose: bool) -> anyhow::Result<()> {
         limit,
         keep: args.keep as usize,
     });
-    tracer::session::record::record(&options, &args.output, args.duration, rotation).await
+    tracer::session::record::record(
+        &options,
+        &args.output,
+        args.duration,
+        rotation,
+        args.host.as_deref(),
+    )
+    .await
+}
+
+/// Checks `record --host`: a name of 1 to 255 bytes without control characters (it is
+/// printed in reports).
+pub fn host_arg(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 255 {
+        return Err(format!(
+            "a host name has 1 to 255 bytes, not {}",
+            text.len()
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("a host name has no control characters".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses `--rotate`: a size (`512K`, `100M`, `1G`, `4096B`, also `KiB`/`MiB`/`GiB`; powers
@@ -160,11 +199,24 @@ mod tests {
             assert!(rotate_arg(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn host_names_are_printable() {
+        assert_eq!(host_arg("web-1"), Ok("web-1".to_owned()));
+        for bad in ["", "a\u{1b}[31m", &"x".repeat(256)] {
+            assert!(host_arg(bad).is_err(), "{bad:?}");
+        }
+    }
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let (files, filter) = tracer::recording::paths::split_recordings(&args.words)?;
+    let flow = FlowArgs {
+        filter,
+        port: args.port.clone(),
+    };
     replay::report(
-        &args.file,
+        &files,
         &replay::ReportOptions {
             json: args.json,
             list: args.list,
@@ -175,7 +227,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
                 comm: args.comm.clone(),
                 dev: args.dev.clone(),
                 cpu: None,
-                flow: args.flow.flow()?,
+                flow: flow.flow()?,
             },
         },
     )

@@ -1,11 +1,12 @@
 //! Recordings: raw events plus what is needed to analyse them elsewhere (format, writer,
-//! reader streaming chunk by chunk, the outline of a file from its chunk headers, and the
-//! capture of this host's metadata).
+//! reader streaming chunk by chunk, the outline of a file from its chunk headers, the
+//! capture of this host's metadata, and which command-line words name recordings).
 
 pub mod batches;
 pub mod capture;
 pub mod format;
 pub mod outline;
+pub mod paths;
 pub mod reader;
 pub mod writer;
 

@@ -133,6 +133,7 @@ pub async fn follow(
         quiet: output.quiet,
         count: output.count,
         filter: output.filter.clone(),
+        ..Shown::default()
     });
     let started = Instant::now();
     let mut last_summary = Instant::now();

@@ -25,11 +25,17 @@ use crate::{
 struct ProbeCounters<'a> {
     probes: &'a Probes,
     filters: Vec<String>,
+    /// The host name to record instead of this host's (`record --host`).
+    host: Option<&'a str>,
 }
 
 impl Counters for ProbeCounters<'_> {
     fn metadata(&self) -> Metadata {
-        capture::metadata(self.probes, self.filters.clone())
+        let mut meta = capture::metadata(self.probes, self.filters.clone());
+        if let Some(host) = self.host {
+            meta.hostname = host.to_owned();
+        }
+        meta
     }
 
     fn lost_per_cpu(&self) -> std::io::Result<Vec<u64>> {
@@ -43,12 +49,13 @@ impl Counters for ProbeCounters<'_> {
 
 /// Records until `duration`, Ctrl-C or SIGTERM, then reports what was written on stderr.
 /// With a rotation, `output` names a ring of files (`NAME.0001.EXT`, ...), each a complete
-/// recording.
+/// recording. `host`: the host name its metadata names instead of this host's.
 pub async fn record(
     options: &ProbeOptions,
     output: &Path,
     duration: Option<Duration>,
     rotation: Option<Rotation>,
+    host: Option<&str>,
 ) -> anyhow::Result<()> {
     let Session {
         probes,
@@ -58,6 +65,7 @@ pub async fn record(
     let counters = ProbeCounters {
         probes: &probes,
         filters: capture::record_filters(options.pid, &options.without),
+        host,
     };
     // Its errors name the file (the ring's next one, or one it removes).
     let mut writer = RecordingOutput::create(output, rotation, &counters)?;

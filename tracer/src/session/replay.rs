@@ -1,5 +1,6 @@
 //! Replaying a recording through the pipeline: `tracer report` (journeys, summary, the text
-//! report) and `tracer export` (Perfetto, JSON lines, CSV).
+//! report; of one recording or several, report.rs) and `tracer export` (Perfetto, JSON
+//! lines, CSV, Parquet).
 //!
 //! Both stream: chunks are decoded (on a second thread when there is a second CPU) and fed
 //! to the engine as they are read, and what leaves the engine goes straight to its output
@@ -7,25 +8,24 @@
 //! few chunks, whatever the size of the file.
 
 mod export;
+mod report;
 
 use std::{
     fs::File,
-    io::{BufReader, IsTerminal as _, Read},
+    io::{BufReader, Read},
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
 pub use export::{Export, export, export_events};
+pub use report::{labels, report};
 use tracer_common::Event;
 
 use crate::{
     journey::{EngineConfig, Journey, JourneyFilter, Tracker},
     recording::{EventBatches, Outline, RecordingReader},
-    sink::{
-        report::ReportData,
-        terminal::{JourneySink, Shown},
-    },
+    sink::report::ReportData,
 };
 
 /// Set by SIGINT or SIGTERM during `report` or `export`.
@@ -157,93 +157,6 @@ fn drive<R: Read>(
     } else {
         Stop::Closed
     })
-}
-
-/// Journeys and the report of a recording: JSON lines or a list on stdout (with the summary),
-/// then, without `json`, the text report.
-pub fn report(file: &Path, options: &ReportOptions) -> anyhow::Result<()> {
-    catch_stop_signals();
-    let opened = Opened::new(file)?;
-    let total = opened.total();
-    let Opened { reader, outline } = opened;
-    let (version, meta) = (reader.version(), reader.meta().clone());
-    let mut config = EngineConfig::from_recording(&meta, options.keep_unsocketed);
-    config.readers = options.filter.readers();
-    let mut tracker = Tracker::new(config);
-    let shown = Shown {
-        json: options.json,
-        filter: options.filter.clone(),
-        ..Shown::default()
-    };
-    let filter = &options.filter;
-    let mut sink = (options.json || options.list).then(|| JourneySink::stdout(shown));
-    let mut data = (!options.json).then(|| ReportData::new(&meta, options.slowest));
-    let progress = std::io::stderr().is_terminal() && total.is_some_and(|n| n > 1_000_000);
-    let of_total = total.map_or(String::new(), |total| format!(" of {total}"));
-    let (mut first, mut last, mut read) = (u64::MAX, 0, 0u64);
-    let mut batches = EventBatches::new(reader, decode_threads());
-    let stop = drive(&mut batches, &mut tracker, |events, journeys| {
-        read += events.len() as u64;
-        for event in events {
-            first = first.min(event.ts);
-            last = last.max(event.ts);
-        }
-        if let Some(data) = &mut data {
-            data.events(events);
-            for journey in journeys.iter().filter(|journey| filter.keeps(journey)) {
-                data.journey(journey);
-            }
-        }
-        match &mut sink {
-            Some(sink) => sink.show(journeys.drain(..)),
-            None => journeys.clear(),
-        }
-        if progress && !events.is_empty() {
-            eprint!("\rtracer: {read}{of_total} events");
-        }
-        // With text output, the report itself goes to the closed stdout too: stop.
-        Ok(!sink
-            .as_ref()
-            .is_some_and(|sink| sink.closed() && !options.json))
-    })?;
-    if progress {
-        eprintln!();
-    }
-    match stop {
-        Stop::Signal(read) => {
-            return Err(
-                Interrupted(format!("report stopped after {read}{of_total} events")).into(),
-            );
-        }
-        Stop::Closed => return Ok(()),
-        Stop::End => {}
-    }
-    // Warned once the whole file was read: a corrupt chunk further on is one error line.
-    let ended = match batches.into_reader() {
-        Some(reader) => reader.outline(),
-        None => outline.unwrap_or_default(),
-    };
-    warn_incomplete(file, version, &ended);
-    let lost = ended
-        .trailer
-        .as_ref()
-        .map(|trailer| trailer.lost_per_cpu.as_slice());
-    if first > last {
-        (first, last) = (0, 0); // no events
-    }
-    if let Some(sink) = &mut sink {
-        sink.summary(&tracker, lost, Duration::from_nanos(last - first), true);
-    }
-    let Some(data) = data else {
-        return Ok(());
-    };
-    let text = data.text(version, &meta, &tracker, ended.trailer.as_ref());
-    // A closed stdout (`| head`) ends the report quietly.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stdout().lock(),
-        crate::sink::escape::lines(&text).as_bytes(),
-    );
-    Ok(())
 }
 
 /// A recording's bytes through the reader, the engine and every sink (JSON lines, CSV,

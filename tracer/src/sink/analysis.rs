@@ -183,6 +183,13 @@ impl Log2Histogram {
         self.buckets[(64 - value.leading_zeros()) as usize] += 1;
     }
 
+    /// Adds every value `other` recorded.
+    pub fn merge(&mut self, other: &Log2Histogram) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+    }
+
     /// Whether no value was recorded.
     pub fn is_empty(&self) -> bool {
         self.buckets.iter().all(|count| *count == 0)

@@ -43,6 +43,31 @@ pub fn write(journey: &Journey, out: &mut String) {
     w.close();
 }
 
+/// Members to append to every object of a stream, as `,"key":"value"` text: what `report`
+/// adds to each journey when it reads several recordings (`host`, `recording`). Values are
+/// escaped as [`write`] escapes strings; keys are plain identifiers.
+pub fn extra_members(members: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (key, value) in members {
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":");
+        escaped(value, &mut out);
+    }
+    out
+}
+
+/// Appends `journey` as [`write`] does, with `extra` (from [`extra_members`]) as its last
+/// members.
+pub fn write_with(journey: &Journey, extra: &str, out: &mut String) {
+    write(journey, out);
+    if !extra.is_empty() {
+        out.pop(); // the object's `}`
+        out.push_str(extra);
+        out.push('}');
+    }
+}
+
 fn stamps(ts: &Stamps, out: &mut String) {
     let mut w = Writer { out, first: true };
     w.open();
@@ -243,6 +268,25 @@ mod tests {
         let mut out = String::new();
         write(journey, &mut out);
         out
+    }
+
+    /// A report of several recordings appends its members to the record, escaped.
+    #[test]
+    fn extra_members_end_the_object() {
+        let extra = extra_members(&[("host", "we\"b-1\u{1b}"), ("recording", "a/b.trc")]);
+        let mut out = String::new();
+        write_with(&Journey::default(), &extra, &mut out);
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["host"], "we\"b-1\u{1b}");
+        assert_eq!(value["recording"], "a/b.trc");
+        assert_eq!(value["id"], 0);
+        assert!(
+            out.ends_with(r#","host":"we\"b-1\u001b","recording":"a/b.trc"}"#),
+            "{out}"
+        );
+        let mut plain = String::new();
+        write_with(&Journey::default(), "", &mut plain);
+        assert_eq!(plain, line(&Journey::default()));
     }
 
     #[test]

@@ -11,9 +11,8 @@ use rustc_hash::FxHashMap;
 use tracer_common::Event;
 
 use super::{
-    analysis::{self, EventCounts, EventTally, Log2Histogram, Slowest},
-    escape,
-    summary::{CompactHistogram, Histogram, StageSummary, human_ns},
+    analysis::{self, EventTally, Log2Histogram, Slowest},
+    summary::{CompactHistogram, Histogram, StageSummary},
 };
 use crate::{
     journey::{Journey, Stage, Tracker, model::Shared},
@@ -248,157 +247,20 @@ impl ReportData {
         tracker: &Tracker,
         trailer: Option<&Trailer>,
     ) -> String {
-        let counts = self.tally.counts(&self.irq_devices, &self.readers);
-        analysis_text(self, version, meta, &counts, tracker, trailer)
+        text::report_text(&[ReportPart {
+            label: None,
+            version,
+            meta,
+            data: self,
+            incomplete: &tracker.engine().stats().incomplete,
+            trailer,
+        }])
     }
 }
 
-/// The text report from what [`ReportData`] gathered.
-fn analysis_text(
-    data: &ReportData,
-    version: u8,
-    meta: &Metadata,
-    counts: &EventCounts,
-    tracker: &Tracker,
-    trailer: Option<&Trailer>,
-) -> String {
-    let lost = trailer.map(|trailer| trailer.lost_per_cpu.as_slice());
-    use std::fmt::Write as _;
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "recording: format v{version}, kernel {}, host {}, {} CPUs, {} events over {}, lost {}",
-        escape::text(&meta.kernel),
-        escape::text(&meta.hostname),
-        meta.cpus,
-        data.events,
-        human_ns(data.span_ns()),
-        lost.map_or("unknown (no trailer)".to_owned(), |lost| lost
-            .iter()
-            .sum::<u64>()
-            .to_string())
-    );
-    if let Some(trailer) = trailer
-        && !trailer.recursion_misses.is_empty()
-    {
-        let _ = writeln!(
-            text,
-            "{}",
-            crate::probe::stats::misses_line(&trailer.recursion_misses)
-        );
-    }
-    let summary = &data.summary;
-    let _ = writeln!(
-        text,
-        "\n== {} journeys, {} complete ==",
-        summary.journeys, data.complete
-    );
-    text.push_str(&summary.table());
-    for (reason, count) in tracker.engine().stats().incomplete.iter() {
-        let _ = writeln!(text, "incomplete: {count} {reason}");
-    }
-    text.push_str("\n== stage histograms (log2) ==\n");
-    for stage in Stage::ALL {
-        let histogram = &data.log2[stage as usize];
-        if !histogram.is_empty() {
-            text.push_str(&histogram.text(stage));
-        }
-    }
-    for (name, groups) in data.breakdowns.sections() {
-        let _ = writeln!(text, "\n== by {name}: journeys, total p50 / p99 / max ==");
-        for (group, histogram) in &groups {
-            if histogram.count() == 0 {
-                continue;
-            }
-            let q = |q| histogram.quantile(q).map_or("-".to_owned(), human_ns);
-            let _ = writeln!(
-                text,
-                "  {:<28} {:>7} {:>10} {:>10} {:>10}",
-                escape::text(group),
-                histogram.count(),
-                q(0.5),
-                q(0.99),
-                human_ns(histogram.max())
-            );
-        }
-    }
-    let flows = data.breakdowns.flows();
-    let mut top: Vec<(&String, u64, &FlowStats)> = flows
-        .iter()
-        .filter(|(flow, stats)| !flow.is_empty() && stats.total.count() > 0)
-        .filter_map(|(flow, stats)| Some((flow, stats.total.quantile(0.99)?, stats)))
-        .collect();
-    if !top.is_empty() {
-        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        let _ = writeln!(
-            text,
-            "\n== top flows by p99 total (of {}): journeys, total p50 / p99 / max ==",
-            top.len()
-        );
-        for (flow, p99, stats) in top.into_iter().take(TOP_FLOWS) {
-            let total = &stats.total;
-            let p50 = total.quantile(0.5).map_or("-".to_owned(), human_ns);
-            let _ = writeln!(
-                text,
-                "  {flow:<52} {:>7} {:>10} {:>10} {:>10}",
-                total.count(),
-                p50,
-                human_ns(p99),
-                human_ns(total.max())
-            );
-            // Where this flow's time goes: the median of each stage.
-            let stages: Vec<String> = Stage::ALL
-                .iter()
-                .filter(|stage| **stage != Stage::Total)
-                .filter_map(|stage| {
-                    let median = stats.stages[*stage as usize].quantile(0.5)?;
-                    Some(format!("{} {}", stage.name(), human_ns(median)))
-                })
-                .collect();
-            let _ = writeln!(text, "    p50 by stage: {}", stages.join(", "));
-        }
-    }
-    let slowest = data.slowest.n();
-    if slowest > 0 {
-        let _ = writeln!(text, "\n== the {slowest} slowest journeys, to scale ==");
-        for journey in data.slowest.journeys() {
-            text.push_str(&analysis::waterfall(journey, 60));
-        }
-    }
-    text.push_str("\n== NAPI ==\n");
-    for (dev, (polls, packets)) in &counts.polls {
-        let _ = writeln!(
-            text,
-            "  {:<16} {polls} polls with work, {packets} packets: {:.2} packets per poll",
-            escape::text(dev),
-            *packets as f64 / (*polls).max(1) as f64
-        );
-    }
-    for (dev, irqs) in &counts.nic_irqs {
-        let polls = counts.polls.get(dev).map_or(0, |(polls, _)| *polls);
-        let packets = counts.packets.get(dev).copied().unwrap_or(0);
-        let _ = writeln!(
-            text,
-            "  {:<16} {irqs} hard IRQs (every queue, rx and tx): {:.2} polls per IRQ, {:.3} IRQs per packet ({packets} packets)",
-            escape::text(dev),
-            polls as f64 / (*irqs).max(1) as f64,
-            *irqs as f64 / packets.max(1) as f64
-        );
-    }
-    if counts.nic_irqs.is_empty() {
-        text.push_str("  no NIC interrupts recorded (loopback and veth have none)\n");
-    }
-    text.push_str(
-        "\n== context switches of the readers (seen while they waited in recv/poll) ==\n",
-    );
-    for (tid, (voluntary, involuntary)) in &counts.switches {
-        let _ = writeln!(
-            text,
-            "  tid {tid:<8} voluntary {voluntary:>6}  involuntary {involuntary:>6}"
-        );
-    }
-    text
-}
+mod text;
+
+pub use text::{ReportPart, hosts_text, report_text, totals_text};
 
 #[cfg(test)]
 mod tests;

@@ -207,6 +207,17 @@ impl StageSummary {
         }
     }
 
+    /// Adds every journey `other` counted (the histograms merged bucket by bucket, so the
+    /// quantiles are those of all the journeys together, not an average of quantiles).
+    pub fn merge(&mut self, other: &StageSummary) {
+        self.journeys += other.journeys;
+        for (mine, theirs) in self.stages.iter_mut().zip(&other.stages) {
+            if let Some(theirs) = theirs {
+                mine.get_or_insert_with(Histogram::default).merge(theirs);
+            }
+        }
+    }
+
     /// The histogram of one stage.
     pub fn stage(&self, stage: Stage) -> Option<&Histogram> {
         self.stages[stage as usize].as_ref()
@@ -377,6 +388,47 @@ mod tests {
         }
         assert_eq!((compact.count(), compact.max()), (full.count(), full.max()));
         assert_eq!(CompactHistogram::default().quantile(0.5), None);
+    }
+
+    /// Summaries merged give the quantiles of all the journeys together (buckets added),
+    /// not an average of each one's quantiles.
+    #[test]
+    fn merged_summaries_are_the_summary_of_all() {
+        let journey = |poll: u64, total: Option<u64>| {
+            let mut journey = Journey::default();
+            journey.stages_ns.poll = Some(poll);
+            journey.stages_ns.total = total;
+            journey
+        };
+        let (mut all, mut fast, mut slow) = Default::default();
+        for n in 0..900u64 {
+            let one = journey(1_000 + n, Some(10_000 + n));
+            StageSummary::add(&mut all, &one);
+            StageSummary::add(&mut fast, &one);
+        }
+        for n in 0..100u64 {
+            let one = journey(1_000_000 + n * 1000, (n % 2 == 0).then_some(5_000_000));
+            StageSummary::add(&mut all, &one);
+            StageSummary::add(&mut slow, &one);
+        }
+        let mut merged: StageSummary = fast.clone();
+        merged.merge(&slow);
+        assert_eq!(merged.journeys, 1000);
+        assert_eq!(merged.table(), all.table());
+        for stage in [Stage::Poll, Stage::Total] {
+            let (merged, all) = (merged.stage(stage).unwrap(), all.stage(stage).unwrap());
+            assert_eq!((merged.count(), merged.max()), (all.count(), all.max()));
+            for q in [0.5, 0.9, 0.99] {
+                assert_eq!(merged.quantile(q), all.quantile(q), "{stage:?} {q}");
+            }
+        }
+        // The p99 of the whole is the slow tail's, not the mean of the two p99s.
+        let p99 = merged.stage(Stage::Poll).unwrap().quantile(0.99).unwrap();
+        assert!(p99 > 1_000_000, "{p99}");
+        assert!(merged.stage(Stage::Stack).is_none());
+        let mut empty = StageSummary::default();
+        empty.merge(&StageSummary::default());
+        assert_eq!(empty.table(), StageSummary::default().table());
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Shown {
     pub count: Option<u64>,
     /// Which journeys.
     pub filter: JourneyFilter,
+    /// Members appended to every JSON object (`sink::jsonl::extra_members`): the host and
+    /// file of each journey when `report` reads several recordings; empty otherwise.
+    pub json_extra: String,
 }
 
 /// Prints journeys (text lines or JSON objects) and summaries.
@@ -82,7 +85,7 @@ impl<W: io::Write> JourneySink<W> {
             if self.output.json {
                 let mut line = std::mem::take(&mut self.line);
                 line.clear();
-                jsonl::write(&journey, &mut line);
+                jsonl::write_with(&journey, &self.output.json_extra, &mut line);
                 self.write_line(&line);
                 self.line = line;
             } else {

@@ -148,6 +148,13 @@ impl EndingCounts {
         self.0[ending as usize] += 1;
     }
 
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &EndingCounts) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+
     /// The count of a reason given as text, if non-zero (as a map of the non-zero counts).
     pub fn get(&self, reason: &str) -> Option<&u64> {
         Ending::ALL

@@ -1,7 +1,7 @@
 //! The report gathered as journeys stream past, against the whole list.
 
 use super::*;
-use crate::journey::EngineConfig;
+use crate::{journey::EngineConfig, sink::analysis::EventCounts};
 
 /// A fixture's journeys, and its events, through a tracker.
 fn fixture(name: &str) -> (crate::recording::Recording, Vec<Journey>, Tracker) {
@@ -129,4 +129,76 @@ fn gathered_equals_whole(name: &str) {
         let line = format!("  tid {tid:<8} voluntary {voluntary:>6}  involuntary {involuntary:>6}");
         assert!(text.contains(&line), "{line}");
     }
+}
+
+/// Two recordings' parts: the totals are the sums, each host has its own section (its own
+/// stage table), breakdowns and switches name the host; one part is the single report.
+#[test]
+fn parts_of_two_recordings_merge() {
+    let gathered = |name: &str| {
+        let (recording, journeys, tracker) = fixture(name);
+        let mut data = ReportData::new(&recording.meta, 3);
+        data.events(&recording.events);
+        journeys.iter().for_each(|journey| data.journey(journey));
+        (recording, data, tracker)
+    };
+    let (rec_a, data_a, tracker_a) = gathered("loopback/udp-tcp-2s.trc");
+    let (rec_b, data_b, tracker_b) = gathered("nic-download/eth0-pip-download.trc");
+    fn part<'a>(
+        label: Option<&'a str>,
+        recording: &'a crate::recording::Recording,
+        data: &'a ReportData,
+        tracker: &'a Tracker,
+    ) -> ReportPart<'a> {
+        ReportPart {
+            label,
+            version: 2,
+            meta: &recording.meta,
+            data,
+            incomplete: &tracker.engine().stats().incomplete,
+            trailer: None,
+        }
+    }
+    let (rec_a, rec_b) = (&rec_a, &rec_b);
+    let (tracker_a, tracker_b) = (&tracker_a, &tracker_b);
+    let alone = report_text(&[part(None, rec_a, &data_a, tracker_a)]);
+    assert_eq!(alone, data_a.text(2, &rec_a.meta, tracker_a, None));
+    let parts = [
+        part(Some("a"), rec_a, &data_a, tracker_a),
+        part(Some("b"), rec_b, &data_b, tracker_b),
+    ];
+    let text = report_text(&parts);
+    let (a, b) = (data_a.summary.journeys, data_b.summary.journeys);
+    let (complete_a, complete_b) = (data_a.complete, data_b.complete);
+    assert!(
+        text.contains(&format!(
+            "\n== {} journeys, {} complete ==\n",
+            a + b,
+            complete_a + complete_b
+        )),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("recordings: 2 files from 1 host, "),
+        "{text}"
+    );
+    for (label, data) in [("a", &data_a), ("b", &data_b)] {
+        let head = format!(
+            "  {label}: {} journeys, {} complete, {} incomplete\n",
+            data.summary.journeys,
+            data.complete,
+            data.summary.journeys - data.complete
+        );
+        let table: String = data
+            .summary
+            .table()
+            .lines()
+            .map(|line| format!("    {line}\n"))
+            .collect();
+        assert!(text.contains(&(head + &table)), "{label}: {text}");
+    }
+    assert!(text.contains("  a: lo "), "{text}");
+    assert!(text.contains("  b: eth0 "), "{text}");
+    assert!(text.contains("  a tid "), "{text}");
+    assert!(text.contains("incomplete: 4 dropped"), "{text}");
 }
