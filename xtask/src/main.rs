@@ -67,8 +67,9 @@ enum Task {
         #[arg(long)]
         quick: bool,
         /// Run one section only and print it (BENCHMARKS.md is left alone): `offline`
-        /// (recording size, report speed and memory, linearity of report and exports) or
-        /// `filtered`.
+        /// (recording size, report speed and memory, linearity of report and exports),
+        /// `filtered` (a flood while filtering for a quiet port) or `pingpong` (latency
+        /// overhead and each eBPF program's cost, BTF and classic tracepoints).
         #[arg(long, value_name = "SECTION")]
         only: Option<String>,
     },

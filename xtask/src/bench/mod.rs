@@ -38,7 +38,17 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
                 date()?
             ),
             "filtered" => filtered_section(&filtered::measure(&tracer, &dir, quick)?)?,
-            other => anyhow::bail!("no bench section {other:?}; sections: offline, filtered"),
+            "pingpong" => {
+                ensure_bench_tools()?;
+                format!(
+                    "{}\nThis section: `{command}` on {}.\n",
+                    pingpong_section(&pingpong::measure(&tracer, &dir, quick)?)?,
+                    date()?
+                )
+            }
+            other => {
+                anyhow::bail!("no bench section {other:?}; sections: offline, filtered, pingpong")
+            }
         };
         let _ = std::fs::remove_dir_all(&dir);
         println!("{text}");
@@ -80,6 +90,62 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
         kernel.trim(),
     )?;
     text.push_str(&offline.text()?);
+    text.push_str(&pingpong_section(&pingpong)?);
+    writeln!(
+        text,
+        "\n## Throughput overhead on a loopback TCP stream (iperf3)\n\n\
+         iperf3 over 127.0.0.1, {} s per run, median of {} runs each, same configurations. During the \
+         tracer's runs it rebuilt {} complete journeys, {} events lost.\n\n\
+         | configuration | throughput | ratio to no tracer |\n|---|---:|---:|",
+        stream.seconds, stream.rounds, stream.journeys, stream.lost,
+    )?;
+    let base = stream.throughput[0].1;
+    for (config, gbits) in &stream.throughput {
+        writeln!(
+            text,
+            "| {} | {gbits:.2} Gbit/s | {:.3} |",
+            config.name(),
+            gbits / base
+        )?;
+    }
+    let best = steps
+        .iter()
+        .filter(|step| step.exit.lost == 0)
+        .map(|step| step.rate())
+        .fold(0.0, f64::max);
+    writeln!(
+        text,
+        "\n## Event rate without loss, and the tracer's CPU per event\n\n\
+         `tracer live --json > /dev/null` under each load for {rate_seconds} s (floods: `tracer traffic` with no gap; \
+         sched pipe: `perf bench sched pipe -T` pinned to CPU 1). Events are the ones the tracer read; CPU is \
+         the tracer process's own (utime, stime) over the load. Highest rate with zero lost: **{} ev/s** \
+         (target: the highest this machine generates). User CPU target: <= 100 ns per event.\n\n\
+         | load | events/s | lost | tracer CPU | user ns/event | user+sys ns/event |\n\
+         |---|---:|---:|---:|---:|---:|",
+        human(best),
+    )?;
+    for step in &steps {
+        writeln!(
+            text,
+            "| {} | {} | {} | {:.0}% | {:.0} | {:.0} |",
+            step.load,
+            human(step.rate()),
+            step.exit.lost,
+            100.0 * (step.user + step.system) / step.seconds,
+            step.user_ns_per_event(),
+            step.cpu_ns_per_event(),
+        )?;
+    }
+    text.push_str(&filtered_section(&filtered)?);
+    println!("{text}");
+    std::fs::write(root.join("BENCHMARKS.md"), &text)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The ping-pong latencies in both settings, then each program's cost.
+fn pingpong_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
+    let mut text = String::new();
     writeln!(
         text,
         "\n## Latency overhead on a loopback UDP ping-pong (sockperf, 64 B)\n"
@@ -126,73 +192,63 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
             latency / base
         )?;
     }
-    writeln!(
-        text,
-        "\n## Throughput overhead on a loopback TCP stream (iperf3)\n\n\
-         iperf3 over 127.0.0.1, {} s per run, median of {} runs each, same configurations. During the \
-         tracer's runs it rebuilt {} complete journeys, {} events lost.\n\n\
-         | configuration | throughput | ratio to no tracer |\n|---|---:|---:|",
-        stream.seconds, stream.rounds, stream.journeys, stream.lost,
-    )?;
-    let base = stream.throughput[0].1;
-    for (config, gbits) in &stream.throughput {
-        writeln!(
-            text,
-            "| {} | {gbits:.2} Gbit/s | {:.3} |",
-            config.name(),
-            gbits / base
-        )?;
-    }
-    let total_ns: f64 = pingpong
-        .programs
-        .iter()
-        .map(|(_, runs, ns)| *runs as f64 * ns)
-        .sum();
+    text.push_str(&costs_section(pingpong)?);
+    Ok(text)
+}
+
+/// Each program's bpf_stats cost, BTF tracepoints beside classic ones.
+fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
+    let mut text = String::new();
+    let [btf, classic] = &pingpong.costs[..] else {
+        anyhow::bail!("expected the BTF and the classic bpf_stats runs");
+    };
     writeln!(
         text,
         "\n## Cost of each eBPF program (kernel bpf_stats)\n\n\
-         One more {} s tracer ping-pong run with `kernel.bpf_stats_enabled=1` (not one of the latency runs: \
-         the accounting costs time of its own). All programs together: {:.0} ns per ping-pong packet.\n\n\
-         | program | runs | ns per run |\n|---|---:|---:|",
-        pingpong.seconds,
-        total_ns / pingpong.stats_packets.max(1) as f64,
-    )?;
-    for (name, runs, ns) in &pingpong.programs {
-        writeln!(text, "| {name} | {runs} | {ns:.0} |")?;
-    }
-    let best = steps
-        .iter()
-        .filter(|step| step.exit.lost == 0)
-        .map(|step| step.rate())
-        .fold(0.0, f64::max);
-    writeln!(
-        text,
-        "\n## Event rate without loss, and the tracer's CPU per event\n\n\
-         `tracer live --json > /dev/null` under each load for {rate_seconds} s (floods: `tracer traffic` with no gap; \
-         sched pipe: `perf bench sched pipe -T` pinned to CPU 1). Events are the ones the tracer read; CPU is \
-         the tracer process's own (utime, stime) over the load. Highest rate with zero lost: **{} ev/s** \
-         (target: the highest this machine generates). User CPU target: <= 100 ns per event.\n\n\
-         | load | events/s | lost | tracer CPU | user ns/event | user+sys ns/event |\n\
+         Two more {} s tracer ping-pong runs with `kernel.bpf_stats_enabled=1` (not latency runs: the \
+         accounting costs time of its own): `tracer live` (BTF tracepoints where the kernel has BTF, \
+         the default) and `tracer live --classic-tracepoints`. bpf_stats counts a program's own run \
+         time only: a classic tracepoint also formats its record before the program runs, which \
+         neither column includes. All programs together: **{:.0} ns** per ping-pong packet with BTF \
+         tracepoints, {:.0} ns classic (target: <= 1200 ns).\n\n\
+         Recursion misses (runs the kernel skipped because another tracing program was running on \
+         that CPU; counted as lost events): BTF tracepoints {}; classic {}.\n\n\
+         | program | BTF: runs | BTF: ns per run | BTF: ns per packet | classic: ns per run | classic: ns per packet |\n\
          |---|---:|---:|---:|---:|---:|",
-        human(best),
+        pingpong.seconds,
+        btf.ns_per_packet(),
+        classic.ns_per_packet(),
+        btf.recursion_misses,
+        classic.recursion_misses,
     )?;
-    for step in &steps {
+    for (name, runs, ns) in &btf.programs {
+        let twin = classic
+            .programs
+            .iter()
+            .find(|(program, ..)| program_key(program) == program_key(name));
+        let (classic_run, classic_packet) = twin.map_or_else(
+            || ("-".to_owned(), "-".to_owned()),
+            |(program, _, ns)| {
+                let packet = classic.program_ns_per_packet(program).unwrap_or_default();
+                (format!("{ns:.0}"), format!("{packet:.0}"))
+            },
+        );
         writeln!(
             text,
-            "| {} | {} | {} | {:.0}% | {:.0} | {:.0} |",
-            step.load,
-            human(step.rate()),
-            step.exit.lost,
-            100.0 * (step.user + step.system) / step.seconds,
-            step.user_ns_per_event(),
-            step.cpu_ns_per_event(),
+            "| {name} | {runs} | {ns:.0} | {:.0} | {classic_run} | {classic_packet} |",
+            btf.program_ns_per_packet(name).unwrap_or_default(),
         )?;
     }
-    text.push_str(&filtered_section(&filtered)?);
-    println!("{text}");
-    std::fs::write(root.join("BENCHMARKS.md"), &text)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(text)
+}
+
+/// A program's name without its BTF suffix, as bpftool shows it (cut to 15 bytes:
+/// `sched_switch_btf` is `sched_switch_bt`), so the two forms of one tracepoint match.
+fn program_key(name: &str) -> &str {
+    ["_btf", "_bt", "_b"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name)
 }
 
 fn date() -> anyhow::Result<String> {

@@ -48,14 +48,17 @@ pub const TRACEPOINTS: &[&str] = &[
 pub enum Config {
     NoTracer,
     TracerLive,
+    /// `tracer live --classic-tracepoints`: the path of kernels without BTF.
+    TracerClassic,
     PerfRecord,
     Bpftrace,
 }
 
 impl Config {
-    pub const ALL: [Config; 4] = [
+    pub const ALL: [Config; 5] = [
         Config::NoTracer,
         Config::TracerLive,
+        Config::TracerClassic,
         Config::PerfRecord,
         Config::Bpftrace,
     ];
@@ -64,6 +67,7 @@ impl Config {
         match self {
             Config::NoTracer => "no tracer",
             Config::TracerLive => "tracer live",
+            Config::TracerClassic => "tracer live --classic-tracepoints",
             Config::PerfRecord => "perf record",
             Config::Bpftrace => "bpftrace",
         }
@@ -76,6 +80,15 @@ impl Config {
             Config::TracerLive => (
                 tracer.display().to_string(),
                 vec!["live".into(), "--json".into()],
+                TRACER_READY,
+            ),
+            Config::TracerClassic => (
+                tracer.display().to_string(),
+                vec![
+                    "live".into(),
+                    "--json".into(),
+                    "--classic-tracepoints".into(),
+                ],
                 TRACER_READY,
             ),
             Config::PerfRecord => {

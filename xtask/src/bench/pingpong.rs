@@ -23,10 +23,38 @@ pub struct PingPong {
     pub journeys: u64,
     pub packets: u64,
     pub lost: u64,
-    /// Per tracer program in the bpf_stats run: (name, runs, ns per run).
+    /// The bpf_stats runs: BTF tracepoints (the default), then classic ones.
+    pub costs: Vec<Costs>,
+}
+
+/// One bpf_stats run of a tracer configuration.
+pub struct Costs {
+    /// Per program: (name, runs, ns per run).
     pub programs: Vec<(String, u64, f64)>,
-    /// Packets of the bpf_stats run, for eBPF ns per packet.
-    pub stats_packets: u64,
+    /// Packets sockperf sent and received in the run, for eBPF ns per packet.
+    pub packets: u64,
+    /// The tracer's exit line on recursion misses (runs the kernel skipped).
+    pub recursion_misses: String,
+}
+
+impl Costs {
+    /// eBPF ns per ping-pong packet, all programs together.
+    pub fn ns_per_packet(&self) -> f64 {
+        let total: f64 = self
+            .programs
+            .iter()
+            .map(|(_, runs, ns)| *runs as f64 * ns)
+            .sum();
+        total / self.packets.max(1) as f64
+    }
+
+    /// ns per packet of the program named `name`, if it ran.
+    pub fn program_ns_per_packet(&self, name: &str) -> Option<f64> {
+        self.programs
+            .iter()
+            .find(|(program, ..)| program == name)
+            .map(|(_, runs, ns)| *runs as f64 * ns / self.packets.max(1) as f64)
+    }
 }
 
 struct Sockperf {
@@ -127,9 +155,12 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
 
     // bpf_stats on for one more tracer run only: the kernel's accounting has a cost of its own.
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
-    let stats = program_costs(tracer, dir, seconds);
+    let stats: anyhow::Result<Vec<Costs>> = [Config::TracerLive, Config::TracerClassic]
+        .into_iter()
+        .map(|config| program_costs(tracer, dir, seconds, config))
+        .collect();
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=0"])?;
-    let (programs, stats_packets) = stats?;
+    let costs = stats?;
     Ok(PingPong {
         seconds,
         rounds,
@@ -138,17 +169,14 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
         journeys: totals.journeys,
         packets: totals.workload,
         lost: totals.lost,
-        programs,
-        stats_packets,
+        costs,
     })
 }
 
-/// Per program (name, runs, ns per run), and the packets of that run.
-type Costs = (Vec<(String, u64, f64)>, u64);
-
-fn program_costs(tracer: &Path, dir: &Path, seconds: u64) -> anyhow::Result<Costs> {
-    let before: Vec<u64> = program_stats()?.into_iter().map(|(id, ..)| id).collect();
-    let running = Config::TracerLive.start(tracer, dir)?.expect("a tracer");
+fn program_costs(tracer: &Path, dir: &Path, seconds: u64, config: Config) -> anyhow::Result<Costs> {
+    let running = config.start(tracer, dir)?.expect("a tracer");
+    // This tracer's own programs only: another tracer on the host sees the same packets.
+    let own = program_ids(running.pid())?;
     let zero: BTreeMap<u64, (u64, u64)> = program_stats()?
         .into_iter()
         .map(|(id, _, time, runs)| (id, (time, runs)))
@@ -156,20 +184,50 @@ fn program_costs(tracer: &Path, dir: &Path, seconds: u64) -> anyhow::Result<Cost
     let run = ping_pong(seconds);
     let mut programs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (id, name, run_time, runs) in program_stats()? {
-        if !before.contains(&id) {
+        if own.contains(&id) {
             let (time0, runs0) = zero.get(&id).copied().unwrap_or_default();
             let entry = programs.entry(name).or_default();
             entry.0 += run_time - time0;
             entry.1 += runs - runs0;
         }
     }
-    running.stop()?;
-    let programs = programs
+    let stderr = running.stop()?;
+    let recursion_misses = stderr
+        .lines()
+        .find_map(|line| line.split("recursion misses: ").nth(1))
+        .unwrap_or("not reported")
+        .to_owned();
+    let mut programs: Vec<(String, u64, f64)> = programs
         .into_iter()
         .filter(|(_, (_, runs))| *runs > 0)
         .map(|(name, (run_time, runs))| (name, runs, run_time as f64 / runs as f64))
         .collect();
-    Ok((programs, run?.packets))
+    // Costliest per packet first.
+    programs.sort_by(|a, b| (b.1 as f64 * b.2).total_cmp(&(a.1 as f64 * a.2)));
+    Ok(Costs {
+        programs,
+        packets: run?.packets,
+        recursion_misses,
+    })
+}
+
+/// Ids of the eBPF programs process `pid` holds (`prog_id:` of its fds' fdinfo).
+fn program_ids(pid: u32) -> anyhow::Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        ids.extend(
+            info.lines()
+                .filter_map(|line| line.strip_prefix("prog_id:"))
+                .filter_map(|id| id.trim().parse::<u64>().ok()),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    anyhow::ensure!(!ids.is_empty(), "no eBPF program held by process {pid}");
+    Ok(ids)
 }
 
 /// run_time_ns and run_cnt of every loaded program (`bpftool prog show`, bpf_stats on).
