@@ -4,7 +4,7 @@
 //! struct (the offset is a frozen global, so it is a known constant), with no helper call.
 //! The kernel turns such loads into fault-tolerant ones: a bad pointer reads as zero.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use aya_ebpf::helpers::bpf_probe_read_kernel;
 use tracer_common::{Member, NAME_LEN, abi::NO_OFFSET};
 
 use crate::globals::member;
@@ -35,14 +35,22 @@ pub(crate) fn probe<T: Copy + Default>(base: u64, m: Member) -> T {
 }
 
 /// Copies the 16-byte name at member `m` of the struct at `base` (a task's comm, a
-/// device's name) into `dst`.
+/// device's name) into `dst`: two plain 8-byte loads (the verifier allows loads anywhere
+/// inside a char array member), no helper call. The kernel pads both names with zeros.
 #[inline(always)]
 pub(crate) fn read_name(base: u64, m: Member, dst: &mut [u8; NAME_LEN]) {
     let off = member(m);
     if off == NO_OFFSET || base == 0 {
         return;
     }
-    let src = (base + u64::from(off)) as *const u8;
-    // SAFETY: the helper bounds the copy by dst's length and checks the source.
-    let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, dst) };
+    let at = base + u64::from(off);
+    // SAFETY: loads the verifier checks against the BTF type of `base` at these offsets.
+    let (low, high) = unsafe {
+        (
+            core::ptr::read_volatile(at as *const u64),
+            core::ptr::read_volatile((at + 8) as *const u64),
+        )
+    };
+    dst[..8].copy_from_slice(&low.to_le_bytes());
+    dst[8..].copy_from_slice(&high.to_le_bytes());
 }
