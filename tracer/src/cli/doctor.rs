@@ -242,7 +242,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
                 ..ProbeOptions::default()
             };
             match Probes::load(&options) {
-                Ok(probes) => {
+                Ok(mut probes) => {
                     mark(
                         &mut rows,
                         "eBPF load, ring buffer",
@@ -250,10 +250,10 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
                         format!("{} programs attached", probes.attached.len()),
                     );
                     Some((
-                        probes.skipped,
-                        probes.btf_attached,
-                        probes.classic_why,
-                        probes.attached,
+                        std::mem::take(&mut probes.skipped),
+                        std::mem::take(&mut probes.btf_attached),
+                        std::mem::take(&mut probes.classic_why),
+                        std::mem::take(&mut probes.attached),
                     ))
                 }
                 Err(err) => {

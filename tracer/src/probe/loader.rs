@@ -495,6 +495,25 @@ fn attach_btf(
     Ok(())
 }
 
+impl Drop for Probes {
+    /// Detaches every program before the object goes. Each detach waits for an RCU grace
+    /// period (8-40 ms here), so one after the other they took seconds; one thread per
+    /// program lets the waits overlap and the tracer stop at once.
+    fn drop(&mut self) {
+        std::thread::scope(|scope| {
+            for (_, program) in self.ebpf.programs_mut() {
+                scope.spawn(move || {
+                    let _ = match program {
+                        aya::programs::Program::TracePoint(p) => p.unload(),
+                        aya::programs::Program::BtfTracePoint(p) => p.unload(),
+                        _ => Ok(()),
+                    };
+                });
+            }
+        });
+    }
+}
+
 impl std::fmt::Debug for Probes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Probes")
