@@ -25,6 +25,7 @@ mod stats;
 use std::{borrow::Cow, collections::VecDeque};
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use tracer_common::{Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, NAME_LEN};
 
@@ -41,6 +42,10 @@ use sockets::SocketQueue;
 const MAX_COMMS: usize = 65_536;
 /// Events between two sweeps of the link tables.
 const SWEEP_EVERY: u64 = 1 << 16;
+
+/// Journey ids of one link (a thread's wakeup, its read): nearly always one or two, held
+/// inline so that following a packet allocates nothing for them.
+type Ids = SmallVec<[u64; 2]>;
 
 /// Where a followed packet is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,11 +98,11 @@ pub struct Engine {
     /// kernel coalesced one into another in the socket backlog (then only the surviving skb
     /// passes tcp_probe, carrying both payloads).
     unlinked_tcp: Vec<u64>,
-    woken: FxHashMap<u32, Vec<u64>>,
+    woken: FxHashMap<u32, Ids>,
     /// Packets whose last byte the current syscall of a thread returned.
-    reading: FxHashMap<u32, Vec<u64>>,
+    reading: FxHashMap<u32, Ids>,
     /// Packets the current syscall of a thread returned only part of.
-    touched: FxHashMap<u32, Vec<u64>>,
+    touched: FxHashMap<u32, Ids>,
     comms: FxHashMap<u32, Shared>,
     /// Device names seen in events, interned: a journey's `dev` is then a shared count.
     devs: FxHashMap<[u8; NAME_LEN], Shared>,
@@ -270,9 +275,9 @@ impl Engine {
             + self.awaiting_ready.values().map(Vec::len).sum::<usize>()
             + self.unlinked_tcp.len()
             + self.sockets.values().map(|q| q.ids.len()).sum::<usize>()
-            + self.woken.values().map(Vec::len).sum::<usize>()
-            + self.reading.values().map(Vec::len).sum::<usize>()
-            + self.touched.values().map(Vec::len).sum::<usize>()
+            + self.woken.values().map(|ids| ids.len()).sum::<usize>()
+            + self.reading.values().map(|ids| ids.len()).sum::<usize>()
+            + self.touched.values().map(|ids| ids.len()).sum::<usize>()
             + self.by_task.values().map(VecDeque::len).sum::<usize>()
             + self.comms.len()
             + self.owners.len()
