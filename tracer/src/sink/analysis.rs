@@ -50,6 +50,9 @@ pub struct EventTally {
     polls: FxHashMap<[u8; NAME_LEN], (u64, u64)>,
     irqs: FxHashMap<u32, u64>,
     packets: FxHashMap<[u8; NAME_LEN], u64>,
+    /// The device of the last packets received and their count, not yet in `packets`: a
+    /// flood comes from one device, so most receives skip the hash.
+    last_packets: Option<([u8; NAME_LEN], u64)>,
     switches: FxHashMap<u32, (u64, u64)>,
 }
 
@@ -63,7 +66,14 @@ impl EventTally {
                 entry.1 += u64::from(event.arg0);
             }
             Some(EventKind::IrqHandlerEntry) => *self.irqs.entry(event.arg0).or_default() += 1,
-            Some(EventKind::NetifReceiveSkb) => *self.packets.entry(event.name).or_default() += 1,
+            Some(EventKind::NetifReceiveSkb) => match &mut self.last_packets {
+                Some((dev, n)) if *dev == event.name => *n += 1,
+                last => {
+                    if let Some((dev, n)) = last.replace((event.name, 1)) {
+                        *self.packets.entry(dev).or_default() += n;
+                    }
+                }
+            },
             Some(EventKind::SchedSwitch) => {
                 let entry = self.switches.entry(event.tid).or_default();
                 // prev_state 0 (TASK_RUNNING): preempted; anything else: it blocked.
@@ -101,7 +111,8 @@ impl EventTally {
                 *counts.nic_irqs.entry(dev.clone()).or_default() += n;
             }
         }
-        for (dev, n) in &self.packets {
+        let last = self.last_packets.iter().map(|(dev, n)| (dev, n));
+        for (dev, n) in self.packets.iter().chain(last) {
             *counts.packets.entry(name(dev)).or_default() += n;
         }
         counts.switches = self
