@@ -2,7 +2,10 @@
 //! journeys, NAPI arithmetic and the context switches of the readers. Pure: journeys and
 //! events in, text out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    hash::BuildHasher,
+};
 
 use rustc_hash::FxHashMap;
 use tracer_common::{Event, EventKind, NAME_LEN};
@@ -29,10 +32,10 @@ pub struct EventCounts {
 impl EventCounts {
     /// Counts `events`; `irq_devices` maps network IRQs to devices, `readers` are the tids
     /// whose switches are counted.
-    pub fn count(
+    pub fn count<S: BuildHasher>(
         events: &[Event],
         irq_devices: &HashMap<u32, String>,
-        readers: &HashSet<u32>,
+        readers: &HashSet<u32, S>,
     ) -> Self {
         let mut tally = EventTally::default();
         for event in events {
@@ -89,10 +92,10 @@ impl EventTally {
 
     /// The counts: devices by name, network IRQs by device (`irq_devices`), the switches of
     /// `readers`.
-    pub fn counts(
+    pub fn counts<S: BuildHasher>(
         &self,
         irq_devices: &HashMap<u32, String>,
-        readers: &HashSet<u32>,
+        readers: &HashSet<u32, S>,
     ) -> EventCounts {
         let name = |bytes: &[u8; NAME_LEN]| {
             crate::source::decode::name(&Event {
