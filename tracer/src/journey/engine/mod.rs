@@ -419,7 +419,7 @@ impl Engine {
             self.discard(id);
             return;
         }
-        let Some(open) = self.open.remove(&id) else {
+        let Some(mut open) = self.open.remove(&id) else {
             return;
         };
         if self.skbs.get(&open.skb) == Some(&id) {
@@ -445,7 +445,8 @@ impl Engine {
                 .map_or_else(|| "no payload".to_owned(), |flags| flags.to_string());
             *self.stats.control.entry(flags).or_default() += 1;
             if self.config.keep_unsocketed {
-                out.push(finalize::finalize(open, incomplete, self.config.degraded));
+                finalize::finalize(&mut open, incomplete, self.config.degraded);
+                out.push(open.journey);
             }
             return;
         }
@@ -468,7 +469,8 @@ impl Engine {
         if dropped && !data_drop {
             self.stats.dropped_unknown += 1;
             if self.config.keep_unsocketed {
-                out.push(finalize::finalize(open, incomplete, self.config.degraded));
+                finalize::finalize(&mut open, incomplete, self.config.degraded);
+                out.push(open.journey);
             }
             return;
         }
@@ -476,7 +478,8 @@ impl Engine {
             self.count_unsocketed(incomplete.unwrap_or(Ending::NoSocket));
             return;
         }
-        let journey = finalize::finalize(open, incomplete, self.config.degraded);
+        finalize::finalize(&mut open, incomplete, self.config.degraded);
+        let journey = open.journey;
         self.stats.journeys_emitted += 1;
         if data_drop {
             self.stats.dropped += 1;
