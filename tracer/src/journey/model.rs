@@ -210,6 +210,10 @@ pub struct Missing {
     pub reason: Cow<'static, str>,
 }
 
+/// The stages a journey does not have, with their reasons: two or fewer for nearly every
+/// journey, held inline so that finishing one allocates nothing for them.
+pub type MissingStages = smallvec::SmallVec<[Missing; 2]>;
+
 /// One received packet's journey (the JSON lines record).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Journey {
@@ -298,7 +302,7 @@ pub struct Journey {
     pub stages_ns: StageDurations,
     /// It reached recv() return with no events lost on the way.
     pub complete: bool,
-    pub missing: Vec<Missing>,
+    pub missing: MissingStages,
     /// skb_drop_reason of the kfree_skb that ended it.
     pub drop_reason: Option<String>,
     /// Events were lost on a CPU while this journey was open: stages may be wrong or absent.

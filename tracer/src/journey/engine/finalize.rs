@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::{Degraded, Ending, Open};
-use crate::journey::model::{Missing, Stage, StageDurations};
+use crate::journey::model::{Missing, MissingStages, Stage, StageDurations};
 
 fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
     to?.checked_sub(from?)
@@ -39,7 +39,7 @@ pub(super) fn finalize(open: &mut Open, incomplete: Option<Ending>, degraded: De
     };
     stages.total = span(ts.first(), ts.recv_return);
     let virtual_dev = &*journey.dev == "lo" || journey.dev.starts_with("veth");
-    let mut missing = Vec::new();
+    let mut missing = MissingStages::new();
     let mut note = |stage: Stage, reason: &'static str| {
         missing.push(Missing {
             stage,
