@@ -28,13 +28,13 @@ pub const NEARBY: usize = 32;
 ///
 /// Events that arrive in order (nearly all: each at or after the last one queued) wait in a
 /// queue, O(1); so do those a little out of order (two CPUs' skews: older than one of the
-/// last [`NEARBY`] queued), inserted in place. Late ones (older than the horizon when they arrive: a capture appended to
-/// another, whose every event is late) are collected as they come and sorted once, at the
-/// release that takes them all: a nearly sorted batch sorts in about linear time. The rest
-/// (out of order within the window) wait in a heap keyed by (timestamp, arrival number),
-/// O(log n). While the heap and the late batch are empty, a release takes the queue's front
-/// alone. Release takes the earliest of the three fronts, so the order is that of one
-/// heap: by timestamp, equal stamps in arrival order.
+/// last [`NEARBY`] queued), inserted in place. Late ones (older than the horizon when they
+/// arrive: a capture appended to another, whose every event is late) are collected as they
+/// come and sorted once, at the release that takes them all: a nearly sorted batch sorts in
+/// about linear time. The rest (out of order within the window) wait in a heap keyed by
+/// (timestamp, arrival number), O(log n). While the heap and the late batch are empty, a
+/// release takes the queue's front alone; else the earliest of the three fronts, so the
+/// order is that of one heap: by timestamp, equal stamps in arrival order.
 #[derive(Debug)]
 pub struct Reorder {
     queue: VecDeque<Held>,
