@@ -2,7 +2,10 @@
 //! journeys, NAPI arithmetic and the context switches of the readers. Pure: journeys and
 //! events in, text out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    hash::BuildHasher,
+};
 
 use rustc_hash::FxHashMap;
 use tracer_common::{Event, EventKind, NAME_LEN};
@@ -29,10 +32,10 @@ pub struct EventCounts {
 impl EventCounts {
     /// Counts `events`; `irq_devices` maps network IRQs to devices, `readers` are the tids
     /// whose switches are counted.
-    pub fn count(
+    pub fn count<S: BuildHasher>(
         events: &[Event],
         irq_devices: &HashMap<u32, String>,
-        readers: &HashSet<u32>,
+        readers: &HashSet<u32, S>,
     ) -> Self {
         let mut tally = EventTally::default();
         for event in events {
@@ -50,6 +53,9 @@ pub struct EventTally {
     polls: FxHashMap<[u8; NAME_LEN], (u64, u64)>,
     irqs: FxHashMap<u32, u64>,
     packets: FxHashMap<[u8; NAME_LEN], u64>,
+    /// The device of the last packets received and their count, not yet in `packets`: a
+    /// flood comes from one device, so most receives skip the hash.
+    last_packets: Option<([u8; NAME_LEN], u64)>,
     switches: FxHashMap<u32, (u64, u64)>,
 }
 
@@ -63,7 +69,14 @@ impl EventTally {
                 entry.1 += u64::from(event.arg0);
             }
             Some(EventKind::IrqHandlerEntry) => *self.irqs.entry(event.arg0).or_default() += 1,
-            Some(EventKind::NetifReceiveSkb) => *self.packets.entry(event.name).or_default() += 1,
+            Some(EventKind::NetifReceiveSkb) => match &mut self.last_packets {
+                Some((dev, n)) if *dev == event.name => *n += 1,
+                last => {
+                    if let Some((dev, n)) = last.replace((event.name, 1)) {
+                        *self.packets.entry(dev).or_default() += n;
+                    }
+                }
+            },
             Some(EventKind::SchedSwitch) => {
                 let entry = self.switches.entry(event.tid).or_default();
                 // prev_state 0 (TASK_RUNNING): preempted; anything else: it blocked.
@@ -79,10 +92,10 @@ impl EventTally {
 
     /// The counts: devices by name, network IRQs by device (`irq_devices`), the switches of
     /// `readers`.
-    pub fn counts(
+    pub fn counts<S: BuildHasher>(
         &self,
         irq_devices: &HashMap<u32, String>,
-        readers: &HashSet<u32>,
+        readers: &HashSet<u32, S>,
     ) -> EventCounts {
         let name = |bytes: &[u8; NAME_LEN]| {
             crate::source::decode::name(&Event {
@@ -101,7 +114,8 @@ impl EventTally {
                 *counts.nic_irqs.entry(dev.clone()).or_default() += n;
             }
         }
-        for (dev, n) in &self.packets {
+        let last = self.last_packets.iter().map(|(dev, n)| (dev, n));
+        for (dev, n) in self.packets.iter().chain(last) {
             *counts.packets.entry(name(dev)).or_default() += n;
         }
         counts.switches = self

@@ -116,7 +116,7 @@ mod tests {
             id: 7,
             dev: "lo".into(),
             comm: Some("a,b".into()),
-            missing: vec![Missing {
+            missing: smallvec::smallvec![Missing {
                 stage: Stage::Irq,
                 reason: "no hard IRQ, loopback".into(),
             }],

@@ -354,7 +354,7 @@ mod tests {
                 total: Some(999_999_999_999),
             },
             complete: false,
-            missing: vec![
+            missing: smallvec::smallvec![
                 Missing {
                     stage: Stage::SoftirqWait,
                     reason: "no \"raise\"".into(),

@@ -2,12 +2,12 @@
 //! waterfalls, NAPI arithmetic, reader context switches, incomplete journeys.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     hash::Hash,
     net::IpAddr,
 };
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tracer_common::Event;
 
 use super::{
@@ -22,24 +22,68 @@ use crate::{
 /// Flows listed in the report's top-flows table at most.
 const TOP_FLOWS: usize = 10;
 
+/// Values by a key: each key's place in a vector, and the last key used, which consecutive
+/// journeys mostly share (a flood's device, IRQ, CPU, reader and flow): then a comparison,
+/// not a hash.
+#[derive(Debug)]
+struct Keyed<K, V> {
+    at: FxHashMap<K, usize>,
+    values: Vec<V>,
+    last: Option<(K, usize)>,
+}
+
+impl<K, V> Default for Keyed<K, V> {
+    fn default() -> Self {
+        Self {
+            at: FxHashMap::default(),
+            values: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Default> Keyed<K, V> {
+    /// The value of `key`, added as its default if new.
+    fn get(&mut self, key: K) -> &mut V {
+        let at = match &self.last {
+            Some((last, at)) if *last == key => *at,
+            _ => {
+                let values = &mut self.values;
+                let at = *self.at.entry(key.clone()).or_insert_with(|| {
+                    values.push(V::default());
+                    values.len() - 1
+                });
+                self.last = Some((key, at));
+                at
+            }
+        };
+        &mut self.values[at]
+    }
+
+    /// Every key with its value (in no particular order).
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.at.iter().map(|(key, at)| (key, &self.values[*at]))
+    }
+}
+
 /// Journeys' totals by a key, named only when the report is written (a name is text to
 /// format; a key is a few fields to hash).
 #[derive(Debug)]
 struct Groups<K> {
-    by: FxHashMap<K, Histogram>,
+    by: Keyed<K, Histogram>,
 }
 
 impl<K> Default for Groups<K> {
     fn default() -> Self {
         Self {
-            by: FxHashMap::default(),
+            by: Keyed::default(),
         }
     }
 }
 
-impl<K: Hash + Eq> Groups<K> {
+impl<K: Hash + Eq + Clone> Groups<K> {
     fn add(&mut self, key: K, journey: &Journey) {
-        let histogram = self.by.entry(key).or_default();
+        let histogram = self.by.get(key);
         if let Some(total) = journey.stages_ns.total {
             histogram.record(total);
         }
@@ -48,7 +92,7 @@ impl<K: Hash + Eq> Groups<K> {
     /// The groups by name, in name order (keys that read the same are one group).
     fn named(&self, name: impl Fn(&K) -> String) -> BTreeMap<String, Histogram> {
         let mut named: BTreeMap<String, Histogram> = BTreeMap::new();
-        for (key, histogram) in &self.by {
+        for (key, histogram) in self.by.iter() {
             named.entry(name(key)).or_default().merge(histogram);
         }
         named
@@ -71,7 +115,7 @@ struct Breakdowns {
     irq: Groups<Option<Shared>>,
     cpu: Groups<Option<u16>>,
     task: Groups<(Option<Shared>, Option<u32>)>,
-    flow: FxHashMap<FlowKey, FlowStats>,
+    flow: Keyed<FlowKey, FlowStats>,
 }
 
 impl Breakdowns {
@@ -87,7 +131,7 @@ impl Breakdowns {
             journey.daddr,
             journey.dport,
         );
-        self.flow.entry(flow).or_default().add(journey);
+        self.flow.get(flow).add(journey);
     }
 
     /// The sections of the report, titled, each group named.
@@ -121,7 +165,7 @@ impl Breakdowns {
     /// are one flow).
     fn flows(&self) -> BTreeMap<String, FlowStats> {
         let mut named: BTreeMap<String, FlowStats> = BTreeMap::new();
-        for ((proto, saddr, sport, daddr, dport), stats) in &self.flow {
+        for ((proto, saddr, sport, daddr, dport), stats) in self.flow.iter() {
             let name = analysis::flow_key(&Journey {
                 proto: proto.clone(),
                 saddr: *saddr,
@@ -180,7 +224,8 @@ pub struct ReportData {
     log2: [Log2Histogram; Stage::ALL.len()],
     breakdowns: Breakdowns,
     slowest: Slowest,
-    readers: HashSet<u32>,
+    /// Tids of the readers (one insert per journey: a fast hash).
+    readers: FxHashSet<u32>,
 }
 
 impl ReportData {
@@ -201,7 +246,7 @@ impl ReportData {
             log2: Default::default(),
             breakdowns: Breakdowns::default(),
             slowest: Slowest::new(slowest),
-            readers: HashSet::new(),
+            readers: FxHashSet::default(),
         }
     }
 

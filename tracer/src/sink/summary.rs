@@ -130,14 +130,21 @@ impl Histogram {
 
 /// A [`Histogram`] that keeps only the buckets it uses, for the many small groups of a
 /// report (one per flow and stage): a few hundred bytes where a full one takes 8 KiB, the
-/// same buckets and so the same quantiles, a binary search to record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// same buckets and so the same quantiles, a binary search to record. One that has recorded
+/// [`DENSE_AFTER`] values turns into a full one (recording is then an index): a flood's one
+/// flow then costs no search per journey, and memory stays under a byte per journey.
+#[derive(Clone, Debug, Default)]
 pub struct CompactHistogram {
-    /// (bucket, count), by bucket.
+    /// (bucket, count), by bucket; empty once `dense`.
     buckets: Vec<(u16, u64)>,
+    /// Every bucket, once `count` reached [`DENSE_AFTER`].
+    dense: Option<Box<[u64; BUCKETS]>>,
     count: u64,
     max: u64,
 }
+
+/// Values a [`CompactHistogram`] records before it turns into a full one (8 KiB).
+pub const DENSE_AFTER: u64 = 1 << 16;
 
 impl CompactHistogram {
     /// Adds one value.
@@ -145,22 +152,56 @@ impl CompactHistogram {
         self.add(bucket(value) as u16, 1);
         self.count += 1;
         self.max = self.max.max(value);
+        if self.count == DENSE_AFTER {
+            self.densify();
+        }
     }
 
     fn add(&mut self, index: u16, n: u64) {
+        if let Some(dense) = &mut self.dense {
+            dense[usize::from(index)] += n;
+            return;
+        }
         match self.buckets.binary_search_by_key(&index, |(at, _)| *at) {
             Ok(at) => self.buckets[at].1 += n,
             Err(at) => self.buckets.insert(at, (index, n)),
         }
     }
 
+    /// Moves the counts into a full array.
+    fn densify(&mut self) {
+        let mut dense = Box::new([0; BUCKETS]);
+        for (index, n) in self.buckets.drain(..) {
+            dense[usize::from(index)] = n;
+        }
+        self.buckets = Vec::new();
+        self.dense = Some(dense);
+    }
+
+    /// The (bucket, count) pairs in bucket order, counts above zero.
+    fn used(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        let dense = self.dense.iter().flat_map(|dense| {
+            dense
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(index, n)| (index as u32, *n))
+        });
+        let sparse = self.buckets.iter().map(|(index, n)| (u32::from(*index), *n));
+        dense.chain(sparse)
+    }
+
     /// Adds every value `other` recorded.
     pub fn merge(&mut self, other: &CompactHistogram) {
-        for (index, n) in &other.buckets {
-            self.add(*index, *n);
+        for (index, n) in other.used() {
+            self.add(index as u16, n);
         }
+        let before = self.count;
         self.count += other.count;
         self.max = self.max.max(other.max);
+        if before < DENSE_AFTER && self.count >= DENSE_AFTER {
+            self.densify();
+        }
     }
 
     /// Values recorded.
@@ -175,9 +216,8 @@ impl CompactHistogram {
 
     /// The value at quantile `q` (0..=1), as [`Histogram::quantile`] gives it.
     pub fn quantile(&self, q: f64) -> Option<u64> {
-        let buckets = self.buckets.iter();
         quantile_of(
-            buckets.map(|(index, n)| (u32::from(*index), *n)),
+            self.used(),
             self.count,
             self.max,
             q,
@@ -362,7 +402,7 @@ mod tests {
     use super::*;
 
     /// The same values give the same quantiles in a compact histogram as in a full one,
-    /// recorded one by one or merged.
+    /// recorded one by one or merged, before and after it turns dense.
     #[test]
     fn a_compact_histogram_answers_as_a_full_one() {
         let mut seed = 0x853c_49e6_748f_ea9bu64;
@@ -371,7 +411,8 @@ mod tests {
             CompactHistogram::default(),
             [CompactHistogram::default(), CompactHistogram::default()],
         );
-        for index in 0..5000 {
+        // Past DENSE_AFTER in each half: sparse and dense both answer, and merge.
+        for index in 0..2 * DENSE_AFTER as usize + 5000 {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
@@ -379,9 +420,24 @@ mod tests {
             full.record(value);
             compact.record(value);
             halves[index % 2].record(value);
+            if index == 4999 {
+                for q in [0.0, 0.5, 0.99, 1.0] {
+                    assert_eq!(compact.quantile(q), full.quantile(q), "sparse, q {q}");
+                }
+            }
         }
         let [mut merged, other] = halves;
         merged.merge(&other);
+        // A sparse one merged into a dense one, and a dense one into an empty one.
+        let mut small = CompactHistogram::default();
+        small.record(123_456);
+        full.record(123_456);
+        compact.record(123_456);
+        merged.merge(&small);
+        let mut from_empty = CompactHistogram::default();
+        from_empty.merge(&merged);
+        assert!(from_empty.dense.is_some());
+        assert_eq!(from_empty.quantile(0.5), full.quantile(0.5));
         for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
             assert_eq!(compact.quantile(q), full.quantile(q), "q {q}");
             assert_eq!(merged.quantile(q), full.quantile(q), "merged, q {q}");

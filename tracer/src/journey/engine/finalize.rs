@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::{Degraded, Ending, Open};
-use crate::journey::model::{Journey, Missing, Stage, StageDurations};
+use crate::journey::model::{Missing, MissingStages, Stage, StageDurations};
 
 fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
     to?.checked_sub(from?)
@@ -14,15 +14,18 @@ fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
 const STILL_RUNNING: &str =
     "woken while still on its CPU (before it had switched out): no run queue wait, no switch in";
 
-/// Stage durations and missing-stage reasons of a finished journey.
-pub(super) fn finalize(open: Open, incomplete: Option<Ending>, degraded: Degraded) -> Journey {
+/// Stage durations and missing-stage reasons of a finished journey, written into its
+/// journey in place (the caller moves it out once: a journey is a few hundred bytes).
+pub(super) fn finalize(open: &mut Open, incomplete: Option<Ending>, degraded: Degraded) {
     let Open {
-        mut journey,
+        journey,
         softirq_unknown,
         raised_without_irq,
         woke_other,
         ..
     } = open;
+    let (softirq_unknown, raised_without_irq, woke_other) =
+        (*softirq_unknown, *raised_without_irq, *woke_other);
     let ts = journey.ts.clone();
     let mut stages = StageDurations {
         irq: span(ts.irq_entry, ts.irq_exit),
@@ -36,7 +39,7 @@ pub(super) fn finalize(open: Open, incomplete: Option<Ending>, degraded: Degrade
     };
     stages.total = span(ts.first(), ts.recv_return);
     let virtual_dev = &*journey.dev == "lo" || journey.dev.starts_with("veth");
-    let mut missing = Vec::new();
+    let mut missing = MissingStages::new();
     let mut note = |stage: Stage, reason: &'static str| {
         missing.push(Missing {
             stage,
@@ -147,5 +150,4 @@ pub(super) fn finalize(open: Open, incomplete: Option<Ending>, degraded: Degrade
     journey.complete = incomplete.is_none() && ts.recv_return.is_some() && !journey.lost_events;
     journey.stages_ns = stages;
     journey.missing = missing;
-    journey
 }

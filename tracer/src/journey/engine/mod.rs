@@ -21,10 +21,12 @@ mod packets;
 mod readers;
 mod sockets;
 mod stats;
+mod sweep;
 
 use std::{borrow::Cow, collections::VecDeque};
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use tracer_common::{Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, NAME_LEN};
 
@@ -41,6 +43,10 @@ use sockets::SocketQueue;
 const MAX_COMMS: usize = 65_536;
 /// Events between two sweeps of the link tables.
 const SWEEP_EVERY: u64 = 1 << 16;
+
+/// Journey ids of one link (a thread's wakeup, its read): nearly always one or two, held
+/// inline so that following a packet allocates nothing for them.
+type Ids = SmallVec<[u64; 2]>;
 
 /// Where a followed packet is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,14 +99,16 @@ pub struct Engine {
     /// kernel coalesced one into another in the socket backlog (then only the surviving skb
     /// passes tcp_probe, carrying both payloads).
     unlinked_tcp: Vec<u64>,
-    woken: FxHashMap<u32, Vec<u64>>,
+    woken: FxHashMap<u32, Ids>,
     /// Packets whose last byte the current syscall of a thread returned.
-    reading: FxHashMap<u32, Vec<u64>>,
+    reading: FxHashMap<u32, Ids>,
     /// Packets the current syscall of a thread returned only part of.
-    touched: FxHashMap<u32, Vec<u64>>,
+    touched: FxHashMap<u32, Ids>,
     comms: FxHashMap<u32, Shared>,
     /// Device names seen in events, interned: a journey's `dev` is then a shared count.
     devs: FxHashMap<[u8; NAME_LEN], Shared>,
+    /// The device named last: packets come in runs from one device (no hash, no memcmp).
+    last_dev: Option<([u8; NAME_LEN], Shared)>,
     /// `config.irq_devices` names, shared.
     irq_names: FxHashMap<u32, Shared>,
     /// Fallbacks: the reader each socket woke last, the sockets of each reader, and packets
@@ -215,69 +223,6 @@ impl Engine {
         }
     }
 
-    /// Drops links to journeys that are gone, and forgets task names when there are too many.
-    fn sweep(&mut self) {
-        let open = &self.open;
-        let before = self.table_entries();
-        self.skbs.retain(|_, id| open.contains_key(id));
-        for ids in self.awaiting_ready.values_mut() {
-            ids.retain(|id| open.contains_key(id));
-        }
-        self.awaiting_ready.retain(|_, ids| !ids.is_empty());
-        self.unlinked_tcp
-            .retain(|id| open.get(id).is_some_and(|o| o.phase == Phase::Stack));
-        for queue in self.sockets.values_mut() {
-            queue.ids.retain(|id| open.contains_key(id));
-        }
-        self.sockets.retain(|_, queue| !queue.is_idle());
-        for ids in self
-            .woken
-            .values_mut()
-            .chain(self.reading.values_mut())
-            .chain(self.touched.values_mut())
-        {
-            ids.retain(|id| open.contains_key(id));
-        }
-        self.woken.retain(|_, ids| !ids.is_empty());
-        self.reading.retain(|_, ids| !ids.is_empty());
-        self.touched.retain(|_, ids| !ids.is_empty());
-        for queue in self.by_task.values_mut() {
-            queue.retain(|id| open.contains_key(id));
-        }
-        self.by_task.retain(|_, queue| !queue.is_empty());
-        if self.comms.len() > MAX_COMMS {
-            self.comms.clear();
-            self.comms.extend(
-                self.config
-                    .comms
-                    .iter()
-                    .map(|(tid, comm)| (*tid, Shared::from(comm.as_str()))),
-            );
-        }
-        if self.owners.len() > MAX_COMMS {
-            self.owners.clear();
-            self.task_sockets.clear();
-        }
-        if self.sockets.len() > MAX_COMMS {
-            // Owners of sockets nobody has used for a while; queues with packets stay.
-            self.sockets.retain(|_, queue| !queue.ids.is_empty());
-        }
-        self.stats.swept += before.saturating_sub(self.table_entries()) as u64;
-    }
-
-    fn table_entries(&self) -> usize {
-        self.skbs.len()
-            + self.awaiting_ready.values().map(Vec::len).sum::<usize>()
-            + self.unlinked_tcp.len()
-            + self.sockets.values().map(|q| q.ids.len()).sum::<usize>()
-            + self.woken.values().map(Vec::len).sum::<usize>()
-            + self.reading.values().map(Vec::len).sum::<usize>()
-            + self.touched.values().map(Vec::len).sum::<usize>()
-            + self.by_task.values().map(VecDeque::len).sum::<usize>()
-            + self.comms.len()
-            + self.owners.len()
-    }
-
     /// Ends the oldest open journeys while more than `max_open` are open.
     fn evict(&mut self, out: &mut Vec<Journey>) {
         let max = if self.config.max_open == 0 {
@@ -321,7 +266,13 @@ impl Engine {
 
     /// The device name an event carries, interned.
     fn dev(&mut self, event: &Event) -> Shared {
+        if let Some((name, dev)) = &self.last_dev
+            && *name == event.name
+        {
+            return dev.clone();
+        }
         if let Some(dev) = self.devs.get(&event.name) {
+            self.last_dev = Some((event.name, dev.clone()));
             return dev.clone();
         }
         let dev = Shared::from(crate::source::decode::name(event).as_str());
@@ -414,7 +365,7 @@ impl Engine {
             self.discard(id);
             return;
         }
-        let Some(open) = self.open.remove(&id) else {
+        let Some(mut open) = self.open.remove(&id) else {
             return;
         };
         if self.skbs.get(&open.skb) == Some(&id) {
@@ -440,7 +391,8 @@ impl Engine {
                 .map_or_else(|| "no payload".to_owned(), |flags| flags.to_string());
             *self.stats.control.entry(flags).or_default() += 1;
             if self.config.keep_unsocketed {
-                out.push(finalize::finalize(open, incomplete, self.config.degraded));
+                finalize::finalize(&mut open, incomplete, self.config.degraded);
+                out.push(open.journey);
             }
             return;
         }
@@ -463,7 +415,8 @@ impl Engine {
         if dropped && !data_drop {
             self.stats.dropped_unknown += 1;
             if self.config.keep_unsocketed {
-                out.push(finalize::finalize(open, incomplete, self.config.degraded));
+                finalize::finalize(&mut open, incomplete, self.config.degraded);
+                out.push(open.journey);
             }
             return;
         }
@@ -471,7 +424,8 @@ impl Engine {
             self.count_unsocketed(incomplete.unwrap_or(Ending::NoSocket));
             return;
         }
-        let journey = finalize::finalize(open, incomplete, self.config.degraded);
+        finalize::finalize(&mut open, incomplete, self.config.degraded);
+        let journey = open.journey;
         self.stats.journeys_emitted += 1;
         if data_drop {
             self.stats.dropped += 1;

@@ -196,9 +196,10 @@ impl Engine {
     }
 
     pub(super) fn on_napi_poll(&mut self, event: &Event) {
-        let batch = std::mem::take(&mut self.cpu(event.cpu).batch);
-        for (index, id) in batch.iter().enumerate() {
-            if let Some(open) = self.open.get_mut(id) {
+        // Cleared, not taken: the batch keeps its capacity for the next poll (no allocation).
+        let batch = &mut self.cpus[event.cpu as usize].batch;
+        for (index, id) in batch.drain(..).enumerate() {
+            if let Some(open) = self.open.get_mut(&id) {
                 let journey = &mut open.journey;
                 journey.napi_batch_pos = Some(index as u32 + 1);
                 journey.napi_work = Some(event.arg0);

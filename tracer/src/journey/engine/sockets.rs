@@ -7,7 +7,7 @@ use std::{borrow::Cow, collections::VecDeque};
 use tracer_common::Event;
 
 use super::{
-    Ending, Engine, Phase,
+    Ending, Engine, Ids, Phase,
     packets::{IPPROTO_TCP, IPPROTO_UDP, proto_name},
 };
 use crate::journey::{Journey, model::Addr};
@@ -60,9 +60,9 @@ fn unwrap_data_len(data_len: u32, ip_len: u32) -> u32 {
 #[derive(Debug, Default)]
 pub(super) struct Taken {
     /// Packets whose last byte it returned.
-    pub done: Vec<u64>,
+    pub done: Ids,
     /// Packets it returned only part of.
-    pub partial: Vec<u64>,
+    pub partial: Ids,
 }
 
 impl Engine {

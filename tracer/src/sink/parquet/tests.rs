@@ -44,7 +44,7 @@ fn journey(id: u64) -> Journey {
             ..StageDurations::default()
         },
         complete: true,
-        missing: vec![Missing {
+        missing: smallvec::smallvec![Missing {
             stage: Stage::Irq,
             reason: "no hard IRQ, loopback".into(),
         }],

@@ -45,7 +45,7 @@ pub fn journey(pid: u32, comm: &str, cpu: u16, sport: u16, total: u64, runqueue:
             ..StageDurations::default()
         },
         complete: true,
-        missing: vec![Missing {
+        missing: smallvec::smallvec![Missing {
             stage: Stage::Irq,
             reason: Cow::Borrowed("no hard IRQ: loopback"),
         }],
