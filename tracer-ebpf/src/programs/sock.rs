@@ -99,7 +99,7 @@ struct RecvLength {
 }
 
 #[inline(always)]
-fn on_recv_length(sk: u64, read: impl FnOnce() -> RecvLength) {
+fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
     let here = here();
     if flow::active() {
         if !flow::sock_selected(sk) {
@@ -117,7 +117,7 @@ fn on_recv_length(sk: u64, read: impl FnOnce() -> RecvLength) {
     };
     if passes {
         emit(&here, EventKind::SockRecvLength, |ev| {
-            let rec = read();
+            let rec = fields();
             // The reader's name travels with its read: a reader that never sleeps has no
             // sched event.
             ev.name = bpf_get_current_comm().unwrap_or_default();
