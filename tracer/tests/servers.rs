@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt as _;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
@@ -356,10 +358,14 @@ impl Nginx {
                  location /upload/ {{ dav_methods PUT; create_full_put_path on; }}\n  }}\n}}\n"
         );
         fs::write(dir.join("nginx.conf"), conf).unwrap();
+        // Its own process group, so that teardown reaches every worker at once; no stdout,
+        // so that no worker can hold the test harness's output pipe open.
         let child = Command::new("nginx")
             .args(["-c", dir.join("nginx.conf").to_str().unwrap()])
             .args(["-p", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start nginx");
         let nginx = Self {
@@ -410,12 +416,10 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // The workers first: once the master is gone they are nobody's children.
-        for worker in self.workers() {
-            // SAFETY: kill on a pid we started (a worker of our nginx).
-            unsafe { libc::kill(worker as i32, libc::SIGKILL) };
-        }
-        let _ = self.child.kill();
+        // The whole process group in one signal: killing workers one by one let the master
+        // respawn one before it died itself, an orphan that outlived the test.
+        // SAFETY: kill on the process group of the nginx we started (its pid is the pgid).
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }

@@ -187,7 +187,10 @@ impl CompactHistogram {
                 .filter(|(_, n)| **n > 0)
                 .map(|(index, n)| (index as u32, *n))
         });
-        let sparse = self.buckets.iter().map(|(index, n)| (u32::from(*index), *n));
+        let sparse = self
+            .buckets
+            .iter()
+            .map(|(index, n)| (u32::from(*index), *n));
         dense.chain(sparse)
     }
 
@@ -216,12 +219,7 @@ impl CompactHistogram {
 
     /// The value at quantile `q` (0..=1), as [`Histogram::quantile`] gives it.
     pub fn quantile(&self, q: f64) -> Option<u64> {
-        quantile_of(
-            self.used(),
-            self.count,
-            self.max,
-            q,
-        )
+        quantile_of(self.used(), self.count, self.max, q)
     }
 }
 
