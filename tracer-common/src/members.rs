@@ -112,7 +112,10 @@ impl EventKind {
             EventKind::SoftirqEntry => ("softirq_entry_btf", &[]),
             EventKind::SoftirqExit => ("softirq_exit_btf", &[]),
             EventKind::NapiPoll => ("napi_poll_btf", &[NapiDev, NetDevName]),
-            EventKind::NetifReceiveSkb => ("netif_receive_skb_btf", SKB_DEV),
+            EventKind::NetifReceiveSkb => (
+                "netif_receive_skb_btf",
+                &[SkbLen, SkbDev, NetDevName, SkbData],
+            ),
             EventKind::NetifRx => ("netif_rx_btf", SKB_DEV),
             EventKind::NapiGroReceiveEntry => (
                 "napi_gro_receive_entry_btf",

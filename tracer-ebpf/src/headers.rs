@@ -30,18 +30,28 @@ pub(crate) struct Headers {
     pub daddr: [u8; 16],
 }
 
-/// Reads the IP and TCP/UDP headers of the skb at `skb` whose length is `len`.
+/// `skb->data` of the skb at `skb` through a checked read (classic tracepoints, whose skb
+/// is a plain number); 0 without the offset. BTF tracepoints load it directly instead
+/// (`Member::SkbData`).
 #[inline(always)]
-pub(crate) fn read_headers(skb: u64, len: u32) -> Headers {
-    let mut out = Headers::default();
+pub(crate) fn skb_data(skb: u64) -> u64 {
     let off = global_u32(&SKB_DATA_OFF);
     if off == NO_OFFSET || skb == 0 {
+        return 0;
+    }
+    // SAFETY: a checked kernel read (bpf_probe_read_kernel) inside the skb.
+    unsafe { bpf_probe_read_kernel((skb + u64::from(off)) as *const u64) }.unwrap_or(0)
+}
+
+/// Reads the IP and TCP/UDP headers at `data` (an skb's network header) of a packet whose
+/// length is `len`; nothing when `data` is 0.
+#[inline(always)]
+pub(crate) fn read_headers(data: u64, len: u32) -> Headers {
+    let mut out = Headers::default();
+    if data == 0 {
         return out;
     }
-    // SAFETY: checked kernel reads (bpf_probe_read_kernel) of the skb and its buffer.
-    let Ok(data) = (unsafe { bpf_probe_read_kernel((skb + u64::from(off)) as *const u64) }) else {
-        return out;
-    };
+    // SAFETY: checked kernel reads (bpf_probe_read_kernel) of the packet's buffer.
     // struct iphdr / struct ipv6hdr
     let Ok(ip) = (unsafe { bpf_probe_read_kernel(data as *const [u8; 40]) }) else {
         return out;

@@ -14,7 +14,7 @@ use crate::{
     fields::{data_loc_str, field},
     filter::{here, packet_passes},
     flow,
-    headers::read_headers,
+    headers::{read_headers, skb_data},
     members::{read, read_name},
 };
 
@@ -62,9 +62,10 @@ fn on_napi_poll(fill: impl FnOnce(&mut Event)) {
 /// packet here.
 #[tracepoint]
 pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
+    let skb: u64 = field(&ctx, Slot::RecvSkbAddr);
     on_receive(
-        field(&ctx, Slot::RecvSkbAddr),
-        || field(&ctx, Slot::RecvSkbLen),
+        skb,
+        || (field(&ctx, Slot::RecvSkbLen), skb_data(skb)),
         |name| data_loc_str(&ctx, Slot::RecvSkbDev, name),
     );
     0
@@ -76,7 +77,7 @@ pub fn netif_receive_skb_btf(ctx: BtfTracePointContext) -> u32 {
     let skb: u64 = ctx.arg(0);
     on_receive(
         skb,
-        || read(skb, Member::SkbLen),
+        || (read(skb, Member::SkbLen), read(skb, Member::SkbData)),
         |name| skb_dev_name(skb, name),
     );
     0
@@ -89,13 +90,17 @@ fn skb_dev_name(skb: u64, name: &mut [u8; NAME_LEN]) {
 }
 
 #[inline(always)]
-fn on_receive(skb: u64, len: impl FnOnce() -> u32, dev: impl FnOnce(&mut [u8; NAME_LEN])) {
+fn on_receive(
+    skb: u64,
+    len_data: impl FnOnce() -> (u32, u64),
+    dev: impl FnOnce(&mut [u8; NAME_LEN]),
+) {
     let here = here();
     if !packet_passes(&here) {
         return;
     }
-    let len = len();
-    let headers = read_headers(skb, len);
+    let (len, data) = len_data();
+    let headers = read_headers(data, len);
     if flow::active() && !flow::judge_received(skb, &headers) {
         return;
     }
@@ -125,7 +130,7 @@ fn on_receive(skb: u64, len: impl FnOnce() -> u32, dev: impl FnOnce(&mut [u8; NA
 /// with a flow filter, when its own headers are selected.
 #[inline(always)]
 fn early_packet_passes(skb: u64, len: u32) -> bool {
-    !flow::active() || flow::selects(&read_headers(skb, len))
+    !flow::active() || flow::selects(&read_headers(skb_data(skb), len))
 }
 
 /// `net:netif_rx`: `addr` = skb, `arg0` = len, `name` = device.
