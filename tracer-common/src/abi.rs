@@ -4,8 +4,9 @@
 //!
 //! The eBPF side cannot name a static or a program after a `const` (the symbol is the Rust
 //! identifier), so `tracer-ebpf` spells these names once more as identifiers; the test
-//! `tracer/tests/abi.rs` checks every name here against the built object. The record the
-//! `EVENTS` ring buffer carries is [`crate::Event`] (`event.rs`).
+//! `tracer/tests/abi.rs` checks every name here against the built object. A record of the
+//! `EVENTS` ring buffer is one or more [`crate::Event`]s (`event.rs`) back to back: a whole
+//! number of `EVENT_SIZE` bytes.
 
 // Maps (tracer-ebpf/src/maps.rs).
 
@@ -43,6 +44,11 @@ pub const NET_IRQS: &str = "NET_IRQS";
 /// `u32`: wake the ring buffer's reader once this many bytes wait (0: every event).
 pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 
+/// `u32`: 1 when a NET_RX softirq run's events, and a reader's from its switch onto a CPU
+/// to its syscall's exit, go out as one record each (journey mode without a flow filter;
+/// softirq_entry and exit attached before the raise, every traced syscall's exit attached).
+pub const BATCHING: &str = "BATCHING";
+
 /// `u32`: offset of `struct sk_buff.data` from kernel BTF ([`NO_OFFSET`]: unknown); the
 /// netif_receive_skb program then reads the packet's IP and transport headers.
 pub const SKB_DATA_OFF: &str = "SKB_DATA_OFF";
@@ -71,7 +77,7 @@ pub const MEMBERS: &str = "MEMBERS";
 pub const NO_OFFSET: u32 = u32::MAX;
 
 /// Every global user space sets.
-pub const GLOBAL_NAMES: [&str; 17] = [
+pub const GLOBAL_NAMES: [&str; 18] = [
     OFFSETS,
     FILTER_TGID,
     IGNORE_TGIDS,
@@ -81,6 +87,7 @@ pub const GLOBAL_NAMES: [&str; 17] = [
     NET_IRQ_FILTER,
     NET_IRQS,
     WAKEUP_BYTES,
+    BATCHING,
     SKB_DATA_OFF,
     TCP_COPIED_SEQ_OFF,
     FLOW_OPS,

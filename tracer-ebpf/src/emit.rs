@@ -1,5 +1,6 @@
-//! Writing one [`Event`] into the `EVENTS` ring buffer: reserve, stamp, fill, submit with
-//! batched wakeups, and count a failed reserve in `LOST`.
+//! Writing one [`Event`] into the `EVENTS` ring buffer: stamp, fill, then reserve and submit
+//! with batched wakeups (or add it to the CPU's NET_RX run batch, `batch`), and count a
+//! failed reserve in `LOST`.
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -8,30 +9,74 @@ use aya_ebpf::{
 use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE};
 
 use crate::{
+    batch,
     filter::Here,
     globals::{WAKEUP_BYTES, global_u32},
     maps::{EVENTS, LOST},
 };
 
-/// Reserves, stamps and submits one event; `fill` writes the payload.
+/// Stamps one event; `fill` writes the payload. Into this CPU's NET_RX run batch when one is
+/// open (`batch`), else reserved and submitted on its own.
 #[inline(always)]
 pub(crate) fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
+    match batch::open_run() {
+        Some(run) => run.add(here, kind, fill),
+        None => emit_direct(here, kind, fill),
+    }
+}
+
+/// Two events of one program that go out together (a packet's addresses and its record):
+/// into the run batch, else in one reservation.
+#[inline(always)]
+pub(crate) fn emit_pair(
+    here: &Here,
+    kind: EventKind,
+    first: impl FnOnce(&mut Event),
+    second: impl FnOnce(&mut Event),
+) {
+    if let Some(run) = batch::open_run() {
+        run.add(here, kind, first);
+        run.add(here, kind, second);
+        return;
+    }
+    match EVENTS.reserve::<[Event; 2]>(0) {
+        Some(mut entry) => {
+            let stamped = stamp(here, kind);
+            let pair = entry.write([stamped, stamped]);
+            first(&mut pair[0]);
+            second(&mut pair[1]);
+            mark_lost(&mut pair[0]);
+            entry.submit(wakeup_flags(0));
+        }
+        None => count_lost_n(2),
+    }
+}
+
+/// Reserves, stamps and submits one event on its own.
+#[inline(always)]
+pub(crate) fn emit_direct(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {
-            let event = entry.write(Event {
-                // SAFETY: a plain helper call.
-                ts: unsafe { bpf_ktime_get_ns() },
-                tgid: here.tgid,
-                tid: here.tid,
-                cpu: here.cpu as u16,
-                kind: kind as u8,
-                ..Event::ZERO
-            });
+            let event = entry.write(stamp(here, kind));
             fill(event);
             mark_lost(event);
-            entry.submit(wakeup_flags());
+            entry.submit(wakeup_flags(0));
         }
-        None => count_lost(),
+        None => count_lost_n(1),
+    }
+}
+
+/// A new event of `kind` in this context, stamped now.
+#[inline(always)]
+pub(crate) fn stamp(here: &Here, kind: EventKind) -> Event {
+    Event {
+        // SAFETY: a plain helper call.
+        ts: unsafe { bpf_ktime_get_ns() },
+        tgid: here.tgid,
+        tid: here.tid,
+        cpu: here.cpu as u16,
+        kind: kind as u8,
+        ..Event::ZERO
     }
 }
 
@@ -42,15 +87,15 @@ pub(crate) fn emit_held(held: &Event) {
         Some(mut entry) => {
             let event = entry.write(*held);
             mark_lost(event);
-            entry.submit(wakeup_flags());
+            entry.submit(wakeup_flags(0));
         }
-        None => count_lost(),
+        None => count_lost_n(1),
     }
 }
 
 /// Flags the event if this CPU lost events since its previous one.
 #[inline(always)]
-fn mark_lost(event: &mut Event) {
+pub(crate) fn mark_lost(event: &mut Event) {
     if let Some(counter) = LOST.get_ptr_mut(0) {
         // SAFETY: a per-CPU slot, used only from this CPU with preemption off.
         let counter = unsafe { &mut *counter };
@@ -61,22 +106,23 @@ fn mark_lost(event: &mut Event) {
     }
 }
 
-/// Counts a failed reserve.
+/// Counts `events` lost to a failed reserve or write.
 #[inline(always)]
-fn count_lost() {
+pub(crate) fn count_lost_n(events: u64) {
     if let Some(counter) = LOST.get_ptr_mut(0) {
         // SAFETY: as in mark_lost.
-        unsafe { (*counter).lost += 1 };
+        unsafe { (*counter).lost += events };
     }
 }
 
-/// Submit flags: no wakeup until `WAKEUP_BYTES` are waiting, then a forced one.
+/// Submit flags: no wakeup until `WAKEUP_BYTES` are waiting, then a forced one. `bytes`: the
+/// size of a record not reserved yet (written by `bpf_ringbuf_output`), 0 for a reserved one.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+pub(crate) fn wakeup_flags(bytes: u64) -> u64 {
     let threshold = global_u32(&WAKEUP_BYTES);
     if threshold == 0 {
         0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold as u64 {
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) + bytes >= threshold as u64 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

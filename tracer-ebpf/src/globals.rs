@@ -54,6 +54,13 @@ pub(crate) static NET_IRQS: [u64; NET_IRQ_WORDS] = [0; NET_IRQ_WORDS];
 #[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: u32 = 0;
 
+/// 1: journey mode without a flow filter, with the NET_RX softirq_entry and exit attached
+/// before the raise, and every recv-family and wait syscall's exit: a NET_RX run's events,
+/// and a reader's from its switch onto the CPU to its syscall's exit, go out as one record
+/// each (`batch`).
+#[unsafe(no_mangle)]
+pub(crate) static BATCHING: u32 = 0;
+
 /// Offset of `struct sk_buff.data` (kernel BTF), or `NO_OFFSET`: netif_receive_skb then
 /// reads the packet's headers.
 #[unsafe(no_mangle)]

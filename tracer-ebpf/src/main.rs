@@ -1,6 +1,8 @@
 //! The tracer's kernel side: one tiny program per tracepoint. Each one filters first through
 //! read-only globals, then stamps and emits one fixed-size `Event` into the `EVENTS` ring
-//! buffer. A failed reserve is counted per CPU in `LOST`; nothing is dropped silently.
+//! buffer, on its own or (journey mode) in a per-CPU batch that goes out as one record when
+//! its NET_RX run or its reader's syscall ends (`batch`). A failed reserve is counted per
+//! CPU in `LOST`; nothing is dropped silently.
 //!
 //! Most tracepoints have two programs: the classic one reads the formatted record at field
 //! offsets from the `OFFSETS` global (filled by user space from the tracefs format files,
@@ -13,7 +15,7 @@
 //! Modules: [`globals`] (set by user space before load), [`maps`], [`filter`] (which events
 //! to keep), [`flow`] (the flow filter and the context it holds back), [`fields`]
 //! (reading the tracepoint record), [`members`] (reading kernel structs in tp_btf programs),
-//! [`emit`] (the ring buffer), [`headers`] and [`reader`] (kernel structs read through BTF
+//! [`emit`] (the ring buffer), [`batch`] (several events in one record), [`headers`] and [`reader`] (kernel structs read through BTF
 //! offsets), and [`programs`], one file per domain.
 //!
 //! Adding a program for tracepoint `cat:name`:
@@ -34,6 +36,7 @@
 #![no_std]
 #![no_main]
 
+mod batch;
 mod emit;
 mod fields;
 mod filter;

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{LostCounter, abi::recv_tasks::OUTSIDE};
 
-use crate::flow::HeldContext;
+use crate::{batch::CpuBatches, flow::HeldContext};
 
 /// Every event, in one ring buffer (size set by user space).
 #[map]
@@ -49,6 +49,11 @@ pub(crate) static FLOW_TASKS: LruHashMap<u32, u8> = LruHashMap::with_max_entries
 #[map]
 pub(crate) static FLOW_CONTEXT: PerCpuArray<HeldContext> = PerCpuArray::with_max_entries(1, 0);
 
+/// With `BATCHING`: per CPU, the events waiting for the end of a NET_RX run or of a
+/// reader's syscall (`batch`).
+#[map]
+pub(crate) static BATCHES: PerCpuArray<CpuBatches> = PerCpuArray::with_max_entries(1, 0);
+
 /// Whether a thread is in `FILTER_TIDS`.
 #[inline(always)]
 pub(crate) fn filtered_tid(tid: u32) -> bool {
@@ -56,14 +61,16 @@ pub(crate) fn filtered_tid(tid: u32) -> bool {
     unsafe { FILTER_TIDS.get(&tid).is_some() }
 }
 
-/// Sets a thread's `RECV_TASKS` value in place; inserts only a thread new to the map.
+/// Sets a thread's `RECV_TASKS` value in place (inserts only a thread new to the map);
+/// returns the value it had.
 #[inline(always)]
-pub(crate) fn set_reading(tid: u32, value: u8) {
+pub(crate) fn set_reading(tid: u32, value: u8) -> u8 {
     match RECV_TASKS.get_ptr_mut(&tid) {
         // SAFETY: a u8 in a map value, written only by its own thread's programs.
-        Some(slot) => unsafe { *slot = value },
+        Some(slot) => unsafe { core::mem::replace(&mut *slot, value) },
         None => {
             let _ = RECV_TASKS.insert(&tid, &value, 0);
+            OUTSIDE
         }
     }
 }

@@ -367,6 +367,20 @@ impl Exchange<'_> {
                 .any(|line| line.starts_with("lost events: 0 ")),
             "events were lost: {stderr:?}"
         );
+        // Every program loads in the form asked for (a verifier refusal falls back, loudly).
+        assert!(
+            !stderr.iter().any(|line| line.contains("load failed")),
+            "a program failed to load: {stderr:?}"
+        );
+        // Journey mode batches events unless told not to.
+        let batched = !self.extra.contains(&"--unbatched");
+        assert_eq!(
+            stderr
+                .iter()
+                .any(|line| line.contains("events batched per NET_RX run and per read")),
+            batched,
+            "the ready line says whether runs are batched: {stderr:?}"
+        );
         (journeys, truth, reader_pid, reader_tid)
     }
 }
@@ -493,6 +507,28 @@ fn classic_tracepoints_rebuild_the_same_journeys() {
     for role in ["udp", "tcp"] {
         let exchange = Exchange {
             extra: &["--classic-tracepoints"],
+            role,
+            count: 15,
+            netns: None,
+            reader_cpu: None,
+            sender_cpu: None,
+        };
+        let (journeys, truth, _, tid) = exchange.run();
+        check_against_truth(&journeys, &truth, tid, 15, "lo");
+        assert!(journeys.iter().all(|journey| journey["proto"] == role));
+    }
+}
+
+/// Every event written on its own (one ring reservation each) rebuilds the same journeys as
+/// the batches (per NET_RX run, per read) the tests above read.
+#[test]
+fn unbatched_events_rebuild_the_same_journeys() {
+    let Some(_serial) = kernel_test("unbatched_events_rebuild_the_same_journeys") else {
+        return;
+    };
+    for role in ["udp", "tcp"] {
+        let exchange = Exchange {
+            extra: &["--unbatched"],
             role,
             count: 15,
             netns: None,

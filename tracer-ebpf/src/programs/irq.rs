@@ -9,6 +9,7 @@ use aya_ebpf::{
 use tracer_common::{EventKind, NET_RX_SOFTIRQ, Slot};
 
 use crate::{
+    batch,
     emit::emit,
     fields::field,
     filter::{Here, here, network_irq, packet_passes},
@@ -134,10 +135,12 @@ softirq_program!(
 fn on_raise(vec: u32) {
     let here = here();
     if softirq_passes(&here, vec) {
-        if !flow::active() {
+        if flow::active() {
+            if vec == NET_RX_SOFTIRQ {
+                flow::hold_raise(&here, vec);
+            }
+        } else if vec != NET_RX_SOFTIRQ || !batch::hold_raise(&here, vec) {
             emit(&here, EventKind::SoftirqRaise, |ev| ev.arg0 = vec);
-        } else if vec == NET_RX_SOFTIRQ {
-            flow::hold_raise(&here, vec);
         }
     }
 }
@@ -146,10 +149,12 @@ fn on_raise(vec: u32) {
 fn on_softirq_entry(vec: u32) {
     let here = here();
     if softirq_passes(&here, vec) {
-        if !flow::active() {
+        if flow::active() {
+            if vec == NET_RX_SOFTIRQ {
+                flow::hold_softirq_entry(&here, vec);
+            }
+        } else if vec != NET_RX_SOFTIRQ || !batch::start_run(&here, vec) {
             emit(&here, EventKind::SoftirqEntry, |ev| ev.arg0 = vec);
-        } else if vec == NET_RX_SOFTIRQ {
-            flow::hold_softirq_entry(&here, vec);
         }
     }
 }
@@ -158,8 +163,11 @@ fn on_softirq_entry(vec: u32) {
 fn on_softirq_exit(vec: u32) {
     let here = here();
     if softirq_passes(&here, vec) {
-        let keep = !flow::active() || (vec == NET_RX_SOFTIRQ && flow::end_softirq());
-        if keep {
+        if flow::active() {
+            if vec == NET_RX_SOFTIRQ && flow::end_softirq() {
+                emit(&here, EventKind::SoftirqExit, |ev| ev.arg0 = vec);
+            }
+        } else if vec != NET_RX_SOFTIRQ || !batch::end_run(&here, vec) {
             emit(&here, EventKind::SoftirqExit, |ev| ev.arg0 = vec);
         }
     }

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use tracer_common::{Event, EventKind, FLAG_ADDRS, Member, NAME_LEN, Slot};
 
 use crate::{
-    emit::emit,
+    emit::{emit, emit_pair},
     fields::{data_loc_str, field},
     filter::{here, packet_passes},
     flow,
@@ -104,26 +104,29 @@ fn on_receive(
     if flow::active() && !flow::judge_received(skb, &headers) {
         return;
     }
-    if headers.version != 0 {
-        emit(&here, EventKind::NetifReceiveSkb, |ev| {
-            ev.flags = FLAG_ADDRS;
-            ev.addr = skb;
-            ev.name = headers.saddr;
-            let d = &headers.daddr;
-            ev.addr2 = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
-            ev.arg0 = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
-            ev.arg1 = u32::from_le_bytes([d[12], d[13], d[14], d[15]]);
-            ev.arg2 = u32::from(headers.version);
-        });
-    }
-    emit(&here, EventKind::NetifReceiveSkb, |ev| {
+    let packet = |ev: &mut Event| {
         ev.addr = skb;
         ev.arg0 = len;
         dev(&mut ev.name);
         ev.arg1 = headers.arg1;
         ev.arg2 = headers.payload;
         ev.addr2 = headers.seq_ports;
-    });
+    };
+    if headers.version == 0 {
+        emit(&here, EventKind::NetifReceiveSkb, packet);
+        return;
+    }
+    let addresses = |ev: &mut Event| {
+        ev.flags = FLAG_ADDRS;
+        ev.addr = skb;
+        ev.name = headers.saddr;
+        let d = &headers.daddr;
+        ev.addr2 = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+        ev.arg0 = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
+        ev.arg1 = u32::from_le_bytes([d[12], d[13], d[14], d[15]]);
+        ev.arg2 = u32::from(headers.version);
+    };
+    emit_pair(&here, EventKind::NetifReceiveSkb, addresses, packet);
 }
 
 /// Whether a packet seen before `netif_receive_skb` (skb at `skb`, `len` bytes) is kept:

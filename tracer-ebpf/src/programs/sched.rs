@@ -8,11 +8,13 @@ use aya_ebpf::{
 use tracer_common::{Event, EventKind, Member, NAME_LEN, Slot};
 
 use crate::{
+    batch,
     emit::emit,
     fields::field,
     filter::{Here, here, sched_passes},
     flow::{self, Verdict},
     globals::journey_mode,
+    maps::reading,
     members::{read, read_name},
 };
 
@@ -176,6 +178,8 @@ fn report_state(preempt: bool, state: u32) -> u64 {
 #[inline(always)]
 fn on_switch(next: u32, fill: impl FnOnce(&mut Event)) {
     let here = here();
+    // The previous task's stint ends: what waited for it goes out.
+    batch::close();
     let keep = if flow::active() {
         // A switch ends the packet context on this CPU.
         flow::set_verdict(Verdict::Unknown);
@@ -184,9 +188,14 @@ fn on_switch(next: u32, fill: impl FnOnce(&mut Event)) {
         sched_passes(&here, next, Some(here.tid))
     };
     if keep {
-        emit(&here, EventKind::SchedSwitch, |ev| {
+        let fill = |ev: &mut Event| {
             ev.arg1 = next;
             fill(ev);
-        });
+        };
+        // A task inside a traced syscall switched in: the switch waits for its exit.
+        match batch::task_batch().filter(|_| reading(next)) {
+            Some(task) => task.add(&here, EventKind::SchedSwitch, fill),
+            None => emit(&here, EventKind::SchedSwitch, fill),
+        }
     }
 }

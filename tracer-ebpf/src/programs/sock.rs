@@ -8,10 +8,14 @@ use aya_ebpf::{
 };
 use tracer_common::{
     COPIED_SEQ_VALID, Event, EventKind, Member, Slot,
-    abi::{NO_OFFSET, recv_tasks::READ_SOCKET},
+    abi::{
+        NO_OFFSET,
+        recv_tasks::{OUTSIDE, READ_SOCKET},
+    },
 };
 
 use crate::{
+    batch,
     emit::emit,
     fields::field,
     filter::{context_passes, here, ignored, packet_passes},
@@ -107,7 +111,7 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
         }
         flow::select_task(here.tid);
     }
-    set_reading(here.tid, READ_SOCKET);
+    let was = set_reading(here.tid, READ_SOCKET);
     // In journey mode every process's reads go out: they drain the socket queues of packets
     // that a `--pid` process did not read (user space keeps only that process's journeys).
     let passes = if journey_mode() {
@@ -116,7 +120,7 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
         context_passes(&here)
     };
     if passes {
-        emit(&here, EventKind::SockRecvLength, |ev| {
+        let fill = |ev: &mut Event| {
             let rec = fields();
             // The reader's name travels with its read: a reader that never sleeps has no
             // sched event.
@@ -128,7 +132,12 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
             if u32::from(rec.protocol) == IPPROTO_TCP && (rec.ret as i32) > 0 {
                 ev.addr2 = copied_seq(sk);
             }
-        });
+        };
+        // Inside a traced syscall, the read waits for its exit (`batch`).
+        match batch::task_batch().filter(|_| was != OUTSIDE) {
+            Some(task) => task.add(&here, EventKind::SockRecvLength, fill),
+            None => emit(&here, EventKind::SockRecvLength, fill),
+        }
     }
 }
 

@@ -4,11 +4,12 @@
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tracer_common::{
-    EventKind, Slot,
+    Event, EventKind, Slot,
     abi::recv_tasks::{INSIDE, READ_SOCKET},
 };
 
 use crate::{
+    batch,
     emit::emit,
     fields::field,
     filter::{Here, context_passes, here, ignored},
@@ -23,7 +24,7 @@ use crate::{
 #[inline(always)]
 fn enter_recv(here: &Here) -> bool {
     if !ignored(here.tgid) {
-        set_reading(here.tid, INSIDE);
+        let _ = set_reading(here.tid, INSIDE);
         // A thread of the --pid process created after start joins the filter here.
         let want = global_u32(&FILTER_TGID);
         if want != 0 && here.tgid == want && !filtered_tid(here.tid) {
@@ -41,6 +42,14 @@ fn exit_recv(here: &Here) -> bool {
     take_reading(here.tid) == READ_SOCKET || global_u32(&SOCKET_READS_ONLY) == 0
 }
 
+/// A wait syscall returned: tracked as a recv-family exit, and what waited for it goes out.
+#[inline(always)]
+fn exit_wait(here: &Here) -> bool {
+    let _ = exit_recv(here);
+    batch::close();
+    false
+}
+
 /// The recv-family syscall programs: keep `RECV_TASKS` up to date (before any filter), then
 /// emit like a context program.
 macro_rules! syscall_program {
@@ -52,7 +61,14 @@ macro_rules! syscall_program {
             // With a flow filter, event mode too keeps only the exits of selected reads.
             let all = !journey_mode() && !flow::active();
             if context_passes(&here) && (journey_wants || all) {
-                emit(&here, EventKind::$kind, |$ev| $fill);
+                let fill = |$ev: &mut Event| $fill;
+                // With what waited for this exit (`batch`), else on its own.
+                match batch::task_batch() {
+                    Some(task) => task.close_with(&here, EventKind::$kind, fill),
+                    None => emit(&here, EventKind::$kind, fill),
+                }
+            } else {
+                batch::close();
             }
             0
         }
@@ -73,19 +89,19 @@ macro_rules! wait_program {
 
 // syscalls:sys_enter_* / sys_exit_* of the wait syscalls in abi::TRACED_SYSCALLS.
 wait_program!(sys_enter_poll, enter_recv);
-wait_program!(sys_exit_poll, exit_recv);
+wait_program!(sys_exit_poll, exit_wait);
 wait_program!(sys_enter_ppoll, enter_recv);
-wait_program!(sys_exit_ppoll, exit_recv);
+wait_program!(sys_exit_ppoll, exit_wait);
 wait_program!(sys_enter_select, enter_recv);
-wait_program!(sys_exit_select, exit_recv);
+wait_program!(sys_exit_select, exit_wait);
 wait_program!(sys_enter_pselect6, enter_recv);
-wait_program!(sys_exit_pselect6, exit_recv);
+wait_program!(sys_exit_pselect6, exit_wait);
 wait_program!(sys_enter_epoll_wait, enter_recv);
-wait_program!(sys_exit_epoll_wait, exit_recv);
+wait_program!(sys_exit_epoll_wait, exit_wait);
 wait_program!(sys_enter_epoll_pwait, enter_recv);
-wait_program!(sys_exit_epoll_pwait, exit_recv);
+wait_program!(sys_exit_epoll_pwait, exit_wait);
 wait_program!(sys_enter_epoll_pwait2, enter_recv);
-wait_program!(sys_exit_epoll_pwait2, exit_recv);
+wait_program!(sys_exit_epoll_pwait2, exit_wait);
 
 // syscalls:sys_enter_recvfrom
 syscall_program!(

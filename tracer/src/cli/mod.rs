@@ -85,6 +85,12 @@ pub struct RingArgs {
     /// which each tracepoint uses).
     #[arg(long)]
     pub classic_tracepoints: bool,
+    /// Journey mode: write every event into the ring buffer on its own, instead of a NET_RX
+    /// softirq run's events, and a reader's up to its syscall's exit, as one record each
+    /// (the default, fewer ring reservations per packet): for comparing costs; the journeys
+    /// are the same.
+    #[arg(long)]
+    pub unbatched: bool,
 }
 
 impl FilterArgs {
@@ -126,6 +132,7 @@ impl ProbeArgs<'_> {
             kernel_log: verbose,
             batch_wakeups: !self.ring.wakeup_per_event,
             classic_tracepoints: self.ring.classic_tracepoints,
+            unbatched: self.ring.unbatched,
             flow: self.flow.clone(),
         }
     }

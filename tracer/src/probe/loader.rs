@@ -12,7 +12,7 @@ use aya::{
 };
 use tracer_common::{
     ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS, abi,
-    abi::recv_tasks::INSIDE,
+    abi::{SyscallRole, recv_tasks::INSIDE},
     flow::{FlowOp, MAX_FLOW_OPS},
 };
 
@@ -35,6 +35,9 @@ pub struct Probes {
     pub attached: Vec<EventKind>,
     /// Those attached in their BTF tracepoint form (tp_btf); the rest are classic.
     pub btf_attached: Vec<EventKind>,
+    /// Whether a NET_RX softirq run's events, and a reader's up to its syscall's exit, go out
+    /// as one record each (tracer-ebpf `batch`).
+    pub batching: bool,
     /// Attached kinds that have a BTF tracepoint form but are classic, with the reason.
     pub classic_why: Vec<(EventKind, String)>,
     /// Kernel struct offsets from BTF the programs were given.
@@ -168,6 +171,14 @@ impl Probes {
         } else {
             StructOffsets::default().members
         };
+        // Several events in one record (tracer-ebpf `batch`): journey mode without a flow
+        // filter (which holds the context itself), when the ends of the stretches batched (a
+        // NET_RX run's entry and exit, the traced syscalls' exits) can all be attached.
+        let batching = options.journey_mode
+            && !options.unbatched
+            && options.flow.is_none()
+            && layout.has(EventKind::SoftirqEntry)
+            && layout.has(EventKind::SoftirqExit);
         let mut ebpf = EbpfLoader::new()
             .override_global(abi::OFFSETS, &layout.offsets, true)
             .override_global(abi::FILTER_TGID, &filter_tgid, true)
@@ -175,6 +186,7 @@ impl Probes {
             .override_global(abi::IGNORE_TGIDS, &ignore, true)
             .override_global(abi::JOURNEY_MODE, &u32::from(options.journey_mode), true)
             .override_global(abi::WAKEUP_BYTES, &options.wakeup_bytes(), true)
+            .override_global(abi::BATCHING, &u32::from(batching), true)
             .override_global(abi::SOCKET_READS_ONLY, &u32::from(socket_reads_only), true)
             .override_global(abi::NET_IRQ_FILTER, &u32::from(net_irqs.is_some()), true)
             .override_global(abi::NET_IRQS, &net_irqs.unwrap_or([0; NET_IRQ_WORDS]), true)
@@ -261,7 +273,7 @@ impl Probes {
             .iter()
             .map(|(kind, why)| (*kind, why.to_string()))
             .collect();
-        for &kind in &layout.available {
+        for kind in attach_order(&layout.available) {
             if options.journey_mode && JOURNEY_UNUSED.contains(&kind) {
                 continue;
             }
@@ -311,18 +323,58 @@ impl Probes {
             retry.without.push("sock:sock_recv_length".to_owned());
             return Self::load(&retry);
         }
+        // Syscalls whose entry is traced but whose exit is not: a batch waiting for it would
+        // wait until the next context switch.
+        let mut unclosed: Vec<&str> = abi::TRACED_SYSCALLS
+            .iter()
+            .filter_map(|syscall| match syscall.role {
+                SyscallRole::Recv { enter, exit }
+                    if attached.contains(&enter) && !attached.contains(&exit) =>
+                {
+                    Some(syscall.exit)
+                }
+                _ => None,
+            })
+            .collect();
         if options.journey_mode {
+            let mut entered = false;
             for name in abi::wait_programs() {
-                if let Err(why) = attach_program(&mut ebpf, "syscalls", name) {
-                    log::warn!("{why}: readers blocked in this call will have no wakeup stage");
+                let is_exit = name.starts_with("sys_exit_");
+                match attach_program(&mut ebpf, "syscalls", name) {
+                    Ok(()) => entered = !is_exit,
+                    Err(why) => {
+                        log::warn!("{why}: readers blocked in this call will have no wakeup stage");
+                        if is_exit && entered {
+                            unclosed.push(name);
+                        }
+                        entered = false;
+                    }
                 }
             }
+        }
+        let run_ends = [EventKind::SoftirqEntry, EventKind::SoftirqExit];
+        let run_open = run_ends.iter().find(|end| !attached.contains(end));
+        if batching && (run_open.is_some() || !unclosed.is_empty()) {
+            // Batches close at a run's exit and at a syscall's: start again without them.
+            let why = run_open.map_or_else(
+                || format!("syscalls:{}", unclosed[0]),
+                |end| {
+                    let (category, name) = end.tracepoint();
+                    format!("{category}:{name}")
+                },
+            );
+            log::info!("{why} is not attached: every event goes out on its own");
+            drop(ebpf);
+            let mut retry = options.clone();
+            retry.unbatched = true;
+            return Self::load(&retry);
         }
         Ok(Self {
             ebpf,
             layout,
             attached,
             btf_attached,
+            batching,
             classic_why,
             struct_offsets,
             btf_unavailable,
@@ -417,6 +469,19 @@ pub const JOURNEY_UNUSED: [EventKind; 3] = [
     EventKind::SkbCopyDatagramIovec,
     EventKind::SchedWakeup,
 ];
+
+/// The order programs are attached in: a NET_RX run's exit and entry before everything
+/// else, so that a batch opened (tracer-ebpf `batch`) is always closed, and a raise held for
+/// its run is always taken by one.
+fn attach_order(available: &[EventKind]) -> Vec<EventKind> {
+    let mut order = available.to_vec();
+    order.sort_by_key(|kind| match kind {
+        EventKind::SoftirqExit => 0,
+        EventKind::SoftirqEntry => 1,
+        _ => 2,
+    });
+    order
+}
 
 /// The `NET_IRQS` bitmap of these IRQs; `None` when there are none (nothing to filter by)
 /// or one is beyond the bitmap (the kernel keeps those anyway, but then so must the rest

@@ -72,8 +72,13 @@ impl Session {
 pub fn coverage(probes: &Probes) -> String {
     let attached = probes.attached.len();
     format!(
-        "{attached} of {} tracepoints ({} as BTF tracepoints)",
+        "{attached} of {} tracepoints ({} as BTF tracepoints{})",
         attached + probes.skipped.len(),
-        probes.btf_attached.len()
+        probes.btf_attached.len(),
+        if probes.batching {
+            "; events batched per NET_RX run and per read"
+        } else {
+            ""
+        }
     )
 }

@@ -5,6 +5,7 @@ use std::{io, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
+use tracer_common::EVENT_SIZE;
 
 /// How long records may wait in the ring buffer when the kernel does not wake us for each
 /// one: the lag this adds to live output.
@@ -31,8 +32,8 @@ impl RingSource {
         })
     }
 
-    /// Waits until records are available (or the poll interval passed), then hands each one
-    /// to `each`; returns how many. Cancel-safe: nothing is taken before the wait ends.
+    /// Waits until records are available (or the poll interval passed), then hands each
+    /// event in them to `each`; returns how many events. Cancel-safe: nothing is taken before the wait ends.
     pub async fn next_batch(&mut self, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
         let Some(poll) = self.poll else {
             return self.next_woken(&mut each).await;
@@ -53,17 +54,64 @@ impl RingSource {
         Ok(count)
     }
 
-    /// Hands every record available now to `each` without waiting; returns how many.
+    /// Hands every event available now to `each` without waiting; returns how many.
     pub fn drain_now(&mut self, mut each: impl FnMut(&[u8])) -> usize {
         drain(self.ring.get_mut(), &mut each)
     }
 }
 
+/// Hands each event of every record available now to `each`; returns how many events.
 fn drain(ring: &mut RingBuf<MapData>, each: &mut impl FnMut(&[u8])) -> usize {
     let mut count = 0;
     while let Some(item) = ring.next() {
-        each(&item);
+        count += split_record(&item, each);
+    }
+    count
+}
+
+/// Hands each event of one record to `each`: a record is one event or, for a NET_RX run's
+/// batch (tracer-ebpf `batch`), several back to back. A record of another size goes whole,
+/// for the decoder to refuse.
+pub fn split_record(record: &[u8], each: &mut impl FnMut(&[u8])) -> usize {
+    if record.len() <= EVENT_SIZE || !record.len().is_multiple_of(EVENT_SIZE) {
+        each(record);
+        return 1;
+    }
+    let mut count = 0;
+    for event in record.chunks_exact(EVENT_SIZE) {
+        each(event);
         count += 1;
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_record_splits_into_its_events_in_order() {
+        let record: Vec<u8> = (0..3 * EVENT_SIZE)
+            .map(|i| (i / EVENT_SIZE) as u8)
+            .collect();
+        let mut seen = Vec::new();
+        let count = split_record(&record, &mut |event: &[u8]| {
+            seen.push((event.len(), event[0]));
+        });
+        assert_eq!(count, 3);
+        assert_eq!(seen, [(64, 0), (64, 1), (64, 2)]);
+    }
+
+    #[test]
+    fn one_event_and_odd_sizes_go_whole() {
+        for len in [EVENT_SIZE, 10, EVENT_SIZE + 8, 0] {
+            let record = vec![7u8; len];
+            let mut seen = Vec::new();
+            assert_eq!(
+                split_record(&record, &mut |event: &[u8]| seen.push(event.len())),
+                1
+            );
+            assert_eq!(seen, [len]);
+        }
+    }
 }
