@@ -199,43 +199,53 @@ fn pingpong_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
 /// Each program's bpf_stats cost, BTF tracepoints beside classic ones.
 fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
     let mut text = String::new();
-    let [btf, classic] = &pingpong.costs[..] else {
-        anyhow::bail!("expected the BTF and the classic bpf_stats runs");
+    let [btf, unbatched, classic] = &pingpong.costs[..] else {
+        anyhow::bail!("expected the default, unbatched and classic bpf_stats runs");
     };
     writeln!(
         text,
         "\n## Cost of each eBPF program (kernel bpf_stats)\n\n\
-         Two more {} s tracer ping-pong runs with `kernel.bpf_stats_enabled=1` (not latency runs: the \
-         accounting costs time of its own): `tracer live` (BTF tracepoints where the kernel has BTF, \
-         the default) and `tracer live --classic-tracepoints`. bpf_stats counts a program's own run \
-         time only: a classic tracepoint also formats its record before the program runs, which \
-         neither column includes. All programs together: **{:.0} ns** per ping-pong packet with BTF \
-         tracepoints, {:.0} ns classic (target: <= 1200 ns).\n\n\
+         Three more {} s tracer ping-pong runs with `kernel.bpf_stats_enabled=1` (not latency runs: \
+         the accounting costs time of its own): `tracer live` (the default: BTF tracepoints where the \
+         kernel has BTF, events batched per NET_RX run and per read, docs/DESIGN.md \"Batches\"), \
+         `tracer live --unbatched` (every event its own ring reservation) and `tracer live \
+         --classic-tracepoints`. bpf_stats counts a program's own run time only: a classic \
+         tracepoint also formats its record before the program runs, which no column includes. All \
+         programs together: **{:.0} ns** per ping-pong packet by default, {:.0} ns unbatched, {:.0} ns \
+         classic (target: <= 1200 ns).\n\n\
          Recursion misses (runs the kernel skipped because another tracing program was running on \
-         that CPU; counted as lost events): BTF tracepoints {}; classic {}.\n\n\
-         | program | BTF: runs | BTF: ns per run | BTF: ns per packet | classic: ns per run | classic: ns per packet |\n\
-         |---|---:|---:|---:|---:|---:|",
+         that CPU; counted as lost events): default {}; unbatched {}; classic {}.\n\n\
+         | program | runs | ns per run | ns per packet | unbatched: ns per run | unbatched: ns per packet | classic: ns per run | classic: ns per packet |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|",
         pingpong.seconds,
         btf.ns_per_packet(),
+        unbatched.ns_per_packet(),
         classic.ns_per_packet(),
         btf.recursion_misses,
+        unbatched.recursion_misses,
         classic.recursion_misses,
     )?;
-    for (name, runs, ns) in &btf.programs {
-        let twin = classic
+    // The same program in another run (by its name without the BTF suffix).
+    let twin = |costs: &pingpong::Costs, name: &str| {
+        costs
             .programs
             .iter()
-            .find(|(program, ..)| program_key(program) == program_key(name));
-        let (classic_run, classic_packet) = twin.map_or_else(
-            || ("-".to_owned(), "-".to_owned()),
-            |(program, _, ns)| {
-                let packet = classic.program_ns_per_packet(program).unwrap_or_default();
-                (format!("{ns:.0}"), format!("{packet:.0}"))
-            },
-        );
+            .find(|(program, ..)| program_key(program) == program_key(name))
+            .map_or_else(
+                || ("-".to_owned(), "-".to_owned()),
+                |(program, _, ns)| {
+                    let packet = costs.program_ns_per_packet(program).unwrap_or_default();
+                    (format!("{ns:.0}"), format!("{packet:.0}"))
+                },
+            )
+    };
+    for (name, runs, ns) in &btf.programs {
+        let (unbatched_run, unbatched_packet) = twin(unbatched, name);
+        let (classic_run, classic_packet) = twin(classic, name);
         writeln!(
             text,
-            "| {name} | {runs} | {ns:.0} | {:.0} | {classic_run} | {classic_packet} |",
+            "| {name} | {runs} | {ns:.0} | {:.0} | {unbatched_run} | {unbatched_packet} | \
+             {classic_run} | {classic_packet} |",
             btf.program_ns_per_packet(name).unwrap_or_default(),
         )?;
     }

@@ -50,6 +50,8 @@ pub enum Config {
     TracerLive,
     /// `tracer live --classic-tracepoints`: the path of kernels without BTF.
     TracerClassic,
+    /// `tracer live --unbatched`: every event in its own ring reservation (bpf_stats only).
+    TracerUnbatched,
     PerfRecord,
     Bpftrace,
 }
@@ -68,6 +70,7 @@ impl Config {
             Config::NoTracer => "no tracer",
             Config::TracerLive => "tracer live",
             Config::TracerClassic => "tracer live --classic-tracepoints",
+            Config::TracerUnbatched => "tracer live --unbatched",
             Config::PerfRecord => "perf record",
             Config::Bpftrace => "bpftrace",
         }
@@ -89,6 +92,11 @@ impl Config {
                     "--json".into(),
                     "--classic-tracepoints".into(),
                 ],
+                TRACER_READY,
+            ),
+            Config::TracerUnbatched => (
+                tracer.display().to_string(),
+                vec!["live".into(), "--json".into(), "--unbatched".into()],
                 TRACER_READY,
             ),
             Config::PerfRecord => {

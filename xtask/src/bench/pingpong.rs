@@ -23,7 +23,7 @@ pub struct PingPong {
     pub journeys: u64,
     pub packets: u64,
     pub lost: u64,
-    /// The bpf_stats runs: BTF tracepoints (the default), then classic ones.
+    /// The bpf_stats runs: the default (BTF tracepoints, batched), unbatched, classic.
     pub costs: Vec<Costs>,
 }
 
@@ -155,10 +155,14 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
 
     // bpf_stats on for one more tracer run only: the kernel's accounting has a cost of its own.
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
-    let stats: anyhow::Result<Vec<Costs>> = [Config::TracerLive, Config::TracerClassic]
-        .into_iter()
-        .map(|config| program_costs(tracer, dir, seconds, config))
-        .collect();
+    let stats: anyhow::Result<Vec<Costs>> = [
+        Config::TracerLive,
+        Config::TracerUnbatched,
+        Config::TracerClassic,
+    ]
+    .into_iter()
+    .map(|config| program_costs(tracer, dir, seconds, config))
+    .collect();
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=0"])?;
     let costs = stats?;
     Ok(PingPong {
