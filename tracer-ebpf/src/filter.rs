@@ -72,6 +72,18 @@ pub(crate) fn packet_passes(here: &Here) -> bool {
 /// task switched out, if any (the current task).
 #[inline(always)]
 pub(crate) fn sched_passes(here: &Here, subject: u32, prev: Option<u32>) -> bool {
+    sched_passes_reading(here, subject, prev, || reading(subject))
+}
+
+/// [`sched_passes`], with `subject_reading` saying whether the subject is inside a traced
+/// syscall (`RECV_TASKS`) when a caller has looked it up already.
+#[inline(always)]
+pub(crate) fn sched_passes_reading(
+    here: &Here,
+    subject: u32,
+    prev: Option<u32>,
+    subject_reading: impl FnOnce() -> bool,
+) -> bool {
     if !cpu_passes(here) || ignored(subject) {
         return false;
     }
@@ -80,7 +92,7 @@ pub(crate) fn sched_passes(here: &Here, subject: u32, prev: Option<u32>) -> bool
         if want != 0 {
             return filtered_tid(subject) || prev.is_some_and(filtered_tid);
         }
-        return reading(subject) || prev.is_some_and(reading);
+        return subject_reading() || prev.is_some_and(reading);
     }
     !ignored(here.tgid) && (want == 0 || here.tgid == want || filtered_tid(subject))
 }

@@ -616,23 +616,33 @@ fn a_nice_minus_20_competitor_lengthens_the_runqueue_stage() {
     let (alone, _, _, _) = exchange.run();
     let idle_p50 = runqueue_p50(&alone);
 
-    let mut competitor = Command::new("nice")
-        .args([
-            "-n",
-            "-20",
-            "taskset",
-            "-c",
-            &reader_cpu.to_string(),
-            "sh",
-            "-c",
-            "while :; do :; done",
-        ])
-        .spawn()
-        .expect("start the competitor");
+    // Killed on drop too: a failing exchange must not leave a nice -20 CPU hog behind (it
+    // would slow every later test on this machine).
+    struct Competitor(std::process::Child);
+    impl Drop for Competitor {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let competitor = Competitor(
+        Command::new("nice")
+            .args([
+                "-n",
+                "-20",
+                "taskset",
+                "-c",
+                &reader_cpu.to_string(),
+                "sh",
+                "-c",
+                "while :; do :; done",
+            ])
+            .spawn()
+            .expect("start the competitor"),
+    );
     std::thread::sleep(Duration::from_millis(200));
     let (contended, _, _, _) = exchange.run();
-    competitor.kill().unwrap();
-    competitor.wait().unwrap();
+    drop(competitor);
     let busy_p50 = runqueue_p50(&contended);
     eprintln!("runqueue p50: alone {idle_p50} ns, with a nice -20 competitor {busy_p50} ns");
     assert!(

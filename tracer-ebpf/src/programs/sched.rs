@@ -11,7 +11,7 @@ use crate::{
     batch,
     emit::emit,
     fields::field,
-    filter::{Here, here, sched_passes},
+    filter::{Here, here, sched_passes, sched_passes_reading},
     flow::{self, Verdict},
     globals::journey_mode,
     maps::reading,
@@ -180,12 +180,14 @@ fn on_switch(next: u32, fill: impl FnOnce(&mut Event)) {
     let here = here();
     // The previous task's stint ends: what waited for it goes out.
     batch::close();
+    // Looked up once: for the filter, and whether the switch can wait for next's exit.
+    let next_reading = journey_mode() && reading(next);
     let keep = if flow::active() {
         // A switch ends the packet context on this CPU.
         flow::set_verdict(Verdict::Unknown);
         flow::task_selected(next) && sched_passes(&here, next, Some(here.tid))
     } else {
-        sched_passes(&here, next, Some(here.tid))
+        sched_passes_reading(&here, next, Some(here.tid), || next_reading)
     };
     if keep {
         let fill = |ev: &mut Event| {
@@ -193,7 +195,7 @@ fn on_switch(next: u32, fill: impl FnOnce(&mut Event)) {
             fill(ev);
         };
         // A task inside a traced syscall switched in: the switch waits for its exit.
-        match batch::task_batch().filter(|_| reading(next)) {
+        match batch::task_batch().filter(|_| next_reading) {
             Some(task) => task.add(&here, EventKind::SchedSwitch, fill),
             None => emit(&here, EventKind::SchedSwitch, fill),
         }
