@@ -225,14 +225,30 @@ fn addr(value: Option<Addr>, out: &mut Vec<u8>) {
 fn ip(value: Option<IpAddr>, out: &mut Vec<u8>) {
     match value {
         Some(IpAddr::V4(ip)) => {
-            out.push(b'"');
+            // `"255.255.255.255"` at most: built in a fixed block, copied whole, then cut.
+            let mut block = [0u8; 24];
+            block[0] = b'"';
+            let mut end = 1;
             for (index, octet) in ip.octets().into_iter().enumerate() {
                 if index > 0 {
-                    out.push(b'.');
+                    block[end] = b'.';
+                    end += 1;
                 }
-                decimal(u64::from(octet), out);
+                if octet >= 100 {
+                    block[end] = b'0' + octet / 100;
+                    end += 1;
+                }
+                if octet >= 10 {
+                    block[end] = b'0' + octet / 10 % 10;
+                    end += 1;
+                }
+                block[end] = b'0' + octet % 10;
+                end += 1;
             }
-            out.push(b'"');
+            block[end] = b'"';
+            let len = out.len();
+            out.extend_from_slice(&block);
+            out.truncate(len + end + 1);
         }
         Some(ip @ IpAddr::V6(_)) => {
             use io::Write as _;
@@ -449,6 +465,20 @@ mod tests {
         };
         for journey in [&empty, &full] {
             assert_eq!(line(journey), serde_json::to_string(journey).unwrap());
+        }
+    }
+
+    #[test]
+    fn ipv4_addresses_as_serde_writes_them() {
+        for octet in [0u8, 1, 9, 10, 11, 99, 100, 101, 199, 200, 249, 255] {
+            for ip in [
+                std::net::Ipv4Addr::new(octet, 0, 255, octet),
+                std::net::Ipv4Addr::new(255, octet, octet, 7),
+            ] {
+                let mut ours = Vec::new();
+                super::ip(Some(IpAddr::V4(ip)), &mut ours);
+                assert_eq!(ours, serde_json::to_string(&ip).unwrap().into_bytes());
+            }
         }
     }
 
