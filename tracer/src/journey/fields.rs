@@ -25,90 +25,83 @@ pub enum Value<'a> {
     Missing(&'a [Missing]),
 }
 
-/// A field of the record: its name, its JSON key fragment and how to read it.
+/// A field of the record: its name and how to read it.
 pub struct Field {
     pub name: &'static str,
-    /// `,"name":`, built at compile time so the JSON writer copies it whole.
-    pub json_key: &'static str,
     pub value: for<'a> fn(&'a Journey) -> Value<'a>,
 }
 
-macro_rules! field {
-    ($name:literal, $value:expr) => {
-        Field {
-            name: $name,
-            json_key: concat!(",\"", $name, "\":"),
-            value: $value,
+/// Calls the macro `$then!` with every field of the record in record order (the order serde
+/// writes), one `"name" => |journey| Value,` each: [`FIELDS`] is built from it, and so is the
+/// JSON writer's straight-line code (`sink::jsonl`), which then knows each key and each
+/// value's kind at compile time.
+macro_rules! journey_fields {
+    ($then:ident) => {
+        $then! {
+            "id" => |j| Value::Unsigned(Some(j.id)),
+            "dev" => |j| Value::Text(Some(&j.dev)),
+            "irq" => |j| Value::Unsigned(j.irq.map(u64::from)),
+            "irq_name" => |j| Value::Text(j.irq_name.as_deref()),
+            "cpu_irq" => |j| Value::Unsigned(j.cpu_irq.map(u64::from)),
+            "cpu_softirq" => |j| Value::Unsigned(j.cpu_softirq.map(u64::from)),
+            "cpu_task" => |j| Value::Unsigned(j.cpu_task.map(u64::from)),
+            "cpu_stack" => |j| Value::Unsigned(j.cpu_stack.map(u64::from)),
+            "pid" => |j| Value::Unsigned(j.pid.map(u64::from)),
+            "tid" => |j| Value::Unsigned(j.tid.map(u64::from)),
+            "comm" => |j| Value::Text(j.comm.as_deref()),
+            "netns" => |j| Value::Unsigned(j.netns),
+            "cgroup" => |j| Value::Unsigned(j.cgroup),
+            "cgroup_path" => |j| Value::Text(j.cgroup_path.as_deref()),
+            "proto" => |j| Value::Text(Some(&j.proto)),
+            "family" => |j| Value::Text(j.family),
+            "saddr" => |j| Value::Ip(j.saddr),
+            "sport" => |j| Value::Unsigned(j.sport.map(u64::from)),
+            "daddr" => |j| Value::Ip(j.daddr),
+            "dport" => |j| Value::Unsigned(j.dport.map(u64::from)),
+            "len" => |j| Value::Unsigned(Some(u64::from(j.len))),
+            "bytes" => |j| Value::Signed(j.bytes),
+            "syscall" => |j| Value::Text(j.syscall),
+            "napi_batch_pos" => |j| Value::Unsigned(j.napi_batch_pos.map(u64::from)),
+            "napi_work" => |j| Value::Unsigned(j.napi_work.map(u64::from)),
+            "napi_budget" => |j| Value::Unsigned(j.napi_budget.map(u64::from)),
+            "softirq_in_ksoftirqd" => |j| Value::Bool(j.softirq_in_ksoftirqd),
+            "gro_merged" => |j| Value::Unsigned(Some(u64::from(j.gro_merged))),
+            "read_packets" => |j| Value::Unsigned(Some(u64::from(j.read_packets))),
+            "partial_read" => |j| Value::Bool(j.partial_read),
+            "skbaddr" => |j| Value::Addr(Some(j.skbaddr)),
+            "skaddr" => |j| Value::Addr(j.skaddr),
+            "payload" => |j| Value::Unsigned(j.payload.map(u64::from)),
+            "tcp_flags" => |j| Value::Text(j.tcp_flags.map(|f| f.as_str())),
+            "control" => |j| Value::Bool(j.control),
+            "first_read" => |j| Value::Unsigned(j.first_read),
+            "reads" => |j| Value::Unsigned(Some(u64::from(j.reads))),
+            "woken_tid" => |j| Value::Unsigned(j.woken_tid.map(u64::from)),
+            "ts" => |j| Value::Stamps(&j.ts),
+            "stages_ns" => |j| Value::Stages(&j.stages_ns),
+            "complete" => |j| Value::Bool(j.complete),
+            "missing" => |j| Value::Missing(&j.missing),
+            "drop_reason" => |j| Value::Text(j.drop_reason.as_deref()),
+            "lost_events" => |j| Value::Bool(j.lost_events),
         }
+    };
+}
+pub(crate) use journey_fields;
+
+macro_rules! field_table {
+    ($($name:literal => $value:expr,)*) => {
+        &[$(Field {
+            name: $name,
+            value: $value,
+        },)*]
     };
 }
 
 /// Every field of [`Journey`], in the order of the JSON record (the order serde writes).
-pub const FIELDS: &[Field] = &[
-    field!("id", |j| Value::Unsigned(Some(j.id))),
-    field!("dev", |j| Value::Text(Some(&j.dev))),
-    field!("irq", |j| Value::Unsigned(j.irq.map(u64::from))),
-    field!("irq_name", |j| Value::Text(j.irq_name.as_deref())),
-    field!("cpu_irq", |j| Value::Unsigned(j.cpu_irq.map(u64::from))),
-    field!("cpu_softirq", |j| Value::Unsigned(
-        j.cpu_softirq.map(u64::from)
-    )),
-    field!("cpu_task", |j| Value::Unsigned(j.cpu_task.map(u64::from))),
-    field!("cpu_stack", |j| Value::Unsigned(j.cpu_stack.map(u64::from))),
-    field!("pid", |j| Value::Unsigned(j.pid.map(u64::from))),
-    field!("tid", |j| Value::Unsigned(j.tid.map(u64::from))),
-    field!("comm", |j| Value::Text(j.comm.as_deref())),
-    field!("netns", |j| Value::Unsigned(j.netns)),
-    field!("cgroup", |j| Value::Unsigned(j.cgroup)),
-    field!("cgroup_path", |j| Value::Text(j.cgroup_path.as_deref())),
-    field!("proto", |j| Value::Text(Some(&j.proto))),
-    field!("family", |j| Value::Text(j.family)),
-    field!("saddr", |j| Value::Ip(j.saddr)),
-    field!("sport", |j| Value::Unsigned(j.sport.map(u64::from))),
-    field!("daddr", |j| Value::Ip(j.daddr)),
-    field!("dport", |j| Value::Unsigned(j.dport.map(u64::from))),
-    field!("len", |j| Value::Unsigned(Some(u64::from(j.len)))),
-    field!("bytes", |j| Value::Signed(j.bytes)),
-    field!("syscall", |j| Value::Text(j.syscall)),
-    field!("napi_batch_pos", |j| Value::Unsigned(
-        j.napi_batch_pos.map(u64::from)
-    )),
-    field!("napi_work", |j| Value::Unsigned(j.napi_work.map(u64::from))),
-    field!("napi_budget", |j| Value::Unsigned(
-        j.napi_budget.map(u64::from)
-    )),
-    field!("softirq_in_ksoftirqd", |j| Value::Bool(
-        j.softirq_in_ksoftirqd
-    )),
-    field!("gro_merged", |j| Value::Unsigned(Some(u64::from(
-        j.gro_merged
-    )))),
-    field!("read_packets", |j| Value::Unsigned(Some(u64::from(
-        j.read_packets
-    )))),
-    field!("partial_read", |j| Value::Bool(j.partial_read)),
-    field!("skbaddr", |j| Value::Addr(Some(j.skbaddr))),
-    field!("skaddr", |j| Value::Addr(j.skaddr)),
-    field!("payload", |j| Value::Unsigned(j.payload.map(u64::from))),
-    field!("tcp_flags", |j| Value::Text(
-        j.tcp_flags.map(|f| f.as_str())
-    )),
-    field!("control", |j| Value::Bool(j.control)),
-    field!("first_read", |j| Value::Unsigned(j.first_read)),
-    field!("reads", |j| Value::Unsigned(Some(u64::from(j.reads)))),
-    field!("woken_tid", |j| Value::Unsigned(j.woken_tid.map(u64::from))),
-    field!("ts", |j| Value::Stamps(&j.ts)),
-    field!("stages_ns", |j| Value::Stages(&j.stages_ns)),
-    field!("complete", |j| Value::Bool(j.complete)),
-    field!("missing", |j| Value::Missing(&j.missing)),
-    field!("drop_reason", |j| Value::Text(j.drop_reason.as_deref())),
-    field!("lost_events", |j| Value::Bool(j.lost_events)),
-];
+pub const FIELDS: &[Field] = journey_fields!(field_table);
 
-/// A stamp of [`Stamps`]: its name, its JSON key fragment and how to read it.
+/// A stamp of [`Stamps`]: its name and how to read it.
 pub struct Stamp {
     pub name: &'static str,
-    pub json_key: &'static str,
     pub value: fn(&Stamps) -> Option<u64>,
 }
 
@@ -116,26 +109,33 @@ macro_rules! stamp {
     ($name:ident) => {
         Stamp {
             name: stringify!($name),
-            json_key: concat!(",\"", stringify!($name), "\":"),
             value: |ts| ts.$name,
         }
     };
 }
 
+/// Calls the macro `$then!` with the name of every stamp of [`Stamps`] in the order of the
+/// JSON record (their order in [`Stamps`]): [`STAMPS`] is built from it, and so is the JSON
+/// writer's `ts` object.
+macro_rules! stamp_fields {
+    ($then:ident) => {
+        $then! {
+            irq_entry, irq_exit, softirq_raise, softirq_entry, netif_receive, sk_data_ready,
+            waking, wakeup, switch_in, recv_return,
+        }
+    };
+}
+pub(crate) use stamp_fields;
+
+macro_rules! stamp_table {
+    ($($name:ident,)*) => {
+        [$(stamp!($name),)*]
+    };
+}
+
 /// The stamps in the order of the JSON record (their order in [`Stamps`]; the order they
 /// happen in is [`Stamps::in_order`]).
-pub const STAMPS: [Stamp; 10] = [
-    stamp!(irq_entry),
-    stamp!(irq_exit),
-    stamp!(softirq_raise),
-    stamp!(softirq_entry),
-    stamp!(netif_receive),
-    stamp!(sk_data_ready),
-    stamp!(waking),
-    stamp!(wakeup),
-    stamp!(switch_in),
-    stamp!(recv_return),
-];
+pub const STAMPS: [Stamp; 10] = stamp_fields!(stamp_table);
 
 /// `,"<stage>":` of every stage, in [`Stage::ALL`] order, for the JSON writer.
 pub const STAGE_KEYS: [&str; 8] = [

@@ -384,18 +384,26 @@ impl Probes {
         })
     }
 
-    /// The event ring buffer; call once.
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+    /// The event ring buffer's map (`source::consumer` maps its pages); call once.
+    pub fn take_ring(&mut self) -> Result<MapData, ProbeError> {
         let map = self.ebpf.take_map(abi::EVENTS).ok_or(ProbeError::Map {
             name: abi::EVENTS,
             source: aya::maps::MapError::InvalidName {
                 name: abi::EVENTS.into(),
             },
         })?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
-            name: abi::EVENTS,
-            source,
-        })
+        match map {
+            aya::maps::Map::RingBuf(data) => Ok(data),
+            // Not a ring buffer: aya's conversion says what it is instead.
+            other => Err(ProbeError::Map {
+                name: abi::EVENTS,
+                source: RingBuf::try_from(other).err().unwrap_or(
+                    aya::maps::MapError::InvalidName {
+                        name: abi::EVENTS.into(),
+                    },
+                ),
+            }),
+        }
     }
 
     /// Events lost to a full ring buffer so far, per CPU (index = CPU).

@@ -13,6 +13,10 @@ use super::{
 };
 use crate::journey::{Journey, JourneyFilter, Tracker};
 
+/// How many bytes of JSON lines are gathered before they are written: a few dozen journeys
+/// per write, copied once (into this buffer) instead of twice.
+const JSON_BATCH: usize = 1 << 16;
+
 /// What the terminal shows.
 #[derive(Clone, Debug, Default)]
 pub struct Shown {
@@ -26,7 +30,7 @@ pub struct Shown {
     pub filter: JourneyFilter,
     /// Members appended to every JSON object (`sink::jsonl::extra_members`): the host and
     /// file of each journey when `report` reads several recordings; empty otherwise.
-    pub json_extra: String,
+    pub json_extra: Vec<u8>,
 }
 
 /// Prints journeys (text lines or JSON objects) and summaries.
@@ -36,8 +40,9 @@ pub struct JourneySink<W: io::Write> {
     summary: StageSummary,
     shown: u64,
     closed: bool,
-    /// Reused for each JSON line.
-    line: String,
+    /// JSON lines gathered for one write (reused): written whole at [`JSON_BATCH`] bytes and
+    /// at the end of each `show`.
+    json_lines: Vec<u8>,
 }
 
 impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
@@ -49,7 +54,7 @@ impl JourneySink<BufWriter<io::StdoutLock<'static>>> {
             summary: StageSummary::default(),
             shown: 0,
             closed: false,
-            line: String::new(),
+            json_lines: Vec::new(),
         };
         if !sink.output.json && !sink.output.quiet {
             sink.write_line(&text::header());
@@ -83,18 +88,30 @@ impl<W: io::Write> JourneySink<W> {
                 continue;
             }
             if self.output.json {
-                let mut line = std::mem::take(&mut self.line);
-                line.clear();
-                jsonl::write_with(&journey, &self.output.json_extra, &mut line);
-                self.write_line(&line);
-                self.line = line;
+                jsonl::write_with(&journey, &self.output.json_extra, &mut self.json_lines);
+                self.json_lines.push(b'\n');
+                if self.json_lines.len() >= JSON_BATCH {
+                    self.write_json_lines();
+                }
             } else {
                 self.write_line(&text::line(&journey));
             }
         }
+        self.write_json_lines();
         if self.out.flush().is_err() {
             self.closed = true;
         }
+    }
+
+    /// Writes the JSON lines gathered so far in one write.
+    fn write_json_lines(&mut self) {
+        if !self.closed
+            && !self.json_lines.is_empty()
+            && self.out.write_all(&self.json_lines).is_err()
+        {
+            self.closed = true; // stdout closed (`| head`): stop quietly
+        }
+        self.json_lines.clear();
     }
 
     fn write_line(&mut self, line: &str) {

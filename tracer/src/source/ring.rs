@@ -3,9 +3,11 @@
 
 use std::{io, time::Duration};
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::MapData;
 use tokio::io::unix::AsyncFd;
 use tracer_common::EVENT_SIZE;
+
+use super::consumer::RingConsumer;
 
 /// How long records may wait in the ring buffer when the kernel does not wake us for each
 /// one: the lag this adds to live output.
@@ -13,18 +15,20 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The live event stream of the ring buffer `EVENTS`.
 pub struct RingSource {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: AsyncFd<RingConsumer>,
     poll: Option<Duration>,
     /// When the timer drains next; kept here so a cancelled wait does not restart it.
     next_poll: tokio::time::Instant,
 }
 
 impl RingSource {
-    /// Wraps the ring buffer for async readiness (epoll on its fd); with `poll`, the buffer is
-    /// also drained that often (needed when the kernel submits with `BPF_RB_NO_WAKEUP`).
-    pub fn new(ring: RingBuf<MapData>, poll: Option<Duration>) -> io::Result<Self> {
-        // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long
-        // as the RingBuf lives, and the AsyncFd owns the RingBuf.
+    /// Maps the ring buffer `map` and wraps it for async readiness (epoll on its fd); with
+    /// `poll`, the buffer is also drained that often (needed when the kernel submits with
+    /// `BPF_RB_NO_WAKEUP`).
+    pub fn new(map: MapData, poll: Option<Duration>) -> io::Result<Self> {
+        let ring = RingConsumer::new(map)?;
+        // SAFETY: the consumer owns the map's fd, which stays open and unchanged for as long
+        // as it lives, and the AsyncFd owns the consumer.
         Ok(Self {
             ring: unsafe { AsyncFd::register(ring)? },
             poll,
@@ -33,7 +37,8 @@ impl RingSource {
     }
 
     /// Waits until records are available (or the poll interval passed), then hands each
-    /// event in them to `each`; returns how many events. Cancel-safe: nothing is taken before the wait ends.
+    /// event in them to `each`; returns how many events. Cancel-safe: nothing is taken
+    /// before the wait ends.
     pub async fn next_batch(&mut self, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
         let Some(poll) = self.poll else {
             return self.next_woken(&mut each).await;
@@ -41,7 +46,7 @@ impl RingSource {
         let deadline = self.next_poll;
         let count = tokio::select! {
             woken = self.next_woken(&mut each) => woken?,
-            () = tokio::time::sleep_until(deadline) => drain(self.ring.get_mut(), &mut each),
+            () = tokio::time::sleep_until(deadline) => drain_events(self.ring.get_mut(), &mut each),
         };
         self.next_poll = tokio::time::Instant::now() + poll;
         Ok(count)
@@ -49,23 +54,21 @@ impl RingSource {
 
     async fn next_woken(&mut self, each: &mut impl FnMut(&[u8])) -> io::Result<usize> {
         let mut guard = self.ring.readable_mut().await?;
-        let count = drain(guard.get_inner_mut(), each);
+        let count = drain_events(guard.get_inner_mut(), each);
         guard.clear_ready();
         Ok(count)
     }
 
     /// Hands every event available now to `each` without waiting; returns how many.
     pub fn drain_now(&mut self, mut each: impl FnMut(&[u8])) -> usize {
-        drain(self.ring.get_mut(), &mut each)
+        drain_events(self.ring.get_mut(), &mut each)
     }
 }
 
 /// Hands each event of every record available now to `each`; returns how many events.
-fn drain(ring: &mut RingBuf<MapData>, each: &mut impl FnMut(&[u8])) -> usize {
+fn drain_events(ring: &mut RingConsumer, each: &mut impl FnMut(&[u8])) -> usize {
     let mut count = 0;
-    while let Some(item) = ring.next() {
-        count += split_record(&item, each);
-    }
+    ring.drain(&mut |record: &[u8]| count += split_record(record, each));
     count
 }
 

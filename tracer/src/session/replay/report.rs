@@ -124,7 +124,7 @@ fn replay(
     let mut config = EngineConfig::from_recording(&meta, options.keep_unsocketed);
     config.readers = options.filter.readers();
     let mut tracker = Tracker::new(config);
-    let json_extra = place.map_or(String::new(), |_| {
+    let json_extra = place.map_or(Vec::new(), |_| {
         let file = file.to_string_lossy();
         jsonl::extra_members(&[("host", &meta.hostname), ("recording", &file)])
     });
