@@ -209,16 +209,63 @@ impl FlowStats {
     }
 }
 
+/// A recording's events as the report counts them: how many, the first and last stamps
+/// and the tally. None of it depends on their order, so it is counted in file order, on the
+/// thread that decodes them (`session::replay`), apart from the journeys.
+#[derive(Clone, Debug)]
+pub struct EventsSeen {
+    events: u64,
+    first_ts: u64,
+    last_ts: u64,
+    /// Whether to tally the events (the text report's NAPI and switch counts) or only count
+    /// them and their span.
+    tallied: bool,
+    tally: EventTally,
+}
+
+impl EventsSeen {
+    /// Nothing seen yet; `tallied`: also tally what the text report counts per event.
+    pub fn new(tallied: bool) -> Self {
+        Self {
+            events: 0,
+            first_ts: u64::MAX,
+            last_ts: 0,
+            tallied,
+            tally: EventTally::default(),
+        }
+    }
+
+    /// Counts events of the recording (in file order).
+    pub fn add(&mut self, events: &[Event]) {
+        self.events += events.len() as u64;
+        for event in events {
+            self.first_ts = self.first_ts.min(event.ts);
+            self.last_ts = self.last_ts.max(event.ts);
+        }
+        if self.tallied {
+            for event in events {
+                self.tally.add(event);
+            }
+        }
+    }
+
+    /// The first and last stamps seen, or (0, 0) without events.
+    pub fn span(&self) -> (u64, u64) {
+        if self.first_ts > self.last_ts {
+            (0, 0)
+        } else {
+            (self.first_ts, self.last_ts)
+        }
+    }
+}
+
 /// What the text report needs, gathered as a recording's events and journeys stream past:
 /// counts, histograms and breakdowns, never the journeys themselves (but the few slowest),
 /// so a report of any size holds as much as one of a second.
 #[derive(Debug)]
 pub struct ReportData {
-    events: u64,
-    first_ts: u64,
-    last_ts: u64,
+    seen: EventsSeen,
     irq_devices: HashMap<u32, String>,
-    tally: EventTally,
     summary: StageSummary,
     complete: u64,
     log2: [Log2Histogram; Stage::ALL.len()],
@@ -232,15 +279,12 @@ impl ReportData {
     /// Nothing seen yet of a recording with this metadata; `slowest`: waterfalls to draw.
     pub fn new(meta: &Metadata, slowest: usize) -> Self {
         Self {
-            events: 0,
-            first_ts: u64::MAX,
-            last_ts: 0,
+            seen: EventsSeen::new(true),
             irq_devices: meta
                 .irqs
                 .iter()
                 .map(|irq| (irq.irq, irq.dev.clone()))
                 .collect(),
-            tally: EventTally::default(),
             summary: StageSummary::default(),
             complete: 0,
             log2: Default::default(),
@@ -252,12 +296,13 @@ impl ReportData {
 
     /// Counts events of the recording (in file order).
     pub fn events(&mut self, events: &[Event]) {
-        self.events += events.len() as u64;
-        for event in events {
-            self.first_ts = self.first_ts.min(event.ts);
-            self.last_ts = self.last_ts.max(event.ts);
-            self.tally.add(event);
-        }
+        self.seen.add(events);
+    }
+
+    /// Takes the recording's events as counted elsewhere (tallied: [`EventsSeen::new`]),
+    /// in place of any counted here.
+    pub fn set_events(&mut self, seen: EventsSeen) {
+        self.seen = seen;
     }
 
     /// Adds a journey the report covers (one the filter keeps).
@@ -278,7 +323,7 @@ impl ReportData {
 
     /// The span of the events' stamps, first to last (0 without events).
     pub fn span_ns(&self) -> u64 {
-        self.last_ts.saturating_sub(self.first_ts)
+        self.seen.last_ts.saturating_sub(self.seen.first_ts)
     }
 
     /// The text report: recording facts (format `version`), stage table, histograms,
