@@ -109,6 +109,8 @@ pub struct Engine {
     devs: FxHashMap<[u8; NAME_LEN], Shared>,
     /// The device named last: packets come in runs from one device (no hash, no memcmp).
     last_dev: Option<([u8; NAME_LEN], Shared)>,
+    /// Drop reasons' names by code, shared.
+    drop_names: FxHashMap<u32, Shared>,
     /// `config.irq_devices` names, shared.
     irq_names: FxHashMap<u32, Shared>,
     /// Fallbacks: the reader each socket woke last, the sockets of each reader, and packets
