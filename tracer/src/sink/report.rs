@@ -42,12 +42,18 @@ impl<K, V> Default for Keyed<K, V> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Default> Keyed<K, V> {
-    /// The value of `key`, added as its default if new.
-    fn get(&mut self, key: K) -> &mut V {
+impl<K: Hash + Eq, V: Default> Keyed<K, V> {
+    /// The value of the key that `is_key` recognises, added as its default if new; `key`
+    /// makes the key only when it is not the last one used (a key of names is counts to
+    /// add and drop).
+    fn get(&mut self, is_key: impl FnOnce(&K) -> bool, key: impl FnOnce() -> K) -> &mut V
+    where
+        K: Clone,
+    {
         let at = match &self.last {
-            Some((last, at)) if *last == key => *at,
+            Some((last, at)) if is_key(last) => *at,
             _ => {
+                let key = key();
                 let values = &mut self.values;
                 let at = *self.at.entry(key.clone()).or_insert_with(|| {
                     values.push(V::default());
@@ -82,8 +88,9 @@ impl<K> Default for Groups<K> {
 }
 
 impl<K: Hash + Eq + Clone> Groups<K> {
-    fn add(&mut self, key: K, journey: &Journey) {
-        let histogram = self.by.get(key);
+    /// Counts `journey` in the group of the key `is_key` recognises (`key` makes it).
+    fn add(&mut self, is_key: impl FnOnce(&K) -> bool, key: impl FnOnce() -> K, journey: &Journey) {
+        let histogram = self.by.get(is_key, key);
         if let Some(total) = journey.stages_ns.total {
             histogram.record(total);
         }
@@ -120,18 +127,37 @@ struct Breakdowns {
 
 impl Breakdowns {
     fn add(&mut self, journey: &Journey) {
-        self.dev.add(journey.dev.clone(), journey);
-        self.irq.add(journey.irq_name.clone(), journey);
-        self.cpu.add(journey.cpu_softirq, journey);
-        self.task.add((journey.comm.clone(), journey.pid), journey);
-        let flow = (
-            journey.proto.clone(),
-            journey.saddr,
-            journey.sport,
-            journey.daddr,
-            journey.dport,
+        let (dev, irq, comm) = (&journey.dev, &journey.irq_name, &journey.comm);
+        self.dev
+            .add(|key| same(key, dev), || dev.clone(), journey);
+        self.irq
+            .add(|key| same_name(key, irq), || irq.clone(), journey);
+        let cpu = journey.cpu_softirq;
+        self.cpu.add(|key| *key == cpu, || cpu, journey);
+        self.task.add(
+            |(key, pid)| same_name(key, comm) && *pid == journey.pid,
+            || (comm.clone(), journey.pid),
+            journey,
         );
-        self.flow.get(flow).add(journey);
+        let flow = self.flow.get(
+            |(proto, saddr, sport, daddr, dport)| {
+                *sport == journey.sport
+                    && *dport == journey.dport
+                    && *saddr == journey.saddr
+                    && *daddr == journey.daddr
+                    && *proto == journey.proto
+            },
+            || {
+                (
+                    journey.proto.clone(),
+                    journey.saddr,
+                    journey.sport,
+                    journey.daddr,
+                    journey.dport,
+                )
+            },
+        );
+        flow.add(journey);
     }
 
     /// The sections of the report, titled, each group named.
@@ -177,6 +203,21 @@ impl Breakdowns {
             named.entry(name).or_default().merge(stats);
         }
         named
+    }
+}
+
+/// Whether two shared names are the same: the same string first (interned names mostly
+/// are), else equal text.
+fn same(a: &Shared, b: &Shared) -> bool {
+    std::sync::Arc::ptr_eq(a, b) || a == b
+}
+
+/// [`same`] for names that may be absent.
+fn same_name(a: &Option<Shared>, b: &Option<Shared>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 
