@@ -63,7 +63,10 @@ enum Phase {
 
 #[derive(Clone, Debug)]
 struct Open {
-    journey: Journey,
+    /// Boxed: a journey is hundreds of bytes, and the table moves its values in and out
+    /// (inserted, removed, finished); a box is moved as a pointer, and the journey itself
+    /// once, into the output.
+    journey: Box<Journey>,
     phase: Phase,
     skb: u64,
     sk: u64,
@@ -303,14 +306,12 @@ impl Engine {
         self.evict(out);
         let id = self.next_id;
         self.next_id += 1;
-        let journey = Journey {
-            id,
-            dev: self.dev(event),
-            len: event.arg0,
-            skbaddr: Addr(event.addr),
-            proto: Cow::Borrowed("other"),
-            ..Journey::default()
-        };
+        let mut journey = Box::<Journey>::default();
+        journey.id = id;
+        journey.dev = self.dev(event);
+        journey.len = event.arg0;
+        journey.skbaddr = Addr(event.addr);
+        journey.proto = Cow::Borrowed("other");
         self.open.insert(
             id,
             Open {
@@ -394,7 +395,7 @@ impl Engine {
             *self.stats.control.entry(flags).or_default() += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(open.journey);
+                out.push(*open.journey);
             }
             return;
         }
@@ -418,7 +419,7 @@ impl Engine {
             self.stats.dropped_unknown += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(open.journey);
+                out.push(*open.journey);
             }
             return;
         }
@@ -427,7 +428,7 @@ impl Engine {
             return;
         }
         finalize::finalize(&mut open, incomplete, self.config.degraded);
-        let journey = open.journey;
+        let journey = *open.journey;
         self.stats.journeys_emitted += 1;
         if data_drop {
             self.stats.dropped += 1;
