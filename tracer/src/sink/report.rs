@@ -128,8 +128,7 @@ struct Breakdowns {
 impl Breakdowns {
     fn add(&mut self, journey: &Journey) {
         let (dev, irq, comm) = (&journey.dev, &journey.irq_name, &journey.comm);
-        self.dev
-            .add(|key| same(key, dev), || dev.clone(), journey);
+        self.dev.add(|key| same(key, dev), || dev.clone(), journey);
         self.irq
             .add(|key| same_name(key, irq), || irq.clone(), journey);
         let cpu = journey.cpu_softirq;

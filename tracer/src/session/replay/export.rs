@@ -13,8 +13,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    Interrupted, Opened, Ordered, Stop, catch_stop_signals, decode_threads, drive,
-    warn_incomplete,
+    Interrupted, Opened, Ordered, Stop, catch_stop_signals, decode_threads, drive, warn_incomplete,
 };
 use crate::{
     journey::{EngineConfig, Journey, JourneyFilter, Reorder, Tracker, reorder::DEFAULT_WINDOW_NS},

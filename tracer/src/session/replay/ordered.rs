@@ -58,7 +58,10 @@ pub(super) enum Step {
 /// What the ordering thread sends.
 enum Message<R, T> {
     /// A chunk of `read` events was decoded; `released` left the window after it.
-    Chunk { read: usize, released: Vec<Event> },
+    Chunk {
+        read: usize,
+        released: Vec<Event>,
+    },
     /// The end (or a halt): the window's last events, the late count, the tally and, at the
     /// end of the file, the reader back (its trailer and truncation known).
     End {
@@ -423,8 +426,8 @@ mod tests {
     /// order as through its tracker's own window: the same journeys, late count and tally.
     #[test]
     fn ordered_here_or_on_a_thread_gives_the_same_journeys() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/loopback/udp-tcp-2s.trc");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/loopback/udp-tcp-2s.trc");
         let (expected, late) = through_the_tracker(&path);
         assert!(expected.len() > 100, "{}", expected.len());
         for threads in [1, 2] {
@@ -440,7 +443,10 @@ mod tests {
                 }
                 steps += 1;
             }
-            assert_eq!(ordered.step(&mut tracker, &mut journeys).unwrap(), Step::End);
+            assert_eq!(
+                ordered.step(&mut tracker, &mut journeys).unwrap(),
+                Step::End
+            );
             tracker.finish(&mut journeys);
             assert!(steps > 0);
             assert_eq!(journeys, expected, "{threads} threads");

@@ -9,8 +9,8 @@ use std::{
 };
 
 use super::{
-    Interrupted, Opened, Ordered, ReportOptions, Stop, catch_stop_signals, decode_threads,
-    drive, warn_incomplete,
+    Interrupted, Opened, Ordered, ReportOptions, Stop, catch_stop_signals, decode_threads, drive,
+    warn_incomplete,
 };
 use crate::{
     journey::{EndingCounts, EngineConfig, Tracker},
