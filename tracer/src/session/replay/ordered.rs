@@ -436,11 +436,8 @@ mod tests {
             let mut tracker = Tracker::new(config);
             let mut ordered = Ordered::new(reader, threads, EventsSeen::new(true));
             let (mut journeys, mut read, mut steps) = (Vec::new(), 0, 0);
-            loop {
-                match ordered.step(&mut tracker, &mut journeys).unwrap() {
-                    Step::Chunk(events) => read += events,
-                    Step::End => break,
-                }
+            while let Step::Chunk(events) = ordered.step(&mut tracker, &mut journeys).unwrap() {
+                read += events;
                 steps += 1;
             }
             assert_eq!(
