@@ -210,9 +210,11 @@ pub struct Missing {
     pub reason: Cow<'static, str>,
 }
 
-/// The stages a journey does not have, with their reasons: two or fewer for nearly every
-/// journey, held inline so that finishing one allocates nothing for them.
-pub type MissingStages = smallvec::SmallVec<[Missing; 2]>;
+/// The stages a journey does not have, with their reasons: four or fewer for nearly every
+/// journey (a loopback datagram read by a reader already running misses three: no hard
+/// IRQ, no wakeup, no run queue wait), held inline so that finishing one allocates nothing
+/// for them.
+pub type MissingStages = smallvec::SmallVec<[Missing; 4]>;
 
 /// One received packet's journey (the JSON lines record).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -303,8 +305,8 @@ pub struct Journey {
     /// It reached recv() return with no events lost on the way.
     pub complete: bool,
     pub missing: MissingStages,
-    /// skb_drop_reason of the kfree_skb that ended it.
-    pub drop_reason: Option<String>,
+    /// skb_drop_reason of the kfree_skb that ended it (interned: a flood's drops share one).
+    pub drop_reason: Option<Shared>,
     /// Events were lost on a CPU while this journey was open: stages may be wrong or absent.
     pub lost_events: bool,
 }

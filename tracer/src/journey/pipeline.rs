@@ -20,6 +20,8 @@ pub struct Tracker {
     reorder: Reorder,
     engine: Engine,
     undecodable: u64,
+    /// Late events counted by a reorder window outside this tracker ([`Self::push_ordered`]).
+    late_elsewhere: u64,
     cgroups: CgroupPaths,
 }
 
@@ -31,6 +33,7 @@ impl Tracker {
             reorder: Reorder::new(DEFAULT_WINDOW_NS),
             engine: Engine::new(config),
             undecodable: 0,
+            late_elsewhere: 0,
             cgroups,
         }
     }
@@ -78,6 +81,27 @@ impl Tracker {
         self.name_cgroups(out, from);
     }
 
+    /// Runs events already in time order through the engine, skipping this tracker's window:
+    /// a reorder window elsewhere (another thread's) released them. `feed` hands them over
+    /// one by one; the journeys that ended go to `out`.
+    pub fn push_ordered<T>(
+        &mut self,
+        out: &mut Vec<Journey>,
+        feed: impl FnOnce(&mut dyn FnMut(&Event)) -> T,
+    ) -> T {
+        let from = out.len();
+        let engine = &mut self.engine;
+        let fed = feed(&mut |event| engine.push(event, out));
+        self.name_cgroups(out, from);
+        fed
+    }
+
+    /// Counts events that arrived late at a reorder window elsewhere (see
+    /// [`Self::push_ordered`]).
+    pub fn add_late(&mut self, late: u64) {
+        self.late_elsewhere += late;
+    }
+
     /// Ends the stream: every held event, then every open journey.
     pub fn finish(&mut self, out: &mut Vec<Journey>) {
         let from = out.len();
@@ -94,7 +118,7 @@ impl Tracker {
 
     /// Events that arrived later than the reorder window.
     pub fn late_events(&self) -> u64 {
-        self.reorder.late()
+        self.reorder.late() + self.late_elsewhere
     }
 
     /// Records that did not decode.

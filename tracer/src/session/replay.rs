@@ -8,6 +8,7 @@
 //! few chunks, whatever the size of the file.
 
 mod export;
+mod ordered;
 mod report;
 
 use std::{
@@ -19,13 +20,13 @@ use std::{
 };
 
 pub use export::{Export, export, export_events};
+use ordered::{Ordered, Step, Tally};
 pub use report::{labels, report};
-use tracer_common::Event;
 
 use crate::{
     journey::{EngineConfig, Journey, JourneyFilter, Tracker},
-    recording::{EventBatches, Outline, RecordingReader},
-    sink::report::ReportData,
+    recording::{Outline, RecordingReader},
+    sink::report::{EventsSeen, ReportData},
 };
 
 /// Set by SIGINT or SIGTERM during `report` or `export`.
@@ -125,34 +126,34 @@ enum Stop {
     Closed,
 }
 
-/// Feeds every chunk of `batches` through `tracker`; after each chunk `each` gets its events
-/// and the journeys that ended (to take), and says whether to go on. At the end the engine
-/// is finished and `each` gets the last journeys with no events.
-fn drive<R: Read>(
-    batches: &mut EventBatches<R>,
+/// Feeds every chunk of `ordered` through `tracker`; after each chunk `each` gets how many
+/// events it held and the journeys that ended (to take), and says whether to go on. At the
+/// end the engine is finished and `each` gets the last journeys with no events. On a stop
+/// signal what was read waits in `tracker`'s own window (its `finish` runs it).
+fn drive<R: Read, T: Tally>(
+    ordered: &mut Ordered<R, T>,
     tracker: &mut Tracker,
-    mut each: impl FnMut(&[Event], &mut Vec<Journey>) -> anyhow::Result<bool>,
+    mut each: impl FnMut(usize, &mut Vec<Journey>) -> anyhow::Result<bool>,
 ) -> anyhow::Result<Stop> {
     let mut journeys = Vec::new();
     let mut read = 0u64;
     loop {
         if stop_requested() {
+            read += ordered.halt(tracker);
             return Ok(Stop::Signal(read));
         }
-        let Some(events) = batches.next_batch()? else {
-            break;
-        };
-        read += events.len() as u64;
-        for event in events {
-            tracker.push_event(*event);
-        }
-        tracker.advance(None, &mut journeys);
-        if !each(events, &mut journeys)? {
-            return Ok(Stop::Closed);
+        match ordered.step(tracker, &mut journeys)? {
+            Step::Chunk(events) => {
+                read += events as u64;
+                if !each(events, &mut journeys)? {
+                    return Ok(Stop::Closed);
+                }
+            }
+            Step::End => break,
         }
     }
     tracker.finish(&mut journeys);
-    Ok(if each(&[], &mut journeys)? {
+    Ok(if each(0, &mut journeys)? {
         Stop::End
     } else {
         Stop::Closed
@@ -180,9 +181,8 @@ pub fn every_sink(bytes: &[u8]) -> Option<usize> {
     let mut csv = CsvRows::new(Vec::new()).ok()?;
     let mut parquet = ParquetJourneys::new(Vec::new(), Capture::from_metadata(&meta)).ok()?;
     let (mut text, mut summary, mut count) = (String::new(), StageSummary::default(), 0);
-    let mut batches = EventBatches::here(reader);
-    let stop = drive(&mut batches, &mut tracker, |events, journeys| {
-        data.events(events);
+    let mut ordered = Ordered::here(reader, EventsSeen::new(true));
+    let stop = drive(&mut ordered, &mut tracker, |_, journeys| {
         for journey in journeys.drain(..) {
             json.journey(&journey)?;
             csv.journey(&journey)?;
@@ -195,7 +195,9 @@ pub fn every_sink(bytes: &[u8]) -> Option<usize> {
         Ok(true)
     })
     .ok()?;
-    let reader = batches.into_reader()?;
+    let (reader, seen) = ordered.into_parts();
+    data.set_events(seen?);
+    let reader = reader?;
     let lost = reader.trailer().map(|t| t.lost_per_cpu.clone());
     let lost = lost.as_deref();
     text.push_str(&crate::sink::summary::run_summary(

@@ -170,7 +170,7 @@ impl Metrics {
         if let Some(reason) = &journey.drop_reason {
             self.drops
                 .get_or_create(&ReasonLabels {
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 })
                 .inc();
         }

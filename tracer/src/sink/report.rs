@@ -42,12 +42,18 @@ impl<K, V> Default for Keyed<K, V> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Default> Keyed<K, V> {
-    /// The value of `key`, added as its default if new.
-    fn get(&mut self, key: K) -> &mut V {
+impl<K: Hash + Eq, V: Default> Keyed<K, V> {
+    /// The value of the key that `is_key` recognises, added as its default if new; `key`
+    /// makes the key only when it is not the last one used (a key of names is counts to
+    /// add and drop).
+    fn get(&mut self, is_key: impl FnOnce(&K) -> bool, key: impl FnOnce() -> K) -> &mut V
+    where
+        K: Clone,
+    {
         let at = match &self.last {
-            Some((last, at)) if *last == key => *at,
+            Some((last, at)) if is_key(last) => *at,
             _ => {
+                let key = key();
                 let values = &mut self.values;
                 let at = *self.at.entry(key.clone()).or_insert_with(|| {
                     values.push(V::default());
@@ -82,8 +88,9 @@ impl<K> Default for Groups<K> {
 }
 
 impl<K: Hash + Eq + Clone> Groups<K> {
-    fn add(&mut self, key: K, journey: &Journey) {
-        let histogram = self.by.get(key);
+    /// Counts `journey` in the group of the key `is_key` recognises (`key` makes it).
+    fn add(&mut self, is_key: impl FnOnce(&K) -> bool, key: impl FnOnce() -> K, journey: &Journey) {
+        let histogram = self.by.get(is_key, key);
         if let Some(total) = journey.stages_ns.total {
             histogram.record(total);
         }
@@ -120,18 +127,36 @@ struct Breakdowns {
 
 impl Breakdowns {
     fn add(&mut self, journey: &Journey) {
-        self.dev.add(journey.dev.clone(), journey);
-        self.irq.add(journey.irq_name.clone(), journey);
-        self.cpu.add(journey.cpu_softirq, journey);
-        self.task.add((journey.comm.clone(), journey.pid), journey);
-        let flow = (
-            journey.proto.clone(),
-            journey.saddr,
-            journey.sport,
-            journey.daddr,
-            journey.dport,
+        let (dev, irq, comm) = (&journey.dev, &journey.irq_name, &journey.comm);
+        self.dev.add(|key| same(key, dev), || dev.clone(), journey);
+        self.irq
+            .add(|key| same_name(key, irq), || irq.clone(), journey);
+        let cpu = journey.cpu_softirq;
+        self.cpu.add(|key| *key == cpu, || cpu, journey);
+        self.task.add(
+            |(key, pid)| same_name(key, comm) && *pid == journey.pid,
+            || (comm.clone(), journey.pid),
+            journey,
         );
-        self.flow.get(flow).add(journey);
+        let flow = self.flow.get(
+            |(proto, saddr, sport, daddr, dport)| {
+                *sport == journey.sport
+                    && *dport == journey.dport
+                    && *saddr == journey.saddr
+                    && *daddr == journey.daddr
+                    && *proto == journey.proto
+            },
+            || {
+                (
+                    journey.proto.clone(),
+                    journey.saddr,
+                    journey.sport,
+                    journey.daddr,
+                    journey.dport,
+                )
+            },
+        );
+        flow.add(journey);
     }
 
     /// The sections of the report, titled, each group named.
@@ -180,6 +205,21 @@ impl Breakdowns {
     }
 }
 
+/// Whether two shared names are the same: the same string first (interned names mostly
+/// are), else equal text.
+fn same(a: &Shared, b: &Shared) -> bool {
+    std::sync::Arc::ptr_eq(a, b) || a == b
+}
+
+/// [`same`] for names that may be absent.
+fn same_name(a: &Option<Shared>, b: &Option<Shared>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// A flow's journeys: their totals and each stage. Compact: a host has few devices, CPUs
 /// and readers, but flows can be many.
 #[derive(Clone, Debug, Default)]
@@ -209,16 +249,63 @@ impl FlowStats {
     }
 }
 
+/// A recording's events as the report counts them: how many, the first and last stamps
+/// and the tally. None of it depends on their order, so it is counted in file order, on the
+/// thread that decodes them (`session::replay`), apart from the journeys.
+#[derive(Clone, Debug)]
+pub struct EventsSeen {
+    events: u64,
+    first_ts: u64,
+    last_ts: u64,
+    /// Whether to tally the events (the text report's NAPI and switch counts) or only count
+    /// them and their span.
+    tallied: bool,
+    tally: EventTally,
+}
+
+impl EventsSeen {
+    /// Nothing seen yet; `tallied`: also tally what the text report counts per event.
+    pub fn new(tallied: bool) -> Self {
+        Self {
+            events: 0,
+            first_ts: u64::MAX,
+            last_ts: 0,
+            tallied,
+            tally: EventTally::default(),
+        }
+    }
+
+    /// Counts events of the recording (in file order).
+    pub fn add(&mut self, events: &[Event]) {
+        self.events += events.len() as u64;
+        for event in events {
+            self.first_ts = self.first_ts.min(event.ts);
+            self.last_ts = self.last_ts.max(event.ts);
+        }
+        if self.tallied {
+            for event in events {
+                self.tally.add(event);
+            }
+        }
+    }
+
+    /// The first and last stamps seen, or (0, 0) without events.
+    pub fn span(&self) -> (u64, u64) {
+        if self.first_ts > self.last_ts {
+            (0, 0)
+        } else {
+            (self.first_ts, self.last_ts)
+        }
+    }
+}
+
 /// What the text report needs, gathered as a recording's events and journeys stream past:
 /// counts, histograms and breakdowns, never the journeys themselves (but the few slowest),
 /// so a report of any size holds as much as one of a second.
 #[derive(Debug)]
 pub struct ReportData {
-    events: u64,
-    first_ts: u64,
-    last_ts: u64,
+    seen: EventsSeen,
     irq_devices: HashMap<u32, String>,
-    tally: EventTally,
     summary: StageSummary,
     complete: u64,
     log2: [Log2Histogram; Stage::ALL.len()],
@@ -232,15 +319,12 @@ impl ReportData {
     /// Nothing seen yet of a recording with this metadata; `slowest`: waterfalls to draw.
     pub fn new(meta: &Metadata, slowest: usize) -> Self {
         Self {
-            events: 0,
-            first_ts: u64::MAX,
-            last_ts: 0,
+            seen: EventsSeen::new(true),
             irq_devices: meta
                 .irqs
                 .iter()
                 .map(|irq| (irq.irq, irq.dev.clone()))
                 .collect(),
-            tally: EventTally::default(),
             summary: StageSummary::default(),
             complete: 0,
             log2: Default::default(),
@@ -252,12 +336,13 @@ impl ReportData {
 
     /// Counts events of the recording (in file order).
     pub fn events(&mut self, events: &[Event]) {
-        self.events += events.len() as u64;
-        for event in events {
-            self.first_ts = self.first_ts.min(event.ts);
-            self.last_ts = self.last_ts.max(event.ts);
-            self.tally.add(event);
-        }
+        self.seen.add(events);
+    }
+
+    /// Takes the recording's events as counted elsewhere (tallied: [`EventsSeen::new`]),
+    /// in place of any counted here.
+    pub fn set_events(&mut self, seen: EventsSeen) {
+        self.seen = seen;
     }
 
     /// Adds a journey the report covers (one the filter keeps).
@@ -278,7 +363,7 @@ impl ReportData {
 
     /// The span of the events' stamps, first to last (0 without events).
     pub fn span_ns(&self) -> u64 {
-        self.last_ts.saturating_sub(self.first_ts)
+        self.seen.last_ts.saturating_sub(self.seen.first_ts)
     }
 
     /// The text report: recording facts (format `version`), stage table, histograms,

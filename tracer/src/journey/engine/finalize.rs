@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::{Degraded, Ending, Open};
-use crate::journey::model::{Missing, MissingStages, Stage, StageDurations};
+use crate::journey::model::{Journey, Missing, Stage, StageDurations};
 
 fn span(from: Option<u64>, to: Option<u64>) -> Option<u64> {
     to?.checked_sub(from?)
@@ -26,7 +26,20 @@ pub(super) fn finalize(open: &mut Open, incomplete: Option<Ending>, degraded: De
     } = open;
     let (softirq_unknown, raised_without_irq, woke_other) =
         (*softirq_unknown, *raised_without_irq, *woke_other);
-    let ts = journey.ts.clone();
+    // Read in place and the reasons written straight into the journey (no copy of its
+    // stamps, no list moved in): the fields it reads apart from the one it writes.
+    let Journey {
+        ts,
+        dev,
+        lost_events,
+        control,
+        drop_reason,
+        pid,
+        missing,
+        ..
+    } = &mut **journey;
+    let (ts, lost, control, dropped, pid) =
+        (&*ts, *lost_events, *control, drop_reason.is_some(), *pid);
     let mut stages = StageDurations {
         irq: span(ts.irq_entry, ts.irq_exit),
         softirq_wait: span(ts.irq_exit.or(ts.softirq_raise), ts.softirq_entry),
@@ -38,15 +51,14 @@ pub(super) fn finalize(open: &mut Open, incomplete: Option<Ending>, degraded: De
         total: None,
     };
     stages.total = span(ts.first(), ts.recv_return);
-    let virtual_dev = &*journey.dev == "lo" || journey.dev.starts_with("veth");
-    let mut missing = MissingStages::new();
+    let virtual_dev = &**dev == "lo" || dev.starts_with("veth");
+    missing.clear();
     let mut note = |stage: Stage, reason: &'static str| {
         missing.push(Missing {
             stage,
             reason: Cow::Borrowed(reason),
         })
     };
-    let lost = journey.lost_events;
     if stages.irq.is_none() {
         let reason = if lost {
             "events lost"
@@ -89,11 +101,11 @@ pub(super) fn finalize(open: &mut Open, incomplete: Option<Ending>, degraded: De
     }
     const NO_DATA_READY: &str = "sock:sk_data_ready is not traced: the socket enqueue is unknown";
     if stages.stack.is_none() {
-        let reason = if journey.control {
+        let reason = if control {
             "control segment (no payload): it has no reader"
-        } else if degraded.no_data_ready && journey.drop_reason.is_none() {
+        } else if degraded.no_data_ready && !dropped {
             NO_DATA_READY
-        } else if journey.drop_reason.is_some() {
+        } else if dropped {
             "dropped before the socket"
         } else if lost {
             "events lost"
@@ -102,9 +114,7 @@ pub(super) fn finalize(open: &mut Open, incomplete: Option<Ending>, degraded: De
         };
         note(Stage::Stack, reason);
     }
-    let reader_path = (ts.sk_data_ready.is_some() || journey.pid.is_some())
-        && journey.drop_reason.is_none()
-        && !journey.control;
+    let reader_path = (ts.sk_data_ready.is_some() || pid.is_some()) && !dropped && !control;
     if reader_path && stages.wakeup.is_none() {
         let reason = if woke_other {
             "the wakeup woke another thread (woken_tid), not the one that read this packet"
@@ -147,7 +157,6 @@ pub(super) fn finalize(open: &mut Open, incomplete: Option<Ending>, degraded: De
             incomplete.map_or("recv did not return", Ending::as_str),
         );
     }
-    journey.complete = incomplete.is_none() && ts.recv_return.is_some() && !journey.lost_events;
+    journey.complete = incomplete.is_none() && ts.recv_return.is_some() && !lost;
     journey.stages_ns = stages;
-    journey.missing = missing;
 }

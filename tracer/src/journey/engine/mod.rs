@@ -63,7 +63,10 @@ enum Phase {
 
 #[derive(Clone, Debug)]
 struct Open {
-    journey: Journey,
+    /// Boxed: a journey is hundreds of bytes, and the table moves its values in and out
+    /// (inserted, removed, finished); a box is moved as a pointer, and the journey itself
+    /// once, into the output.
+    journey: Box<Journey>,
     phase: Phase,
     skb: u64,
     sk: u64,
@@ -109,6 +112,8 @@ pub struct Engine {
     devs: FxHashMap<[u8; NAME_LEN], Shared>,
     /// The device named last: packets come in runs from one device (no hash, no memcmp).
     last_dev: Option<([u8; NAME_LEN], Shared)>,
+    /// Drop reasons' names by code, shared.
+    drop_names: FxHashMap<u32, Shared>,
     /// `config.irq_devices` names, shared.
     irq_names: FxHashMap<u32, Shared>,
     /// Fallbacks: the reader each socket woke last, the sockets of each reader, and packets
@@ -301,14 +306,12 @@ impl Engine {
         self.evict(out);
         let id = self.next_id;
         self.next_id += 1;
-        let journey = Journey {
-            id,
-            dev: self.dev(event),
-            len: event.arg0,
-            skbaddr: Addr(event.addr),
-            proto: Cow::Borrowed("other"),
-            ..Journey::default()
-        };
+        let mut journey = Box::<Journey>::default();
+        journey.id = id;
+        journey.dev = self.dev(event);
+        journey.len = event.arg0;
+        journey.skbaddr = Addr(event.addr);
+        journey.proto = Cow::Borrowed("other");
         self.open.insert(
             id,
             Open {
@@ -392,7 +395,7 @@ impl Engine {
             *self.stats.control.entry(flags).or_default() += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(open.journey);
+                out.push(*open.journey);
             }
             return;
         }
@@ -416,7 +419,7 @@ impl Engine {
             self.stats.dropped_unknown += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(open.journey);
+                out.push(*open.journey);
             }
             return;
         }
@@ -425,7 +428,7 @@ impl Engine {
             return;
         }
         finalize::finalize(&mut open, incomplete, self.config.degraded);
-        let journey = open.journey;
+        let journey = *open.journey;
         self.stats.journeys_emitted += 1;
         if data_drop {
             self.stats.dropped += 1;

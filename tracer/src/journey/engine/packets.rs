@@ -5,8 +5,11 @@ use std::borrow::Cow;
 
 use tracer_common::{Event, HDR_VALID};
 
-use super::{Ending, Engine, Phase};
-use crate::journey::{Journey, model::TcpFlags};
+use super::{Ending, Engine, MAX_COMMS, Phase};
+use crate::journey::{
+    Journey,
+    model::{Shared, TcpFlags},
+};
 
 pub(super) const IPPROTO_TCP: u32 = 6;
 pub(super) const IPPROTO_UDP: u32 = 17;
@@ -208,6 +211,22 @@ impl Engine {
         }
     }
 
+    /// The name of drop reason `code`, interned: a flood's drops share one string.
+    fn drop_reason(&mut self, code: u32) -> Shared {
+        if let Some(reason) = self.drop_names.get(&code) {
+            return reason.clone();
+        }
+        let reason: Shared = match self.config.drop_reasons.get(&u64::from(code)) {
+            Some(name) => name.as_str().into(),
+            None => code.to_string().into(),
+        };
+        // The kernel has a few hundred reasons; a flood of distinct codes would be corrupt input.
+        if self.drop_names.len() < MAX_COMMS {
+            self.drop_names.insert(code, reason.clone());
+        }
+        reason
+    }
+
     pub(super) fn on_free(&mut self, event: &Event, dropped: bool, out: &mut Vec<Journey>) {
         let Some(&id) = self.skbs.get(&event.addr) else {
             return;
@@ -221,12 +240,7 @@ impl Engine {
             (Phase::Queued, false) => {} // dequeued by the read that follows
             (_, true) => {
                 self.skbs.remove(&event.addr);
-                let reason = self
-                    .config
-                    .drop_reasons
-                    .get(&u64::from(event.arg0))
-                    .cloned();
-                let reason = reason.unwrap_or_else(|| event.arg0.to_string());
+                let reason = self.drop_reason(event.arg0);
                 if let Some(open) = self.open.get_mut(&id) {
                     open.journey.drop_reason = Some(reason);
                 }

@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    Interrupted, Opened, Stop, catch_stop_signals, decode_threads, drive, warn_incomplete,
+    Interrupted, Opened, Ordered, Stop, catch_stop_signals, decode_threads, drive, warn_incomplete,
 };
 use crate::{
     journey::{EngineConfig, Journey, JourneyFilter, Reorder, Tracker, reorder::DEFAULT_WINDOW_NS},
@@ -227,7 +227,7 @@ where
 {
     let config = EngineConfig::from_recording(reader.meta(), pass.keep_unsocketed);
     let mut tracker = Tracker::new(config);
-    let mut batches = EventBatches::new(reader, pass.threads);
+    let mut ordered = Ordered::new(reader, pass.threads, ());
     let (mut journeys, mut events) = (0u64, 0u64);
     let mut write = |sink: &mut S, ended: &mut Vec<Journey>| -> io::Result<()> {
         for journey in ended.drain(..).filter(|journey| pass.filter.keeps(journey)) {
@@ -236,8 +236,8 @@ where
         }
         Ok(())
     };
-    let stop = drive(&mut batches, &mut tracker, |chunk, ended| {
-        events += chunk.len() as u64;
+    let stop = drive(&mut ordered, &mut tracker, |chunk, ended| {
+        events += chunk as u64;
         match write(&mut sink, ended) {
             Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),
             other => Ok(other.map(|()| true)?),
@@ -255,7 +255,7 @@ where
         events,
         bytes: 0,
         stop,
-        ended: batches.into_reader().map(|reader| reader.outline()),
+        ended: ordered.into_parts().0.map(|reader| reader.outline()),
     };
     Ok((out, written))
 }
@@ -298,9 +298,9 @@ where
         }
         Ok(())
     };
-    let mut batches = EventBatches::new(reader, pass.threads);
-    let mut stop = drive(&mut batches, &mut tracker, |chunk, ended| {
-        events += chunk.len() as u64;
+    let mut ordered = Ordered::new(reader, pass.threads, ());
+    let mut stop = drive(&mut ordered, &mut tracker, |chunk, ended| {
+        events += chunk as u64;
         write(&mut trace, ended)?;
         Ok(true)
     })?;
@@ -312,8 +312,9 @@ where
     drop(tracker);
     let mut ended = None;
     if stop == Stop::End {
-        let reader = batches
-            .into_reader()
+        let reader = ordered
+            .into_parts()
+            .0
             .context("the recording's reader after the first pass")?;
         ended = Some(reader.outline());
         trace.readers(readers, comms);

@@ -9,15 +9,15 @@ use std::{
 };
 
 use super::{
-    Interrupted, Opened, ReportOptions, Stop, catch_stop_signals, decode_threads, drive,
+    Interrupted, Opened, Ordered, ReportOptions, Stop, catch_stop_signals, decode_threads, drive,
     warn_incomplete,
 };
 use crate::{
     journey::{EndingCounts, EngineConfig, Tracker},
-    recording::{EventBatches, Metadata, Trailer},
+    recording::{Metadata, Trailer},
     sink::{
         escape, jsonl,
-        report::{ReportData, ReportPart, report_text, totals_text},
+        report::{EventsSeen, ReportData, ReportPart, report_text, totals_text},
         terminal::{JourneySink, Shown},
     },
 };
@@ -155,16 +155,12 @@ fn replay(
         (!options.json || place.is_some()).then(|| ReportData::new(&meta, options.slowest));
     let progress = std::io::stderr().is_terminal() && total.is_some_and(|n| n > 1_000_000);
     let of_total = total.map_or(String::new(), |total| format!(" of {total}"));
-    let (mut first, mut last, mut read) = (u64::MAX, 0, 0u64);
-    let mut batches = EventBatches::new(reader, decode_threads());
-    let stop = drive(&mut batches, &mut tracker, |events, journeys| {
-        read += events.len() as u64;
-        for event in events {
-            first = first.min(event.ts);
-            last = last.max(event.ts);
-        }
+    let mut read = 0u64;
+    // Counted where the events are decoded; tallied only for a report's text.
+    let mut ordered = Ordered::new(reader, decode_threads(), EventsSeen::new(data.is_some()));
+    let stop = drive(&mut ordered, &mut tracker, |events, journeys| {
+        read += events as u64;
         if let Some(data) = &mut data {
-            data.events(events);
             for journey in journeys.iter().filter(|journey| filter.keeps(journey)) {
                 data.journey(journey);
             }
@@ -173,7 +169,7 @@ fn replay(
             Some(sink) => sink.show(journeys.drain(..)),
             None => journeys.clear(),
         }
-        if progress && !events.is_empty() {
+        if progress && events > 0 {
             eprint!("\rtracer: {read}{of_total} events");
         }
         // With text output, the report itself goes to the closed stdout too: stop.
@@ -195,18 +191,21 @@ fn replay(
         Stop::End => {}
     }
     // Warned once the whole file was read: a corrupt chunk further on is one error line.
-    let ended = match batches.into_reader() {
+    let (reader, seen) = ordered.into_parts();
+    let ended = match reader {
         Some(reader) => reader.outline(),
         None => outline.unwrap_or_default(),
     };
+    let seen = seen.unwrap_or_else(|| EventsSeen::new(false));
+    let (first, last) = seen.span();
+    if let Some(data) = &mut data {
+        data.set_events(seen);
+    }
     warn_incomplete(file, version, &ended);
     let lost = ended
         .trailer
         .as_ref()
         .map(|trailer| trailer.lost_per_cpu.as_slice());
-    if first > last {
-        (first, last) = (0, 0); // no events
-    }
     if let Some(sink) = &mut sink {
         if let Some(heading) = &heading
             && options.json

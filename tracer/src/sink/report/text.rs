@@ -56,7 +56,7 @@ impl ReportPart<'_> {
             escape::text(&self.meta.kernel),
             escape::text(&self.meta.hostname),
             self.meta.cpus,
-            self.data.events,
+            self.data.seen.events,
             human_ns(self.data.span_ns()),
             self.lost()
                 .map_or("unknown (no trailer)".to_owned(), |lost| lost.to_string())
@@ -144,7 +144,7 @@ pub fn report_text(parts: &[ReportPart]) -> String {
             parts.len(),
             hosts.len(),
             if hosts.len() == 1 { "" } else { "s" },
-            parts.iter().map(|part| part.data.events).sum::<u64>(),
+            parts.iter().map(|part| part.data.seen.events).sum::<u64>(),
             lost.map_or("unknown (a trailer is missing)".to_owned(), |n| n
                 .to_string())
         );
@@ -293,7 +293,7 @@ fn napi_and_switches(parts: &[ReportPart], text: &mut String) {
         .iter()
         .map(|part| {
             let data = part.data;
-            data.tally.counts(&data.irq_devices, &data.readers)
+            data.seen.tally.counts(&data.irq_devices, &data.readers)
         })
         .collect();
     text.push_str("\n== NAPI ==\n");
