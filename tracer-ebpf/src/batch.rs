@@ -1,7 +1,9 @@
-//! Batching events per CPU (journey mode, `BATCHING`): several events in one ring record.
+//! Batching events per CPU (journey mode with `--batched`, `BATCHING`): several events in
+//! one ring record.
 //!
-//! A reservation in the shared ring buffer costs about 190 ns here, more than the rest of
-//! most programs, and a loopback ping-pong packet made twelve of them. Two kinds of stretch
+//! Every event reserves space in the one ring buffer all CPUs share, under its lock; a
+//! loopback ping-pong packet made twelve reservations. (On 2 CPUs batching measured no
+//! cheaper, docs/DESIGN.md "Batches"; it is for hosts where that lock contends.) Two kinds of stretch
 //! on a CPU have an end that is sure to come soon, and their events wait in this CPU's
 //! [`CpuBatches`] until it does, then go out with one `bpf_ringbuf_output`:
 //! - a NET_RX softirq run (`run`): from its softirq_entry to its exit the CPU runs nothing

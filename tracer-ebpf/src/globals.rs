@@ -54,7 +54,7 @@ pub(crate) static NET_IRQS: [u64; NET_IRQ_WORDS] = [0; NET_IRQ_WORDS];
 #[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: u32 = 0;
 
-/// 1: journey mode without a flow filter, with the NET_RX softirq_entry and exit attached
+/// 1: `--batched`, in journey mode without a flow filter, with the NET_RX softirq_entry and exit attached
 /// before the raise, and every recv-family and wait syscall's exit: a NET_RX run's events,
 /// and a reader's from its switch onto the CPU to its syscall's exit, go out as one record
 /// each (`batch`).

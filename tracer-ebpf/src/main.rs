@@ -1,6 +1,6 @@
 //! The tracer's kernel side: one tiny program per tracepoint. Each one filters first through
 //! read-only globals, then stamps and emits one fixed-size `Event` into the `EVENTS` ring
-//! buffer, on its own or (journey mode) in a per-CPU batch that goes out as one record when
+//! buffer, on its own or (journey mode with `--batched`) in a per-CPU batch that goes out as one record when
 //! its NET_RX run or its reader's syscall ends (`batch`). A failed reserve is counted per
 //! CPU in `LOST`; nothing is dropped silently.
 //!

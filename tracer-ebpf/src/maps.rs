@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{LostCounter, abi::recv_tasks::OUTSIDE};
 
@@ -17,13 +17,13 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub(crate) static LOST: PerCpuArray<LostCounter> = PerCpuArray::with_max_entries(1, 0);
 
-/// Threads that use recv-family or wait syscalls, valued `INSIDE` while inside one and
-/// `OUTSIDE` outside (`READ_SOCKET` once the call read a socket): the tasks a packet can
-/// wake. Journey mode keeps sched events only for those inside. Entries stay between calls
-/// (flipped in place, cheaper than an insert and a delete per call); LRU forgets threads
-/// that stopped reading.
+/// Per thread id (an array sized to kernel.pid_max by user space): `INSIDE` while the thread
+/// is inside a recv-family or wait syscall, `OUTSIDE` outside (`READ_SOCKET` once the call
+/// read a socket): the tasks a packet can wake. Journey mode keeps sched events only for
+/// those inside. An array, not a hash: its lookup is inlined by the verifier, and several
+/// run per packet.
 #[map]
-pub(crate) static RECV_TASKS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static RECV_TASKS: Array<u8> = Array::with_max_entries(1 << 22, 0);
 
 /// Threads of the `--pid` process: a sched event whose subject (the woken task, the task
 /// switched in) is one of them is kept even when another task is current.
@@ -61,24 +61,20 @@ pub(crate) fn filtered_tid(tid: u32) -> bool {
     unsafe { FILTER_TIDS.get(&tid).is_some() }
 }
 
-/// Sets a thread's `RECV_TASKS` value in place (inserts only a thread new to the map);
-/// returns the value it had.
+/// Sets a thread's `RECV_TASKS` value; returns the value it had.
 #[inline(always)]
 pub(crate) fn set_reading(tid: u32, value: u8) -> u8 {
-    match RECV_TASKS.get_ptr_mut(&tid) {
+    match RECV_TASKS.get_ptr_mut(tid) {
         // SAFETY: a u8 in a map value, written only by its own thread's programs.
         Some(slot) => unsafe { core::mem::replace(&mut *slot, value) },
-        None => {
-            let _ = RECV_TASKS.insert(&tid, &value, 0);
-            OUTSIDE
-        }
+        None => OUTSIDE,
     }
 }
 
 /// Sets the current thread's `RECV_TASKS` value to `OUTSIDE`; returns the value it had.
 #[inline(always)]
 pub(crate) fn take_reading(tid: u32) -> u8 {
-    match RECV_TASKS.get_ptr_mut(&tid) {
+    match RECV_TASKS.get_ptr_mut(tid) {
         Some(slot) => {
             // SAFETY: a u8 in a map value, written only by its own thread's programs.
             unsafe {
@@ -95,5 +91,5 @@ pub(crate) fn take_reading(tid: u32) -> u8 {
 #[inline(always)]
 pub(crate) fn reading(tid: u32) -> bool {
     // SAFETY: a read-only lookup of a plain u8 value.
-    unsafe { RECV_TASKS.get(&tid) }.is_some_and(|value| *value != OUTSIDE)
+    RECV_TASKS.get(tid).is_some_and(|value| *value != OUTSIDE)
 }

@@ -372,8 +372,8 @@ impl Exchange<'_> {
             !stderr.iter().any(|line| line.contains("load failed")),
             "a program failed to load: {stderr:?}"
         );
-        // Journey mode batches events unless told not to.
-        let batched = !self.extra.contains(&"--unbatched");
+        // Events are batched when asked to.
+        let batched = self.extra.contains(&"--batched");
         assert_eq!(
             stderr
                 .iter()
@@ -519,16 +519,16 @@ fn classic_tracepoints_rebuild_the_same_journeys() {
     }
 }
 
-/// Every event written on its own (one ring reservation each) rebuilds the same journeys as
-/// the batches (per NET_RX run, per read) the tests above read.
+/// Events batched per NET_RX run and per read (several in one ring record) rebuild the same
+/// journeys as the events written one by one the tests above read.
 #[test]
-fn unbatched_events_rebuild_the_same_journeys() {
-    let Some(_serial) = kernel_test("unbatched_events_rebuild_the_same_journeys") else {
+fn batched_events_rebuild_the_same_journeys() {
+    let Some(_serial) = kernel_test("batched_events_rebuild_the_same_journeys") else {
         return;
     };
     for role in ["udp", "tcp"] {
         let exchange = Exchange {
-            extra: &["--unbatched"],
+            extra: &["--batched"],
             role,
             count: 15,
             netns: None,

@@ -85,12 +85,12 @@ pub struct RingArgs {
     /// which each tracepoint uses).
     #[arg(long)]
     pub classic_tracepoints: bool,
-    /// Journey mode: write every event into the ring buffer on its own, instead of a NET_RX
-    /// softirq run's events, and a reader's up to its syscall's exit, as one record each
-    /// (the default, fewer ring reservations per packet): for comparing costs; the journeys
-    /// are the same.
+    /// Journey mode: write a NET_RX softirq run's events, and a reader's up to its syscall's
+    /// exit, into the ring buffer as one record each instead of every event on its own.
+    /// Fewer reservations of the one shared ring (its lock is what many CPUs would contend
+    /// on); on 2 CPUs it measured no cheaper (BENCHMARKS.md). The journeys are the same.
     #[arg(long)]
-    pub unbatched: bool,
+    pub batched: bool,
 }
 
 impl FilterArgs {
@@ -132,7 +132,7 @@ impl ProbeArgs<'_> {
             kernel_log: verbose,
             batch_wakeups: !self.ring.wakeup_per_event,
             classic_tracepoints: self.ring.classic_tracepoints,
-            unbatched: self.ring.unbatched,
+            batched: self.ring.batched,
             flow: self.flow.clone(),
         }
     }

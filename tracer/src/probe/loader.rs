@@ -175,7 +175,7 @@ impl Probes {
         // filter (which holds the context itself), when the ends of the stretches batched (a
         // NET_RX run's entry and exit, the traced syscalls' exits) can all be attached.
         let batching = options.journey_mode
-            && !options.unbatched
+            && options.batched
             && options.flow.is_none()
             && layout.has(EventKind::SoftirqEntry)
             && layout.has(EventKind::SoftirqExit);
@@ -219,6 +219,7 @@ impl Probes {
                 true,
             )
             .map_max_entries(abi::EVENTS, options.ring_bytes)
+            .map_max_entries(abi::RECV_TASKS, recv_tasks_len())
             .load(EBPF_OBJECT)?;
 
         let logger = if options.kernel_log {
@@ -254,14 +255,14 @@ impl Probes {
             let map = ebpf
                 .map_mut(abi::RECV_TASKS)
                 .expect("RECV_TASKS is in the object");
-            let mut readers: HashMap<_, u32, u8> =
-                HashMap::try_from(map).map_err(|source| ProbeError::Map {
+            let mut readers: aya::maps::Array<_, u8> =
+                aya::maps::Array::try_from(map).map_err(|source| ProbeError::Map {
                     name: abi::RECV_TASKS,
                     source,
                 })?;
             for tid in tasks_in_recv() {
-                // Best effort: the map may fill up on a huge host; those tasks join on their next recv.
-                let _ = readers.insert(tid, INSIDE, 0);
+                // A tid beyond the array (pid_max raised meanwhile) is not tracked.
+                let _ = readers.set(tid, INSIDE, 0);
             }
         }
 
@@ -366,7 +367,7 @@ impl Probes {
             log::info!("{why} is not attached: every event goes out on its own");
             drop(ebpf);
             let mut retry = options.clone();
-            retry.unbatched = true;
+            retry.batched = false;
             return Self::load(&retry);
         }
         Ok(Self {
@@ -477,6 +478,15 @@ pub const JOURNEY_UNUSED: [EventKind; 3] = [
     EventKind::SkbCopyDatagramIovec,
     EventKind::SchedWakeup,
 ];
+
+/// Entries of `RECV_TASKS`: one per possible thread id (kernel.pid_max, read now).
+fn recv_tasks_len() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .filter(|&max| max > 0)
+        .map_or(abi::RECV_TASKS_MAX, |max| max.min(abi::RECV_TASKS_MAX))
+}
 
 /// The order programs are attached in: a NET_RX run's exit and entry before everything
 /// else, so that a batch opened (tracer-ebpf `batch`) is always closed, and a raise held for

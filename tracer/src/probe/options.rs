@@ -25,9 +25,9 @@ pub struct ProbeOptions {
     /// Attach every program to its classic tracepoint even where the cheaper BTF tracepoint
     /// (tp_btf) form would load (for tests and comparisons; implied by `without_btf`).
     pub classic_tracepoints: bool,
-    /// Write every event on its own instead of each NET_RX run's events as one record
-    /// (journey mode; for tests and comparisons).
-    pub unbatched: bool,
+    /// Journey mode: a NET_RX run's events, and a reader's up to its syscall's exit, as one
+    /// ring record each (tracer-ebpf `batch`) instead of every event on its own.
+    pub batched: bool,
     /// Batch the ring buffer's wakeups: the kernel wakes the reader only once
     /// [`Self::wakeup_bytes`] wait, and the reader also drains every [`crate::source::ring::POLL_INTERVAL`].
     /// Off: a wakeup per event (lowest delivery latency, highest cost on the traced host).
@@ -48,7 +48,7 @@ impl Default for ProbeOptions {
             kernel_log: false,
             without_btf: false,
             classic_tracepoints: false,
-            unbatched: false,
+            batched: false,
             batch_wakeups: true,
             flow: None,
         }

@@ -199,30 +199,30 @@ fn pingpong_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
 /// Each program's bpf_stats cost, BTF tracepoints beside classic ones.
 fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
     let mut text = String::new();
-    let [btf, unbatched, classic] = &pingpong.costs[..] else {
-        anyhow::bail!("expected the default, unbatched and classic bpf_stats runs");
+    let [btf, batched, classic] = &pingpong.costs[..] else {
+        anyhow::bail!("expected the default, batched and classic bpf_stats runs");
     };
     writeln!(
         text,
         "\n## Cost of each eBPF program (kernel bpf_stats)\n\n\
          Three more {} s tracer ping-pong runs with `kernel.bpf_stats_enabled=1` (not latency runs: \
          the accounting costs time of its own): `tracer live` (the default: BTF tracepoints where the \
-         kernel has BTF, events batched per NET_RX run and per read, docs/DESIGN.md \"Batches\"), \
-         `tracer live --unbatched` (every event its own ring reservation) and `tracer live \
+         kernel has BTF, every event its own ring reservation), `tracer live --batched` (events \
+         batched per NET_RX run and per read, docs/DESIGN.md \"Batches\") and `tracer live \
          --classic-tracepoints`. bpf_stats counts a program's own run time only: a classic \
          tracepoint also formats its record before the program runs, which no column includes. All \
-         programs together: **{:.0} ns** per ping-pong packet by default, {:.0} ns unbatched, {:.0} ns \
+         programs together: **{:.0} ns** per ping-pong packet by default, {:.0} ns batched, {:.0} ns \
          classic (target: <= 1200 ns).\n\n\
          Recursion misses (runs the kernel skipped because another tracing program was running on \
-         that CPU; counted as lost events): default {}; unbatched {}; classic {}.\n\n\
-         | program | runs | ns per run | ns per packet | unbatched: ns per run | unbatched: ns per packet | classic: ns per run | classic: ns per packet |\n\
+         that CPU; counted as lost events): default {}; batched {}; classic {}.\n\n\
+         | program | runs | ns per run | ns per packet | batched: ns per run | batched: ns per packet | classic: ns per run | classic: ns per packet |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|",
         pingpong.seconds,
         btf.ns_per_packet(),
-        unbatched.ns_per_packet(),
+        batched.ns_per_packet(),
         classic.ns_per_packet(),
         btf.recursion_misses,
-        unbatched.recursion_misses,
+        batched.recursion_misses,
         classic.recursion_misses,
     )?;
     // The same program in another run (by its name without the BTF suffix).
@@ -240,11 +240,11 @@ fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
             )
     };
     for (name, runs, ns) in &btf.programs {
-        let (unbatched_run, unbatched_packet) = twin(unbatched, name);
+        let (batched_run, batched_packet) = twin(batched, name);
         let (classic_run, classic_packet) = twin(classic, name);
         writeln!(
             text,
-            "| {name} | {runs} | {ns:.0} | {:.0} | {unbatched_run} | {unbatched_packet} | \
+            "| {name} | {runs} | {ns:.0} | {:.0} | {batched_run} | {batched_packet} | \
              {classic_run} | {classic_packet} |",
             btf.program_ns_per_packet(name).unwrap_or_default(),
         )?;

@@ -50,8 +50,8 @@ pub enum Config {
     TracerLive,
     /// `tracer live --classic-tracepoints`: the path of kernels without BTF.
     TracerClassic,
-    /// `tracer live --unbatched`: every event in its own ring reservation (bpf_stats only).
-    TracerUnbatched,
+    /// `tracer live --batched`: events batched per NET_RX run and per read (bpf_stats only).
+    TracerBatched,
     PerfRecord,
     Bpftrace,
 }
@@ -70,7 +70,7 @@ impl Config {
             Config::NoTracer => "no tracer",
             Config::TracerLive => "tracer live",
             Config::TracerClassic => "tracer live --classic-tracepoints",
-            Config::TracerUnbatched => "tracer live --unbatched",
+            Config::TracerBatched => "tracer live --batched",
             Config::PerfRecord => "perf record",
             Config::Bpftrace => "bpftrace",
         }
@@ -94,9 +94,9 @@ impl Config {
                 ],
                 TRACER_READY,
             ),
-            Config::TracerUnbatched => (
+            Config::TracerBatched => (
                 tracer.display().to_string(),
-                vec!["live".into(), "--json".into(), "--unbatched".into()],
+                vec!["live".into(), "--json".into(), "--batched".into()],
                 TRACER_READY,
             ),
             Config::PerfRecord => {

@@ -23,7 +23,7 @@ pub struct PingPong {
     pub journeys: u64,
     pub packets: u64,
     pub lost: u64,
-    /// The bpf_stats runs: the default (BTF tracepoints, batched), unbatched, classic.
+    /// The bpf_stats runs: the default (BTF tracepoints), batched, classic.
     pub costs: Vec<Costs>,
 }
 
@@ -157,7 +157,7 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
     let stats: anyhow::Result<Vec<Costs>> = [
         Config::TracerLive,
-        Config::TracerUnbatched,
+        Config::TracerBatched,
         Config::TracerClassic,
     ]
     .into_iter()
