@@ -1,6 +1,6 @@
 //! Writing one [`Event`] into the `EVENTS` ring buffer: stamp, fill, then reserve and submit
-//! with batched wakeups (or add it to the CPU's NET_RX run batch, `batch`), and count a
-//! failed reserve in `LOST`.
+//! with batched wakeups (or, with `--batched`, add it to the CPU's NET_RX run batch,
+//! `batch`), and count a failed reserve in `LOST`.
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// Stamps one event; `fill` writes the payload. Into this CPU's NET_RX run batch when one is
-/// open (`batch`), else reserved and submitted on its own.
+/// open (`--batched`, `batch`), else reserved and submitted on its own.
 #[inline(always)]
 pub(crate) fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) {
     match batch::open_run() {
@@ -26,7 +26,8 @@ pub(crate) fn emit(here: &Here, kind: EventKind, fill: impl FnOnce(&mut Event)) 
 }
 
 /// Two events of one program that go out together (a packet's addresses and its record):
-/// into the run batch, else in one reservation.
+/// into the run batch, else in one reservation (a record of two events, which the ring
+/// reader splits).
 #[inline(always)]
 pub(crate) fn emit_pair(
     here: &Here,
