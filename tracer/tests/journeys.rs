@@ -504,19 +504,7 @@ fn classic_tracepoints_rebuild_the_same_journeys() {
     let Some(_serial) = kernel_test("classic_tracepoints_rebuild_the_same_journeys") else {
         return;
     };
-    for role in ["udp", "tcp"] {
-        let exchange = Exchange {
-            extra: &["--classic-tracepoints"],
-            role,
-            count: 15,
-            netns: None,
-            reader_cpu: None,
-            sender_cpu: None,
-        };
-        let (journeys, truth, _, tid) = exchange.run();
-        check_against_truth(&journeys, &truth, tid, 15, "lo");
-        assert!(journeys.iter().all(|journey| journey["proto"] == role));
-    }
+    udp_and_tcp_over_loopback_with(&["--classic-tracepoints"]);
 }
 
 /// Events batched per NET_RX run and per read (several in one ring record) rebuild the same
@@ -526,9 +514,15 @@ fn batched_events_rebuild_the_same_journeys() {
     let Some(_serial) = kernel_test("batched_events_rebuild_the_same_journeys") else {
         return;
     };
+    udp_and_tcp_over_loopback_with(&["--batched"]);
+}
+
+/// 15 UDP datagrams, then 15 TCP segments, over loopback with these options: every journey
+/// checked against the reader's own stamps and bytes.
+fn udp_and_tcp_over_loopback_with(extra: &[&str]) {
     for role in ["udp", "tcp"] {
         let exchange = Exchange {
-            extra: &["--batched"],
+            extra: extra,
             role,
             count: 15,
             netns: None,
