@@ -522,7 +522,7 @@ fn batched_events_rebuild_the_same_journeys() {
 fn udp_and_tcp_over_loopback_with(extra: &[&str]) {
     for role in ["udp", "tcp"] {
         let exchange = Exchange {
-            extra: extra,
+            extra,
             role,
             count: 15,
             netns: None,
