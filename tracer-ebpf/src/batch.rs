@@ -26,7 +26,7 @@
 use tracer_common::{EVENT_SIZE, Event, EventKind};
 
 use crate::{
-    emit::{count_lost_n, mark_lost, stamp, wakeup_flags},
+    emit::{count_lost_n, mark_lost, record_bytes, stamp, wakeup_flags},
     filter::Here,
     globals::{BATCHING, global_u32},
     maps::{BATCHES, EVENTS},
@@ -137,7 +137,7 @@ impl<const N: usize> Batch<N> {
         mark_lost(&mut self.events[0]);
         // SAFETY: `len` events of the per-CPU value, written by `push`.
         let events = unsafe { core::slice::from_raw_parts(self.events.as_ptr(), len) };
-        let flags = wakeup_flags((len * EVENT_SIZE) as u64);
+        let flags = wakeup_flags(record_bytes((len * EVENT_SIZE) as u64), false);
         if EVENTS.output::<[Event]>(events, flags).is_err() {
             count_lost_n(len as u64);
         }

@@ -8,6 +8,9 @@ use aya_ebpf::{
 };
 use tracer_common::{Event, EventKind, FLAG_LOST_BEFORE};
 
+/// One event's size in the ring, before the record header.
+const EVENT_BYTES: u64 = core::mem::size_of::<Event>() as u64;
+
 use crate::{
     batch,
     filter::Here,
@@ -47,7 +50,7 @@ pub(crate) fn emit_pair(
             first(&mut pair[0]);
             second(&mut pair[1]);
             mark_lost(&mut pair[0]);
-            entry.submit(wakeup_flags(0));
+            entry.submit(wakeup_flags(record_bytes(2 * EVENT_BYTES), true));
         }
         None => count_lost_n(2),
     }
@@ -61,7 +64,7 @@ pub(crate) fn emit_direct(here: &Here, kind: EventKind, fill: impl FnOnce(&mut E
             let event = entry.write(stamp(here, kind));
             fill(event);
             mark_lost(event);
-            entry.submit(wakeup_flags(0));
+            entry.submit(wakeup_flags(record_bytes(EVENT_BYTES), true));
         }
         None => count_lost_n(1),
     }
@@ -88,7 +91,7 @@ pub(crate) fn emit_held(held: &Event) {
         Some(mut entry) => {
             let event = entry.write(*held);
             mark_lost(event);
-            entry.submit(wakeup_flags(0));
+            entry.submit(wakeup_flags(record_bytes(EVENT_BYTES), true));
         }
         None => count_lost_n(1),
     }
@@ -116,14 +119,35 @@ pub(crate) fn count_lost_n(events: u64) {
     }
 }
 
-/// Submit flags: no wakeup until `WAKEUP_BYTES` are waiting, then a forced one. `bytes`: the
-/// size of a record not reserved yet (written by `bpf_ringbuf_output`), 0 for a reserved one.
+/// Bytes a record of `payload` bytes takes in the ring: the kernel's 8-byte header
+/// (`BPF_RINGBUF_HDR_SZ`), rounded up to 8.
 #[inline(always)]
-pub(crate) fn wakeup_flags(bytes: u64) -> u64 {
-    let threshold = global_u32(&WAKEUP_BYTES);
+pub(crate) const fn record_bytes(payload: u64) -> u64 {
+    (payload + 8 + 7) & !7
+}
+
+/// Submit flags: a forced wakeup when this record takes the bytes waiting across a
+/// multiple of `WAKEUP_BYTES`, else none. `bytes`: the record's size in the ring
+/// (`record_bytes`); `reserved`: whether the ring counts it already (a reserved record)
+/// or not yet (one `bpf_ringbuf_output` writes).
+///
+/// Why only at a crossing: forcing every submit once the threshold was passed made an
+/// irq_work (a self-IPI, a VM exit here) per event until the reader caught up, which under a
+/// flood was most events. At most eight wakeups per ring's worth of events now; the reader's
+/// poll timer and tokio's readiness ticks cover a wakeup that lands while it drains.
+#[inline(always)]
+pub(crate) fn wakeup_flags(bytes: u64, reserved: bool) -> u64 {
+    let threshold = u64::from(global_u32(&WAKEUP_BYTES));
     if threshold == 0 {
-        0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) + bytes >= threshold as u64 {
+        return 0;
+    }
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let (before, after) = if reserved {
+        (waiting.saturating_sub(bytes), waiting)
+    } else {
+        (waiting, waiting + bytes)
+    };
+    if before / threshold != after / threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
