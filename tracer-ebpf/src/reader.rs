@@ -3,7 +3,7 @@
 //! `TASK_NSPROXY_OFF`, `NSPROXY_NET_NS_OFF` and `NET_NS_INUM_OFF` globals). The encoding is
 //! documented on the `SysExit*` kinds of `tracer_common::EventKind`: 0 means unknown.
 
-use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, generated::bpf_get_current_task_btf};
 use tracer_common::{Event, abi::NO_OFFSET};
 
 use crate::globals::{NET_NS_INUM_OFF, NSPROXY_NET_NS_OFF, TASK_NSPROXY_OFF, global_u32};
@@ -17,8 +17,11 @@ pub(crate) fn fill_reader(ev: &mut Event) {
     ev.arg0 = netns_inum();
 }
 
-/// The current task's network namespace inode; 0 without the offsets or on a failed read
-/// (an exiting task has no nsproxy).
+/// The current task's network namespace inode; 0 without the offsets. Three plain loads
+/// from the BTF-typed current task (`bpf_get_current_task_btf`), which the verifier checks
+/// against the kernel's structs (the offsets are frozen globals, so known constants) and
+/// the kernel makes fault-tolerant: a NULL `nsproxy` (an exiting task) reads as zero. Three
+/// `bpf_probe_read_kernel` calls before.
 #[inline(always)]
 fn netns_inum() -> u32 {
     let (task_nsproxy, nsproxy_net, net_inum) = (
@@ -29,17 +32,18 @@ fn netns_inum() -> u32 {
     if task_nsproxy == NO_OFFSET || nsproxy_net == NO_OFFSET || net_inum == NO_OFFSET {
         return 0;
     }
-    // SAFETY: a plain helper call; the pointers below are only read through checked
-    // kernel reads (bpf_probe_read_kernel), which fail instead of faulting.
-    let task = unsafe { bpf_get_current_task() };
-    // SAFETY: as above.
-    let read_ptr = |at: u64| unsafe { bpf_probe_read_kernel(at as *const u64) }.ok();
-    let Some(nsproxy) = read_ptr(task + u64::from(task_nsproxy)).filter(|&p| p != 0) else {
+    // SAFETY: a plain helper call; it returns the current task, never NULL.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    // SAFETY: loads the verifier checks against the BTF type of each base at these offsets.
+    let load_ptr = |at: u64| unsafe { core::ptr::read_volatile(at as *const u64) };
+    let nsproxy = load_ptr(task + u64::from(task_nsproxy));
+    if nsproxy == 0 {
         return 0;
-    };
-    let Some(net) = read_ptr(nsproxy + u64::from(nsproxy_net)).filter(|&p| p != 0) else {
+    }
+    let net = load_ptr(nsproxy + u64::from(nsproxy_net));
+    if net == 0 {
         return 0;
-    };
+    }
     // SAFETY: as above.
-    unsafe { bpf_probe_read_kernel((net + u64::from(net_inum)) as *const u32) }.unwrap_or(0)
+    unsafe { core::ptr::read_volatile((net + u64::from(net_inum)) as *const u32) }
 }
