@@ -119,21 +119,24 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
          `tracer live --json > /dev/null` under each load for {rate_seconds} s (floods: `tracer traffic` with no gap; \
          sched pipe: `perf bench sched pipe -T` pinned to CPU 1). Events are the ones the tracer read; CPU is \
          the tracer process's own (utime, stime) over the load. Highest rate with zero lost: **{} ev/s** \
-         (target: the highest this machine generates). User CPU target: <= 100 ns per event.\n\n\
-         | load | events/s | lost | tracer CPU | user ns/event | user+sys ns/event |\n\
-         |---|---:|---:|---:|---:|---:|",
+         (target: the highest this machine generates). User CPU target: <= 100 ns per event. irq_work/s: \
+         the host's irq_work interrupts over the load (the ring buffer wakes the tracer with one; \
+         the kernel forces one only when the bytes waiting cross an eighth of the ring).\n\n\
+         | load | events/s | lost | tracer CPU | user ns/event | user+sys ns/event | irq_work/s |\n\
+         |---|---:|---:|---:|---:|---:|---:|",
         human(best),
     )?;
     for step in &steps {
         writeln!(
             text,
-            "| {} | {} | {} | {:.0}% | {:.0} | {:.0} |",
+            "| {} | {} | {} | {:.0}% | {:.0} | {:.0} | {:.0} |",
             step.load,
             human(step.rate()),
             step.exit.lost,
             100.0 * (step.user + step.system) / step.seconds,
             step.user_ns_per_event(),
             step.cpu_ns_per_event(),
+            step.irq_work_per_second(),
         )?;
     }
     text.push_str(&filtered_section(&filtered)?);

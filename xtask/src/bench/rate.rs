@@ -21,6 +21,9 @@ pub struct Step {
     /// The tracer's CPU over the load, in seconds: user, system.
     pub user: f64,
     pub system: f64,
+    /// irq_work interrupts on the host over the load (`IWI` in /proc/interrupts): the
+    /// ring buffer's wakeups of the tracer are self-IPIs of this kind.
+    pub irq_work: u64,
 }
 
 impl Step {
@@ -30,6 +33,10 @@ impl Step {
 
     pub fn user_ns_per_event(&self) -> f64 {
         self.user * 1e9 / self.exit.events.max(1) as f64
+    }
+
+    pub fn irq_work_per_second(&self) -> f64 {
+        self.irq_work as f64 / self.seconds
     }
 
     pub fn cpu_ns_per_event(&self) -> f64 {
@@ -67,6 +74,7 @@ fn step(
         super::peers::TRACER_READY,
     )?;
     let (user0, system0) = cpu_ticks(running.pid())?;
+    let irq_work0 = irq_work_interrupts()?;
     let started = Instant::now();
     let mut loads: Vec<Child> = Vec::new();
     for _ in 0..floods {
@@ -99,6 +107,7 @@ fn step(
         let _ = load.wait();
     }
     let (user1, system1) = cpu_ticks(running.pid())?;
+    let irq_work = irq_work_interrupts()?.saturating_sub(irq_work0);
     let elapsed = started.elapsed().as_secs_f64();
     let exit = TracerExit::parse(&running.stop()?)?;
     let ticks = ticks_per_second();
@@ -108,5 +117,20 @@ fn step(
         exit,
         user: (user1 - user0) as f64 / ticks,
         system: (system1 - system0) as f64 / ticks,
+        irq_work,
     })
+}
+
+/// irq_work interrupts so far, summed over CPUs (the `IWI` row of /proc/interrupts).
+fn irq_work_interrupts() -> anyhow::Result<u64> {
+    let table = std::fs::read_to_string("/proc/interrupts")?;
+    let row = table
+        .lines()
+        .find(|line| line.trim_start().starts_with("IWI:"))
+        .context("no IWI row in /proc/interrupts")?;
+    Ok(row
+        .split_whitespace()
+        .skip(1)
+        .map_while(|field| field.parse::<u64>().ok())
+        .sum())
 }
