@@ -6,12 +6,12 @@
 //! whole when a word-at-a-time scan finds nothing to escape; all into one reused buffer.
 //! `tracer live --json` writes one of these per packet.
 
-use std::{io, net::IpAddr};
+use std::{borrow::Cow, io, net::IpAddr};
 
 use super::Sink;
 use crate::journey::{
-    Journey, Missing, StageDurations, Stamps,
-    fields::{STAGE_KEYS, Value, journey_fields, stages, stamp_fields},
+    Journey, Missing, Stage, StageDurations, Stamps,
+    fields::{Value, journey_fields, stamp_fields},
     model::Addr,
 };
 
@@ -27,15 +27,20 @@ fn read<'a>(journey: &'a Journey, value: impl FnOnce(&'a Journey) -> Value<'a>) 
 }
 
 /// `{"id":...,...}` for every field of the table, straight-line: each key a constant, each
-/// value written by its kind, known here at compile time.
+/// value written by its kind, known here at compile time. An absent value is its key and
+/// `null` in one constant (`,"irq":null`): one copy instead of two.
 macro_rules! write_fields {
     ($first:literal => $first_value:expr, $($name:literal => $value:expr,)*) => {
         fn fields(journey: &Journey, out: &mut Vec<u8>) {
             out.extend_from_slice(concat!("{\"", $first, "\":").as_bytes());
             value(read(journey, $first_value), out);
             $(
-                out.extend_from_slice(concat!(",\"", $name, "\":").as_bytes());
-                value(read(journey, $value), out);
+                keyed(
+                    concat!(",\"", $name, "\":").as_bytes(),
+                    concat!(",\"", $name, "\":null").as_bytes(),
+                    read(journey, $value),
+                    out,
+                );
             )*
             out.push(b'}');
         }
@@ -71,6 +76,25 @@ pub fn write_with(journey: &Journey, extra: &[u8], out: &mut Vec<u8>) {
         out.pop(); // the object's `}`
         out.extend_from_slice(extra);
         out.push(b'}');
+    }
+}
+
+/// A key and its value; `null_key` (the key with `null`) alone when the value is absent.
+#[inline(always)]
+fn keyed(key: &[u8], null_key: &[u8], value: Value<'_>, out: &mut Vec<u8>) {
+    let absent = match value {
+        Value::Unsigned(value) => value.is_none(),
+        Value::Signed(value) => value.is_none(),
+        Value::Text(value) => value.is_none(),
+        Value::Addr(value) => value.is_none(),
+        Value::Ip(value) => value.is_none(),
+        Value::Bool(_) | Value::Stamps(_) | Value::Stages(_) | Value::Missing(_) => false,
+    };
+    if absent {
+        out.extend_from_slice(null_key);
+    } else {
+        out.extend_from_slice(key);
+        self::value(value, out);
     }
 }
 
@@ -157,11 +181,20 @@ fn decimal(value: u64, out: &mut Vec<u8>) {
 fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
     macro_rules! write_stamps {
         ($first:ident, $($name:ident,)*) => {
-            out.extend_from_slice(concat!("{\"", stringify!($first), "\":").as_bytes());
-            number(ts.$first, out);
+            out.push(b'{');
+            keyed(
+                concat!("\"", stringify!($first), "\":").as_bytes(),
+                concat!("\"", stringify!($first), "\":null").as_bytes(),
+                Value::Unsigned(ts.$first),
+                out,
+            );
             $(
-                out.extend_from_slice(concat!(",\"", stringify!($name), "\":").as_bytes());
-                number(ts.$name, out);
+                keyed(
+                    concat!(",\"", stringify!($name), "\":").as_bytes(),
+                    concat!(",\"", stringify!($name), "\":null").as_bytes(),
+                    Value::Unsigned(ts.$name),
+                    out,
+                );
             )*
             out.push(b'}');
         };
@@ -170,17 +203,41 @@ fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
 }
 
 fn stage_durations(ns: &StageDurations, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (index, ((_, value), key)) in stages(ns).zip(STAGE_KEYS).enumerate() {
-        // The first key without its comma.
-        let key = if index == 0 { &key[1..] } else { key };
-        out.extend_from_slice(key.as_bytes());
-        number(value, out);
+    // The stages in `Stage::ALL` order, the order of `StageDurations`'s fields (the test
+    // `same_bytes_as_serde_json` holds it).
+    macro_rules! write_stages {
+        ($first:ident, $($name:ident,)*) => {
+            out.push(b'{');
+            keyed(
+                concat!("\"", stringify!($first), "\":").as_bytes(),
+                concat!("\"", stringify!($first), "\":null").as_bytes(),
+                Value::Unsigned(ns.$first),
+                out,
+            );
+            $(
+                keyed(
+                    concat!(",\"", stringify!($name), "\":").as_bytes(),
+                    concat!(",\"", stringify!($name), "\":null").as_bytes(),
+                    Value::Unsigned(ns.$name),
+                    out,
+                );
+            )*
+            out.push(b'}');
+        };
     }
-    out.push(b'}');
+    write_stages!(irq, softirq_wait, poll, stack, wakeup, runqueue, syscall, total,);
 }
 
+/// The `missing` list, from the memo when it holds one like it.
 fn missing(list: &[Missing], out: &mut Vec<u8>) {
+    match MemoKey::of(list) {
+        Some(key) => MISSING_MEMO.with_borrow_mut(|memo| memo.write(key, list, out)),
+        None => missing_list(list, out),
+    }
+}
+
+/// The `missing` list as serde writes it: `[{"stage":...,"reason":...},...]`.
+fn missing_list(list: &[Missing], out: &mut Vec<u8>) {
     out.push(b'[');
     for (index, item) in list.iter().enumerate() {
         if index > 0 {
@@ -193,6 +250,73 @@ fn missing(list: &[Missing], out: &mut Vec<u8>) {
         out.push(b'}');
     }
     out.push(b']');
+}
+
+/// Stages missing at most in a list the memo keeps (a loopback datagram misses three).
+const MEMO_STAGES: usize = 4;
+/// Lists the memo keeps: a flood's journeys end in a handful of ways.
+const MEMO_LISTS: usize = 8;
+
+/// A `missing` list whose reasons are all `'static` text (the engine's own, which is all of
+/// them): its stages and where each reason is. A `&'static str` never changes, so the same
+/// address and length is the same text, and the list's JSON is the same bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MemoKey {
+    len: usize,
+    items: [(Stage, usize, usize); MEMO_STAGES],
+}
+
+impl MemoKey {
+    /// The key of `list`; none when it is longer than the memo keeps or a reason is not
+    /// `'static` (then it is written out).
+    fn of(list: &[Missing]) -> Option<Self> {
+        if list.len() > MEMO_STAGES {
+            return None;
+        }
+        let mut items = [(Stage::Total, 0, 0); MEMO_STAGES];
+        for (item, missing) in items.iter_mut().zip(list) {
+            let Cow::Borrowed(reason) = missing.reason else {
+                return None;
+            };
+            *item = (missing.stage, reason.as_ptr() as usize, reason.len());
+        }
+        Some(Self {
+            len: list.len(),
+            items,
+        })
+    }
+}
+
+/// The JSON of the `missing` lists written last (most journeys of a run share a few lists
+/// of three or four long reasons): one copy each instead of escaping every name and reason.
+#[derive(Default)]
+struct MissingMemo {
+    lists: Vec<(MemoKey, Vec<u8>)>,
+    /// The slot the next new list takes once the memo is full.
+    next: usize,
+}
+
+impl MissingMemo {
+    fn write(&mut self, key: MemoKey, list: &[Missing], out: &mut Vec<u8>) {
+        if let Some((_, json)) = self.lists.iter().find(|(known, _)| *known == key) {
+            out.extend_from_slice(json);
+            return;
+        }
+        let mut json = Vec::new();
+        missing_list(list, &mut json);
+        out.extend_from_slice(&json);
+        if self.lists.len() < MEMO_LISTS {
+            self.lists.push((key, json));
+        } else {
+            self.lists[self.next] = (key, json);
+            self.next = (self.next + 1) % MEMO_LISTS;
+        }
+    }
+}
+
+thread_local! {
+    /// Per thread: [`write`] is a plain function that every sink calls with its own buffer.
+    static MISSING_MEMO: std::cell::RefCell<MissingMemo> = std::cell::RefCell::default();
 }
 
 /// An address as the string `"0x..."` (lower-case hex, no leading zeros).
