@@ -147,8 +147,10 @@ impl Decimal for i64 {
     }
 }
 
-/// `value` in decimal digits, two at a time from a table, into a fixed block that is copied
-/// whole (a copy of constant size, inlined: no call per number) and then cut to its digits.
+/// `value` in decimal digits, two at a time from a table, written backwards to the end of
+/// the first half of a block; then the 20 bytes from the first digit are copied whole (a
+/// copy of constant size, inlined: no call per number, no count of digits beforehand) and
+/// the copy cut to its digits.
 #[inline(always)]
 fn decimal(value: u64, out: &mut Vec<u8>) {
     const PAIRS: &[u8; 200] = b"\
@@ -157,25 +159,27 @@ fn decimal(value: u64, out: &mut Vec<u8>) {
         4041424344454647484950515253545556575859\
         6061626364656667686970717273747576777879\
         8081828384858687888990919293949596979899";
-    let digits = value.checked_ilog10().map_or(1, |log| log as usize + 1);
-    let mut block = [0u8; 20]; // u64::MAX has 20 digits
-    let mut end = digits;
+    const DIGITS: usize = 20; // u64::MAX has 20 digits
+    let mut block = [0u8; 2 * DIGITS];
+    let mut start = DIGITS;
     let mut rest = value;
     while rest >= 100 {
         let pair = (rest % 100) as usize * 2;
         rest /= 100;
-        end -= 2;
-        block[end..end + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        start -= 2;
+        block[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
     if rest >= 10 {
         let pair = rest as usize * 2;
-        block[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+        start -= 2;
+        block[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     } else {
-        block[end - 1] = b'0' + rest as u8;
+        start -= 1;
+        block[start] = b'0' + rest as u8;
     }
     let len = out.len();
-    out.extend_from_slice(&block);
-    out.truncate(len + digits);
+    out.extend_from_slice(&block[start..start + DIGITS]);
+    out.truncate(len + DIGITS - start);
 }
 
 fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
