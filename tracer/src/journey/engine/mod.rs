@@ -41,6 +41,8 @@ use sockets::SocketQueue;
 
 /// Task names remembered at most before the table is cleared.
 const MAX_COMMS: usize = 65_536;
+/// Emptied journey boxes kept for reuse at most (more are open only under a burst).
+const MAX_SPARE: usize = 4096;
 /// Events between two sweeps of the link tables.
 const SWEEP_EVERY: u64 = 1 << 16;
 
@@ -123,6 +125,13 @@ pub struct Engine {
     by_task: FxHashMap<u32, VecDeque<u64>>,
     next_id: u64,
     stats: EngineStats,
+    /// Boxes of journeys already emitted, emptied (default): the next packets' journeys go
+    /// in them, so following a packet allocates no journey.
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes themselves are kept, to be handed to `Open` again without allocating"
+    )]
+    spare: Vec<Box<Journey>>,
 }
 
 impl Engine {
@@ -306,7 +315,7 @@ impl Engine {
         self.evict(out);
         let id = self.next_id;
         self.next_id += 1;
-        let mut journey = Box::<Journey>::default();
+        let mut journey = self.spare.pop().unwrap_or_default();
         journey.id = id;
         journey.dev = self.dev(event);
         journey.len = event.arg0;
@@ -331,6 +340,15 @@ impl Engine {
             },
         );
         id
+    }
+
+    /// The journey out of its box, the box emptied and kept for a next packet.
+    fn unbox(&mut self, mut journey: Box<Journey>) -> Journey {
+        let taken = std::mem::take(&mut *journey);
+        if self.spare.len() < MAX_SPARE {
+            self.spare.push(journey);
+        }
+        taken
     }
 
     /// Forgets a journey without emitting it: another reader's packet under a reader filter.
@@ -395,7 +413,7 @@ impl Engine {
             *self.stats.control.entry(flags).or_default() += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(*open.journey);
+                out.push(self.unbox(open.journey));
             }
             return;
         }
@@ -419,7 +437,7 @@ impl Engine {
             self.stats.dropped_unknown += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(*open.journey);
+                out.push(self.unbox(open.journey));
             }
             return;
         }
@@ -428,7 +446,7 @@ impl Engine {
             return;
         }
         finalize::finalize(&mut open, incomplete, self.config.degraded);
-        let journey = *open.journey;
+        let journey = self.unbox(open.journey);
         self.stats.journeys_emitted += 1;
         if data_drop {
             self.stats.dropped += 1;
