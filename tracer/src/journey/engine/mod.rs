@@ -342,13 +342,14 @@ impl Engine {
         id
     }
 
-    /// The journey out of its box, the box emptied and kept for a next packet.
-    fn unbox(&mut self, mut journey: Box<Journey>) -> Journey {
-        let taken = std::mem::take(&mut *journey);
+    /// Appends the journey to `out`, its box emptied and kept for a next packet. Taken
+    /// straight into `out` (not through a local): a journey is most of a kilobyte and each
+    /// move of it is a copy.
+    fn emit(&mut self, mut journey: Box<Journey>, out: &mut Vec<Journey>) {
+        out.push(std::mem::take(&mut *journey));
         if self.spare.len() < MAX_SPARE {
             self.spare.push(journey);
         }
-        taken
     }
 
     /// Forgets a journey without emitting it: another reader's packet under a reader filter.
@@ -413,7 +414,7 @@ impl Engine {
             *self.stats.control.entry(flags).or_default() += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(self.unbox(open.journey));
+                self.emit(open.journey, out);
             }
             return;
         }
@@ -437,7 +438,7 @@ impl Engine {
             self.stats.dropped_unknown += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(self.unbox(open.journey));
+                self.emit(open.journey, out);
             }
             return;
         }
@@ -446,21 +447,20 @@ impl Engine {
             return;
         }
         finalize::finalize(&mut open, incomplete, self.config.degraded);
-        let journey = self.unbox(open.journey);
         self.stats.journeys_emitted += 1;
         if data_drop {
             self.stats.dropped += 1;
         }
-        if journey.complete {
+        if open.journey.complete {
             self.stats.complete += 1;
         } else {
-            let reason = if journey.lost_events {
+            let reason = if open.journey.lost_events {
                 Ending::EventsLost
             } else {
                 incomplete.unwrap_or(Ending::RecvPending)
             };
             self.stats.incomplete.add(reason);
         }
-        out.push(journey);
+        self.emit(open.journey, out);
     }
 }
