@@ -110,6 +110,9 @@ pub struct Engine {
     /// Packets the current syscall of a thread returned only part of.
     touched: FxHashMap<u32, Ids>,
     comms: FxHashMap<u32, Shared>,
+    /// The thread and name `learn_comm` saw last, while `comms` holds that name for it:
+    /// a thread's events come in runs, and then one compare stands for the lookup.
+    last_comm: Option<(u32, [u8; NAME_LEN])>,
     /// Device names seen in events, interned: a journey's `dev` is then a shared count.
     devs: FxHashMap<[u8; NAME_LEN], Shared>,
     /// The device named last: packets come in runs from one device (no hash, no memcmp).
@@ -262,6 +265,10 @@ impl Engine {
 
     /// Remembers the comm an event carries for `tid`, allocating only when it changed.
     fn learn_comm(&mut self, tid: u32, event: &Event) {
+        if self.last_comm == Some((tid, event.name)) {
+            return;
+        }
+        self.last_comm = Some((tid, event.name));
         let end = event
             .name
             .iter()
