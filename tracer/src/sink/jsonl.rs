@@ -458,7 +458,9 @@ impl<W: io::Write> Sink for JsonLines<W> {
 }
 
 /// Whether a JSON string needs an escape: a control character, `"` or `\` in it. Eight
-/// bytes at a time (the names and reasons are mostly longer than that).
+/// bytes at a time, the tail as one more word that overlaps the last (a byte tested twice
+/// changes nothing), a string shorter than a word as one word of its bytes: no loop over
+/// single bytes (names are short: `lo`, `udp`, a comm).
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -466,23 +468,50 @@ fn needs_escape(bytes: &[u8]) -> bool {
     // spreads upwards from such a byte, so the word's answer is exact.
     let below = |word: u64, n: u64| word.wrapping_sub(ONES * n) & !word & HIGH;
     let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
-        if below(word, 0x20)
+    let flags = |word: u64| {
+        below(word, 0x20)
             | zero(word ^ (ONES * u64::from(b'"')))
             | zero(word ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
-            return true;
+    };
+    let word = |bytes: &[u8]| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(bytes);
+        u64::from_ne_bytes(word)
+    };
+    let half = |bytes: &[u8]| {
+        let mut half = [0u8; 4];
+        half.copy_from_slice(bytes);
+        u64::from(u32::from_ne_bytes(half))
+    };
+    let len = bytes.len();
+    if len >= 8 {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            if flags(word(chunk)) != 0 {
+                return true;
+            }
         }
+        !chunks.remainder().is_empty() && flags(word(&bytes[len - 8..])) != 0
+    } else if len >= 4 {
+        // The first four bytes and the last four (overlapping when fewer than eight).
+        flags(half(&bytes[..4]) | half(&bytes[len - 4..]) << 32) != 0
+    } else if len > 0 {
+        // The first, middle and last byte (all of them, for up to three), the rest of the
+        // word a letter.
+        let bytes = [
+            bytes[0],
+            bytes[len / 2],
+            bytes[len - 1],
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+        ];
+        flags(u64::from_ne_bytes(bytes)) != 0
+    } else {
+        false
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 /// A JSON string as serde_json writes it: `"` and `\` escaped, control characters as the

@@ -380,10 +380,9 @@ impl Engine {
     /// reached a socket (counted instead, unless `keep_unsocketed`) or, under a reader
     /// filter, it was not read by a selected reader nor queued on a selected one's socket.
     fn end(&mut self, id: u64, incomplete: Option<Ending>, out: &mut Vec<Journey>) {
-        let Some(open) = self.open.get(&id) else {
-            return;
-        };
+        // The lookup for the reader filter only under one: a journey is looked up once here.
         if self.config.readers.is_active()
+            && let Some(open) = self.open.get(&id)
             && open.journey.pid.is_none()
             && !open.journey.control
             && !self
