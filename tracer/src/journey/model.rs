@@ -156,7 +156,9 @@ impl Stamps {
     /// The earliest stamp present.
     pub fn first(&self) -> Option<u64> {
         // The fields themselves, not `in_order`'s named array: this runs for every journey.
-        [
+        // Without a branch per stamp: an absent stamp counts as u64::MAX in the minimum, and
+        // whether any is present is kept apart (a stamp of u64::MAX itself stays Some).
+        let stamps = [
             self.irq_entry,
             self.irq_exit,
             self.softirq_raise,
@@ -167,10 +169,11 @@ impl Stamps {
             self.wakeup,
             self.switch_in,
             self.recv_return,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        ];
+        let (min, any) = stamps.iter().fold((u64::MAX, false), |(min, any), stamp| {
+            (min.min(stamp.unwrap_or(u64::MAX)), any | stamp.is_some())
+        });
+        any.then_some(min)
     }
 }
 

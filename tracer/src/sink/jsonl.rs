@@ -6,12 +6,12 @@
 //! whole when a word-at-a-time scan finds nothing to escape; all into one reused buffer.
 //! `tracer live --json` writes one of these per packet.
 
-use std::{io, net::IpAddr};
+use std::{borrow::Cow, io, net::IpAddr};
 
 use super::Sink;
 use crate::journey::{
-    Journey, Missing, StageDurations, Stamps,
-    fields::{STAGE_KEYS, Value, journey_fields, stages, stamp_fields},
+    Journey, Missing, Stage, StageDurations, Stamps,
+    fields::{Value, journey_fields, stamp_fields},
     model::Addr,
 };
 
@@ -27,15 +27,20 @@ fn read<'a>(journey: &'a Journey, value: impl FnOnce(&'a Journey) -> Value<'a>) 
 }
 
 /// `{"id":...,...}` for every field of the table, straight-line: each key a constant, each
-/// value written by its kind, known here at compile time.
+/// value written by its kind, known here at compile time. An absent value is its key and
+/// `null` in one constant (`,"irq":null`): one copy instead of two.
 macro_rules! write_fields {
     ($first:literal => $first_value:expr, $($name:literal => $value:expr,)*) => {
         fn fields(journey: &Journey, out: &mut Vec<u8>) {
             out.extend_from_slice(concat!("{\"", $first, "\":").as_bytes());
             value(read(journey, $first_value), out);
             $(
-                out.extend_from_slice(concat!(",\"", $name, "\":").as_bytes());
-                value(read(journey, $value), out);
+                keyed(
+                    concat!(",\"", $name, "\":").as_bytes(),
+                    concat!(",\"", $name, "\":null").as_bytes(),
+                    read(journey, $value),
+                    out,
+                );
             )*
             out.push(b'}');
         }
@@ -71,6 +76,25 @@ pub fn write_with(journey: &Journey, extra: &[u8], out: &mut Vec<u8>) {
         out.pop(); // the object's `}`
         out.extend_from_slice(extra);
         out.push(b'}');
+    }
+}
+
+/// A key and its value; `null_key` (the key with `null`) alone when the value is absent.
+#[inline(always)]
+fn keyed(key: &[u8], null_key: &[u8], value: Value<'_>, out: &mut Vec<u8>) {
+    let absent = match value {
+        Value::Unsigned(value) => value.is_none(),
+        Value::Signed(value) => value.is_none(),
+        Value::Text(value) => value.is_none(),
+        Value::Addr(value) => value.is_none(),
+        Value::Ip(value) => value.is_none(),
+        Value::Bool(_) | Value::Stamps(_) | Value::Stages(_) | Value::Missing(_) => false,
+    };
+    if absent {
+        out.extend_from_slice(null_key);
+    } else {
+        out.extend_from_slice(key);
+        self::value(value, out);
     }
 }
 
@@ -123,45 +147,129 @@ impl Decimal for i64 {
     }
 }
 
-/// `value` in decimal digits, two at a time from a table, into a fixed block that is copied
-/// whole (a copy of constant size, inlined: no call per number) and then cut to its digits.
+/// Every number below 100 as two digits.
+const PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// The eight decimal digits of `value` (below 10^8, leading zeros kept) as the bytes of a
+/// word, first digit first in memory, each 0-9 (not yet text): the word split in lanes,
+/// 4-digit halves, then 2-digit quarters, then digits, each lane divided by a multiply
+/// and shift that is exact in its range (`x * 10486 >> 20` is x / 100 below 10^4,
+/// `x * 103 >> 10` is x / 10 below 100). A dozen instructions for eight digits where a
+/// pair at a time took ~11 per pair.
+#[inline(always)]
+fn eight_digits(value: u32) -> u64 {
+    let (high, low) = (u64::from(value / 10_000), u64::from(value % 10_000));
+    // Little-endian lanes: the first digits in the low lane, which is first in memory.
+    let x = if cfg!(target_endian = "little") {
+        high | low << 32
+    } else {
+        low | high << 32
+    };
+    let hundreds = ((x * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let x = hundreds | (x - hundreds * 100) << 16;
+    let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    let x = tens | (x - tens * 10) << 8;
+    if cfg!(target_endian = "little") {
+        x
+    } else {
+        x.swap_bytes()
+    }
+}
+
+/// `value` in decimal digits, as serde writes it: below 100 from a table; below 10^16 as
+/// one or two words of eight digits ([`eight_digits`]) in a block, then the leading zeros
+/// skipped; beyond, two digits at a time. The block is copied whole (a copy of constant
+/// size, inlined: no call per number) and the copy cut to its digits.
 #[inline(always)]
 fn decimal(value: u64, out: &mut Vec<u8>) {
-    const PAIRS: &[u8; 200] = b"\
-        0001020304050607080910111213141516171819\
-        2021222324252627282930313233343536373839\
-        4041424344454647484950515253545556575859\
-        6061626364656667686970717273747576777879\
-        8081828384858687888990919293949596979899";
-    let digits = value.checked_ilog10().map_or(1, |log| log as usize + 1);
-    let mut block = [0u8; 20]; // u64::MAX has 20 digits
-    let mut end = digits;
+    const TEXT: u64 = u64::from_ne_bytes([b'0'; 8]);
+    const EIGHT: u64 = 100_000_000;
+    if value < 10 {
+        out.push(b'0' + value as u8);
+    } else if value < 100 {
+        let pair = value as usize * 2;
+        out.extend_from_slice(&PAIRS[pair..pair + 2]);
+    } else if value < EIGHT * EIGHT {
+        // Leading zeros: the first digits in memory that are 0, at most all but one.
+        let zeros = |digits: u64| {
+            let first = if cfg!(target_endian = "little") {
+                digits.trailing_zeros()
+            } else {
+                digits.leading_zeros()
+            };
+            (first / 8) as usize
+        };
+        let mut block = [0u8; 24];
+        let start = if value < EIGHT {
+            let digits = eight_digits(value as u32);
+            block[8..16].copy_from_slice(&(digits + TEXT).to_ne_bytes());
+            8 + zeros(digits)
+        } else {
+            let high = eight_digits((value / EIGHT) as u32);
+            let low = eight_digits((value % EIGHT) as u32);
+            block[..8].copy_from_slice(&(high + TEXT).to_ne_bytes());
+            block[8..16].copy_from_slice(&(low + TEXT).to_ne_bytes());
+            zeros(high)
+        };
+        let len = out.len();
+        out.extend_from_slice(&block[start..start + 8]);
+        if start < 8 {
+            out.extend_from_slice(&block[start + 8..start + 16]);
+        }
+        out.truncate(len + 16 - start);
+    } else {
+        pairs(value, out);
+    }
+}
+
+/// `value` in decimal digits, two at a time from a table, written backwards to the end of
+/// the first half of a block, the 20 bytes from the first digit copied whole and cut.
+fn pairs(value: u64, out: &mut Vec<u8>) {
+    const DIGITS: usize = 20; // u64::MAX has 20 digits
+    let mut block = [0u8; 2 * DIGITS];
+    let mut start = DIGITS;
     let mut rest = value;
     while rest >= 100 {
         let pair = (rest % 100) as usize * 2;
         rest /= 100;
-        end -= 2;
-        block[end..end + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        start -= 2;
+        block[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
     if rest >= 10 {
         let pair = rest as usize * 2;
-        block[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+        start -= 2;
+        block[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     } else {
-        block[end - 1] = b'0' + rest as u8;
+        start -= 1;
+        block[start] = b'0' + rest as u8;
     }
     let len = out.len();
-    out.extend_from_slice(&block);
-    out.truncate(len + digits);
+    out.extend_from_slice(&block[start..start + DIGITS]);
+    out.truncate(len + DIGITS - start);
 }
 
 fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
     macro_rules! write_stamps {
         ($first:ident, $($name:ident,)*) => {
-            out.extend_from_slice(concat!("{\"", stringify!($first), "\":").as_bytes());
-            number(ts.$first, out);
+            out.push(b'{');
+            keyed(
+                concat!("\"", stringify!($first), "\":").as_bytes(),
+                concat!("\"", stringify!($first), "\":null").as_bytes(),
+                Value::Unsigned(ts.$first),
+                out,
+            );
             $(
-                out.extend_from_slice(concat!(",\"", stringify!($name), "\":").as_bytes());
-                number(ts.$name, out);
+                keyed(
+                    concat!(",\"", stringify!($name), "\":").as_bytes(),
+                    concat!(",\"", stringify!($name), "\":null").as_bytes(),
+                    Value::Unsigned(ts.$name),
+                    out,
+                );
             )*
             out.push(b'}');
         };
@@ -170,17 +278,50 @@ fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
 }
 
 fn stage_durations(ns: &StageDurations, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (index, ((_, value), key)) in stages(ns).zip(STAGE_KEYS).enumerate() {
-        // The first key without its comma.
-        let key = if index == 0 { &key[1..] } else { key };
-        out.extend_from_slice(key.as_bytes());
-        number(value, out);
+    // The stages in `Stage::ALL` order, the order of `StageDurations`'s fields (the test
+    // `same_bytes_as_serde_json` holds it).
+    macro_rules! write_stages {
+        ($first:ident, $($name:ident,)*) => {
+            out.push(b'{');
+            keyed(
+                concat!("\"", stringify!($first), "\":").as_bytes(),
+                concat!("\"", stringify!($first), "\":null").as_bytes(),
+                Value::Unsigned(ns.$first),
+                out,
+            );
+            $(
+                keyed(
+                    concat!(",\"", stringify!($name), "\":").as_bytes(),
+                    concat!(",\"", stringify!($name), "\":null").as_bytes(),
+                    Value::Unsigned(ns.$name),
+                    out,
+                );
+            )*
+            out.push(b'}');
+        };
     }
-    out.push(b'}');
+    write_stages!(
+        irq,
+        softirq_wait,
+        poll,
+        stack,
+        wakeup,
+        runqueue,
+        syscall,
+        total,
+    );
 }
 
+/// The `missing` list, from the memo when it holds one like it.
 fn missing(list: &[Missing], out: &mut Vec<u8>) {
+    match MemoKey::of(list) {
+        Some(key) => MISSING_MEMO.with_borrow_mut(|memo| memo.write(key, list, out)),
+        None => missing_list(list, out),
+    }
+}
+
+/// The `missing` list as serde writes it: `[{"stage":...,"reason":...},...]`.
+fn missing_list(list: &[Missing], out: &mut Vec<u8>) {
     out.push(b'[');
     for (index, item) in list.iter().enumerate() {
         if index > 0 {
@@ -195,29 +336,134 @@ fn missing(list: &[Missing], out: &mut Vec<u8>) {
     out.push(b']');
 }
 
-/// An address as the string `"0x..."` (lower-case hex, no leading zeros).
+/// Stages missing at most in a list the memo keeps (a loopback datagram misses three).
+const MEMO_STAGES: usize = 4;
+/// Lists the memo keeps: a flood's journeys end in a handful of ways.
+const MEMO_LISTS: usize = 8;
+
+/// A `missing` list whose reasons are all `'static` text (the engine's own, which is all of
+/// them): its stages and where each reason is. A `&'static str` never changes, so the same
+/// address and length is the same text, and the list's JSON is the same bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MemoKey {
+    len: usize,
+    items: [(Stage, usize, usize); MEMO_STAGES],
+}
+
+impl MemoKey {
+    /// The key of `list`; none when it is longer than the memo keeps or a reason is not
+    /// `'static` (then it is written out).
+    fn of(list: &[Missing]) -> Option<Self> {
+        if list.len() > MEMO_STAGES {
+            return None;
+        }
+        let mut items = [(Stage::Total, 0, 0); MEMO_STAGES];
+        for (item, missing) in items.iter_mut().zip(list) {
+            let Cow::Borrowed(reason) = missing.reason else {
+                return None;
+            };
+            *item = (missing.stage, reason.as_ptr() as usize, reason.len());
+        }
+        Some(Self {
+            len: list.len(),
+            items,
+        })
+    }
+}
+
+/// The JSON of the `missing` lists written last (most journeys of a run share a few lists
+/// of three or four long reasons): one copy each instead of escaping every name and reason.
+#[derive(Default)]
+struct MissingMemo {
+    lists: Vec<(MemoKey, Vec<u8>)>,
+    /// The slot the next new list takes once the memo is full.
+    next: usize,
+}
+
+impl MissingMemo {
+    fn write(&mut self, key: MemoKey, list: &[Missing], out: &mut Vec<u8>) {
+        if let Some((_, json)) = self.lists.iter().find(|(known, _)| *known == key) {
+            out.extend_from_slice(json);
+            return;
+        }
+        let mut json = Vec::new();
+        missing_list(list, &mut json);
+        out.extend_from_slice(&json);
+        if self.lists.len() < MEMO_LISTS {
+            self.lists.push((key, json));
+        } else {
+            self.lists[self.next] = (key, json);
+            self.next = (self.next + 1) % MEMO_LISTS;
+        }
+    }
+}
+
+thread_local! {
+    /// Per thread: [`write`] is a plain function that every sink calls with its own buffer.
+    static MISSING_MEMO: std::cell::RefCell<MissingMemo> = std::cell::RefCell::default();
+}
+
+/// Every byte as two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = [HEX[byte >> 4], HEX[byte & 0xf]];
+        byte += 1;
+    }
+    table
+};
+
+/// An address as the string `"0x..."` (lower-case hex, no leading zeros): its digits
+/// counted from its leading zero bits, written backwards a byte (two digits) at a time into
+/// a block that is copied whole and then cut.
 fn addr(value: Option<Addr>, out: &mut Vec<u8>) {
     let Some(Addr(value)) = value else {
         out.extend_from_slice(b"null");
         return;
     };
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [0u8; 20]; // `"0x`, at most 16 digits, `"` (written from the end)
-    let mut start = text.len() - 1;
-    text[start] = b'"';
+    let digits = (64 - (value | 1).leading_zeros() as usize).div_ceil(4);
+    let mut text = [0u8; 24]; // `"0x`, at most 16 digits, `"`
+    let end = 3 + digits;
+    text[end] = b'"';
+    let mut at = end;
     let mut rest = value;
-    loop {
-        start -= 1;
-        text[start] = HEX[(rest & 0xf) as usize];
-        rest >>= 4;
-        if rest == 0 {
-            break;
-        }
+    while at >= 5 {
+        at -= 2;
+        text[at..at + 2].copy_from_slice(&HEX_PAIRS[(rest & 0xff) as usize]);
+        rest >>= 8;
     }
-    start -= 3;
-    text[start..start + 3].copy_from_slice(b"\"0x");
-    out.extend_from_slice(&text[start..]);
+    if at == 4 {
+        text[3] = HEX_PAIRS[(rest & 0xf) as usize][1];
+    }
+    text[..3].copy_from_slice(b"\"0x");
+    let len = out.len();
+    out.extend_from_slice(&text);
+    out.truncate(len + end + 1);
 }
+
+/// The last decimal digit of `n`, as text.
+const fn digit(n: usize) -> u8 {
+    b'0' + (n % 10) as u8
+}
+
+/// Every octet's decimal digits, then their count in the last byte.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut table = [[0u8; 4]; 256];
+    let mut octet = 0;
+    while octet < 256 {
+        table[octet] = if octet >= 100 {
+            [digit(octet / 100), digit(octet / 10), digit(octet), 3]
+        } else if octet >= 10 {
+            [digit(octet / 10), digit(octet), 0, 2]
+        } else {
+            [digit(octet), 0, 0, 1]
+        };
+        octet += 1;
+    }
+    table
+};
 
 /// An IP address as serde writes it: its text in quotes (never needs escaping). IPv4 by
 /// hand (`a.b.c.d`, what `Ipv4Addr`'s `Display` writes), IPv6 through `Display` (its
@@ -225,7 +471,8 @@ fn addr(value: Option<Addr>, out: &mut Vec<u8>) {
 fn ip(value: Option<IpAddr>, out: &mut Vec<u8>) {
     match value {
         Some(IpAddr::V4(ip)) => {
-            // `"255.255.255.255"` at most: built in a fixed block, copied whole, then cut.
+            // `"255.255.255.255"` at most: built in a fixed block from each octet's digits
+            // (copied four bytes at a time, the count overwritten next), copied whole, cut.
             let mut block = [0u8; 24];
             block[0] = b'"';
             let mut end = 1;
@@ -234,16 +481,9 @@ fn ip(value: Option<IpAddr>, out: &mut Vec<u8>) {
                     block[end] = b'.';
                     end += 1;
                 }
-                if octet >= 100 {
-                    block[end] = b'0' + octet / 100;
-                    end += 1;
-                }
-                if octet >= 10 {
-                    block[end] = b'0' + octet / 10 % 10;
-                    end += 1;
-                }
-                block[end] = b'0' + octet % 10;
-                end += 1;
+                let digits = OCTETS[usize::from(octet)];
+                block[end..end + 4].copy_from_slice(&digits);
+                end += usize::from(digits[3]);
             }
             block[end] = b'"';
             let len = out.len();
@@ -289,7 +529,9 @@ impl<W: io::Write> Sink for JsonLines<W> {
 }
 
 /// Whether a JSON string needs an escape: a control character, `"` or `\` in it. Eight
-/// bytes at a time (the names and reasons are mostly longer than that).
+/// bytes at a time, the tail as one more word that overlaps the last (a byte tested twice
+/// changes nothing), a string shorter than a word as one word of its bytes: no loop over
+/// single bytes (names are short: `lo`, `udp`, a comm).
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -297,23 +539,50 @@ fn needs_escape(bytes: &[u8]) -> bool {
     // spreads upwards from such a byte, so the word's answer is exact.
     let below = |word: u64, n: u64| word.wrapping_sub(ONES * n) & !word & HIGH;
     let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
-        if below(word, 0x20)
+    let flags = |word: u64| {
+        below(word, 0x20)
             | zero(word ^ (ONES * u64::from(b'"')))
             | zero(word ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
-            return true;
+    };
+    let word = |bytes: &[u8]| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(bytes);
+        u64::from_ne_bytes(word)
+    };
+    let half = |bytes: &[u8]| {
+        let mut half = [0u8; 4];
+        half.copy_from_slice(bytes);
+        u64::from(u32::from_ne_bytes(half))
+    };
+    let len = bytes.len();
+    if len >= 8 {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            if flags(word(chunk)) != 0 {
+                return true;
+            }
         }
+        !chunks.remainder().is_empty() && flags(word(&bytes[len - 8..])) != 0
+    } else if len >= 4 {
+        // The first four bytes and the last four (overlapping when fewer than eight).
+        flags(half(&bytes[..4]) | half(&bytes[len - 4..]) << 32) != 0
+    } else if len > 0 {
+        // The first, middle and last byte (all of them, for up to three), the rest of the
+        // word a letter.
+        let bytes = [
+            bytes[0],
+            bytes[len / 2],
+            bytes[len - 1],
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+        ];
+        flags(u64::from_ne_bytes(bytes)) != 0
+    } else {
+        false
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 /// A JSON string as serde_json writes it: `"` and `\` escaped, control characters as the
@@ -482,12 +751,42 @@ mod tests {
         }
     }
 
+    /// Addresses of every digit count, as `Addr`'s `Display` writes them, in quotes.
+    #[test]
+    fn addresses_as_display_writes_them() {
+        for shift in 0..64 {
+            for value in [
+                1u64 << shift,
+                (1u64 << shift) - 1,
+                u64::MAX >> shift,
+                0xabcd << (shift % 48),
+            ] {
+                let mut ours = Vec::new();
+                addr(Some(Addr(value)), &mut ours);
+                assert_eq!(ours, format!("\"{}\"", Addr(value)).into_bytes());
+            }
+        }
+    }
+
     #[test]
     fn numbers_as_serde_writes_them() {
         let mut values: Vec<u64> = vec![0, 1, 9, 10, 99, 100, 101, 999, 1000, u64::MAX];
         for power in 0..20 {
             let ten = 10u64.pow(power);
             values.extend([ten - 1, ten, ten + 1, ten.wrapping_mul(7) / 3]);
+        }
+        // And a spread of every size (a multiplicative sequence through all 64 bits).
+        let mut value = 1u64;
+        for _ in 0..20_000 {
+            value = value
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            values.extend([
+                value,
+                value >> (value % 64),
+                value % 100_000_000,
+                value % 10_000_000_000_000_000,
+            ]);
         }
         for value in values {
             let mut ours = Vec::new();

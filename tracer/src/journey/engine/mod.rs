@@ -41,6 +41,8 @@ use sockets::SocketQueue;
 
 /// Task names remembered at most before the table is cleared.
 const MAX_COMMS: usize = 65_536;
+/// Emptied journey boxes kept for reuse at most (more are open only under a burst).
+const MAX_SPARE: usize = 4096;
 /// Events between two sweeps of the link tables.
 const SWEEP_EVERY: u64 = 1 << 16;
 
@@ -108,6 +110,9 @@ pub struct Engine {
     /// Packets the current syscall of a thread returned only part of.
     touched: FxHashMap<u32, Ids>,
     comms: FxHashMap<u32, Shared>,
+    /// The thread and name `learn_comm` saw last, while `comms` holds that name for it:
+    /// a thread's events come in runs, and then one compare stands for the lookup.
+    last_comm: Option<(u32, [u8; NAME_LEN])>,
     /// Device names seen in events, interned: a journey's `dev` is then a shared count.
     devs: FxHashMap<[u8; NAME_LEN], Shared>,
     /// The device named last: packets come in runs from one device (no hash, no memcmp).
@@ -123,6 +128,13 @@ pub struct Engine {
     by_task: FxHashMap<u32, VecDeque<u64>>,
     next_id: u64,
     stats: EngineStats,
+    /// Boxes of journeys already emitted, emptied (default): the next packets' journeys go
+    /// in them, so following a packet allocates no journey.
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes themselves are kept, to be handed to `Open` again without allocating"
+    )]
+    spare: Vec<Box<Journey>>,
 }
 
 impl Engine {
@@ -253,6 +265,10 @@ impl Engine {
 
     /// Remembers the comm an event carries for `tid`, allocating only when it changed.
     fn learn_comm(&mut self, tid: u32, event: &Event) {
+        if self.last_comm == Some((tid, event.name)) {
+            return;
+        }
+        self.last_comm = Some((tid, event.name));
         let end = event
             .name
             .iter()
@@ -306,7 +322,7 @@ impl Engine {
         self.evict(out);
         let id = self.next_id;
         self.next_id += 1;
-        let mut journey = Box::<Journey>::default();
+        let mut journey = self.spare.pop().unwrap_or_default();
         journey.id = id;
         journey.dev = self.dev(event);
         journey.len = event.arg0;
@@ -333,6 +349,16 @@ impl Engine {
         id
     }
 
+    /// Appends the journey to `out`, its box emptied and kept for a next packet. Taken
+    /// straight into `out` (not through a local): a journey is most of a kilobyte and each
+    /// move of it is a copy.
+    fn emit(&mut self, mut journey: Box<Journey>, out: &mut Vec<Journey>) {
+        out.push(std::mem::take(&mut *journey));
+        if self.spare.len() < MAX_SPARE {
+            self.spare.push(journey);
+        }
+    }
+
     /// Forgets a journey without emitting it: another reader's packet under a reader filter.
     fn discard(&mut self, id: u64) {
         if let Some(open) = self.open.remove(&id) {
@@ -354,10 +380,9 @@ impl Engine {
     /// reached a socket (counted instead, unless `keep_unsocketed`) or, under a reader
     /// filter, it was not read by a selected reader nor queued on a selected one's socket.
     fn end(&mut self, id: u64, incomplete: Option<Ending>, out: &mut Vec<Journey>) {
-        let Some(open) = self.open.get(&id) else {
-            return;
-        };
+        // The lookup for the reader filter only under one: a journey is looked up once here.
         if self.config.readers.is_active()
+            && let Some(open) = self.open.get(&id)
             && open.journey.pid.is_none()
             && !open.journey.control
             && !self
@@ -395,7 +420,7 @@ impl Engine {
             *self.stats.control.entry(flags).or_default() += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(*open.journey);
+                self.emit(open.journey, out);
             }
             return;
         }
@@ -419,7 +444,7 @@ impl Engine {
             self.stats.dropped_unknown += 1;
             if self.config.keep_unsocketed {
                 finalize::finalize(&mut open, incomplete, self.config.degraded);
-                out.push(*open.journey);
+                self.emit(open.journey, out);
             }
             return;
         }
@@ -428,21 +453,20 @@ impl Engine {
             return;
         }
         finalize::finalize(&mut open, incomplete, self.config.degraded);
-        let journey = *open.journey;
         self.stats.journeys_emitted += 1;
         if data_drop {
             self.stats.dropped += 1;
         }
-        if journey.complete {
+        if open.journey.complete {
             self.stats.complete += 1;
         } else {
-            let reason = if journey.lost_events {
+            let reason = if open.journey.lost_events {
                 Ending::EventsLost
             } else {
                 incomplete.unwrap_or(Ending::RecvPending)
             };
             self.stats.incomplete.add(reason);
         }
-        out.push(journey);
+        self.emit(open.journey, out);
     }
 }

@@ -144,8 +144,14 @@ impl Engine {
                 open.journey.partial_read = (ret as u32) < open.journey.len.saturating_sub(headers);
             }
         }
-        self.reading.entry(event.tid).or_default().extend(taken);
-        self.touched.entry(event.tid).or_default().extend(partial);
+        // An empty list is as good as none (taken back with `unwrap_or_default`, swept):
+        // a datagram read touches no partial packet, and then no table.
+        if !taken.is_empty() {
+            self.reading.entry(event.tid).or_default().extend(taken);
+        }
+        if !partial.is_empty() {
+            self.touched.entry(event.tid).or_default().extend(partial);
+        }
     }
 
     /// Linked by wakeup alone (no sk_data_ready): the read says which socket.

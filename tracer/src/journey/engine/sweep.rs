@@ -39,6 +39,7 @@ impl Engine {
         self.by_task.retain(|_, queue| !queue.is_empty());
         if self.comms.len() > MAX_COMMS {
             self.comms.clear();
+            self.last_comm = None;
             self.comms.extend(
                 self.config
                     .comms
