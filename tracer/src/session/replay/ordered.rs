@@ -173,9 +173,7 @@ impl<R: Read, T: Tally> Ordered<R, T> {
                 let read = match batches.next_batch() {
                     Ok(Some(events)) => {
                         tally.add(events);
-                        for event in events {
-                            reorder.push(*event);
-                        }
+                        reorder.extend(events);
                         events.len()
                     }
                     Ok(None) => {
@@ -365,9 +363,7 @@ fn order<R: Read, T: Tally>(
         let message = match next {
             Ok(Some(events)) => {
                 tally.add(events);
-                for event in events {
-                    reorder.push(*event);
-                }
+                reorder.extend(events);
                 reorder.release(|event| released.push(*event));
                 Message::Chunk {
                     read: events.len(),
