@@ -51,20 +51,41 @@ impl EventCounts {
 #[derive(Clone, Debug, Default)]
 pub struct EventTally {
     polls: FxHashMap<[u8; NAME_LEN], (u64, u64)>,
+    /// The device of the last polls and their counts, not yet in `polls`: a flood comes
+    /// from one device, so most polls skip the hash.
+    last_polls: Option<([u8; NAME_LEN], (u64, u64))>,
     irqs: FxHashMap<u32, u64>,
     packets: FxHashMap<[u8; NAME_LEN], u64>,
     /// The device of the last packets received and their count, not yet in `packets`: a
     /// flood comes from one device, so most receives skip the hash.
     last_packets: Option<([u8; NAME_LEN], u64)>,
     switches: FxHashMap<u32, (u64, u64)>,
+    /// The threads that switched last and their counts, not yet in `switches`: a few
+    /// threads (a reader, a sender, idle) make most switches, so most skip the hash.
+    recent_switches: Vec<(u32, (u64, u64))>,
+    /// The slot of `recent_switches` that a new thread takes next.
+    evict: usize,
 }
+
+/// Threads whose switches [`EventTally`] counts outside its map.
+const RECENT_SWITCHES: usize = 4;
 
 impl EventTally {
     /// Counts one event.
     pub fn add(&mut self, event: &Event) {
         match EventKind::from_u8(event.kind) {
             Some(EventKind::NapiPoll) if event.arg0 > 0 => {
-                let entry = self.polls.entry(event.name).or_default();
+                let entry = match &mut self.last_polls {
+                    Some((dev, entry)) if *dev == event.name => entry,
+                    last => {
+                        if let Some((dev, (polls, packets))) = last.take() {
+                            let entry = self.polls.entry(dev).or_default();
+                            entry.0 += polls;
+                            entry.1 += packets;
+                        }
+                        &mut last.insert((event.name, (0, 0))).1
+                    }
+                };
                 entry.0 += 1;
                 entry.1 += u64::from(event.arg0);
             }
@@ -78,7 +99,7 @@ impl EventTally {
                 }
             },
             Some(EventKind::SchedSwitch) => {
-                let entry = self.switches.entry(event.tid).or_default();
+                let entry = self.switch_counts(event.tid);
                 // prev_state 0 (TASK_RUNNING): preempted; anything else: it blocked.
                 if event.addr == 0 {
                     entry.1 += 1
@@ -88,6 +109,29 @@ impl EventTally {
             }
             _ => {}
         }
+    }
+
+    /// The switch counts of `tid` among the recent threads, which it joins if new (the
+    /// one it replaces goes to the map).
+    fn switch_counts(&mut self, tid: u32) -> &mut (u64, u64) {
+        let at = match self.recent_switches.iter().position(|(recent, _)| *recent == tid) {
+            Some(at) => at,
+            None if self.recent_switches.len() < RECENT_SWITCHES => {
+                self.recent_switches.push((tid, (0, 0)));
+                self.recent_switches.len() - 1
+            }
+            None => {
+                let at = self.evict;
+                self.evict = (at + 1) % RECENT_SWITCHES;
+                let (old, (blocked, preempted)) =
+                    std::mem::replace(&mut self.recent_switches[at], (tid, (0, 0)));
+                let entry = self.switches.entry(old).or_default();
+                entry.0 += blocked;
+                entry.1 += preempted;
+                at
+            }
+        };
+        &mut self.recent_switches[at].1
     }
 
     /// The counts: devices by name, network IRQs by device (`irq_devices`), the switches of
@@ -104,7 +148,8 @@ impl EventTally {
             })
         };
         let mut counts = EventCounts::default();
-        for (dev, (polls, packets)) in &self.polls {
+        let last = self.last_polls.iter().map(|(dev, counts)| (dev, counts));
+        for (dev, (polls, packets)) in self.polls.iter().chain(last) {
             let entry = counts.polls.entry(name(dev)).or_default();
             entry.0 += polls;
             entry.1 += packets;
@@ -118,12 +163,14 @@ impl EventTally {
         for (dev, n) in self.packets.iter().chain(last) {
             *counts.packets.entry(name(dev)).or_default() += n;
         }
-        counts.switches = self
-            .switches
-            .iter()
-            .filter(|(tid, _)| readers.contains(tid))
-            .map(|(tid, switches)| (*tid, *switches))
-            .collect();
+        let recent = self.recent_switches.iter().map(|(tid, n)| (tid, n));
+        for (tid, (blocked, preempted)) in self.switches.iter().chain(recent) {
+            if readers.contains(tid) {
+                let entry = counts.switches.entry(*tid).or_default();
+                entry.0 += blocked;
+                entry.1 += preempted;
+            }
+        }
         counts
     }
 }
