@@ -61,7 +61,8 @@ pub struct EventTally {
     last_packets: Option<([u8; NAME_LEN], u64)>,
     switches: FxHashMap<u32, (u64, u64)>,
     /// The threads that switched last and their counts, not yet in `switches`: a few
-    /// threads (a reader, a sender, idle) make most switches, so most skip the hash.
+    /// threads (readers, senders, idle, kernel threads) make most switches, so most skip
+    /// the hash.
     recent_switches: Vec<(u32, (u64, u64))>,
     /// The slot of `recent_switches` that a new thread takes next.
     evict: usize,
@@ -70,9 +71,24 @@ pub struct EventTally {
 /// Threads whose switches [`EventTally`] counts outside its map.
 const RECENT_SWITCHES: usize = 4;
 
+/// The kinds [`EventTally`] counts, as a bit set of their values.
+const TALLIED: u64 = 1 << EventKind::NapiPoll as u8
+    | 1 << EventKind::IrqHandlerEntry as u8
+    | 1 << EventKind::NetifReceiveSkb as u8
+    | 1 << EventKind::SchedSwitch as u8;
+
 impl EventTally {
-    /// Counts one event.
+    /// Counts one event: inlined, so that the many of other kinds cost one bit test each.
+    #[inline]
     pub fn add(&mut self, event: &Event) {
+        if 1u64.checked_shl(u32::from(event.kind)).unwrap_or(0) & TALLIED != 0 {
+            self.count(event);
+        }
+    }
+
+    /// Counts one event of a tallied kind.
+    #[inline(never)]
+    fn count(&mut self, event: &Event) {
         match EventKind::from_u8(event.kind) {
             Some(EventKind::NapiPoll) if event.arg0 > 0 => {
                 let entry = match &mut self.last_polls {

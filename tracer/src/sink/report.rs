@@ -320,6 +320,8 @@ pub struct ReportData {
     slowest: Slowest,
     /// Tids of the readers (one insert per journey: a fast hash).
     readers: FxHashSet<u32>,
+    /// The last reader inserted: consecutive journeys mostly share it (no hash then).
+    last_reader: Option<u32>,
 }
 
 impl ReportData {
@@ -338,6 +340,7 @@ impl ReportData {
             breakdowns: Breakdowns::default(),
             slowest: Slowest::new(slowest),
             readers: FxHashSet::default(),
+            last_reader: None,
         }
     }
 
@@ -373,8 +376,11 @@ impl ReportData {
         }
         self.breakdowns.add(journey, total);
         self.slowest.add(journey);
-        if let Some(tid) = journey.tid {
+        if let Some(tid) = journey.tid
+            && self.last_reader != Some(tid)
+        {
             self.readers.insert(tid);
+            self.last_reader = Some(tid);
         }
     }
 

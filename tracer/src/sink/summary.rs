@@ -175,6 +175,7 @@ impl CompactHistogram {
     }
 
     /// Adds one value whose bucket is known.
+    #[inline]
     pub fn record_bucketed(&mut self, value: Bucketed) {
         self.add(value.bucket as u16, 1);
         self.count += 1;
@@ -184,6 +185,7 @@ impl CompactHistogram {
         }
     }
 
+    #[inline]
     fn add(&mut self, index: u16, n: u64) {
         if let Some(dense) = &mut self.dense {
             dense[usize::from(index)] += n;
