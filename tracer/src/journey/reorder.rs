@@ -126,12 +126,47 @@ impl Reorder {
         self.push_ref(&event);
     }
 
-    /// Adds a batch of events, in their order (as many [`Self::push`]es, copying each
-    /// event once, into its place).
-    pub fn extend(&mut self, events: &[Event]) {
-        for event in events {
-            self.push_ref(event);
+    /// Adds a batch of events, in their order (as many [`Self::push`]es): each run of them
+    /// in order goes to the queue's end in one copy, each other event by itself.
+    pub fn extend(&mut self, mut events: &[Event]) {
+        while !events.is_empty() {
+            let mut last = self.queue.back().map_or(0, Held::ts);
+            let in_order = events
+                .iter()
+                .position(|event| {
+                    let before = event.ts < last;
+                    last = event.ts;
+                    before
+                })
+                .unwrap_or(events.len());
+            let (run, rest) = events.split_at(in_order);
+            self.push_run(run);
+            if let Some((event, rest)) = rest.split_first() {
+                self.push_ref(event);
+                events = rest;
+            } else {
+                break;
+            }
         }
+    }
+
+    /// Adds events in order, the first stamped no earlier than the queue's last: what
+    /// [`Self::push`] does for each, at once (the run is sorted: its late events are its
+    /// first ones, its newest its last).
+    fn push_run(&mut self, run: &[Event]) {
+        let Some(newest) = run.last() else {
+            return;
+        };
+        let released = self.released;
+        self.late += run.partition_point(|event| event.ts < released) as u64;
+        self.newest = self.newest.max(newest.ts);
+        let first = self.arrivals;
+        self.arrivals += run.len() as u64;
+        self.queue
+            .extend(run.iter().enumerate().map(|(at, event)| Held {
+                arrival: first + 1 + at as u64,
+                event: *event,
+            }));
     }
 
     /// Adds one event: inlined for the usual case (in order: to the queue's end).
