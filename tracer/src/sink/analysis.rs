@@ -50,26 +50,71 @@ impl EventCounts {
 /// journey is); named, mapped and narrowed by [`Self::counts`].
 #[derive(Clone, Debug, Default)]
 pub struct EventTally {
-    polls: FxHashMap<[u8; NAME_LEN], (u64, u64)>,
-    /// The device of the last polls and their counts, not yet in `polls`: a flood comes
-    /// from one device, so most polls skip the hash.
-    last_polls: Option<([u8; NAME_LEN], (u64, u64))>,
-    irqs: FxHashMap<u32, u64>,
-    packets: FxHashMap<[u8; NAME_LEN], u64>,
-    /// The device of the last packets received and their count, not yet in `packets`: a
-    /// flood comes from one device, so most receives skip the hash.
-    last_packets: Option<([u8; NAME_LEN], u64)>,
-    switches: FxHashMap<u32, (u64, u64)>,
-    /// The threads that switched last and their counts, not yet in `switches`: a few
-    /// threads (readers, senders, idle, kernel threads) make most switches, so most skip
-    /// the hash.
-    recent_switches: Vec<(u32, (u64, u64))>,
-    /// The slot of `recent_switches` that a new thread takes next.
-    evict: usize,
+    polls: Recent<[u8; NAME_LEN], (u64, u64)>,
+    irqs: Recent<u32, u64>,
+    packets: Recent<[u8; NAME_LEN], u64>,
+    switches: Recent<u32, (u64, u64)>,
 }
 
-/// Threads whose switches [`EventTally`] counts outside its map.
-const RECENT_SWITCHES: usize = 4;
+/// Keys whose counts a [`Recent`] keeps outside its map.
+const RECENT: usize = 4;
+
+/// Counts by key, those of the last few keys used in a short list before the map: a flood
+/// has few keys (a device or two, a few threads), so most counts skip the hash. A key may
+/// be in both (its counts are their sum).
+#[derive(Clone, Debug, Default)]
+struct Recent<K, V> {
+    recent: Vec<(K, V)>,
+    /// The slot of `recent` that a new key takes next.
+    evict: usize,
+    map: FxHashMap<K, V>,
+}
+
+/// A count that adds up.
+trait Count: Copy + Default {
+    fn add(&mut self, other: Self);
+}
+
+impl Count for u64 {
+    fn add(&mut self, other: Self) {
+        *self += other;
+    }
+}
+
+impl Count for (u64, u64) {
+    fn add(&mut self, other: Self) {
+        self.0 += other.0;
+        self.1 += other.1;
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash, V: Count> Recent<K, V> {
+    /// The counts of `key` among the recent keys, which it joins if new (the one it
+    /// replaces goes to the map).
+    fn get(&mut self, key: K) -> &mut V {
+        let at = match self.recent.iter().position(|(recent, _)| *recent == key) {
+            Some(at) => at,
+            None if self.recent.len() < RECENT => {
+                self.recent.push((key, V::default()));
+                self.recent.len() - 1
+            }
+            None => {
+                let at = self.evict;
+                self.evict = (at + 1) % RECENT;
+                let (old, counts) = std::mem::replace(&mut self.recent[at], (key, V::default()));
+                self.map.entry(old).or_default().add(counts);
+                at
+            }
+        };
+        &mut self.recent[at].1
+    }
+
+    /// Every key with its counts (a key may come twice: add them up).
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        let recent = self.recent.iter().map(|(key, counts)| (key, counts));
+        self.map.iter().chain(recent)
+    }
+}
 
 /// The kinds [`EventTally`] counts, as a bit set of their values.
 const TALLIED: u64 = 1 << EventKind::NapiPoll as u8
@@ -91,31 +136,12 @@ impl EventTally {
     fn count(&mut self, event: &Event) {
         match EventKind::from_u8(event.kind) {
             Some(EventKind::NapiPoll) if event.arg0 > 0 => {
-                let entry = match &mut self.last_polls {
-                    Some((dev, entry)) if *dev == event.name => entry,
-                    last => {
-                        if let Some((dev, (polls, packets))) = last.take() {
-                            let entry = self.polls.entry(dev).or_default();
-                            entry.0 += polls;
-                            entry.1 += packets;
-                        }
-                        &mut last.insert((event.name, (0, 0))).1
-                    }
-                };
-                entry.0 += 1;
-                entry.1 += u64::from(event.arg0);
+                self.polls.get(event.name).add((1, u64::from(event.arg0)));
             }
-            Some(EventKind::IrqHandlerEntry) => *self.irqs.entry(event.arg0).or_default() += 1,
-            Some(EventKind::NetifReceiveSkb) => match &mut self.last_packets {
-                Some((dev, n)) if *dev == event.name => *n += 1,
-                last => {
-                    if let Some((dev, n)) = last.replace((event.name, 1)) {
-                        *self.packets.entry(dev).or_default() += n;
-                    }
-                }
-            },
+            Some(EventKind::IrqHandlerEntry) => *self.irqs.get(event.arg0) += 1,
+            Some(EventKind::NetifReceiveSkb) => *self.packets.get(event.name) += 1,
             Some(EventKind::SchedSwitch) => {
-                let entry = self.switch_counts(event.tid);
+                let entry = self.switches.get(event.tid);
                 // prev_state 0 (TASK_RUNNING): preempted; anything else: it blocked.
                 if event.addr == 0 {
                     entry.1 += 1
@@ -125,29 +151,6 @@ impl EventTally {
             }
             _ => {}
         }
-    }
-
-    /// The switch counts of `tid` among the recent threads, which it joins if new (the
-    /// one it replaces goes to the map).
-    fn switch_counts(&mut self, tid: u32) -> &mut (u64, u64) {
-        let at = match self.recent_switches.iter().position(|(recent, _)| *recent == tid) {
-            Some(at) => at,
-            None if self.recent_switches.len() < RECENT_SWITCHES => {
-                self.recent_switches.push((tid, (0, 0)));
-                self.recent_switches.len() - 1
-            }
-            None => {
-                let at = self.evict;
-                self.evict = (at + 1) % RECENT_SWITCHES;
-                let (old, (blocked, preempted)) =
-                    std::mem::replace(&mut self.recent_switches[at], (tid, (0, 0)));
-                let entry = self.switches.entry(old).or_default();
-                entry.0 += blocked;
-                entry.1 += preempted;
-                at
-            }
-        };
-        &mut self.recent_switches[at].1
     }
 
     /// The counts: devices by name, network IRQs by device (`irq_devices`), the switches of
@@ -164,27 +167,20 @@ impl EventTally {
             })
         };
         let mut counts = EventCounts::default();
-        let last = self.last_polls.iter().map(|(dev, counts)| (dev, counts));
-        for (dev, (polls, packets)) in self.polls.iter().chain(last) {
-            let entry = counts.polls.entry(name(dev)).or_default();
-            entry.0 += polls;
-            entry.1 += packets;
+        for (dev, polls) in self.polls.iter() {
+            counts.polls.entry(name(dev)).or_default().add(*polls);
         }
-        for (irq, n) in &self.irqs {
+        for (irq, n) in self.irqs.iter() {
             if let Some(dev) = irq_devices.get(irq) {
                 *counts.nic_irqs.entry(dev.clone()).or_default() += n;
             }
         }
-        let last = self.last_packets.iter().map(|(dev, n)| (dev, n));
-        for (dev, n) in self.packets.iter().chain(last) {
+        for (dev, n) in self.packets.iter() {
             *counts.packets.entry(name(dev)).or_default() += n;
         }
-        let recent = self.recent_switches.iter().map(|(tid, n)| (tid, n));
-        for (tid, (blocked, preempted)) in self.switches.iter().chain(recent) {
+        for (tid, switches) in self.switches.iter() {
             if readers.contains(tid) {
-                let entry = counts.switches.entry(*tid).or_default();
-                entry.0 += blocked;
-                entry.1 += preempted;
+                counts.switches.entry(*tid).or_default().add(*switches);
             }
         }
         counts
