@@ -285,15 +285,21 @@ impl EventsSeen {
     /// Counts events of the recording (in file order).
     pub fn add(&mut self, events: &[Event]) {
         self.events += events.len() as u64;
-        for event in events {
-            self.first_ts = self.first_ts.min(event.ts);
-            self.last_ts = self.last_ts.max(event.ts);
-        }
+        // One walk for the span and the tally.
+        let (mut first, mut last) = (self.first_ts, self.last_ts);
         if self.tallied {
             for event in events {
+                first = first.min(event.ts);
+                last = last.max(event.ts);
                 self.tally.add(event);
             }
+        } else {
+            for event in events {
+                first = first.min(event.ts);
+                last = last.max(event.ts);
+            }
         }
+        (self.first_ts, self.last_ts) = (first, last);
     }
 
     /// The first and last stamps seen, or (0, 0) without events.
