@@ -123,32 +123,88 @@ impl Reorder {
 
     /// Adds one event.
     pub fn push(&mut self, event: Event) {
+        self.push_ref(&event);
+    }
+
+    /// Adds a batch of events, in their order (as many [`Self::push`]es): each run of them
+    /// in order goes to the queue's end in one copy, each other event by itself.
+    pub fn extend(&mut self, mut events: &[Event]) {
+        while !events.is_empty() {
+            let mut last = self.queue.back().map_or(0, Held::ts);
+            let in_order = events
+                .iter()
+                .position(|event| {
+                    let before = event.ts < last;
+                    last = event.ts;
+                    before
+                })
+                .unwrap_or(events.len());
+            let (run, rest) = events.split_at(in_order);
+            self.push_run(run);
+            if let Some((event, rest)) = rest.split_first() {
+                self.push_ref(event);
+                events = rest;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Adds events in order, the first stamped no earlier than the queue's last: what
+    /// [`Self::push`] does for each, at once (the run is sorted: its late events are its
+    /// first ones, its newest its last).
+    fn push_run(&mut self, run: &[Event]) {
+        let Some(newest) = run.last() else {
+            return;
+        };
+        let released = self.released;
+        self.late += run.partition_point(|event| event.ts < released) as u64;
+        self.newest = self.newest.max(newest.ts);
+        let first = self.arrivals;
+        self.arrivals += run.len() as u64;
+        self.queue
+            .extend(run.iter().enumerate().map(|(at, event)| Held {
+                arrival: first + 1 + at as u64,
+                event: *event,
+            }));
+    }
+
+    /// Adds one event: inlined for the usual case (in order: to the queue's end).
+    #[inline]
+    fn push_ref(&mut self, event: &Event) {
         if event.ts < self.released {
             self.late += 1;
         }
         self.newest = self.newest.max(event.ts);
         self.arrivals += 1;
-        let held = Held {
-            arrival: self.arrivals,
-            event,
-        };
         // Its arrival is the greatest yet: it goes after every held event stamped no later.
         match self.queue.back() {
-            Some(last) if held.ts() < last.ts() => {
-                if held.ts() < self.newest.saturating_sub(self.window_ns) {
-                    // Below the horizon: the next release takes it, whatever comes.
-                    self.late_sorted &= self
-                        .late_held
-                        .back()
-                        .is_none_or(|back| back.ts() <= held.ts());
-                    self.late_held.push_back(held);
-                } else if let Some(at) = self.nearby_slot(held.ts()) {
-                    self.queue.insert(at, held);
-                } else {
-                    self.heap.push(held);
-                }
-            }
-            _ => self.queue.push_back(held),
+            Some(last) if event.ts < last.ts() => self.push_out_of_order(event),
+            _ => self.queue.push_back(Held {
+                arrival: self.arrivals,
+                event: *event,
+            }),
+        }
+    }
+
+    /// Adds an event stamped before the queue's last one (its arrival already counted).
+    #[inline(never)]
+    fn push_out_of_order(&mut self, event: &Event) {
+        let held = Held {
+            arrival: self.arrivals,
+            event: *event,
+        };
+        if held.ts() < self.newest.saturating_sub(self.window_ns) {
+            // Below the horizon: the next release takes it, whatever comes.
+            self.late_sorted &= self
+                .late_held
+                .back()
+                .is_none_or(|back| back.ts() <= held.ts());
+            self.late_held.push_back(held);
+        } else if let Some(at) = self.nearby_slot(held.ts()) {
+            self.queue.insert(at, held);
+        } else {
+            self.heap.push(held);
         }
     }
 
@@ -181,12 +237,14 @@ impl Reorder {
     /// quiet trace still flushes).
     pub fn release_until(&mut self, horizon: u64, mut each: impl FnMut(&Event)) {
         if self.heap.is_empty() && self.late_held.is_empty() {
-            // The usual case: every held event came in order.
-            while let Some(front) = self.queue.front().filter(|held| held.ts() <= horizon) {
-                self.released = self.released.max(front.ts());
-                each(&front.event);
-                self.queue.pop_front();
+            // The usual case: every held event came in order, so the queue (sorted) releases
+            // a prefix, its last event the latest.
+            let n = self.queue.partition_point(|held| held.ts() <= horizon);
+            if let Some(last) = n.checked_sub(1).and_then(|last| self.queue.get(last)) {
+                self.released = self.released.max(last.ts());
             }
+            self.queue.range(..n).for_each(|held| each(&held.event));
+            self.queue.drain(..n);
             return;
         }
         while let Some(held) = self.pop_until(horizon) {

@@ -227,12 +227,6 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
         slice
     };
     let (kinds, flags, cpus) = (column(1), column(1), column(2));
-    if let Some(i) = kinds
-        .iter()
-        .position(|kind| EventKind::from_u8(*kind).is_none())
-    {
-        return Err(format!("event {i}: unknown event kind {}", kinds[i]));
-    }
     let u32s: [&[u8]; 5] = std::array::from_fn(|_| column(4));
     let u64s: [&[u8]; 2] = std::array::from_fn(|_| column(8));
     let names = column(NAME_LEN);
@@ -245,6 +239,10 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
         u64::from_le_bytes(bytes)
     };
     for (i, event) in out[start..].iter_mut().enumerate() {
+        // Checked here, the last check as it was (the caller drops what was decoded).
+        if EventKind::from_u8(kinds[i]).is_none() {
+            return Err(format!("event {i}: unknown event kind {}", kinds[i]));
+        }
         event.kind = kinds[i];
         event.flags = flags[i];
         event.cpu = u16::from_le_bytes([cpus[i * 2], cpus[i * 2 + 1]]);

@@ -50,35 +50,98 @@ impl EventCounts {
 /// journey is); named, mapped and narrowed by [`Self::counts`].
 #[derive(Clone, Debug, Default)]
 pub struct EventTally {
-    polls: FxHashMap<[u8; NAME_LEN], (u64, u64)>,
-    irqs: FxHashMap<u32, u64>,
-    packets: FxHashMap<[u8; NAME_LEN], u64>,
-    /// The device of the last packets received and their count, not yet in `packets`: a
-    /// flood comes from one device, so most receives skip the hash.
-    last_packets: Option<([u8; NAME_LEN], u64)>,
-    switches: FxHashMap<u32, (u64, u64)>,
+    polls: Recent<[u8; NAME_LEN], (u64, u64)>,
+    irqs: Recent<u32, u64>,
+    packets: Recent<[u8; NAME_LEN], u64>,
+    switches: Recent<u32, (u64, u64)>,
 }
 
+/// Keys whose counts a [`Recent`] keeps outside its map.
+const RECENT: usize = 4;
+
+/// Counts by key, those of the last few keys used in a short list before the map: a flood
+/// has few keys (a device or two, a few threads), so most counts skip the hash. A key may
+/// be in both (its counts are their sum).
+#[derive(Clone, Debug, Default)]
+struct Recent<K, V> {
+    recent: Vec<(K, V)>,
+    /// The slot of `recent` that a new key takes next.
+    evict: usize,
+    map: FxHashMap<K, V>,
+}
+
+/// A count that adds up.
+trait Count: Copy + Default {
+    fn add(&mut self, other: Self);
+}
+
+impl Count for u64 {
+    fn add(&mut self, other: Self) {
+        *self += other;
+    }
+}
+
+impl Count for (u64, u64) {
+    fn add(&mut self, other: Self) {
+        self.0 += other.0;
+        self.1 += other.1;
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash, V: Count> Recent<K, V> {
+    /// The counts of `key` among the recent keys, which it joins if new (the one it
+    /// replaces goes to the map).
+    fn get(&mut self, key: K) -> &mut V {
+        let at = match self.recent.iter().position(|(recent, _)| *recent == key) {
+            Some(at) => at,
+            None if self.recent.len() < RECENT => {
+                self.recent.push((key, V::default()));
+                self.recent.len() - 1
+            }
+            None => {
+                let at = self.evict;
+                self.evict = (at + 1) % RECENT;
+                let (old, counts) = std::mem::replace(&mut self.recent[at], (key, V::default()));
+                self.map.entry(old).or_default().add(counts);
+                at
+            }
+        };
+        &mut self.recent[at].1
+    }
+
+    /// Every key with its counts (a key may come twice: add them up).
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        let recent = self.recent.iter().map(|(key, counts)| (key, counts));
+        self.map.iter().chain(recent)
+    }
+}
+
+/// The kinds [`EventTally`] counts, as a bit set of their values.
+const TALLIED: u64 = 1 << EventKind::NapiPoll as u8
+    | 1 << EventKind::IrqHandlerEntry as u8
+    | 1 << EventKind::NetifReceiveSkb as u8
+    | 1 << EventKind::SchedSwitch as u8;
+
 impl EventTally {
-    /// Counts one event.
+    /// Counts one event: inlined, so that the many of other kinds cost one bit test each.
+    #[inline]
     pub fn add(&mut self, event: &Event) {
+        if 1u64.checked_shl(u32::from(event.kind)).unwrap_or(0) & TALLIED != 0 {
+            self.count(event);
+        }
+    }
+
+    /// Counts one event of a tallied kind.
+    #[inline(never)]
+    fn count(&mut self, event: &Event) {
         match EventKind::from_u8(event.kind) {
             Some(EventKind::NapiPoll) if event.arg0 > 0 => {
-                let entry = self.polls.entry(event.name).or_default();
-                entry.0 += 1;
-                entry.1 += u64::from(event.arg0);
+                self.polls.get(event.name).add((1, u64::from(event.arg0)));
             }
-            Some(EventKind::IrqHandlerEntry) => *self.irqs.entry(event.arg0).or_default() += 1,
-            Some(EventKind::NetifReceiveSkb) => match &mut self.last_packets {
-                Some((dev, n)) if *dev == event.name => *n += 1,
-                last => {
-                    if let Some((dev, n)) = last.replace((event.name, 1)) {
-                        *self.packets.entry(dev).or_default() += n;
-                    }
-                }
-            },
+            Some(EventKind::IrqHandlerEntry) => *self.irqs.get(event.arg0) += 1,
+            Some(EventKind::NetifReceiveSkb) => *self.packets.get(event.name) += 1,
             Some(EventKind::SchedSwitch) => {
-                let entry = self.switches.entry(event.tid).or_default();
+                let entry = self.switches.get(event.tid);
                 // prev_state 0 (TASK_RUNNING): preempted; anything else: it blocked.
                 if event.addr == 0 {
                     entry.1 += 1
@@ -104,26 +167,22 @@ impl EventTally {
             })
         };
         let mut counts = EventCounts::default();
-        for (dev, (polls, packets)) in &self.polls {
-            let entry = counts.polls.entry(name(dev)).or_default();
-            entry.0 += polls;
-            entry.1 += packets;
+        for (dev, polls) in self.polls.iter() {
+            counts.polls.entry(name(dev)).or_default().add(*polls);
         }
-        for (irq, n) in &self.irqs {
+        for (irq, n) in self.irqs.iter() {
             if let Some(dev) = irq_devices.get(irq) {
                 *counts.nic_irqs.entry(dev.clone()).or_default() += n;
             }
         }
-        let last = self.last_packets.iter().map(|(dev, n)| (dev, n));
-        for (dev, n) in self.packets.iter().chain(last) {
+        for (dev, n) in self.packets.iter() {
             *counts.packets.entry(name(dev)).or_default() += n;
         }
-        counts.switches = self
-            .switches
-            .iter()
-            .filter(|(tid, _)| readers.contains(tid))
-            .map(|(tid, switches)| (*tid, *switches))
-            .collect();
+        for (tid, switches) in self.switches.iter() {
+            if readers.contains(tid) {
+                counts.switches.entry(*tid).or_default().add(*switches);
+            }
+        }
         counts
     }
 }

@@ -12,7 +12,7 @@ use tracer_common::Event;
 
 use super::{
     analysis::{self, EventTally, Log2Histogram, Slowest},
-    summary::{CompactHistogram, Histogram, StageSummary},
+    summary::{Bucketed, CompactHistogram, Histogram, StageSummary},
 };
 use crate::{
     journey::{Journey, Stage, Tracker, model::Shared},
@@ -88,11 +88,17 @@ impl<K> Default for Groups<K> {
 }
 
 impl<K: Hash + Eq + Clone> Groups<K> {
-    /// Counts `journey` in the group of the key `is_key` recognises (`key` makes it).
-    fn add(&mut self, is_key: impl FnOnce(&K) -> bool, key: impl FnOnce() -> K, journey: &Journey) {
+    /// Counts a journey of this `total` in the group of the key `is_key` recognises (`key`
+    /// makes it).
+    fn add(
+        &mut self,
+        is_key: impl FnOnce(&K) -> bool,
+        key: impl FnOnce() -> K,
+        total: Option<Bucketed>,
+    ) {
         let histogram = self.by.get(is_key, key);
-        if let Some(total) = journey.stages_ns.total {
-            histogram.record(total);
+        if let Some(total) = total {
+            histogram.record_bucketed(total);
         }
     }
 
@@ -126,19 +132,24 @@ struct Breakdowns {
 }
 
 impl Breakdowns {
-    fn add(&mut self, journey: &Journey) {
+    /// Counts `journey`, of this `total`, in its device, IRQ, CPU and task groups.
+    fn add(&mut self, journey: &Journey, total: Option<Bucketed>) {
         let (dev, irq, comm) = (&journey.dev, &journey.irq_name, &journey.comm);
-        self.dev.add(|key| same(key, dev), || dev.clone(), journey);
+        self.dev.add(|key| same(key, dev), || dev.clone(), total);
         self.irq
-            .add(|key| same_name(key, irq), || irq.clone(), journey);
+            .add(|key| same_name(key, irq), || irq.clone(), total);
         let cpu = journey.cpu_softirq;
-        self.cpu.add(|key| *key == cpu, || cpu, journey);
+        self.cpu.add(|key| *key == cpu, || cpu, total);
         self.task.add(
             |(key, pid)| same_name(key, comm) && *pid == journey.pid,
             || (comm.clone(), journey.pid),
-            journey,
+            total,
         );
-        let flow = self.flow.get(
+    }
+
+    /// The stats of `journey`'s flow (its stages are recorded by the caller).
+    fn flow(&mut self, journey: &Journey) -> &mut FlowStats {
+        self.flow.get(
             |(proto, saddr, sport, daddr, dport)| {
                 *sport == journey.sport
                     && *dport == journey.dport
@@ -155,8 +166,7 @@ impl Breakdowns {
                     journey.dport,
                 )
             },
-        );
-        flow.add(journey);
+        )
     }
 
     /// The sections of the report, titled, each group named.
@@ -230,14 +240,11 @@ struct FlowStats {
 }
 
 impl FlowStats {
-    fn add(&mut self, journey: &Journey) {
-        for stage in Stage::ALL {
-            if let Some(ns) = journey.stages_ns.get(stage) {
-                match stage {
-                    Stage::Total => self.total.record(ns),
-                    _ => self.stages[stage as usize].record(ns),
-                }
-            }
+    /// Adds one stage duration of a journey of this flow.
+    fn record(&mut self, stage: Stage, value: Bucketed) {
+        match stage {
+            Stage::Total => self.total.record_bucketed(value),
+            _ => self.stages[stage as usize].record_bucketed(value),
         }
     }
 
@@ -278,15 +285,21 @@ impl EventsSeen {
     /// Counts events of the recording (in file order).
     pub fn add(&mut self, events: &[Event]) {
         self.events += events.len() as u64;
-        for event in events {
-            self.first_ts = self.first_ts.min(event.ts);
-            self.last_ts = self.last_ts.max(event.ts);
-        }
+        // One walk for the span and the tally.
+        let (mut first, mut last) = (self.first_ts, self.last_ts);
         if self.tallied {
             for event in events {
+                first = first.min(event.ts);
+                last = last.max(event.ts);
                 self.tally.add(event);
             }
+        } else {
+            for event in events {
+                first = first.min(event.ts);
+                last = last.max(event.ts);
+            }
         }
+        (self.first_ts, self.last_ts) = (first, last);
     }
 
     /// The first and last stamps seen, or (0, 0) without events.
@@ -313,6 +326,8 @@ pub struct ReportData {
     slowest: Slowest,
     /// Tids of the readers (one insert per journey: a fast hash).
     readers: FxHashSet<u32>,
+    /// The last reader inserted: consecutive journeys mostly share it (no hash then).
+    last_reader: Option<u32>,
 }
 
 impl ReportData {
@@ -331,6 +346,7 @@ impl ReportData {
             breakdowns: Breakdowns::default(),
             slowest: Slowest::new(slowest),
             readers: FxHashSet::default(),
+            last_reader: None,
         }
     }
 
@@ -347,17 +363,30 @@ impl ReportData {
 
     /// Adds a journey the report covers (one the filter keeps).
     pub fn journey(&mut self, journey: &Journey) {
-        self.summary.add(journey);
+        self.summary.count_journey();
         self.complete += u64::from(journey.complete);
+        // One pass over the stages: each duration's bucket found once for the stage table,
+        // the flow's table and (the total) every breakdown.
+        let flow = self.breakdowns.flow(journey);
+        let mut total = None;
         for stage in Stage::ALL {
             if let Some(ns) = journey.stages_ns.get(stage) {
+                let value = Bucketed::new(ns);
+                self.summary.record(stage, value);
                 self.log2[stage as usize].record(ns);
+                flow.record(stage, value);
+                if stage == Stage::Total {
+                    total = Some(value);
+                }
             }
         }
-        self.breakdowns.add(journey);
+        self.breakdowns.add(journey, total);
         self.slowest.add(journey);
-        if let Some(tid) = journey.tid {
+        if let Some(tid) = journey.tid
+            && self.last_reader != Some(tid)
+        {
             self.readers.insert(tid);
+            self.last_reader = Some(tid);
         }
     }
 

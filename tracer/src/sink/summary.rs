@@ -75,12 +75,34 @@ fn bucket_top(index: u32) -> u64 {
     ((SUB | sub) << (exp - SUB_BITS)) + (1 << (exp - SUB_BITS)) - 1
 }
 
+/// A value with its bucket, found once for the several histograms a report records it in.
+#[derive(Clone, Copy, Debug)]
+pub struct Bucketed {
+    value: u64,
+    bucket: u32,
+}
+
+impl Bucketed {
+    /// `value` and its bucket.
+    pub fn new(value: u64) -> Self {
+        Self {
+            value,
+            bucket: bucket(value),
+        }
+    }
+}
+
 impl Histogram {
     /// Adds one value.
     pub fn record(&mut self, value: u64) {
-        self.counts[bucket(value) as usize] += 1;
+        self.record_bucketed(Bucketed::new(value));
+    }
+
+    /// Adds one value whose bucket is known.
+    pub fn record_bucketed(&mut self, value: Bucketed) {
+        self.counts[value.bucket as usize] += 1;
         self.count += 1;
-        self.max = self.max.max(value);
+        self.max = self.max.max(value.value);
     }
 
     /// Adds every value `other` recorded.
@@ -149,14 +171,21 @@ pub const DENSE_AFTER: u64 = 1 << 16;
 impl CompactHistogram {
     /// Adds one value.
     pub fn record(&mut self, value: u64) {
-        self.add(bucket(value) as u16, 1);
+        self.record_bucketed(Bucketed::new(value));
+    }
+
+    /// Adds one value whose bucket is known.
+    #[inline]
+    pub fn record_bucketed(&mut self, value: Bucketed) {
+        self.add(value.bucket as u16, 1);
         self.count += 1;
-        self.max = self.max.max(value);
+        self.max = self.max.max(value.value);
         if self.count == DENSE_AFTER {
             self.densify();
         }
     }
 
+    #[inline]
     fn add(&mut self, index: u16, n: u64) {
         if let Some(dense) = &mut self.dense {
             dense[usize::from(index)] += n;
@@ -243,6 +272,19 @@ impl StageSummary {
                     .record(ns);
             }
         }
+    }
+
+    /// Counts one more journey, whose stages [`Self::record`] adds (the report records each
+    /// stage once for all its histograms).
+    pub fn count_journey(&mut self) {
+        self.journeys += 1;
+    }
+
+    /// Adds one stage duration of the journey last counted.
+    pub fn record(&mut self, stage: Stage, value: Bucketed) {
+        self.stages[stage as usize]
+            .get_or_insert_with(Histogram::default)
+            .record_bucketed(value);
     }
 
     /// Adds every journey `other` counted (the histograms merged bucket by bucket, so the

@@ -172,10 +172,7 @@ impl<R: Read, T: Tally> Ordered<R, T> {
             } => {
                 let read = match batches.next_batch() {
                     Ok(Some(events)) => {
-                        tally.add(events);
-                        for event in events {
-                            reorder.push(*event);
-                        }
+                        count_and_hold(events, tally, reorder);
                         events.len()
                     }
                     Ok(None) => {
@@ -341,6 +338,18 @@ impl<R: Read, T: Tally> Ordered<R, T> {
     }
 }
 
+/// Events counted and held at a time: a few kilobytes, so that the window reads the
+/// events the tally just read from the nearest cache (a chunk is a megabyte).
+const BLOCK: usize = 256;
+
+/// Counts a chunk's events and puts them in the reorder window, block by block.
+fn count_and_hold<T: Tally>(events: &[Event], tally: &mut T, reorder: &mut Reorder) {
+    for block in events.chunks(BLOCK) {
+        tally.add(block);
+        reorder.extend(block);
+    }
+}
+
 /// The ordering thread: chunks until the end, an error, a halt, or nobody listens any more.
 fn order<R: Read, T: Tally>(
     reader: RecordingReader<R>,
@@ -364,10 +373,7 @@ fn order<R: Read, T: Tally>(
         };
         let message = match next {
             Ok(Some(events)) => {
-                tally.add(events);
-                for event in events {
-                    reorder.push(*event);
-                }
+                count_and_hold(events, &mut tally, &mut reorder);
                 reorder.release(|event| released.push(*event));
                 Message::Chunk {
                     read: events.len(),
