@@ -318,6 +318,9 @@ impl Engine {
         self.cpus[cpu as usize] = CpuState::default();
     }
 
+    /// Opens a journey for the packet of `event`, stamped with its CPU's NET_RX context
+    /// (and, seen by GRO, its GRO time and CPU) before it goes in the table: one insert,
+    /// no lookup.
     fn new_journey(&mut self, event: &Event, phase: Phase, out: &mut Vec<Journey>) -> u64 {
         self.evict(out);
         let id = self.next_id;
@@ -328,24 +331,25 @@ impl Engine {
         journey.len = event.arg0;
         journey.skbaddr = Addr(event.addr);
         journey.proto = Cow::Borrowed("other");
-        self.open.insert(
-            id,
-            Open {
-                journey,
-                phase,
-                skb: event.addr,
-                sk: 0,
-                gro_ts: None,
-                gro_cpu: None,
-                softirq_unknown: false,
-                raised_without_irq: false,
-                seq: None,
-                ports: None,
-                taken: 0,
-                probed: false,
-                woke_other: false,
-            },
-        );
+        let gro = phase == Phase::Gro;
+        let mut open = Open {
+            journey,
+            phase,
+            skb: event.addr,
+            sk: 0,
+            gro_ts: gro.then_some(event.ts),
+            gro_cpu: gro.then_some(event.cpu),
+            softirq_unknown: false,
+            raised_without_irq: false,
+            seq: None,
+            ports: None,
+            taken: 0,
+            probed: false,
+            woke_other: false,
+        };
+        let cpu = event.cpu;
+        cpu::stamp_softirq(&mut open, &self.cpus[cpu as usize], &self.irq_names, cpu);
+        self.open.insert(id, open);
         id
     }
 

@@ -28,11 +28,6 @@ impl Engine {
         self.retire_skb(event.addr, out);
         let id = self.new_journey(event, Phase::Gro, out);
         self.skbs.insert(event.addr, id);
-        self.stamp_softirq(id, event.cpu);
-        if let Some(open) = self.open.get_mut(&id) {
-            open.gro_ts = Some(event.ts);
-            open.gro_cpu = Some(event.cpu);
-        }
         let state = self.cpu(event.cpu);
         state.gro_pending.push(id);
         state.batch.push(id);
@@ -63,7 +58,6 @@ impl Engine {
                 self.retire_skb(event.addr, out);
                 let id = self.new_journey(event, Phase::Stack, out);
                 self.skbs.insert(event.addr, id);
-                self.stamp_softirq(id, cpu);
                 self.cpu(cpu).batch.push(id);
                 id
             }
