@@ -23,7 +23,10 @@ mod sockets;
 mod stats;
 mod sweep;
 
-use std::{borrow::Cow, collections::VecDeque};
+use std::{
+    borrow::Cow,
+    collections::{VecDeque, hash_map::Entry},
+};
 
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
@@ -400,8 +403,11 @@ impl Engine {
         let Some(mut open) = self.open.remove(&id) else {
             return;
         };
-        if self.skbs.get(&open.skb) == Some(&id) {
-            self.skbs.remove(&open.skb);
+        // One hash of the address: the entry is removed only if it is still this journey's.
+        if let Entry::Occupied(entry) = self.skbs.entry(open.skb)
+            && *entry.get() == id
+        {
+            entry.remove();
         }
         if let Some(ids) = self.awaiting_ready.get_mut(&open.sk) {
             ids.retain(|other| *other != id);
