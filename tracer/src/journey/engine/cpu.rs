@@ -5,7 +5,10 @@ use std::net::IpAddr;
 
 use tracer_common::{Event, NET_RX_SOFTIRQ};
 
-use super::Engine;
+use rustc_hash::FxHashMap;
+
+use super::{Engine, Open};
+use crate::journey::model::Shared;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct IrqSpan {
@@ -121,37 +124,39 @@ impl Engine {
         state.last_was_control = false;
         state.last_ready = None;
     }
+}
 
-    /// Stamps the NET_RX context of `cpu` onto a journey.
-    pub(super) fn stamp_softirq(&mut self, id: u64, cpu: u16) {
-        let state = &self.cpus[cpu as usize];
-        let (run, known) = (state.softirq, state.softirq_known);
-        let Some(open) = self.open.get_mut(&id) else {
-            return;
-        };
-        let journey = &mut open.journey;
-        journey.cpu_softirq = Some(cpu);
-        match run {
-            Some(run) => {
-                journey.ts.softirq_entry = Some(run.entry);
-                journey.softirq_in_ksoftirqd = run.in_ksoftirqd;
-                if let Some(cause) = run.cause {
-                    journey.ts.softirq_raise = Some(cause.ts);
-                    match cause.irq {
-                        Some(span) => {
-                            journey.irq = Some(span.irq);
-                            journey.ts.irq_entry = Some(span.entry);
-                            journey.ts.irq_exit = span.exit;
-                            journey.cpu_irq = Some(cpu);
-                            journey.irq_name = self.irq_names.get(&span.irq).cloned();
-                        }
-                        None => open.raised_without_irq = true,
+/// Stamps the NET_RX context of `cpu` (its state `state`) onto a journey not yet in the
+/// open table: stamped before it is inserted, it is not looked up again.
+pub(super) fn stamp_softirq(
+    open: &mut Open,
+    state: &CpuState,
+    irq_names: &FxHashMap<u32, Shared>,
+    cpu: u16,
+) {
+    let (run, known) = (state.softirq, state.softirq_known);
+    let journey = &mut open.journey;
+    journey.cpu_softirq = Some(cpu);
+    match run {
+        Some(run) => {
+            journey.ts.softirq_entry = Some(run.entry);
+            journey.softirq_in_ksoftirqd = run.in_ksoftirqd;
+            if let Some(cause) = run.cause {
+                journey.ts.softirq_raise = Some(cause.ts);
+                match cause.irq {
+                    Some(span) => {
+                        journey.irq = Some(span.irq);
+                        journey.ts.irq_entry = Some(span.entry);
+                        journey.ts.irq_exit = span.exit;
+                        journey.cpu_irq = Some(cpu);
+                        journey.irq_name = irq_names.get(&span.irq).cloned();
                     }
-                } else {
-                    open.softirq_unknown = true;
+                    None => open.raised_without_irq = true,
                 }
+            } else {
+                open.softirq_unknown = true;
             }
-            None => open.softirq_unknown = !known,
         }
+        None => open.softirq_unknown = !known,
     }
 }

@@ -23,7 +23,10 @@ mod sockets;
 mod stats;
 mod sweep;
 
-use std::{borrow::Cow, collections::VecDeque};
+use std::{
+    borrow::Cow,
+    collections::{VecDeque, hash_map::Entry},
+};
 
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
@@ -318,6 +321,9 @@ impl Engine {
         self.cpus[cpu as usize] = CpuState::default();
     }
 
+    /// Opens a journey for the packet of `event`, stamped with its CPU's NET_RX context
+    /// (and, seen by GRO, its GRO time and CPU) before it goes in the table: one insert,
+    /// no lookup.
     fn new_journey(&mut self, event: &Event, phase: Phase, out: &mut Vec<Journey>) -> u64 {
         self.evict(out);
         let id = self.next_id;
@@ -328,24 +334,25 @@ impl Engine {
         journey.len = event.arg0;
         journey.skbaddr = Addr(event.addr);
         journey.proto = Cow::Borrowed("other");
-        self.open.insert(
-            id,
-            Open {
-                journey,
-                phase,
-                skb: event.addr,
-                sk: 0,
-                gro_ts: None,
-                gro_cpu: None,
-                softirq_unknown: false,
-                raised_without_irq: false,
-                seq: None,
-                ports: None,
-                taken: 0,
-                probed: false,
-                woke_other: false,
-            },
-        );
+        let gro = phase == Phase::Gro;
+        let mut open = Open {
+            journey,
+            phase,
+            skb: event.addr,
+            sk: 0,
+            gro_ts: gro.then_some(event.ts),
+            gro_cpu: gro.then_some(event.cpu),
+            softirq_unknown: false,
+            raised_without_irq: false,
+            seq: None,
+            ports: None,
+            taken: 0,
+            probed: false,
+            woke_other: false,
+        };
+        let cpu = event.cpu;
+        cpu::stamp_softirq(&mut open, &self.cpus[cpu as usize], &self.irq_names, cpu);
+        self.open.insert(id, open);
         id
     }
 
@@ -396,8 +403,11 @@ impl Engine {
         let Some(mut open) = self.open.remove(&id) else {
             return;
         };
-        if self.skbs.get(&open.skb) == Some(&id) {
-            self.skbs.remove(&open.skb);
+        // One hash of the address: the entry is removed only if it is still this journey's.
+        if let Entry::Occupied(entry) = self.skbs.entry(open.skb)
+            && *entry.get() == id
+        {
+            entry.remove();
         }
         if let Some(ids) = self.awaiting_ready.get_mut(&open.sk) {
             ids.retain(|other| *other != id);

@@ -28,11 +28,6 @@ impl Engine {
         self.retire_skb(event.addr, out);
         let id = self.new_journey(event, Phase::Gro, out);
         self.skbs.insert(event.addr, id);
-        self.stamp_softirq(id, event.cpu);
-        if let Some(open) = self.open.get_mut(&id) {
-            open.gro_ts = Some(event.ts);
-            open.gro_cpu = Some(event.cpu);
-        }
         let state = self.cpu(event.cpu);
         state.gro_pending.push(id);
         state.batch.push(id);
@@ -63,7 +58,6 @@ impl Engine {
                 self.retire_skb(event.addr, out);
                 let id = self.new_journey(event, Phase::Stack, out);
                 self.skbs.insert(event.addr, id);
-                self.stamp_softirq(id, cpu);
                 self.cpu(cpu).batch.push(id);
                 id
             }
@@ -74,6 +68,8 @@ impl Engine {
             .take()
             .filter(|(skb, ..)| *skb == event.addr);
         let mut control = false;
+        // Whether it carries a TCP sequence, read while it is at hand (not looked up again).
+        let mut has_seq = false;
         if let Some(open) = self.open.get_mut(&id) {
             open.journey.ts.netif_receive = Some(event.ts);
             if let Some((_, family, saddr, daddr)) = addrs {
@@ -97,6 +93,7 @@ impl Engine {
                     control = event.arg2 == 0;
                 }
             }
+            has_seq = open.seq.is_some();
         }
         if control {
             self.end_control(id, out);
@@ -104,7 +101,7 @@ impl Engine {
             state.last_received = None;
             state.last_was_control = true;
         } else {
-            if self.open.get(&id).is_some_and(|open| open.seq.is_some()) {
+            if has_seq {
                 if self.unlinked_tcp.len() >= 4096 {
                     let open = &self.open;
                     self.unlinked_tcp
