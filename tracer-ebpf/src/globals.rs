@@ -48,9 +48,10 @@ pub(crate) static NET_IRQ_FILTER: u32 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static NET_IRQS: [u64; NET_IRQ_WORDS] = [0; NET_IRQ_WORDS];
 
-/// Wake the reader only once this many bytes wait in `EVENTS`; 0 wakes it for every event
-/// (the kernel's default). User space, which polls on a short timer as well, sets it: a
-/// wakeup per packet costs more than tracing the packet (an irq_work, on a VM an exit).
+/// Wake the reader each time the bytes waiting in `EVENTS` cross a multiple of this
+/// (`emit::wakeup_flags`); 0 wakes it for every event (the kernel's default). User space,
+/// which polls on a short timer as well, sets it: a wakeup per packet costs more than
+/// tracing the packet (an irq_work, on a VM an exit).
 #[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: u32 = 0;
 

@@ -76,8 +76,9 @@ pub struct RingArgs {
     /// Ring buffer size in bytes (power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES)]
     pub ring_size: u32,
-    /// Have the kernel wake the tracer for every event instead of once an eighth of the ring
-    /// is full or every 50 ms: lower delivery latency, much higher cost on the traced host.
+    /// Have the kernel wake the tracer for every event instead of each time another eighth
+    /// of the ring fills (and every 50 ms): lower delivery latency, much higher cost on the
+    /// traced host.
     #[arg(long)]
     pub wakeup_per_event: bool,
     /// Attach every program to its classic tracepoint, even where the cheaper BTF

@@ -66,8 +66,9 @@ impl ProbeOptions {
         }
     }
 
-    /// Bytes waiting in the ring buffer that make the kernel wake the reader; 0 for every
-    /// event. An eighth of the ring leaves room for a poll interval of a flood.
+    /// The kernel wakes the reader each time the bytes waiting in the ring buffer cross a
+    /// multiple of this; 0 for every event. An eighth of the ring leaves room for a poll
+    /// interval of a flood.
     pub fn wakeup_bytes(&self) -> u32 {
         if self.batch_wakeups {
             self.ring_bytes / 8
