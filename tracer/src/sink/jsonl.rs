@@ -253,25 +253,33 @@ fn pairs(value: u64, out: &mut Vec<u8>) {
     out.truncate(len + DIGITS - start);
 }
 
+/// Writes `{"a":..,"b":..}` of the `Option<u64>` fields named, each absent one as its key
+/// and `null` in one copy (the stamps and the stage durations).
+macro_rules! unsigned_object {
+    ($out:ident, $src:ident; $first:ident, $($name:ident,)*) => {
+        $out.push(b'{');
+        keyed(
+            concat!("\"", stringify!($first), "\":").as_bytes(),
+            concat!("\"", stringify!($first), "\":null").as_bytes(),
+            Value::Unsigned($src.$first),
+            $out,
+        );
+        $(
+            keyed(
+                concat!(",\"", stringify!($name), "\":").as_bytes(),
+                concat!(",\"", stringify!($name), "\":null").as_bytes(),
+                Value::Unsigned($src.$name),
+                $out,
+            );
+        )*
+        $out.push(b'}');
+    };
+}
+
 fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
     macro_rules! write_stamps {
-        ($first:ident, $($name:ident,)*) => {
-            out.push(b'{');
-            keyed(
-                concat!("\"", stringify!($first), "\":").as_bytes(),
-                concat!("\"", stringify!($first), "\":null").as_bytes(),
-                Value::Unsigned(ts.$first),
-                out,
-            );
-            $(
-                keyed(
-                    concat!(",\"", stringify!($name), "\":").as_bytes(),
-                    concat!(",\"", stringify!($name), "\":null").as_bytes(),
-                    Value::Unsigned(ts.$name),
-                    out,
-                );
-            )*
-            out.push(b'}');
+        ($($name:ident,)*) => {
+            unsigned_object!(out, ts; $($name,)*)
         };
     }
     stamp_fields!(write_stamps);
@@ -280,27 +288,8 @@ fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
 fn stage_durations(ns: &StageDurations, out: &mut Vec<u8>) {
     // The stages in `Stage::ALL` order, the order of `StageDurations`'s fields (the test
     // `same_bytes_as_serde_json` holds it).
-    macro_rules! write_stages {
-        ($first:ident, $($name:ident,)*) => {
-            out.push(b'{');
-            keyed(
-                concat!("\"", stringify!($first), "\":").as_bytes(),
-                concat!("\"", stringify!($first), "\":null").as_bytes(),
-                Value::Unsigned(ns.$first),
-                out,
-            );
-            $(
-                keyed(
-                    concat!(",\"", stringify!($name), "\":").as_bytes(),
-                    concat!(",\"", stringify!($name), "\":null").as_bytes(),
-                    Value::Unsigned(ns.$name),
-                    out,
-                );
-            )*
-            out.push(b'}');
-        };
-    }
-    write_stages!(
+    unsigned_object!(
+        out, ns;
         irq,
         softirq_wait,
         poll,
