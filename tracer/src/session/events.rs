@@ -69,7 +69,7 @@ pub async fn stream(
             }
         }
     }
-    source.drain_now(|bytes| printer.print(bytes));
+    source.drain_all(|bytes| printer.print(bytes));
     printer.flush();
     let mut stats = printer.stats;
     stats.lost_per_cpu = probes.lost_per_cpu()?;

@@ -191,7 +191,15 @@ pub async fn follow(
             sink.summary(&tracker, Some(&lost), started.elapsed(), false);
         }
     }
-    source.drain_now(|bytes| take(&mut tracker, &mut recorder, bytes));
+    // What is left, a batch at a time, so the held events and journeys stay one batch's.
+    loop {
+        source.drain_now(|bytes| take(&mut tracker, &mut recorder, bytes));
+        if !source.pending() || output.count.is_some_and(|count| sink.shown() >= count) {
+            break;
+        }
+        tracker.advance(None, &mut journeys);
+        hand_over(&mut journeys, output, &mut collected, &mut sink);
+    }
     // A failed recording still ends the trace with its journeys and summary.
     let write_failure = write_failure.into_inner();
     if let Some(err) = &write_failure {
@@ -199,11 +207,7 @@ pub async fn follow(
     }
     tracker.finish(&mut journeys);
     if output.count.is_none() {
-        journeys.retain(|journey| output.filter.keeps(journey));
-        if output.collect {
-            collected.extend(journeys.iter().cloned());
-        }
-        sink.show(journeys.drain(..));
+        hand_over(&mut journeys, output, &mut collected, &mut sink);
     }
     let lost = probes.lost_per_cpu()?;
     let misses = probes.recursion_misses();
@@ -230,4 +234,19 @@ pub async fn follow(
         collected,
         engine: tracker.engine().stats().clone(),
     })
+}
+
+/// Shows the journeys `output` keeps (and keeps copies with `collect`), leaving `journeys`
+/// empty.
+fn hand_over<W: std::io::Write>(
+    journeys: &mut Vec<Journey>,
+    output: &LiveOutput,
+    collected: &mut Vec<Journey>,
+    sink: &mut JourneySink<W>,
+) {
+    journeys.retain(|journey| output.filter.keeps(journey));
+    if output.collect {
+        collected.extend(journeys.iter().cloned());
+    }
+    sink.show(journeys.drain(..));
 }

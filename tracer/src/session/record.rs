@@ -120,7 +120,7 @@ pub async fn record(
         }
     }
     if failure.borrow().is_none() {
-        source.drain_now(|bytes| push(&mut writer, bytes));
+        source.drain_all(|bytes| push(&mut writer, bytes));
     }
     if progress {
         eprintln!();

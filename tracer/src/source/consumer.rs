@@ -95,10 +95,10 @@ impl RingConsumer {
         unsafe { AtomicUsize::from_ptr(self.producer.ptr.as_ptr().cast()) }
     }
 
-    /// Hands every record available now to `each`, in place, until the producer's position
-    /// (read again after each pass) is reached or a record is still being written; returns
-    /// how many.
-    pub fn drain(&mut self, each: &mut impl FnMut(&[u8])) -> usize {
+    /// Hands the records available now to `each`, in place, until the producer's position
+    /// (read again after each pass) is reached, a record is still being written, or about
+    /// `budget` bytes were taken (whole records: the last may run past it).
+    pub fn drain(&mut self, budget: usize, each: &mut impl FnMut(&[u8])) -> Drained {
         // SAFETY: the data pages follow the producer page in its mapping, twice the ring's
         // size long, and live as long as `self`.
         let data = unsafe {
@@ -107,29 +107,50 @@ impl RingConsumer {
                 2 * (self.mask + 1),
             )
         };
-        let mut count = 0;
+        let mut drained = Drained::default();
+        let mut taken = 0usize;
         loop {
             let producer = self.producer_pos().load(Ordering::Acquire);
             let start = self.pos;
             let consumer = self.consumer_pos();
-            let pass = data.take(self.mask, start, producer, each, |pos| {
-                consumer.store(pos, Ordering::Release);
-            });
-            count += pass.records;
+            let pass = data.take(
+                self.mask,
+                start,
+                producer,
+                budget.saturating_sub(taken),
+                each,
+                |pos| consumer.store(pos, Ordering::Release),
+            );
+            drained.records += pass.records;
             self.pos = pass.pos;
             if pass.pos == start {
-                return count;
+                return drained;
             }
+            taken += pass.pos.wrapping_sub(start);
             self.consumer_pos().store(pass.pos, Ordering::Release);
             // Why: the kernel writes its position and then reads ours to decide on a wakeup;
             // we write ours and then read its. Without a full fence both could read the old
             // value: it would not wake us and we would not see its record.
             fence(Ordering::SeqCst);
             if pass.busy {
-                return count;
+                return drained;
+            }
+            if taken >= budget {
+                drained.more = true;
+                return drained;
             }
         }
     }
+}
+
+/// What one [`RingConsumer::drain`] took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Records handed over.
+    pub records: usize,
+    /// It stopped at its byte budget: records may be waiting still, and no wakeup will
+    /// announce the ones already there.
+    pub more: bool,
 }
 
 impl AsRawFd for RingConsumer {
@@ -163,7 +184,8 @@ impl Records {
         Self { start, len }
     }
 
-    /// Hands each record from `from` up to `to` (positions) to `each`; `publish` is given the
+    /// Hands each record from `from` up to `to` (positions) to `each`, stopping after the
+    /// record that takes it `budget` bytes or more past `from`; `publish` is given the
     /// position after every eighth of the ring, so the producer gets space back during a
     /// long pass.
     fn take(
@@ -171,6 +193,7 @@ impl Records {
         mask: usize,
         from: usize,
         to: usize,
+        budget: usize,
         each: &mut impl FnMut(&[u8]),
         mut publish: impl FnMut(usize),
     ) -> Pass {
@@ -210,6 +233,9 @@ impl Records {
                 records += 1;
             }
             pos = pos.wrapping_add(size);
+            if pos.wrapping_sub(from) >= budget {
+                break;
+            }
             if pos.wrapping_sub(published) > mask / 8 {
                 publish(pos);
                 published = pos;
@@ -299,6 +325,15 @@ mod tests {
         }
 
         fn take(&self, from: usize, to: usize) -> (Pass, Vec<Vec<u8>>, Vec<usize>) {
+            self.take_budget(from, to, usize::MAX)
+        }
+
+        fn take_budget(
+            &self,
+            from: usize,
+            to: usize,
+            budget: usize,
+        ) -> (Pass, Vec<Vec<u8>>, Vec<usize>) {
             // SAFETY: the vector is 8-aligned, twice the size long and outlives `records`.
             let records = unsafe { Records::new(self.words.as_ptr().cast(), 2 * Self::SIZE) };
             let mut seen = Vec::new();
@@ -307,6 +342,7 @@ mod tests {
                 Self::SIZE - 1,
                 from,
                 to,
+                budget,
                 &mut |bytes: &[u8]| seen.push(bytes.to_vec()),
                 |pos| published.push(pos),
             );
@@ -394,5 +430,28 @@ mod tests {
             }
         );
         assert_eq!(seen, [b"x".to_vec()]);
+    }
+
+    #[test]
+    fn a_budget_stops_after_the_record_that_reaches_it() {
+        let mut ring = Fake::new();
+        let second = ring.record(0, b"0123456789ab", 0); // 24 bytes with its header
+        let third = ring.record(second, b"x", 0);
+        let end = ring.record(third, b"y", 0);
+        // 20 bytes: the first record (24) reaches it, and the pass stops there.
+        let (pass, seen, _) = ring.take_budget(0, end, 20);
+        assert_eq!(
+            pass,
+            Pass {
+                pos: second,
+                records: 1,
+                busy: false
+            }
+        );
+        assert_eq!(seen, [b"0123456789ab".to_vec()]);
+        // The rest, from where it stopped, in a budget that covers both.
+        let (pass, seen, _) = ring.take_budget(second, end, end - second);
+        assert_eq!((pass.pos, pass.records), (end, 2));
+        assert_eq!(seen, [b"x".to_vec(), b"y".to_vec()]);
     }
 }

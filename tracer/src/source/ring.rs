@@ -13,10 +13,17 @@ use super::consumer::RingConsumer;
 /// one: the lag this adds to live output.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// The most bytes of records one batch takes (8192 events). What a batch makes downstream
+/// (events held in the reorder window, journeys waiting to be shown) stays this size
+/// however far behind the reader falls, instead of growing to the ring's whole size.
+pub const BATCH_BYTES: usize = 512 << 10;
+
 /// The live event stream of the ring buffer `EVENTS`.
 pub struct RingSource {
     ring: AsyncFd<RingConsumer>,
     poll: Option<Duration>,
+    /// The last batch stopped at its budget: the next one takes more without waiting.
+    more: bool,
     /// When the timer drains next; kept here so a cancelled wait does not restart it.
     next_poll: tokio::time::Instant,
 }
@@ -32,21 +39,25 @@ impl RingSource {
         Ok(Self {
             ring: unsafe { AsyncFd::register(ring)? },
             poll,
+            more: false,
             next_poll: tokio::time::Instant::now() + poll.unwrap_or_default(),
         })
     }
 
     /// Waits until records are available (or the poll interval passed), then hands each
-    /// event in them to `each`; returns how many events. Cancel-safe: nothing is taken
-    /// before the wait ends.
+    /// event in them to `each`, at most [`BATCH_BYTES`] of records; returns how many events.
+    /// Cancel-safe: nothing is taken before the wait ends.
     pub async fn next_batch(&mut self, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
+        if self.more {
+            return Ok(self.drain_now(each));
+        }
         let Some(poll) = self.poll else {
             return self.next_woken(&mut each).await;
         };
         let deadline = self.next_poll;
         let count = tokio::select! {
             woken = self.next_woken(&mut each) => woken?,
-            () = tokio::time::sleep_until(deadline) => drain_events(self.ring.get_mut(), &mut each),
+            () = tokio::time::sleep_until(deadline) => self.drain_now(&mut each),
         };
         self.next_poll = tokio::time::Instant::now() + poll;
         Ok(count)
@@ -54,22 +65,44 @@ impl RingSource {
 
     async fn next_woken(&mut self, each: &mut impl FnMut(&[u8])) -> io::Result<usize> {
         let mut guard = self.ring.readable_mut().await?;
-        let count = drain_events(guard.get_inner_mut(), each);
+        let (count, more) = drain_events(guard.get_inner_mut(), each);
+        // Cleared even when records remain: `more` makes the next batch take them.
         guard.clear_ready();
+        self.more = more;
         Ok(count)
     }
 
-    /// Hands every event available now to `each` without waiting; returns how many.
+    /// Hands the events available now to `each` without waiting, at most [`BATCH_BYTES`] of
+    /// records; returns how many. [`Self::pending`] says whether it stopped at that budget.
     pub fn drain_now(&mut self, mut each: impl FnMut(&[u8])) -> usize {
-        drain_events(self.ring.get_mut(), &mut each)
+        let (count, more) = drain_events(self.ring.get_mut(), &mut each);
+        self.more = more;
+        count
+    }
+
+    /// Whether the last batch stopped at its budget with records still waiting.
+    pub fn pending(&self) -> bool {
+        self.more
+    }
+
+    /// Hands every event available now to `each`, batch after batch; returns how many.
+    pub fn drain_all(&mut self, mut each: impl FnMut(&[u8])) -> usize {
+        let mut count = self.drain_now(&mut each);
+        while self.more {
+            count += self.drain_now(&mut each);
+        }
+        count
     }
 }
 
-/// Hands each event of every record available now to `each`; returns how many events.
-fn drain_events(ring: &mut RingConsumer, each: &mut impl FnMut(&[u8])) -> usize {
+/// Hands each event of the records available now, at most [`BATCH_BYTES`] of them, to
+/// `each`; returns how many events and whether records were left for the next batch.
+fn drain_events(ring: &mut RingConsumer, each: &mut impl FnMut(&[u8])) -> (usize, bool) {
     let mut count = 0;
-    ring.drain(&mut |record: &[u8]| count += split_record(record, each));
-    count
+    let drained = ring.drain(BATCH_BYTES, &mut |record: &[u8]| {
+        count += split_record(record, each)
+    });
+    (count, drained.more)
 }
 
 /// Hands each event of one record to `each`: a record is one event or, for a NET_RX run's
