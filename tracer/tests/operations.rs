@@ -104,7 +104,11 @@ fn sigterm_stops_cleanly_with_the_summary() {
 
 fn signal(pid: u32, signal: libc::c_int) {
     // SAFETY: kill has no memory preconditions; the pid is our own child's.
-    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "signal {signal}");
+    assert_eq!(
+        unsafe { libc::kill(pid as i32, signal) },
+        0,
+        "signal {signal}"
+    );
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -228,3 +228,60 @@ fn time_rotation_keeps_a_bounded_ring_of_complete_recordings() {
         report_alone(path);
     }
 }
+
+#[test]
+fn live_record_keeps_a_ring_by_age_under_the_given_host_name() {
+    let Some(_serial) = kernel_test("live_record_keeps_a_ring_by_age_under_the_given_host_name")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let reader = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = reader.local_addr().unwrap().port().to_string();
+    let output = dir.path().join("live.trc");
+    let tracer = RunningTracer::start(
+        &[
+            "live",
+            "--quiet",
+            "--record",
+            output.to_str().unwrap(),
+            "--rotate",
+            "1s",
+            "--keep",
+            "2",
+            "--host",
+            "lab-b",
+            "--port",
+            &port,
+        ],
+        dir.path(),
+    );
+    let sent = traffic_until(reader, || {
+        let files = ring_files(dir.path(), "live");
+        assert!(files.len() <= 2, "more than --keep files: {files:?}");
+        files.last().is_some_and(|(seq, _)| *seq >= 4)
+    });
+    let (_, stderr) = tracer.stop();
+    let files = ring_files(dir.path(), "live");
+    assert_eq!(files.len(), 2, "{files:?} {stderr:?}");
+    assert!(files[0].0 >= 3, "the oldest files were removed: {files:?}");
+    let mut journeys = 0;
+    for (_, path) in &files {
+        journeys += report_alone(path);
+        let out = Command::new(tracer_bin())
+            .arg("report")
+            .arg(path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains(", host lab-b,"),
+            "{}: the recording names the host given: {text}",
+            path.display()
+        );
+    }
+    assert!(
+        journeys > 0 && journeys as u64 <= sent,
+        "the last two files hold some of the {sent} datagrams sent, not more: {journeys}"
+    );
+}

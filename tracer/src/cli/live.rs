@@ -6,10 +6,17 @@ use clap::Args;
 use tracer::{
     host::irqmap::IrqMap,
     journey::JourneyFilter,
-    session::live::{LiveOutput, follow},
+    session::{
+        live::{LiveOutput, LiveRecording, follow},
+        rotate::{RotateLimit, Rotation},
+    },
 };
 
-use super::{FlowArgs, ProbeArgs, RingArgs, SelectArgs, duration_arg, tracepoint_arg};
+use super::{
+    FlowArgs, ProbeArgs, RingArgs, SelectArgs, duration_arg,
+    record::{host_arg, rotate_arg},
+    tracepoint_arg,
+};
 
 /// Options of `tracer live`.
 #[derive(Clone, Debug, Args)]
@@ -44,6 +51,19 @@ pub struct LiveArgs {
     /// Also record the raw events to FILE (as `tracer record` does).
     #[arg(long, value_name = "FILE")]
     pub record: Option<std::path::PathBuf>,
+    /// With --record: a ring of files FILE's NAME.0001.EXT, NAME.0002.EXT, ..., each a
+    /// complete recording, the next begun at a size (`100M`) or an age (`10m`), as
+    /// `tracer record --rotate`.
+    #[arg(long, value_name = "SIZE|DURATION", requires = "record", value_parser = rotate_arg)]
+    pub rotate: Option<RotateLimit>,
+    /// With --rotate: keep at most this many files (the oldest are removed).
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "rotate",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
+    /// With --record: the host name to write in the recording's metadata instead of this
+    /// host's, as `tracer record --host`.
+    #[arg(long, value_name = "NAME", requires = "record", value_parser = host_arg)]
+    pub host: Option<String>,
     /// Serve Prometheus/OpenMetrics metrics on ADDR (e.g. 127.0.0.1:9464), path /metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
@@ -77,7 +97,14 @@ pub async fn run(args: LiveArgs, verbose: bool) -> anyhow::Result<()> {
         count: args.count,
         interval: args.interval,
         keep_unsocketed: args.all,
-        record: args.record.clone(),
+        record: args.record.clone().map(|path| LiveRecording {
+            path,
+            rotation: args.rotate.map(|limit| Rotation {
+                limit,
+                keep: args.keep as usize,
+            }),
+            host: args.host.clone(),
+        }),
         metrics: args.metrics,
         quiet: args.quiet,
         collect: false,

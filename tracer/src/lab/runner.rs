@@ -12,7 +12,7 @@ use crate::{
     host::irqmap::IrqMap,
     journey::{Journey, JourneyFilter, Stage},
     probe::{ProbeOptions, Probes},
-    session::live::{LiveOutput, follow},
+    session::live::{LiveOutput, LiveRecording, follow},
 };
 
 /// What one phase measured.
@@ -238,7 +238,7 @@ async fn run_phase(
         count: None,
         interval: Duration::ZERO,
         keep_unsocketed: false,
-        record,
+        record: record.map(LiveRecording::file),
         metrics: None,
         quiet: true,
         collect: true,

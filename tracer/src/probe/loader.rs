@@ -465,6 +465,24 @@ impl Probes {
             logger.flush();
         }
     }
+
+    /// Takes the kernel-side log out (with `kernel_log`; empty after the first call), so a
+    /// loop can flush it while something else holds these probes shared.
+    pub fn take_kernel_log(&mut self) -> KernelLog {
+        KernelLog(self.logger.take())
+    }
+}
+
+/// The eBPF programs' own log records (aya-log), taken out of [`Probes`].
+pub struct KernelLog(Option<aya_log::EbpfLogger<&'static dyn log::Log>>);
+
+impl KernelLog {
+    /// Forwards the pending records.
+    pub fn flush(&mut self) {
+        if let Some(logger) = &mut self.0 {
+            logger.flush();
+        }
+    }
 }
 
 /// Tracepoints no journey stage needs: journey mode does not attach them, since each would

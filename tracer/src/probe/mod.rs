@@ -7,6 +7,6 @@ pub mod options;
 pub mod stats;
 
 pub use error::ProbeError;
-pub use loader::{JOURNEY_UNUSED, Probes};
+pub use loader::{JOURNEY_UNUSED, KernelLog, Probes};
 pub use options::{DEFAULT_RING_BYTES, ProbeOptions};
 pub use stats::ProgramCounters;

@@ -8,12 +8,15 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{Session, coverage};
+use super::{
+    Session, coverage,
+    record::ProbeCounters,
+    rotate::{RecordingOutput, Rotation},
+};
 use crate::{
     host::{cgroup::CgroupSource, clock, irqmap::IrqMap, procfs},
     journey::{Degraded, EngineConfig, EngineStats, Journey, JourneyFilter, Tracker},
     probe::{ProbeOptions, Probes},
-    recording::{Writer, capture},
     sink::{
         metrics::Metrics,
         metrics_http,
@@ -29,14 +32,37 @@ pub struct LiveOutput {
     pub count: Option<u64>,
     pub interval: Duration,
     pub keep_unsocketed: bool,
-    /// Record the raw events here too.
-    pub record: Option<std::path::PathBuf>,
+    /// Record the raw events too.
+    pub record: Option<LiveRecording>,
     /// Serve metrics here.
     pub metrics: Option<std::net::SocketAddr>,
     /// Count journeys but print none.
     pub quiet: bool,
     /// Keep the shown journeys in the returned stats (labs).
     pub collect: bool,
+}
+
+/// Where a live trace also records its raw events (`live --record`), as `tracer record`
+/// does.
+#[derive(Clone, Debug)]
+pub struct LiveRecording {
+    /// The recording, or with a rotation the name its ring of files is numbered from.
+    pub path: std::path::PathBuf,
+    /// A ring of files (`--rotate`, `--keep`) instead of one.
+    pub rotation: Option<Rotation>,
+    /// The host name the metadata gives instead of this host's (`--host`).
+    pub host: Option<String>,
+}
+
+impl LiveRecording {
+    /// One file named `path`, with this host's name.
+    pub fn file(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            rotation: None,
+            host: None,
+        }
+    }
 }
 
 /// What one live run saw.
@@ -83,27 +109,31 @@ pub async fn follow(
         mut source,
         mut signals,
     } = Session::start(options)?;
+    // The recording's counters hold the probes shared from here on.
+    let mut kernel_log = probes.take_kernel_log();
+    let probes = probes;
     let mut tracker = Tracker::new(engine_config(
         &probes,
         irqs,
         &output.filter,
         output.keep_unsocketed,
     ));
-    let mut recorder = match &output.record {
-        Some(path) => {
-            let filters = capture::record_filters(options.pid, &options.without);
-            let meta = capture::metadata(&probes, filters);
-            Some(
-                Writer::create(path, &meta)
-                    .with_context(|| format!("creating {}", path.display()))?,
-            )
-        }
-        None => None,
+    let counters = output
+        .record
+        .as_ref()
+        .map(|record| ProbeCounters::new(&probes, options, record.host.as_deref()));
+    // Its errors name the file (the ring's next one, or one it removes).
+    let mut recorder = match (&output.record, &counters) {
+        (Some(record), Some(counters)) => Some(RecordingOutput::create(
+            &record.path,
+            record.rotation,
+            counters,
+        )?),
+        _ => None,
     };
-    let record_start = clock::monotonic_ns();
     // The first write error of the recording: it ends the trace (with its summary).
     let write_failure: std::cell::RefCell<Option<std::io::Error>> = Default::default();
-    let take = |tracker: &mut Tracker, recorder: &mut Option<Writer>, bytes: &[u8]| {
+    let take = |tracker: &mut Tracker, recorder: &mut Option<RecordingOutput>, bytes: &[u8]| {
         if let Some(event) = tracker.push_record(bytes)
             && let Some(writer) = recorder
             && write_failure.borrow().is_none()
@@ -138,6 +168,9 @@ pub async fn follow(
     let started = Instant::now();
     let mut last_summary = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    // Whole chunks reach the recording every second (as `record` writes them; a rotation by
+    // age is checked on this tick).
+    let mut chunk_tick = tokio::time::interval(Duration::from_secs(1));
     let mut journeys = Vec::new();
     tokio::pin!(stop);
     loop {
@@ -146,6 +179,8 @@ pub async fn follow(
             () = &mut stop => break,
             _ = tick.tick() => {
                 tracker.advance(Some(clock::monotonic_ns()), &mut journeys);
+            }
+            _ = chunk_tick.tick(), if recorder.is_some() => {
                 if let Some(writer) = &mut recorder
                     && write_failure.borrow().is_none()
                     && let Err(err) = writer.flush_chunk()
@@ -163,7 +198,7 @@ pub async fn follow(
             batch = source.next_batch(|bytes| take(&mut tracker, &mut recorder, bytes)) => {
                 batch.context("reading the ring buffer")?;
                 tracker.advance(None, &mut journeys);
-                probes.flush_kernel_log();
+                kernel_log.flush();
             }
         }
         journeys.retain(|journey| output.filter.keeps(journey));
@@ -212,12 +247,10 @@ pub async fn follow(
     let lost = probes.lost_per_cpu()?;
     let misses = probes.recursion_misses();
     let mut finish_failure = None;
-    if let Some(mut writer) = recorder
+    if let Some(writer) = recorder
         && write_failure.is_none()
     {
-        writer.set_recursion_misses(misses.clone());
-        let duration = clock::monotonic_ns().saturating_sub(record_start);
-        finish_failure = writer.finish(lost.clone(), duration).err();
+        finish_failure = writer.finish().err();
     }
     if !output.collect {
         sink.summary(&tracker, Some(&lost), started.elapsed(), true);

@@ -22,11 +22,23 @@ use crate::{
 };
 
 /// The running probes as the source of each file's metadata and trailer counters.
-struct ProbeCounters<'a> {
+pub(super) struct ProbeCounters<'a> {
     probes: &'a Probes,
     filters: Vec<String>,
     /// The host name to record instead of this host's (`record --host`).
     host: Option<&'a str>,
+}
+
+impl<'a> ProbeCounters<'a> {
+    /// The counters of `probes` attached with `options`; `host` names the host instead of
+    /// this one's.
+    pub(super) fn new(probes: &'a Probes, options: &ProbeOptions, host: Option<&'a str>) -> Self {
+        Self {
+            probes,
+            filters: capture::record_filters(options.pid, &options.without),
+            host,
+        }
+    }
 }
 
 impl Counters for ProbeCounters<'_> {
@@ -62,11 +74,7 @@ pub async fn record(
         mut source,
         mut signals,
     } = Session::start(options)?;
-    let counters = ProbeCounters {
-        probes: &probes,
-        filters: capture::record_filters(options.pid, &options.without),
-        host,
-    };
+    let counters = ProbeCounters::new(&probes, options, host);
     // Its errors name the file (the ring's next one, or one it removes).
     let mut writer = RecordingOutput::create(output, rotation, &counters)?;
     match rotation {
