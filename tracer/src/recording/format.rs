@@ -189,10 +189,11 @@ pub(super) fn decode_events(raw: &[u8], count: usize, out: &mut Vec<Event>) -> R
 
 fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), String> {
     let start = out.len();
-    out.reserve(count);
+    // Zeroed in one go, then filled stamp by stamp and column by column.
+    out.resize(start + count, Event::ZERO);
     let mut at = 0;
     let mut previous = 0u64;
-    for _ in 0..count {
+    for event in &mut out[start..] {
         let mut value = 0u64;
         let mut shift = 0;
         loop {
@@ -209,10 +210,7 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
         }
         let delta = (value >> 1) as i64 ^ -((value & 1) as i64);
         previous = previous.wrapping_add(delta as u64);
-        out.push(Event {
-            ts: previous,
-            ..Event::ZERO
-        });
+        event.ts = previous;
     }
     let fixed = count * EVENT_FIXED;
     if raw.len() - at != fixed {
@@ -230,32 +228,51 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
     let u32s: [&[u8]; 5] = std::array::from_fn(|_| column(4));
     let u64s: [&[u8]; 2] = std::array::from_fn(|_| column(8));
     let names = column(NAME_LEN);
-    let word = |col: &[u8], i: usize| {
-        u32::from_le_bytes([col[i * 4], col[i * 4 + 1], col[i * 4 + 2], col[i * 4 + 3]])
-    };
-    let quad = |col: &[u8], i: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&col[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(bytes)
-    };
-    for (i, event) in out[start..].iter_mut().enumerate() {
-        // Checked here, the last check as it was (the caller drops what was decoded).
-        if EventKind::from_u8(kinds[i]).is_none() {
-            return Err(format!("event {i}: unknown event kind {}", kinds[i]));
-        }
-        event.kind = kinds[i];
-        event.flags = flags[i];
-        event.cpu = u16::from_le_bytes([cpus[i * 2], cpus[i * 2 + 1]]);
-        event.tgid = word(u32s[0], i);
-        event.tid = word(u32s[1], i);
-        event.arg0 = word(u32s[2], i);
-        event.arg1 = word(u32s[3], i);
-        event.arg2 = word(u32s[4], i);
-        event.addr = quad(u64s[0], i);
-        event.addr2 = quad(u64s[1], i);
-        event
-            .name
-            .copy_from_slice(&names[i * NAME_LEN..(i + 1) * NAME_LEN]);
+    // Checked first, the last check as it was (the caller drops what was decoded).
+    if let Some(i) = kinds
+        .iter()
+        .position(|&kind| EventKind::from_u8(kind).is_none())
+    {
+        return Err(format!("event {i}: unknown event kind {}", kinds[i]));
     }
+    // A column at a time: each a short loop of its own, without bounds checks.
+    let events = &mut out[start..];
+    fill(events, kinds, |event, [kind]| event.kind = kind);
+    fill(events, flags, |event, [flags]| event.flags = flags);
+    fill(events, cpus, |event, bytes| {
+        event.cpu = u16::from_le_bytes(bytes)
+    });
+    fill(events, u32s[0], |event, bytes| {
+        event.tgid = u32::from_le_bytes(bytes)
+    });
+    fill(events, u32s[1], |event, bytes| {
+        event.tid = u32::from_le_bytes(bytes)
+    });
+    fill(events, u32s[2], |event, bytes| {
+        event.arg0 = u32::from_le_bytes(bytes)
+    });
+    fill(events, u32s[3], |event, bytes| {
+        event.arg1 = u32::from_le_bytes(bytes)
+    });
+    fill(events, u32s[4], |event, bytes| {
+        event.arg2 = u32::from_le_bytes(bytes)
+    });
+    fill(events, u64s[0], |event, bytes| {
+        event.addr = u64::from_le_bytes(bytes)
+    });
+    fill(events, u64s[1], |event, bytes| {
+        event.addr2 = u64::from_le_bytes(bytes)
+    });
+    fill(events, names, |event, name| event.name = name);
     Ok(())
+}
+
+/// Sets a field of each event from its `N` bytes in `column`.
+#[inline(always)]
+fn fill<const N: usize>(events: &mut [Event], column: &[u8], set: impl Fn(&mut Event, [u8; N])) {
+    for (event, bytes) in events.iter_mut().zip(column.chunks_exact(N)) {
+        let mut array = [0u8; N];
+        array.copy_from_slice(bytes);
+        set(event, array);
+    }
 }

@@ -251,6 +251,12 @@ impl Default for Log2Histogram {
 }
 
 impl Log2Histogram {
+    /// The histogram of these counts (as [`super::summary::Histogram::log2_counts`] gives
+    /// them).
+    pub fn from_counts(buckets: [u64; 65]) -> Self {
+        Self { buckets }
+    }
+
     /// Adds one value.
     pub fn record(&mut self, value: u64) {
         self.buckets[(64 - value.leading_zeros()) as usize] += 1;

@@ -319,9 +319,11 @@ impl EventsSeen {
 pub struct ReportData {
     seen: EventsSeen,
     irq_devices: HashMap<u32, String>,
-    summary: StageSummary,
+    /// Journeys counted. Their stages are recorded only in their flow's stats: the stage
+    /// table and histograms are those of every flow together ([`Self::summary`]), each
+    /// duration recorded once instead of three times.
+    journeys: u64,
     complete: u64,
-    log2: [Log2Histogram; Stage::ALL.len()],
     breakdowns: Breakdowns,
     slowest: Slowest,
     /// Tids of the readers (one insert per journey: a fast hash).
@@ -340,9 +342,8 @@ impl ReportData {
                 .iter()
                 .map(|irq| (irq.irq, irq.dev.clone()))
                 .collect(),
-            summary: StageSummary::default(),
+            journeys: 0,
             complete: 0,
-            log2: Default::default(),
             breakdowns: Breakdowns::default(),
             slowest: Slowest::new(slowest),
             readers: FxHashSet::default(),
@@ -363,17 +364,15 @@ impl ReportData {
 
     /// Adds a journey the report covers (one the filter keeps).
     pub fn journey(&mut self, journey: &Journey) {
-        self.summary.count_journey();
+        self.journeys += 1;
         self.complete += u64::from(journey.complete);
-        // One pass over the stages: each duration's bucket found once for the stage table,
-        // the flow's table and (the total) every breakdown.
+        // One pass over the stages: each duration's bucket found once for the flow's table
+        // (and so the stage table) and (the total) every breakdown.
         let flow = self.breakdowns.flow(journey);
         let mut total = None;
         for stage in Stage::ALL {
             if let Some(ns) = journey.stages_ns.get(stage) {
                 let value = Bucketed::new(ns);
-                self.summary.record(stage, value);
-                self.log2[stage as usize].record(ns);
                 flow.record(stage, value);
                 if stage == Stage::Total {
                     total = Some(value);
@@ -388,6 +387,32 @@ impl ReportData {
             self.readers.insert(tid);
             self.last_reader = Some(tid);
         }
+    }
+
+    /// The stage histograms of every journey: those of every flow together (the same
+    /// buckets, so the same quantiles as recording each journey in them).
+    pub fn summary(&self) -> StageSummary {
+        let mut summary = StageSummary::default();
+        for stats in self.breakdowns.flow.values.iter() {
+            for stage in Stage::ALL {
+                let stats = match stage {
+                    Stage::Total => &stats.total,
+                    _ => &stats.stages[stage as usize],
+                };
+                summary.merge_compact(stage, stats);
+            }
+        }
+        summary.journeys = self.journeys;
+        summary
+    }
+
+    /// The log2 histogram of `stage` over every journey, from a [`Self::summary`].
+    pub fn log2(summary: &StageSummary, stage: Stage) -> Log2Histogram {
+        summary
+            .stage(stage)
+            .map_or_else(Log2Histogram::default, |histogram| {
+                Log2Histogram::from_counts(histogram.log2_counts())
+            })
     }
 
     /// The span of the events' stamps, first to last (0 without events).

@@ -287,6 +287,19 @@ impl StageSummary {
             .record_bucketed(value);
     }
 
+    /// Adds the values of one stage recorded in `other` (nothing when it has none).
+    pub fn merge_compact(&mut self, stage: Stage, other: &CompactHistogram) {
+        if other.count == 0 {
+            return;
+        }
+        let mine = self.stages[stage as usize].get_or_insert_with(Histogram::default);
+        for (index, n) in other.used() {
+            mine.counts[index as usize] += n;
+        }
+        mine.count += other.count;
+        mine.max = mine.max.max(other.max);
+    }
+
     /// Adds every journey `other` counted (the histograms merged bucket by bucket, so the
     /// quantiles are those of all the journeys together, not an average of quantiles).
     pub fn merge(&mut self, other: &StageSummary) {

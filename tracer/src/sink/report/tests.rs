@@ -92,7 +92,7 @@ fn gathered_equals_whole(name: &str) {
     }
     for stage in Stage::ALL {
         assert_eq!(
-            data.log2[stage as usize].text(stage),
+            ReportData::log2(&data.summary(), stage).text(stage),
             analysis::log2_histogram(&journeys, stage)
         );
     }
@@ -168,7 +168,7 @@ fn parts_of_two_recordings_merge() {
         part(Some("b"), rec_b, &data_b, tracker_b),
     ];
     let text = report_text(&parts);
-    let (a, b) = (data_a.summary.journeys, data_b.summary.journeys);
+    let (a, b) = (data_a.summary().journeys, data_b.summary().journeys);
     let (complete_a, complete_b) = (data_a.complete, data_b.complete);
     assert!(
         text.contains(&format!(
@@ -185,12 +185,12 @@ fn parts_of_two_recordings_merge() {
     for (label, data) in [("a", &data_a), ("b", &data_b)] {
         let head = format!(
             "  {label}: {} journeys, {} complete, {} incomplete\n",
-            data.summary.journeys,
+            data.summary().journeys,
             data.complete,
-            data.summary.journeys - data.complete
+            data.summary().journeys - data.complete
         );
         let table: String = data
-            .summary
+            .summary()
             .table()
             .lines()
             .map(|line| format!("    {line}\n"))

@@ -69,7 +69,7 @@ fn merged_summary(parts: &[ReportPart]) -> (StageSummary, u64) {
     let mut summary = StageSummary::default();
     let mut complete = 0;
     for part in parts {
-        summary.merge(&part.data.summary);
+        summary.merge(&part.data.summary());
         complete += part.data.complete;
     }
     (summary, complete)
@@ -81,7 +81,8 @@ pub fn hosts_text(parts: &[ReportPart]) -> String {
     let mut text = String::new();
     for part in parts {
         let data = part.data;
-        let journeys = data.summary.journeys;
+        let summary = data.summary();
+        let journeys = summary.journeys;
         let _ = writeln!(
             text,
             "  {}: {journeys} journeys, {} complete, {} incomplete",
@@ -89,7 +90,7 @@ pub fn hosts_text(parts: &[ReportPart]) -> String {
             data.complete,
             journeys - data.complete
         );
-        for line in data.summary.table().lines() {
+        for line in summary.table().lines() {
             let _ = writeln!(text, "    {line}");
         }
         for (reason, count) in part.incomplete.iter() {
@@ -163,10 +164,11 @@ pub fn report_text(parts: &[ReportPart]) -> String {
     }
     text.push_str(&totals_text(parts));
     text.push_str("\n== stage histograms (log2) ==\n");
+    let summaries: Vec<StageSummary> = parts.iter().map(|part| part.data.summary()).collect();
     for stage in Stage::ALL {
         let mut histogram = Log2Histogram::default();
-        for part in parts {
-            histogram.merge(&part.data.log2[stage as usize]);
+        for summary in &summaries {
+            histogram.merge(&ReportData::log2(summary, stage));
         }
         if !histogram.is_empty() {
             text.push_str(&histogram.text(stage));
