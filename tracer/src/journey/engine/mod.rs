@@ -17,6 +17,7 @@
 
 mod cpu;
 mod finalize;
+mod open_table;
 mod packets;
 mod readers;
 mod sockets;
@@ -40,6 +41,7 @@ pub use stats::{
 
 use super::model::{Addr, Journey, Shared};
 use cpu::CpuState;
+use open_table::OpenTable;
 use sockets::SocketQueue;
 
 /// Task names remembered at most before the table is cleared.
@@ -98,7 +100,7 @@ struct Open {
 pub struct Engine {
     config: EngineConfig,
     cpus: Vec<CpuState>,
-    open: FxHashMap<u64, Open>,
+    open: OpenTable,
     skbs: FxHashMap<u64, u64>,
     sockets: FxHashMap<u64, SocketQueue>,
     /// TCP segments that reached their socket (tcp_probe) and wait for its sk_data_ready.
@@ -227,9 +229,7 @@ impl Engine {
 
     /// Ends the trace: packets still queued or in a read are emitted as incomplete.
     pub fn finish(&mut self, out: &mut Vec<Journey>) {
-        let mut ids: Vec<u64> = self.open.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
+        for id in self.open.ids() {
             let Some(open) = self.open.get(&id) else {
                 continue;
             };
@@ -253,8 +253,7 @@ impl Engine {
         if self.open.len() <= max {
             return;
         }
-        let mut ids: Vec<u64> = self.open.keys().copied().collect();
-        ids.sort_unstable();
+        let ids = self.open.ids();
         let excess = self.open.len() - max + max / 16; // make room for a while
         for id in ids.into_iter().take(excess) {
             self.stats.evicted += 1;
