@@ -419,7 +419,10 @@ impl Engine {
         {
             entry.remove();
         }
-        if let Some(ids) = self.awaiting_ready.get_mut(&open.sk) {
+        // Empty but between a TCP segment's tcp_probe and its sk_data_ready: no hash then.
+        if !self.awaiting_ready.is_empty()
+            && let Some(ids) = self.awaiting_ready.get_mut(&open.sk)
+        {
             ids.retain(|other| *other != id);
         }
         if open.phase == Phase::Queued {

@@ -157,7 +157,9 @@ impl Engine {
     /// announced on this socket, else the packet this CPU received last.
     pub(super) fn on_data_ready(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let sk = event.addr;
-        if let Some(ids) = self.awaiting_ready.remove(&sk) {
+        if !self.awaiting_ready.is_empty()
+            && let Some(ids) = self.awaiting_ready.remove(&sk)
+        {
             for &id in &ids {
                 let Some(open) = self.open.get_mut(&id) else {
                     continue;
