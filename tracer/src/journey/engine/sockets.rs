@@ -223,7 +223,11 @@ impl Engine {
             self.discard(id);
             return false;
         }
-        let seq = self.open.get(&id).and_then(|open| open.seq);
+        // One lookup of the packet: its sequence read and its phase set together.
+        let seq = self.open.get_mut(&id).and_then(|open| {
+            open.phase = Phase::Queued;
+            open.seq
+        });
         let mut at = queue.ids.len();
         if let Some(seq) = seq {
             while at > 0 {
@@ -234,9 +238,11 @@ impl Engine {
                 }
             }
         }
-        queue.ids.insert(at, id);
-        if let Some(open) = self.open.get_mut(&id) {
-            open.phase = Phase::Queued;
+        // Nearly always the newest: pushed, not inserted (no shifting to consider).
+        if at == queue.ids.len() {
+            queue.ids.push_back(id);
+        } else {
+            queue.ids.insert(at, id);
         }
         true
     }
