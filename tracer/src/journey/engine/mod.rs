@@ -175,6 +175,11 @@ impl Engine {
     }
 
     /// Feeds one event (in time order); finished journeys are appended to `out`.
+    ///
+    /// The larger handlers (a packet's socket, its reader, frees) are kept out of line
+    /// (`#[inline(never)]`): inlined, they made this function's frame, which every event
+    /// pays for, the interrupt and syscall-entry events that do almost nothing included,
+    /// larger. The small per-CPU ones stay inline (out of line too, they cost more).
     pub fn push(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let Some(kind) = EventKind::from_u8(event.kind) else {
             return;
@@ -312,6 +317,7 @@ impl Engine {
 
     /// Events were lost on `cpu` just before this one: every open journey may have a gap,
     /// and this CPU's context is unknown until its next softirq boundary.
+    #[inline(never)]
     fn on_loss(&mut self, cpu: u16) {
         *self.stats.loss_marks.entry(cpu).or_default() += 1;
         for open in self.open.values_mut() {

@@ -24,6 +24,7 @@ pub(super) fn proto_name(number: u32) -> Cow<'static, str> {
 }
 
 impl Engine {
+    #[inline(never)]
     pub(super) fn on_gro_entry(&mut self, event: &Event, out: &mut Vec<Journey>) {
         self.retire_skb(event.addr, out);
         let id = self.new_journey(event, Phase::Gro, out);
@@ -228,6 +229,7 @@ impl Engine {
         reason
     }
 
+    #[inline(never)]
     pub(super) fn on_free(&mut self, event: &Event, dropped: bool, out: &mut Vec<Journey>) {
         let Some(&id) = self.skbs.get(&event.addr) else {
             return;

@@ -16,6 +16,7 @@ const MSG_PEEK: u32 = 2;
 const AF_INET: u32 = 2;
 
 impl Engine {
+    #[inline(never)]
     pub(super) fn on_waking(&mut self, event: &Event) {
         let woken = event.arg0;
         if event.name.starts_with(b"ksoftirqd/") {
@@ -69,6 +70,7 @@ impl Engine {
         }
     }
 
+    #[inline(never)]
     pub(super) fn on_switch(&mut self, event: &Event) {
         let next = event.arg1;
         self.learn_comm(next, event);
@@ -83,6 +85,7 @@ impl Engine {
     }
 
     /// `sock:sock_recv_length`: a read of a socket returned `ret` bytes.
+    #[inline(never)]
     pub(super) fn on_recv_length(&mut self, event: &Event) {
         let ret = event.arg0 as i32;
         if ret <= 0 || event.arg1 & MSG_PEEK != 0 {
@@ -279,6 +282,7 @@ impl Engine {
         taken
     }
 
+    #[inline(never)]
     pub(super) fn on_syscall_exit(
         &mut self,
         event: &Event,

@@ -68,6 +68,7 @@ pub(super) struct Taken {
 impl Engine {
     /// `tcp:tcp_probe`: a segment enters an established socket (in softirq, or later from
     /// the socket backlog in the reader's own context). This is its link to the socket.
+    #[inline(never)]
     pub(super) fn on_tcp_probe(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let (skb, sk) = (event.addr, event.addr2);
         let Some(&id) = self.skbs.get(&skb) else {
@@ -155,6 +156,7 @@ impl Engine {
 
     /// `sock:sk_data_ready`: the socket has data for its reader. Links the segments tcp_probe
     /// announced on this socket, else the packet this CPU received last.
+    #[inline(never)]
     pub(super) fn on_data_ready(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let sk = event.addr;
         if !self.awaiting_ready.is_empty()
@@ -301,6 +303,7 @@ impl Engine {
     }
 
     /// `tcp:tcp_destroy_sock`: the socket is gone. What it still held was never read.
+    #[inline(never)]
     pub(super) fn on_destroy(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let sk = event.addr;
         self.awaiting_ready.remove(&sk);
