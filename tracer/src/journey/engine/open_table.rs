@@ -30,11 +30,13 @@ impl OpenTable {
         self.len
     }
 
+    #[inline]
     fn slot(&self, id: u64) -> Option<usize> {
         let index = usize::try_from(id.checked_sub(self.base)?).ok()?;
         (index < self.window.len()).then_some(index)
     }
 
+    #[inline]
     pub fn get(&self, id: &u64) -> Option<&Open> {
         match self.slot(*id) {
             Some(index) => self.window[index].as_ref(),
@@ -43,6 +45,7 @@ impl OpenTable {
         }
     }
 
+    #[inline]
     pub fn get_mut(&mut self, id: &u64) -> Option<&mut Open> {
         match self.slot(*id) {
             Some(index) => self.window[index].as_mut(),
@@ -51,6 +54,7 @@ impl OpenTable {
         }
     }
 
+    #[inline]
     pub fn contains_key(&self, id: &u64) -> bool {
         self.get(id).is_some()
     }
