@@ -271,10 +271,16 @@ impl Engine {
     }
 
     /// Remembers the comm an event carries for `tid`, allocating only when it changed.
+    #[inline]
     fn learn_comm(&mut self, tid: u32, event: &Event) {
-        if self.last_comm == Some((tid, event.name)) {
-            return;
+        if self.last_comm != Some((tid, event.name)) {
+            self.learn_new_comm(tid, event);
         }
+    }
+
+    /// `learn_comm` when the thread or its name is not the one seen last.
+    #[inline(never)]
+    fn learn_new_comm(&mut self, tid: u32, event: &Event) {
         self.last_comm = Some((tid, event.name));
         let end = event
             .name
