@@ -17,6 +17,7 @@
 
 mod cpu;
 mod finalize;
+mod open_table;
 mod packets;
 mod readers;
 mod sockets;
@@ -40,6 +41,7 @@ pub use stats::{
 
 use super::model::{Addr, Journey, Shared};
 use cpu::CpuState;
+use open_table::OpenTable;
 use sockets::SocketQueue;
 
 /// Task names remembered at most before the table is cleared.
@@ -98,7 +100,7 @@ struct Open {
 pub struct Engine {
     config: EngineConfig,
     cpus: Vec<CpuState>,
-    open: FxHashMap<u64, Open>,
+    open: OpenTable,
     skbs: FxHashMap<u64, u64>,
     sockets: FxHashMap<u64, SocketQueue>,
     /// TCP segments that reached their socket (tcp_probe) and wait for its sk_data_ready.
@@ -173,6 +175,11 @@ impl Engine {
     }
 
     /// Feeds one event (in time order); finished journeys are appended to `out`.
+    ///
+    /// The larger handlers (a packet's socket, its reader, frees) are kept out of line
+    /// (`#[inline(never)]`): inlined, they made this function's frame, which every event
+    /// pays for, the interrupt and syscall-entry events that do almost nothing included,
+    /// larger. The small per-CPU ones stay inline (out of line too, they cost more).
     pub fn push(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let Some(kind) = EventKind::from_u8(event.kind) else {
             return;
@@ -227,9 +234,7 @@ impl Engine {
 
     /// Ends the trace: packets still queued or in a read are emitted as incomplete.
     pub fn finish(&mut self, out: &mut Vec<Journey>) {
-        let mut ids: Vec<u64> = self.open.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
+        for id in self.open.ids() {
             let Some(open) = self.open.get(&id) else {
                 continue;
             };
@@ -253,8 +258,7 @@ impl Engine {
         if self.open.len() <= max {
             return;
         }
-        let mut ids: Vec<u64> = self.open.keys().copied().collect();
-        ids.sort_unstable();
+        let ids = self.open.ids();
         let excess = self.open.len() - max + max / 16; // make room for a while
         for id in ids.into_iter().take(excess) {
             self.stats.evicted += 1;
@@ -267,10 +271,16 @@ impl Engine {
     }
 
     /// Remembers the comm an event carries for `tid`, allocating only when it changed.
+    #[inline]
     fn learn_comm(&mut self, tid: u32, event: &Event) {
-        if self.last_comm == Some((tid, event.name)) {
-            return;
+        if self.last_comm != Some((tid, event.name)) {
+            self.learn_new_comm(tid, event);
         }
+    }
+
+    /// `learn_comm` when the thread or its name is not the one seen last.
+    #[inline(never)]
+    fn learn_new_comm(&mut self, tid: u32, event: &Event) {
         self.last_comm = Some((tid, event.name));
         let end = event
             .name
@@ -313,6 +323,7 @@ impl Engine {
 
     /// Events were lost on `cpu` just before this one: every open journey may have a gap,
     /// and this CPU's context is unknown until its next softirq boundary.
+    #[inline(never)]
     fn on_loss(&mut self, cpu: u16) {
         *self.stats.loss_marks.entry(cpu).or_default() += 1;
         for open in self.open.values_mut() {
@@ -360,7 +371,18 @@ impl Engine {
     /// straight into `out` (not through a local): a journey is most of a kilobyte and each
     /// move of it is a copy.
     fn emit(&mut self, mut journey: Box<Journey>, out: &mut Vec<Journey>) {
-        out.push(std::mem::take(&mut *journey));
+        out.reserve(1);
+        let len = out.len();
+        let from: *mut Journey = &mut *journey;
+        // SAFETY: `reserve` made room for one more journey at `len`; the journey is copied
+        // there bitwise (one copy, where `push(mem::take(..))` made three) and `from` is
+        // overwritten at once with a default without dropping the moved value, so every
+        // journey (the one now in `out`, the default in the box) is owned exactly once.
+        unsafe {
+            std::ptr::copy_nonoverlapping(from, out.as_mut_ptr().add(len), 1);
+            out.set_len(len + 1);
+            from.write(Journey::default());
+        }
         if self.spare.len() < MAX_SPARE {
             self.spare.push(journey);
         }
@@ -409,7 +431,10 @@ impl Engine {
         {
             entry.remove();
         }
-        if let Some(ids) = self.awaiting_ready.get_mut(&open.sk) {
+        // Empty but between a TCP segment's tcp_probe and its sk_data_ready: no hash then.
+        if !self.awaiting_ready.is_empty()
+            && let Some(ids) = self.awaiting_ready.get_mut(&open.sk)
+        {
             ids.retain(|other| *other != id);
         }
         if open.phase == Phase::Queued {

@@ -24,6 +24,7 @@ pub(super) fn proto_name(number: u32) -> Cow<'static, str> {
 }
 
 impl Engine {
+    #[inline(never)]
     pub(super) fn on_gro_entry(&mut self, event: &Event, out: &mut Vec<Journey>) {
         self.retire_skb(event.addr, out);
         let id = self.new_journey(event, Phase::Gro, out);
@@ -35,7 +36,8 @@ impl Engine {
 
     pub(super) fn on_receive(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let cpu = event.cpu;
-        let continued = self.skbs.get(&event.addr).copied().filter(|id| {
+        let known = self.skbs.get(&event.addr).copied();
+        let continued = known.filter(|id| {
             self.open
                 .get(id)
                 .is_some_and(|open| open.phase == Phase::Gro)
@@ -55,7 +57,10 @@ impl Engine {
                 id
             }
             None => {
-                self.retire_skb(event.addr, out);
+                // Looked up above: nothing to retire (nearly always) is not hashed again.
+                if known.is_some() {
+                    self.retire_skb(event.addr, out);
+                }
                 let id = self.new_journey(event, Phase::Stack, out);
                 self.skbs.insert(event.addr, id);
                 self.cpu(cpu).batch.push(id);
@@ -224,6 +229,7 @@ impl Engine {
         reason
     }
 
+    #[inline(never)]
     pub(super) fn on_free(&mut self, event: &Event, dropped: bool, out: &mut Vec<Journey>) {
         let Some(&id) = self.skbs.get(&event.addr) else {
             return;

@@ -1,7 +1,7 @@
 //! Readers: the wakeup a packet causes, the reader's switch onto a CPU, the read that takes
 //! the packet (sock_recv_length) and the syscall exit that returns it; the reader filter.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::hash_map::Entry};
 
 use tracer_common::{COPIED_SEQ_VALID, Event, EventKind};
 
@@ -16,6 +16,7 @@ const MSG_PEEK: u32 = 2;
 const AF_INET: u32 = 2;
 
 impl Engine {
+    #[inline(never)]
     pub(super) fn on_waking(&mut self, event: &Event) {
         let woken = event.arg0;
         if event.name.starts_with(b"ksoftirqd/") {
@@ -69,6 +70,7 @@ impl Engine {
         }
     }
 
+    #[inline(never)]
     pub(super) fn on_switch(&mut self, event: &Event) {
         let next = event.arg1;
         self.learn_comm(next, event);
@@ -83,6 +85,7 @@ impl Engine {
     }
 
     /// `sock:sock_recv_length`: a read of a socket returned `ret` bytes.
+    #[inline(never)]
     pub(super) fn on_recv_length(&mut self, event: &Event) {
         let ret = event.arg0 as i32;
         if ret <= 0 || event.arg1 & MSG_PEEK != 0 {
@@ -94,19 +97,34 @@ impl Engine {
         }
         let sk = event.addr;
         let tcp_read = event.arg2 & 0xffff == IPPROTO_TCP;
-        let tcp_queue = self.sockets.get(&sk).map(|queue| queue.tcp);
+        let comm = self.comms.get(&event.tid).cloned();
+        let selected = self
+            .config
+            .readers
+            .selects(event.tgid, comm.as_deref().unwrap_or(""));
+        let owner = if selected {
+            Owner::Selected
+        } else {
+            Owner::Other
+        };
+        // A datagram socket's queue is looked up once: its oldest datagram taken and its
+        // owner set in one go (a read of each datagram, under a flood).
+        let tcp_queue = match self.sockets.get_mut(&sk) {
+            Some(queue) if !queue.tcp => {
+                let Some(front) = queue.ids.pop_front() else {
+                    self.stats.reads_without_packet += 1;
+                    return;
+                };
+                queue.owner = owner;
+                return self.read_datagram(front, event, comm, selected, ret);
+            }
+            queue => queue.map(|queue| queue.tcp),
+        };
         let (taken, partial) = match tcp_queue {
-            Some(true) => {
+            Some(_) => {
                 let copied = (event.addr2 & COPIED_SEQ_VALID != 0).then_some(event.addr2 as u32);
                 let taken = self.take_tcp(sk, ret as u32, copied);
                 (taken.done, taken.partial)
-            }
-            Some(false) => {
-                let front = self
-                    .sockets
-                    .get_mut(&sk)
-                    .and_then(|queue| queue.ids.pop_front());
-                (front.into_iter().collect(), Ids::new())
             }
             None => (self.take_by_wakeup(event, tcp_read), Ids::new()),
         };
@@ -114,17 +132,8 @@ impl Engine {
             self.stats.reads_without_packet += 1;
             return;
         }
-        let comm = self.comms.get(&event.tid).cloned();
-        let selected = self
-            .config
-            .readers
-            .selects(event.tgid, comm.as_deref().unwrap_or(""));
         if let Some(queue) = self.sockets.get_mut(&sk) {
-            queue.owner = if selected {
-                Owner::Selected
-            } else {
-                Owner::Other
-            };
+            queue.owner = owner;
         }
         if !selected {
             for id in taken {
@@ -132,25 +141,48 @@ impl Engine {
             }
             return;
         }
-        let udp = tcp_queue == Some(false);
         self.assign_reader(&taken, event, comm, Some(i64::from(ret)));
-        for id in &taken {
-            let Some(open) = self.open.get_mut(id) else {
-                continue;
-            };
-            if udp {
-                open.journey.reads = 1;
-                let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
-                open.journey.partial_read = (ret as u32) < open.journey.len.saturating_sub(headers);
-            }
-        }
         // An empty list is as good as none (taken back with `unwrap_or_default`, swept):
         // a datagram read touches no partial packet, and then no table.
         if !taken.is_empty() {
-            self.reading.entry(event.tid).or_default().extend(taken);
+            self.reading_add(event.tid, taken);
         }
         if !partial.is_empty() {
             self.touched.entry(event.tid).or_default().extend(partial);
+        }
+    }
+
+    /// The rest of a read that took datagram `id` off its socket's queue.
+    fn read_datagram(
+        &mut self,
+        id: u64,
+        event: &Event,
+        comm: Option<Shared>,
+        selected: bool,
+        ret: i32,
+    ) {
+        if !selected {
+            self.discard(id);
+            return;
+        }
+        let taken = Ids::from_buf_and_len([id, 0], 1);
+        self.assign_reader(&taken, event, comm, Some(i64::from(ret)));
+        if let Some(open) = self.open.get_mut(&id) {
+            open.journey.reads = 1;
+            let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
+            open.journey.partial_read = (ret as u32) < open.journey.len.saturating_sub(headers);
+        }
+        self.reading_add(event.tid, taken);
+    }
+
+    /// Adds packets to those the current syscall of `tid` returns: moved in whole when it
+    /// had none (nearly always), not copied one by one.
+    fn reading_add(&mut self, tid: u32, taken: Ids) {
+        match self.reading.entry(tid) {
+            Entry::Occupied(mut entry) => entry.get_mut().extend(taken),
+            Entry::Vacant(entry) => {
+                entry.insert(taken);
+            }
         }
     }
 
@@ -250,6 +282,7 @@ impl Engine {
         taken
     }
 
+    #[inline(never)]
     pub(super) fn on_syscall_exit(
         &mut self,
         event: &Event,
@@ -263,9 +296,14 @@ impl Engine {
             let bytes = (kind != EventKind::SysExitRecvmmsg).then_some(event.addr as i64);
             self.assign_reader(&ids, event, comm, bytes);
         }
-        for id in self.touched.remove(&event.tid).unwrap_or_default() {
-            if let Some(open) = self.open.get_mut(&id) {
-                open.journey.first_read.get_or_insert(event.ts);
+        // Empty but while a TCP read returned part of a packet: then no hash at all.
+        if !self.touched.is_empty()
+            && let Some(partial) = self.touched.remove(&event.tid)
+        {
+            for id in partial {
+                if let Some(open) = self.open.get_mut(&id) {
+                    open.journey.first_read.get_or_insert(event.ts);
+                }
             }
         }
         // strip_prefix, not trim_start_matches: a string pattern's searcher cost 2.5% of a report.

@@ -68,6 +68,7 @@ pub(super) struct Taken {
 impl Engine {
     /// `tcp:tcp_probe`: a segment enters an established socket (in softirq, or later from
     /// the socket backlog in the reader's own context). This is its link to the socket.
+    #[inline(never)]
     pub(super) fn on_tcp_probe(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let (skb, sk) = (event.addr, event.addr2);
         let Some(&id) = self.skbs.get(&skb) else {
@@ -155,9 +156,12 @@ impl Engine {
 
     /// `sock:sk_data_ready`: the socket has data for its reader. Links the segments tcp_probe
     /// announced on this socket, else the packet this CPU received last.
+    #[inline(never)]
     pub(super) fn on_data_ready(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let sk = event.addr;
-        if let Some(ids) = self.awaiting_ready.remove(&sk) {
+        if !self.awaiting_ready.is_empty()
+            && let Some(ids) = self.awaiting_ready.remove(&sk)
+        {
             for &id in &ids {
                 let Some(open) = self.open.get_mut(&id) else {
                     continue;
@@ -221,7 +225,11 @@ impl Engine {
             self.discard(id);
             return false;
         }
-        let seq = self.open.get(&id).and_then(|open| open.seq);
+        // One lookup of the packet: its sequence read and its phase set together.
+        let seq = self.open.get_mut(&id).and_then(|open| {
+            open.phase = Phase::Queued;
+            open.seq
+        });
         let mut at = queue.ids.len();
         if let Some(seq) = seq {
             while at > 0 {
@@ -232,9 +240,11 @@ impl Engine {
                 }
             }
         }
-        queue.ids.insert(at, id);
-        if let Some(open) = self.open.get_mut(&id) {
-            open.phase = Phase::Queued;
+        // Nearly always the newest: pushed, not inserted (no shifting to consider).
+        if at == queue.ids.len() {
+            queue.ids.push_back(id);
+        } else {
+            queue.ids.insert(at, id);
         }
         true
     }
@@ -293,6 +303,7 @@ impl Engine {
     }
 
     /// `tcp:tcp_destroy_sock`: the socket is gone. What it still held was never read.
+    #[inline(never)]
     pub(super) fn on_destroy(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let sk = event.addr;
         self.awaiting_ready.remove(&sk);
