@@ -378,6 +378,8 @@ impl Engine {
         // there bitwise (one copy, where `push(mem::take(..))` made three) and `from` is
         // overwritten at once with a default without dropping the moved value, so every
         // journey (the one now in `out`, the default in the box) is owned exactly once.
+        // Nothing in between can unwind: `Journey::default()` panics on nothing (an
+        // allocation failure aborts), so no unwind sees the journey owned twice.
         unsafe {
             std::ptr::copy_nonoverlapping(from, out.as_mut_ptr().add(len), 1);
             out.set_len(len + 1);
