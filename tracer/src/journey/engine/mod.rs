@@ -142,6 +142,27 @@ pub struct Engine {
     spare: Vec<Box<Journey>>,
 }
 
+impl Open {
+    /// A journey in `phase` for the packet at `skb`, nothing else known yet.
+    fn new(journey: Box<Journey>, phase: Phase, skb: u64) -> Self {
+        Self {
+            journey,
+            phase,
+            skb,
+            sk: 0,
+            gro_ts: None,
+            gro_cpu: None,
+            softirq_unknown: false,
+            raised_without_irq: false,
+            seq: None,
+            ports: None,
+            taken: 0,
+            probed: false,
+            woke_other: false,
+        }
+    }
+}
+
 impl Engine {
     /// A new engine.
     pub fn new(config: EngineConfig) -> Self {
@@ -347,19 +368,9 @@ impl Engine {
         journey.proto = Cow::Borrowed("other");
         let gro = phase == Phase::Gro;
         let mut open = Open {
-            journey,
-            phase,
-            skb: event.addr,
-            sk: 0,
             gro_ts: gro.then_some(event.ts),
             gro_cpu: gro.then_some(event.cpu),
-            softirq_unknown: false,
-            raised_without_irq: false,
-            seq: None,
-            ports: None,
-            taken: 0,
-            probed: false,
-            woke_other: false,
+            ..Open::new(journey, phase, event.addr)
         };
         let cpu = event.cpu;
         cpu::stamp_softirq(&mut open, &self.cpus[cpu as usize], &self.irq_names, cpu);

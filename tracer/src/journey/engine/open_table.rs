@@ -130,21 +130,7 @@ mod tests {
     fn open(id: u64) -> Open {
         let mut journey = Box::<crate::journey::Journey>::default();
         journey.id = id;
-        Open {
-            journey,
-            phase: Phase::Stack,
-            skb: id,
-            sk: 0,
-            gro_ts: None,
-            gro_cpu: None,
-            softirq_unknown: false,
-            raised_without_irq: false,
-            seq: None,
-            ports: None,
-            taken: 0,
-            probed: false,
-            woke_other: false,
-        }
+        Open::new(journey, Phase::Stack, id)
     }
 
     #[test]
