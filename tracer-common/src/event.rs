@@ -47,7 +47,9 @@ event_kinds! {
     IrqHandlerExit = 2 => ("irq", "irq_handler_exit"),
     /// `irq:softirq_raise`: `arg0` = softirq vector (NET_RX = 3).
     SoftirqRaise = 3 => ("irq", "softirq_raise"),
-    /// `irq:softirq_entry`: `arg0` = softirq vector.
+    /// `irq:softirq_entry`: `arg0` = softirq vector. With [`FLAG_RAISE`] (ring records
+    /// only, never in a recording): `addr2` = the stamp of the first NET_RX raise on this
+    /// CPU since its previous NET_RX entry, 0 for none.
     SoftirqEntry = 4 => ("irq", "softirq_entry"),
     /// `irq:softirq_exit`: `arg0` = softirq vector.
     SoftirqExit = 5 => ("irq", "softirq_exit"),
@@ -194,6 +196,13 @@ pub const FLAG_LOST_BEFORE: u8 = 1;
 /// in `addr2` (bytes 0-7, little-endian memory order) then `arg0` and `arg1` (bytes 8-15),
 /// `arg2` = IP version (4 or 6).
 pub const FLAG_ADDRS: u8 = 2;
+
+/// [`Event::flags`] of a NET_RX `SoftirqEntry` ring record that carries the run's raise
+/// stamp in `addr2` instead of a `SoftirqRaise` event of its own (journey mode without
+/// `--batched`: the raise program only notes the stamp, a ring reservation saved per run).
+/// The ring reader unfolds it back into the raise event and the plain entry
+/// (`source::ring::split_record`), so the engine, the sinks and recordings never see it.
+pub const FLAG_RAISE: u8 = 4;
 
 #[cfg(feature = "user")]
 // SAFETY: Event is repr(C), has no padding (asserted above) and every bit pattern is valid.

@@ -25,6 +25,8 @@ pub use abi::{
     ANY_CPU, COPIED_SEQ_VALID, HDR_VALID, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS,
     NET_RX_SOFTIRQ,
 };
-pub use event::{EVENT_SIZE, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, KIND_COUNT, NAME_LEN};
+pub use event::{
+    EVENT_SIZE, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, FLAG_RAISE, KIND_COUNT, NAME_LEN,
+};
 pub use members::{MEMBER_COUNT, Member};
 pub use offsets::{SLOT_COUNT, Slot};

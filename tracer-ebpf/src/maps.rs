@@ -49,6 +49,12 @@ pub(crate) static FLOW_TASKS: LruHashMap<u32, u8> = LruHashMap::with_max_entries
 #[map]
 pub(crate) static FLOW_CONTEXT: PerCpuArray<HeldContext> = PerCpuArray::with_max_entries(1, 0);
 
+/// Journey mode without `BATCHING` or a flow filter: per CPU, the stamp of the first NET_RX
+/// raise since the CPU's last NET_RX softirq_entry (0: none), which that entry carries
+/// (`FLAG_RAISE`) instead of a raise event of its own.
+#[map]
+pub(crate) static NET_RX_RAISE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// With `BATCHING`: per CPU, the events waiting for the end of a NET_RX run or of a
 /// reader's syscall (`batch`).
 #[map]

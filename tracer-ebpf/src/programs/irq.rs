@@ -3,10 +3,11 @@
 //! NET_RX raise and entry are held back (`flow`) until a selected packet needs them.
 
 use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use tracer_common::{EventKind, NET_RX_SOFTIRQ, Slot};
+use tracer_common::{EventKind, FLAG_RAISE, NET_RX_SOFTIRQ, Slot};
 
 use crate::{
     batch,
@@ -14,7 +15,8 @@ use crate::{
     fields::field,
     filter::{Here, here, network_irq, packet_passes},
     flow::{self, IRQ_EXIT},
-    globals::journey_mode,
+    globals::{BATCHING, global_u32, journey_mode},
+    maps::NET_RX_RAISE,
 };
 
 /// Whether an IRQ event is kept: in journey mode, or with a flow filter, only the
@@ -139,6 +141,8 @@ fn on_raise(vec: u32) {
             if vec == NET_RX_SOFTIRQ {
                 flow::hold_raise(&here, vec);
             }
+        } else if vec == NET_RX_SOFTIRQ && folds_raise() {
+            note_raise();
         } else if vec != NET_RX_SOFTIRQ || !batch::hold_raise(&here, vec) {
             emit(&here, EventKind::SoftirqRaise, |ev| ev.arg0 = vec);
         }
@@ -154,7 +158,14 @@ fn on_softirq_entry(vec: u32) {
                 flow::hold_softirq_entry(&here, vec);
             }
         } else if vec != NET_RX_SOFTIRQ || !batch::start_run(&here, vec) {
-            emit(&here, EventKind::SoftirqEntry, |ev| ev.arg0 = vec);
+            let raise = (vec == NET_RX_SOFTIRQ && folds_raise()).then(take_raise);
+            emit(&here, EventKind::SoftirqEntry, |ev| {
+                ev.arg0 = vec;
+                if let Some(ts) = raise {
+                    ev.flags = FLAG_RAISE;
+                    ev.addr2 = ts;
+                }
+            });
         }
     }
 }
@@ -170,5 +181,43 @@ fn on_softirq_exit(vec: u32) {
         } else if vec != NET_RX_SOFTIRQ || !batch::end_run(&here, vec) {
             emit(&here, EventKind::SoftirqExit, |ev| ev.arg0 = vec);
         }
+    }
+}
+
+/// Whether a NET_RX raise travels on its run's entry (`FLAG_RAISE`) instead of as an event:
+/// journey mode without batching (a flow filter holds the raise its own way, checked
+/// before). A ring reservation saved per run; user space unfolds it (`split_record`).
+#[inline(always)]
+fn folds_raise() -> bool {
+    journey_mode() && global_u32(&BATCHING) == 0
+}
+
+/// Notes this CPU's first NET_RX raise since its last entry (`NET_RX_RAISE`).
+#[inline(always)]
+fn note_raise() {
+    if let Some(slot) = NET_RX_RAISE.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot. A raise in a hard IRQ that interrupts `take_raise` finds
+        // the slot still set (it is not the first raise) and leaves it.
+        unsafe {
+            if *slot == 0 {
+                *slot = bpf_ktime_get_ns();
+            }
+        }
+    }
+}
+
+/// This CPU's first NET_RX raise since its last entry, 0 for none; the slot is cleared.
+#[inline(always)]
+fn take_raise() -> u64 {
+    match NET_RX_RAISE.get_ptr_mut(0) {
+        // SAFETY: as in note_raise.
+        Some(slot) => unsafe {
+            let ts = *slot;
+            if ts != 0 {
+                *slot = 0;
+            }
+            ts
+        },
+        None => 0,
     }
 }

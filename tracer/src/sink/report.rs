@@ -12,7 +12,7 @@ use tracer_common::Event;
 
 use super::{
     analysis::{self, EventTally, Log2Histogram, Slowest},
-    summary::{Bucketed, CompactHistogram, Histogram, StageSummary},
+    summary::{Bucketed, CompactHistogram, StageSummary},
 };
 use crate::{
     journey::{Journey, Stage, Tracker, model::Shared},
@@ -21,6 +21,11 @@ use crate::{
 
 /// Flows listed in the report's top-flows table at most.
 const TOP_FLOWS: usize = 10;
+
+/// Flows whose stats are kept apart at most (each a few hundred bytes, up to 72 KiB once
+/// its histograms are dense). A recording of many flows (a scan, random source ports) made
+/// the table grow without bound: 300,000 one-packet flows took the report to 530 MB.
+pub const MAX_FLOWS: usize = 4096;
 
 /// Values by a key: each key's place in a vector, and the last key used, which consecutive
 /// journeys mostly share (a flood's device, IRQ, CPU, reader and flow): then a comparison,
@@ -70,13 +75,41 @@ impl<K: Hash + Eq, V: Default> Keyed<K, V> {
     fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.at.iter().map(|(key, at)| (key, &self.values[*at]))
     }
+
+    /// How many keys.
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Keeps the values `keep` says yes to (called in value order); hands the others to
+    /// `gone`.
+    fn retain(&mut self, mut keep: impl FnMut(&V) -> bool, mut gone: impl FnMut(V)) {
+        let kept: Vec<bool> = self.values.iter().map(&mut keep).collect();
+        let mut moved = vec![usize::MAX; self.values.len()];
+        let mut values = Vec::with_capacity(self.values.len());
+        for (at, value) in std::mem::take(&mut self.values).into_iter().enumerate() {
+            if kept[at] {
+                moved[at] = values.len();
+                values.push(value);
+            } else {
+                gone(value);
+            }
+        }
+        self.values = values;
+        self.at.retain(|_, at| {
+            *at = moved[*at];
+            *at != usize::MAX
+        });
+        self.last = None;
+    }
 }
 
 /// Journeys' totals by a key, named only when the report is written (a name is text to
-/// format; a key is a few fields to hash).
+/// format; a key is a few fields to hash). Compact histograms: a recording can hold many
+/// tasks (a process per DNS lookup or per request), and a full histogram takes 8 KiB.
 #[derive(Debug)]
 struct Groups<K> {
-    by: Keyed<K, Histogram>,
+    by: Keyed<K, CompactHistogram>,
 }
 
 impl<K> Default for Groups<K> {
@@ -103,8 +136,8 @@ impl<K: Hash + Eq + Clone> Groups<K> {
     }
 
     /// The groups by name, in name order (keys that read the same are one group).
-    fn named(&self, name: impl Fn(&K) -> String) -> BTreeMap<String, Histogram> {
-        let mut named: BTreeMap<String, Histogram> = BTreeMap::new();
+    fn named(&self, name: impl Fn(&K) -> String) -> BTreeMap<String, CompactHistogram> {
+        let mut named: BTreeMap<String, CompactHistogram> = BTreeMap::new();
         for (key, histogram) in self.by.iter() {
             named.entry(name(key)).or_default().merge(histogram);
         }
@@ -128,7 +161,81 @@ struct Breakdowns {
     irq: Groups<Option<Shared>>,
     cpu: Groups<Option<u16>>,
     task: Groups<(Option<Shared>, Option<u32>)>,
-    flow: Keyed<FlowKey, FlowStats>,
+    flow: Flows,
+}
+
+/// Each flow's stats, at most [`MAX_FLOWS`] of them kept apart. When the table is full, the
+/// half of its flows with the fewest journeys are merged into `others` (so the stage table,
+/// the sum of every flow's, stays exact) and their room is reused: the busy flows stay, and a
+/// flow merged and seen again starts over.
+#[derive(Debug, Default)]
+struct Flows {
+    kept: Keyed<FlowKey, FlowStats>,
+    others: FlowStats,
+    /// Journeys in `others`.
+    merged_journeys: u64,
+}
+
+impl Flows {
+    /// The stats of the flow `is_key` recognises (`key` makes its key).
+    fn get(
+        &mut self,
+        is_key: impl Fn(&FlowKey) -> bool,
+        key: impl FnOnce() -> FlowKey,
+    ) -> &mut FlowStats {
+        if self.kept.len() >= MAX_FLOWS
+            && !self
+                .kept
+                .last
+                .as_ref()
+                .is_some_and(|(last, _)| is_key(last))
+        {
+            return self.get_crowded(key());
+        }
+        self.kept.get(is_key, key)
+    }
+
+    /// [`Self::get`] with the table full: a kept flow's stats, else room made first.
+    #[inline(never)]
+    fn get_crowded(&mut self, key: FlowKey) -> &mut FlowStats {
+        if !self.kept.at.contains_key(&key) {
+            self.merge_quiet_half();
+        }
+        self.kept.get(|last| *last == key, || key.clone())
+    }
+
+    /// Merges the half of the kept flows with the fewest journeys into `others`.
+    fn merge_quiet_half(&mut self) {
+        let journeys = |stats: &FlowStats| stats.journeys;
+        let mut counts: Vec<u64> = self.kept.values.iter().map(journeys).collect();
+        let middle = counts.len() / 2;
+        let (_, &mut median, _) = counts.select_nth_unstable(middle);
+        // Flows below the median go, then flows at it (in table order) until half are gone.
+        let mut gone = self
+            .kept
+            .values
+            .iter()
+            .filter(|stats| journeys(stats) < median)
+            .count();
+        let (others, merged) = (&mut self.others, &mut self.merged_journeys);
+        self.kept.retain(
+            |stats| {
+                let n = journeys(stats);
+                if n < median {
+                    return false;
+                }
+                if n == median && gone < middle {
+                    gone += 1;
+                    return false;
+                }
+                true
+            },
+            |stats| {
+                *merged += stats.journeys;
+                others.merge(&stats);
+            },
+        );
+    }
 }
 
 impl Breakdowns {
@@ -170,7 +277,7 @@ impl Breakdowns {
     }
 
     /// The sections of the report, titled, each group named.
-    fn sections(&self) -> [(&'static str, BTreeMap<String, Histogram>); 4] {
+    fn sections(&self) -> [(&'static str, BTreeMap<String, CompactHistogram>); 4] {
         [
             ("device", self.dev.named(|dev| dev.to_string())),
             (
@@ -196,11 +303,16 @@ impl Breakdowns {
         ]
     }
 
+    /// Journeys of flows merged for want of room ([`Flows`]), in no flow's row.
+    pub(super) fn merged_journeys(&self) -> u64 {
+        self.flow.merged_journeys
+    }
+
     /// Flows by `proto saddr:sport>daddr:dport` (empty when unknown; keys that read the same
     /// are one flow).
     fn flows(&self) -> BTreeMap<String, FlowStats> {
         let mut named: BTreeMap<String, FlowStats> = BTreeMap::new();
-        for ((proto, saddr, sport, daddr, dport), stats) in self.flow.iter() {
+        for ((proto, saddr, sport, daddr, dport), stats) in self.flow.kept.iter() {
             let name = analysis::flow_key(&Journey {
                 proto: proto.clone(),
                 saddr: *saddr,
@@ -234,6 +346,8 @@ fn same_name(a: &Option<Shared>, b: &Option<Shared>) -> bool {
 /// and readers, but flows can be many.
 #[derive(Clone, Debug, Default)]
 struct FlowStats {
+    /// Journeys of the flow (with a total or not).
+    journeys: u64,
     total: CompactHistogram,
     /// Indexed by `Stage as usize` (the total's is unused).
     stages: [CompactHistogram; Stage::ALL.len()],
@@ -249,6 +363,7 @@ impl FlowStats {
     }
 
     fn merge(&mut self, other: &FlowStats) {
+        self.journeys += other.journeys;
         self.total.merge(&other.total);
         for (mine, theirs) in self.stages.iter_mut().zip(&other.stages) {
             mine.merge(theirs);
@@ -369,6 +484,7 @@ impl ReportData {
         // One pass over the stages: each duration's bucket found once for the flow's table
         // (and so the stage table) and (the total) every breakdown.
         let flow = self.breakdowns.flow(journey);
+        flow.journeys += 1;
         let mut total = None;
         for stage in Stage::ALL {
             if let Some(ns) = journey.stages_ns.get(stage) {
@@ -393,7 +509,8 @@ impl ReportData {
     /// buckets, so the same quantiles as recording each journey in them).
     pub fn summary(&self) -> StageSummary {
         let mut summary = StageSummary::default();
-        for stats in self.breakdowns.flow.values.iter() {
+        let flows = &self.breakdowns.flow;
+        for stats in flows.kept.values.iter().chain([&flows.others]) {
             for stage in Stage::ALL {
                 let stats = match stage {
                     Stage::Total => &stats.total,

@@ -114,6 +114,15 @@ impl Histogram {
         self.max = self.max.max(other.max);
     }
 
+    /// Adds every value a [`CompactHistogram`] recorded.
+    pub fn merge_compact(&mut self, other: &CompactHistogram) {
+        for (index, n) in other.used() {
+            self.counts[index as usize] += n;
+        }
+        self.count += other.count;
+        self.max = self.max.max(other.max);
+    }
+
     /// Values recorded.
     pub fn count(&self) -> u64 {
         self.count
@@ -292,12 +301,9 @@ impl StageSummary {
         if other.count == 0 {
             return;
         }
-        let mine = self.stages[stage as usize].get_or_insert_with(Histogram::default);
-        for (index, n) in other.used() {
-            mine.counts[index as usize] += n;
-        }
-        mine.count += other.count;
-        mine.max = mine.max.max(other.max);
+        self.stages[stage as usize]
+            .get_or_insert_with(Histogram::default)
+            .merge_compact(other);
     }
 
     /// Adds every journey `other` counted (the histograms merged bucket by bucket, so the

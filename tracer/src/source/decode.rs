@@ -26,6 +26,12 @@ pub fn decode(bytes: &[u8]) -> Result<(Event, EventKind), DecodeError> {
     Ok((event, kind))
 }
 
+/// An event's bytes as the eBPF side writes them: what [`decode`] reads back.
+pub fn bytes(event: &Event) -> &[u8] {
+    // SAFETY: Event is repr(C) plain data without padding (asserted in tracer-common).
+    unsafe { std::slice::from_raw_parts((event as *const Event).cast::<u8>(), EVENT_SIZE) }
+}
+
 /// The NUL-terminated name field as text.
 pub fn name(event: &Event) -> String {
     let end = event
@@ -95,12 +101,6 @@ pub fn reader(event: &Event) -> (Option<u64>, Option<u64>) {
 mod tests {
     use super::*;
 
-    fn bytes(event: &Event) -> Vec<u8> {
-        // SAFETY: Event is plain data without padding.
-        unsafe { std::slice::from_raw_parts((event as *const Event).cast::<u8>(), EVENT_SIZE) }
-            .to_vec()
-    }
-
     fn named(text: &str) -> [u8; 16] {
         let mut name = [0; 16];
         name[..text.len()].copy_from_slice(text.as_bytes());
@@ -120,7 +120,7 @@ mod tests {
             name: named("lo"),
             ..Event::ZERO
         };
-        let raw = bytes(&event);
+        let raw = bytes(&event).to_vec();
         assert_eq!(decode(&raw), Ok((event, EventKind::NetifReceiveSkb)));
         assert_eq!(decode(&raw[..63]), Err(DecodeError::Size(63)));
         let mut bad = raw.clone();

@@ -5,9 +5,9 @@ use std::{io, time::Duration};
 
 use aya::maps::MapData;
 use tokio::io::unix::AsyncFd;
-use tracer_common::EVENT_SIZE;
+use tracer_common::{EVENT_SIZE, Event, EventKind, FLAG_LOST_BEFORE, FLAG_RAISE};
 
-use super::consumer::RingConsumer;
+use super::{consumer::RingConsumer, decode::bytes};
 
 /// How long records may wait in the ring buffer when the kernel does not wake us for each
 /// one: the lag this adds to live output.
@@ -107,18 +107,62 @@ fn drain_events(ring: &mut RingConsumer, each: &mut impl FnMut(&[u8])) -> (usize
 
 /// Hands each event of one record to `each`: a record is one event or, for a NET_RX run's
 /// batch (tracer-ebpf `batch`), several back to back. A record of another size goes whole,
-/// for the decoder to refuse.
+/// for the decoder to refuse. A NET_RX entry that carries its raise (`FLAG_RAISE`) goes as
+/// the two events it stands for ([`unfold_raise`]). Returns how many events went.
 pub fn split_record(record: &[u8], each: &mut impl FnMut(&[u8])) -> usize {
-    if record.len() <= EVENT_SIZE || !record.len().is_multiple_of(EVENT_SIZE) {
+    if record.len() < EVENT_SIZE || !record.len().is_multiple_of(EVENT_SIZE) {
         each(record);
         return 1;
     }
     let mut count = 0;
     for event in record.chunks_exact(EVENT_SIZE) {
-        each(event);
-        count += 1;
+        count += if carries_raise(event) {
+            unfold_raise(event, each)
+        } else {
+            each(event);
+            1
+        };
     }
     count
+}
+
+const KIND_AT: usize = std::mem::offset_of!(Event, kind);
+const FLAGS_AT: usize = std::mem::offset_of!(Event, flags);
+
+/// Whether a 64-byte record is a softirq entry with `FLAG_RAISE`.
+#[inline]
+fn carries_raise(event: &[u8]) -> bool {
+    event[KIND_AT] == EventKind::SoftirqEntry as u8 && event[FLAGS_AT] & FLAG_RAISE != 0
+}
+
+/// Hands on the NET_RX raise an entry carries (when it had one: `addr2` not 0) as the
+/// `SoftirqRaise` event the kernel would have emitted, stamped when it happened, then the
+/// entry as a plain one (flag and `addr2` cleared): what follows sees the stream of direct
+/// emission. The raise's task is not known (0). A lost-events flag moves to the raise,
+/// the earlier of the two. Returns how many events went.
+fn unfold_raise(record: &[u8], each: &mut impl FnMut(&[u8])) -> usize {
+    // SAFETY: the record is EVENT_SIZE bytes (split_record's chunks); Event is repr(C) plain
+    // data valid for any bits, and read_unaligned needs no alignment of the source.
+    let mut entry: Event = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let raised = entry.addr2;
+    entry.flags &= !FLAG_RAISE;
+    entry.addr2 = 0;
+    if raised == 0 {
+        each(bytes(&entry));
+        return 1;
+    }
+    let raise = Event {
+        ts: raised,
+        arg0: entry.arg0,
+        cpu: entry.cpu,
+        kind: EventKind::SoftirqRaise as u8,
+        flags: entry.flags & FLAG_LOST_BEFORE,
+        ..Event::ZERO
+    };
+    entry.flags &= !FLAG_LOST_BEFORE;
+    each(bytes(&raise));
+    each(bytes(&entry));
+    2
 }
 
 #[cfg(test)]
@@ -136,6 +180,51 @@ mod tests {
         });
         assert_eq!(count, 3);
         assert_eq!(seen, [(64, 0), (64, 1), (64, 2)]);
+    }
+
+    fn entry(raised: u64, flags: u8) -> Event {
+        Event {
+            ts: 5_000,
+            addr2: raised,
+            tid: 9,
+            arg0: tracer_common::NET_RX_SOFTIRQ,
+            cpu: 1,
+            kind: EventKind::SoftirqEntry as u8,
+            flags: flags | FLAG_RAISE,
+            ..Event::ZERO
+        }
+    }
+
+    fn events_of(record: &[u8]) -> Vec<Event> {
+        let mut seen = Vec::new();
+        let count = split_record(record, &mut |event: &[u8]| {
+            seen.push(crate::source::decode::decode(event).expect("an event").0);
+        });
+        assert_eq!(count, seen.len());
+        seen
+    }
+
+    #[test]
+    fn an_entry_carrying_its_raise_unfolds_into_the_raise_then_the_entry() {
+        let record = [bytes(&entry(4_200, FLAG_LOST_BEFORE)), bytes(&entry(0, 0))].concat();
+        let seen = events_of(&record);
+        let kinds: Vec<u8> = seen.iter().map(|event| event.kind).collect();
+        let entry = EventKind::SoftirqEntry as u8;
+        assert_eq!(kinds, [EventKind::SoftirqRaise as u8, entry, entry]);
+        let (raise, first, second) = (&seen[0], &seen[1], &seen[2]);
+        assert_eq!(
+            (raise.ts, raise.cpu, raise.arg0, raise.tid),
+            (4_200, 1, 3, 0)
+        );
+        // The lost flag goes to the earlier event; neither keeps FLAG_RAISE or the stamp.
+        assert_eq!(
+            (raise.flags, first.flags, second.flags),
+            (FLAG_LOST_BEFORE, 0, 0)
+        );
+        assert_eq!(
+            (first.ts, first.tid, first.addr2, second.addr2),
+            (5_000, 9, 0, 0)
+        );
     }
 
     #[test]

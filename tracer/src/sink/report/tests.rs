@@ -1,7 +1,10 @@
 //! The report gathered as journeys stream past, against the whole list.
 
 use super::*;
-use crate::{journey::EngineConfig, sink::analysis::EventCounts};
+use crate::{
+    journey::EngineConfig,
+    sink::{analysis::EventCounts, summary::Histogram},
+};
 
 /// A fixture's journeys, and its events, through a tracker.
 fn fixture(name: &str) -> (crate::recording::Recording, Vec<Journey>, Tracker) {
@@ -61,7 +64,11 @@ fn gathered_equals_whole(name: &str) {
             .collect()
     };
     for ((title, streamed), whole) in sections.iter().zip(&whole) {
-        assert_eq!(summary(streamed), summary(whole), "by {title}");
+        let streamed: Vec<(String, u64, u64)> = streamed
+            .iter()
+            .map(|(name, h)| (name.clone(), h.count(), h.quantile(0.99).unwrap_or(0)))
+            .collect();
+        assert_eq!(streamed, summary(whole), "by {title}");
     }
     // Flows: totals as the breakdown's, each stage's median as a full histogram of the
     // flow's journeys gives it.
@@ -201,4 +208,92 @@ fn parts_of_two_recordings_merge() {
     assert!(text.contains("  b: eth0 "), "{text}");
     assert!(text.contains("  a tid "), "{text}");
     assert!(text.contains("incomplete: 4 dropped"), "{text}");
+}
+
+/// The loopback fixture and one of its complete journeys with ports and a process, to copy
+/// into many flows or tasks.
+fn model_journey() -> (crate::recording::Recording, Journey, Tracker) {
+    let (recording, journeys, tracker) = fixture("loopback/udp-tcp-2s.trc");
+    let model = journeys
+        .iter()
+        .find(|j| j.stages_ns.total.is_some() && j.sport.is_some() && j.pid.is_some())
+        .expect("a complete journey with ports, of a known process")
+        .clone();
+    (recording, model, tracker)
+}
+
+/// More flows than the table keeps: the quieter half is merged when it is full, so it never
+/// holds more than `MAX_FLOWS`; the stage table still counts every journey, and a busy flow
+/// keeps all of its own.
+#[test]
+fn many_flows_stay_bounded_and_the_busy_one_stays_whole() {
+    let (recording, model, _) = model_journey();
+    let mut data = ReportData::new(&recording.meta, 3);
+    let (quiet, every) = (3 * MAX_FLOWS, 50);
+    let mut busy = 0u64;
+    for i in 0..quiet {
+        let mut journey = model.clone();
+        journey.sport = Some(10_000 + i as u16);
+        data.journey(&journey);
+        if i % every == 0 {
+            data.journey(&model);
+            busy += 1;
+        }
+    }
+    let flows = &data.breakdowns.flow;
+    assert!(
+        flows.kept.len() <= MAX_FLOWS,
+        "{} flows kept",
+        flows.kept.len()
+    );
+    let kept: u64 = flows.kept.values.iter().map(|stats| stats.journeys).sum();
+    assert!(flows.merged_journeys > 0);
+    assert_eq!(kept + flows.merged_journeys, quiet as u64 + busy);
+    let summary = data.summary();
+    let totals = summary.stage(Stage::Total).map(|h| h.count());
+    assert_eq!(
+        totals,
+        Some(quiet as u64 + busy),
+        "every journey in the stage table"
+    );
+    let named = data.breakdowns.flows();
+    let own = named
+        .get(&analysis::flow_key(&model))
+        .expect("the busy flow is kept");
+    assert_eq!(own.total.count(), busy);
+}
+
+/// A recording of many reader processes: the task section shows the busiest
+/// `MAX_GROUP_ROWS` and says how many more there were, with their journeys.
+#[test]
+fn a_breakdown_of_many_tasks_shows_the_busiest_and_counts_the_rest() {
+    let (recording, model, tracker) = model_journey();
+    let mut data = ReportData::new(&recording.meta, 0);
+    let extra = 10;
+    for pid in 0..(text::MAX_GROUP_ROWS + extra) as u32 {
+        let mut journey = model.clone();
+        journey.pid = Some(100_000 + pid);
+        // The first processes read twice: they are the busiest.
+        for _ in 0..if pid < 3 { 2 } else { 1 } {
+            data.journey(&journey);
+        }
+    }
+    let text = data.text(2, &recording.meta, &tracker, None);
+    let section = text
+        .split("== by task:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n==").next())
+        .expect("a task section");
+    let rows = section
+        .lines()
+        .filter(|line| line.contains("(1000"))
+        .count();
+    assert_eq!(rows, text::MAX_GROUP_ROWS, "{section}");
+    for busy in 100_000..100_003 {
+        assert!(section.contains(&format!("({busy})")), "{section}");
+    }
+    assert!(
+        section.contains(&format!("... and {extra} more with {extra} journeys")),
+        "{section}"
+    );
 }

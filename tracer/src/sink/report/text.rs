@@ -5,14 +5,14 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use super::{FlowStats, ReportData, TOP_FLOWS};
+use super::{FlowStats, MAX_FLOWS, ReportData, TOP_FLOWS};
 use crate::{
     journey::{EndingCounts, Journey, Stage},
     recording::{Metadata, Trailer},
     sink::{
         analysis::{self, Log2Histogram},
         escape,
-        summary::{Histogram, StageSummary, human_ns},
+        summary::{CompactHistogram, StageSummary, human_ns},
     },
 };
 
@@ -183,7 +183,7 @@ pub fn report_text(parts: &[ReportPart]) -> String {
 
 /// By device, IRQ, softirq CPU and task: journeys and their totals' p50, p99 and max.
 fn breakdowns(parts: &[ReportPart], text: &mut String) {
-    let mut sections: Vec<(&'static str, BTreeMap<String, Histogram>)> = Vec::new();
+    let mut sections: Vec<(&'static str, BTreeMap<String, CompactHistogram>)> = Vec::new();
     for part in parts {
         for (at, (title, groups)) in part.data.breakdowns.sections().into_iter().enumerate() {
             if sections.len() <= at {
@@ -200,8 +200,9 @@ fn breakdowns(parts: &[ReportPart], text: &mut String) {
     }
     for (name, groups) in &sections {
         let _ = writeln!(text, "\n== by {name}: journeys, total p50 / p99 / max ==");
+        let shown = busiest(groups, MAX_GROUP_ROWS);
         for (group, histogram) in groups {
-            if histogram.count() == 0 {
+            if histogram.count() == 0 || !shown.contains(group.as_str()) {
                 continue;
             }
             let q = |q| histogram.quantile(q).map_or("-".to_owned(), human_ns);
@@ -215,7 +216,36 @@ fn breakdowns(parts: &[ReportPart], text: &mut String) {
                 human_ns(histogram.max())
             );
         }
+        let (more, journeys) = groups
+            .iter()
+            .filter(|(group, h)| h.count() > 0 && !shown.contains(group.as_str()))
+            .fold((0, 0), |(n, j), (_, h)| (n + 1, j + h.count()));
+        if more > 0 {
+            let _ = writeln!(text, "  ... and {more} more with {journeys} journeys");
+        }
     }
+}
+
+/// Rows a breakdown section shows at most: those with the most journeys (a recording can
+/// hold thousands of tasks).
+pub(super) const MAX_GROUP_ROWS: usize = 64;
+
+/// The names of the `n` groups with the most journeys (ties: the first in name order).
+fn busiest(
+    groups: &BTreeMap<String, CompactHistogram>,
+    n: usize,
+) -> std::collections::HashSet<&str> {
+    let mut by_count: Vec<(&String, u64)> = groups
+        .iter()
+        .map(|(name, h)| (name, h.count()))
+        .filter(|(_, count)| *count > 0)
+        .collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    by_count
+        .into_iter()
+        .take(n)
+        .map(|(name, _)| name.as_str())
+        .collect()
 }
 
 /// The flows with the worst p99 total, and where each one's time goes.
@@ -233,15 +263,31 @@ fn flows(parts: &[ReportPart], text: &mut String) {
         .filter(|(_, stats)| stats.total.count() > 0)
         .filter_map(|(flow, stats)| Some((flow, stats.total.quantile(0.99)?, stats)))
         .collect();
-    if top.is_empty() {
+    let merged: u64 = parts
+        .iter()
+        .map(|part| part.data.breakdowns.merged_journeys())
+        .sum();
+    if top.is_empty() && merged == 0 {
         return;
     }
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let _ = writeln!(
-        text,
-        "\n== top flows by p99 total (of {}): journeys, total p50 / p99 / max ==",
-        top.len()
-    );
+    if top.is_empty() {
+        // Only flows without a complete journey, too many to keep apart.
+        let _ = writeln!(text, "\n== flows ==");
+    } else {
+        let _ = writeln!(
+            text,
+            "\n== top flows by p99 total (of {}): journeys, total p50 / p99 / max ==",
+            top.len()
+        );
+    }
+    if merged > 0 {
+        let _ = writeln!(
+            text,
+            "  ({merged} journeys of quieter flows not kept apart: more than {MAX_FLOWS} flows; \
+             the stage table counts them)"
+        );
+    }
     for (flow, p99, stats) in top.into_iter().take(TOP_FLOWS) {
         let total = &stats.total;
         let p50 = total.quantile(0.5).map_or("-".to_owned(), human_ns);
