@@ -53,8 +53,11 @@ pub struct TrafficArgs {
     #[arg(long)]
     pub sender_cpu: Option<usize>,
     /// Run the reader as SCHED_FIFO.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "reader_batch")]
     pub reader_fifo: bool,
+    /// Run the reader as SCHED_BATCH (it never preempts the running task on wakeup).
+    #[arg(long)]
+    pub reader_batch: bool,
     /// Microseconds of CPU work by the reader after each datagram.
     #[arg(long, default_value_t = 0)]
     pub work_us: u64,
@@ -168,6 +171,7 @@ pub fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
         reader_cpu: args.reader_cpu,
         sender_cpu: args.sender_cpu,
         reader_fifo: args.reader_fifo,
+        reader_batch: args.reader_batch,
         work: Duration::from_micros(args.work_us),
     };
     let exchange = traffic::exchange(&workload)?;

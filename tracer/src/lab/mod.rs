@@ -34,6 +34,8 @@ pub struct Phase {
     pub gap_us: u64,
     pub mode: &'static str,
     pub reader_fifo: bool,
+    /// Run the reader as SCHED_BATCH (it never preempts on wakeup).
+    pub reader_batch: bool,
     pub work_us: u64,
     pub competitor: Option<Competitor>,
     /// Steer loopback packets to the reader's CPU with RPS (restored after the phase).
@@ -48,6 +50,7 @@ impl Phase {
             gap_us,
             mode: "block",
             reader_fifo: false,
+            reader_batch: false,
             work_us: 0,
             competitor: None,
             rps: false,

@@ -217,6 +217,9 @@ async fn run_phase(
     if phase.reader_fifo {
         traffic.arg("--reader-fifo");
     }
+    if phase.reader_batch {
+        traffic.arg("--reader-batch");
+    }
     let mut child = traffic
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

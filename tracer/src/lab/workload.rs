@@ -28,6 +28,8 @@ pub struct Workload {
     pub sender_cpu: Option<usize>,
     /// Run the reader as SCHED_FIFO (priority 10).
     pub reader_fifo: bool,
+    /// Run the reader as SCHED_BATCH: it never preempts the running task on wakeup.
+    pub reader_batch: bool,
     /// CPU work of the reader after each datagram.
     pub work: Duration,
 }
@@ -42,6 +44,7 @@ impl Default for Workload {
             reader_cpu: None,
             sender_cpu: None,
             reader_fifo: false,
+            reader_batch: false,
             work: Duration::ZERO,
         }
     }
@@ -77,11 +80,21 @@ pub fn pin_to(cpu: usize) -> io::Result<()> {
 
 /// Makes the calling thread SCHED_FIFO at `priority`.
 pub fn set_fifo(priority: i32) -> io::Result<()> {
+    set_policy(libc::SCHED_FIFO, priority)
+}
+
+/// Makes the calling thread SCHED_BATCH: a normal task the kernel never lets preempt the
+/// running one on wakeup (it waits for the tick).
+pub fn set_batch() -> io::Result<()> {
+    set_policy(libc::SCHED_BATCH, 0)
+}
+
+fn set_policy(policy: libc::c_int, priority: i32) -> io::Result<()> {
     let param = libc::sched_param {
         sched_priority: priority,
     };
     // SAFETY: param is a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
@@ -201,6 +214,9 @@ pub fn exchange(workload: &Workload) -> io::Result<Exchange> {
             }
             if settings.reader_fifo {
                 set_fifo(10)?;
+            }
+            if settings.reader_batch {
+                set_batch()?;
             }
             // SAFETY: gettid has no preconditions.
             let tid = unsafe { libc::gettid() } as u32;
