@@ -29,19 +29,6 @@ fn payload_len(seq: u32) -> usize {
     200 + seq as usize
 }
 
-fn pin_this_thread(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it; affinity of this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "pin to CPU {cpu}"
-        );
-    }
-}
-
 /// The reader process (started by [`Reader::spawn`]): binds UDP or TCP on PEER_BIND, writes
 /// `port pid tid` to `<dir>/ready`, then for PEER_COUNT messages blocks in recv()/read()
 /// and writes `seq bytes monotonic_ns` per read to `<dir>/reads`.
@@ -53,13 +40,10 @@ fn reader_peer() {
     let count: u32 = std::env::var(PEER_COUNT).unwrap().parse().unwrap();
     let bind = std::env::var(PEER_BIND).unwrap();
     if let Ok(cpu) = std::env::var(PEER_CPU) {
-        pin_this_thread(cpu.parse().unwrap());
+        tracer::lab::workload::pin_to(cpu.parse().unwrap()).expect("pin the reader");
     }
     if std::env::var_os(PEER_BATCH).is_some() {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sets this thread's policy from a valid sched_param.
-        let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
-        assert_eq!(set, 0, "SCHED_BATCH: {}", std::io::Error::last_os_error());
+        tracer::lab::workload::set_batch().expect("SCHED_BATCH");
     }
     let ready = |port: u16| {
         let text = format!("{port} {} {}", std::process::id(), gettid());
@@ -239,7 +223,7 @@ fn send(
             );
         }
         if let Some(cpu) = cpu {
-            pin_this_thread(cpu);
+            tracer::lab::workload::pin_to(cpu).expect("pin the sender");
         }
         let message = |seq: u32| {
             let mut payload = vec![0u8; payload_len(seq)];
