@@ -175,7 +175,7 @@ pub struct CompactHistogram {
 }
 
 /// Values a [`CompactHistogram`] records before it turns into a full one (8 KiB).
-pub const DENSE_AFTER: u64 = 1 << 16;
+pub const DENSE_AFTER: u64 = 1 << 13;
 
 impl CompactHistogram {
     /// Adds one value.
@@ -184,7 +184,7 @@ impl CompactHistogram {
     }
 
     /// Adds one value whose bucket is known.
-    #[inline]
+    #[inline(always)]
     pub fn record_bucketed(&mut self, value: Bucketed) {
         self.add(value.bucket as u16, 1);
         self.count += 1;
@@ -207,6 +207,8 @@ impl CompactHistogram {
     }
 
     /// Moves the counts into a full array.
+    #[cold]
+    #[inline(never)]
     fn densify(&mut self) {
         let mut dense = Box::new([0; BUCKETS]);
         for (index, n) in self.buckets.drain(..) {
