@@ -47,7 +47,8 @@ pub const SOCKET_READS_ONLY: &str = "SOCKET_READS_ONLY";
 pub const NET_IRQ_FILTER: &str = "NET_IRQ_FILTER";
 /// `[u64; NET_IRQ_WORDS]`: bitmap of the network devices' IRQ numbers.
 pub const NET_IRQS: &str = "NET_IRQS";
-/// `u32`: wake the ring buffer's reader once this many bytes wait (0: every event).
+/// `u32`: each CPU wakes the ring buffer's reader once per this many bytes it writes (0:
+/// every event).
 pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 
 /// `u32`: 1 when a NET_RX softirq run's events, and a reader's from its switch onto a CPU
@@ -76,6 +77,30 @@ pub const NSPROXY_NET_NS_OFF: &str = "NSPROXY_NET_NS_OFF";
 /// kernel BTF ([`NO_OFFSET`]: unknown).
 pub const NET_NS_INUM_OFF: &str = "NET_NS_INUM_OFF";
 
+/// `[u8; SYSCALL_SLOTS]`, indexed by syscall number: what the raw syscall programs
+/// (`sys_enter_btf`, `sys_exit_btf` on `raw_syscalls:sys_enter`/`sys_exit`) do for it
+/// ([`syscall_slot`] values). All zero when the classic `syscalls:*` programs are attached.
+pub const SYSCALL_KINDS: &str = "SYSCALL_KINDS";
+
+/// The raw syscall programs, `(program, raw tracepoint)`: they take the traced syscalls
+/// over from the classic `syscalls:*` programs where they can (`SYSCALL_KINDS`).
+pub const RAW_SYSCALL_PROGRAMS: [(&str, &str); 2] =
+    [("sys_enter_btf", "sys_enter"), ("sys_exit_btf", "sys_exit")];
+
+/// Entries of `SYSCALL_KINDS`: every traced syscall's number is below it (441 is the
+/// largest, epoll_pwait2).
+pub const SYSCALL_SLOTS: usize = 512;
+
+/// Values of `SYSCALL_KINDS`.
+pub mod syscall_slot {
+    /// Not traced (the kernel's other syscalls).
+    pub const UNTRACED: u8 = 0;
+    /// A wait syscall (poll, select, epoll): tracked only, as its classic programs do.
+    pub const WAIT: u8 = u8::MAX;
+    // Any other value: a recv-family syscall, its `sys_enter_*` [`crate::EventKind`]; the
+    // exit's kind is the next value.
+}
+
 /// `[u32; MEMBER_COUNT]`: kernel struct member offsets from BTF, indexed by
 /// [`crate::Member`] ([`NO_OFFSET`]: unknown), for the BTF tracepoint programs.
 pub const MEMBERS: &str = "MEMBERS";
@@ -84,7 +109,7 @@ pub const MEMBERS: &str = "MEMBERS";
 pub const NO_OFFSET: u32 = u32::MAX;
 
 /// Every global user space sets.
-pub const GLOBAL_NAMES: [&str; 18] = [
+pub const GLOBAL_NAMES: [&str; 19] = [
     OFFSETS,
     FILTER_TGID,
     IGNORE_TGIDS,
@@ -103,6 +128,7 @@ pub const GLOBAL_NAMES: [&str; 18] = [
     NSPROXY_NET_NS_OFF,
     NET_NS_INUM_OFF,
     MEMBERS,
+    SYSCALL_KINDS,
 ];
 
 /// Value of the `FILTER_CPU` global that means "every CPU".
@@ -141,8 +167,9 @@ pub mod recv_tasks {
     pub const READ_SOCKET: u8 = 2;
 }
 
-/// Per-CPU value of the `LOST` map: events lost to a full ring buffer, and how many of those
-/// have been flagged on a later event (`FLAG_LOST_BEFORE`).
+/// Per-CPU value of the `LOST` map: events lost to a full ring buffer, how many of those
+/// have been flagged on a later event (`FLAG_LOST_BEFORE`), and the bytes this CPU wrote
+/// into the ring (what its forced wakeups are paced by, `WAKEUP_BYTES`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LostCounter {
@@ -150,10 +177,12 @@ pub struct LostCounter {
     pub lost: u64,
     /// `lost` as of the last event that carried `FLAG_LOST_BEFORE`.
     pub reported: u64,
+    /// Bytes of records this CPU submitted, ring headers included.
+    pub written: u64,
 }
 
 #[cfg(feature = "user")]
-// SAFETY: two u64s, no padding, every bit pattern valid.
+// SAFETY: three u64s, no padding, every bit pattern valid.
 unsafe impl aya::Pod for LostCounter {}
 
 /// What the programs of a traced syscall do.
@@ -274,6 +303,25 @@ mod tests {
             if let SyscallRole::Recv { enter, exit } = syscall.role {
                 assert_eq!(enter.tracepoint(), ("syscalls", syscall.enter));
                 assert_eq!(exit.tracepoint(), ("syscalls", syscall.exit));
+            }
+        }
+    }
+
+    #[test]
+    fn a_recv_syscall_exit_kind_follows_its_enter_kind() {
+        // SYSCALL_KINDS holds the enter kind only; the raw exit program adds one.
+        for syscall in TRACED_SYSCALLS {
+            if let SyscallRole::Recv { enter, exit } = syscall.role {
+                assert_eq!(exit as u8, enter as u8 + 1, "{}", syscall.name);
+                assert!(enter as u8 != syscall_slot::UNTRACED && exit as u8 != syscall_slot::WAIT);
+            }
+            if let Some(nr) = syscall
+                .nr_x86_64
+                .into_iter()
+                .chain(syscall.nr_aarch64)
+                .max()
+            {
+                assert!(nr < SYSCALL_SLOTS as u64, "{}", syscall.name);
             }
         }
     }

@@ -86,7 +86,25 @@ members! {
     InetSport = (2, [&[("inet_sock", "inet_sport")]]),
     /// `sock.sk_dport` (`__sk_common.skc_dport`): the remote port, big-endian.
     SockDport = (2, [&[("sock", "__sk_common"), ("sock_common", "skc_dport")]]),
+    /// `pt_regs.di` (x86-64): a syscall's first argument (the fd of the recv family).
+    RegsDi = (8, [&[("pt_regs", "di")]]),
+    /// `pt_regs.dx` (x86-64): a syscall's third argument (a size or a vector length).
+    RegsDx = (8, [&[("pt_regs", "dx")]]),
+    /// `pt_regs.orig_ax` (x86-64): the syscall's number, read at its exit.
+    RegsOrigAx = (8, [&[("pt_regs", "orig_ax")]]),
+    /// `thread_info.status` inside the task (x86-64): `TS_COMPAT` marks a 32-bit syscall,
+    /// whose numbers are not the 64-bit ones (classic syscall tracepoints skip those).
+    TaskStatus = (4, [&[("task_struct", "thread_info"), ("thread_info", "status")]]),
 }
+
+/// The members the raw syscall programs read; all must be known (x86-64 kernel BTF) for
+/// them to attach instead of the classic `syscalls:*` programs.
+pub const RAW_SYSCALL_MEMBERS: [Member; 4] = [
+    Member::RegsDi,
+    Member::RegsDx,
+    Member::RegsOrigAx,
+    Member::TaskStatus,
+];
 
 /// The BTF tracepoint (tp_btf) form of a kind's program: its name in the object and the
 /// members it reads. Classic-only kinds (the syscall tracepoints) have none.

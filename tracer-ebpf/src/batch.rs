@@ -26,7 +26,7 @@
 use tracer_common::{EVENT_SIZE, Event, EventKind};
 
 use crate::{
-    emit::{count_lost_n, mark_lost, record_bytes, stamp, wakeup_flags},
+    emit::{account, count_lost_n, record_bytes, stamp},
     filter::Here,
     globals::{BATCHING, global_u32},
     maps::{BATCHES, EVENTS},
@@ -134,10 +134,9 @@ impl<const N: usize> Batch<N> {
         if len == 0 || len > N {
             return;
         }
-        mark_lost(&mut self.events[0]);
+        let flags = account(&mut self.events[0], record_bytes((len * EVENT_SIZE) as u64));
         // SAFETY: `len` events of the per-CPU value, written by `push`.
         let events = unsafe { core::slice::from_raw_parts(self.events.as_ptr(), len) };
-        let flags = wakeup_flags(record_bytes((len * EVENT_SIZE) as u64), false);
         if EVENTS.output::<[Event]>(events, flags).is_err() {
             count_lost_n(len as u64);
         }

@@ -3,7 +3,7 @@
 
 use tracer_common::{
     ANY_CPU, IGNORE_SLOTS, MEMBER_COUNT, Member, NET_IRQ_WORDS, SLOT_COUNT, Slot,
-    abi::NO_OFFSET,
+    abi::{NO_OFFSET, SYSCALL_SLOTS, syscall_slot},
     flow::{FlowOp, FlowOps, MAX_FLOW_OPS},
     offsets::ABSENT,
 };
@@ -48,10 +48,15 @@ pub(crate) static NET_IRQ_FILTER: u32 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static NET_IRQS: [u64; NET_IRQ_WORDS] = [0; NET_IRQ_WORDS];
 
-/// Wake the reader each time the bytes waiting in `EVENTS` cross a multiple of this
-/// (`emit::wakeup_flags`); 0 wakes it for every event (the kernel's default). User space,
-/// which polls on a short timer as well, sets it: a wakeup per packet costs more than
-/// tracing the packet (an irq_work, on a VM an exit).
+/// Per syscall number, what the raw syscall programs do (`tracer_common::abi::syscall_slot`):
+/// untraced, a wait syscall, or a recv-family one's enter kind.
+#[unsafe(no_mangle)]
+pub(crate) static SYSCALL_KINDS: [u8; SYSCALL_SLOTS] = [syscall_slot::UNTRACED; SYSCALL_SLOTS];
+
+/// Each CPU wakes the reader each time the bytes it wrote into `EVENTS` cross a multiple of
+/// this, a power of two (`emit::wakeup_flags`); 0 wakes it for every event (the kernel's default). User
+/// space, which polls on a short timer as well, sets it: a wakeup per packet costs more
+/// than tracing the packet (an irq_work, on a VM an exit).
 #[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: u32 = 0;
 
@@ -113,6 +118,16 @@ pub(crate) fn offset(slot: Slot) -> u16 {
 pub(crate) fn net_irq_word(index: usize) -> u64 {
     // SAFETY: as in global_u32; the index is below NET_IRQ_WORDS.
     unsafe { core::ptr::read_volatile(&NET_IRQS[index % NET_IRQ_WORDS]) }
+}
+
+/// `SYSCALL_KINDS` of syscall `nr`: untraced beyond the table (a negative `nr` too).
+#[inline(always)]
+pub(crate) fn syscall_kind(nr: u64) -> u8 {
+    if nr >= SYSCALL_SLOTS as u64 {
+        return syscall_slot::UNTRACED;
+    }
+    // SAFETY: as in global_u32; the index is below SYSCALL_SLOTS.
+    unsafe { core::ptr::read_volatile(&SYSCALL_KINDS[nr as usize % SYSCALL_SLOTS]) }
 }
 
 /// Whether journey mode is on (`JOURNEY_MODE`).

@@ -79,15 +79,28 @@ fn btf_tracepoint_programs_are_exactly_the_btf_forms_user_space_loads() {
         .filter(|(section, _)| section.starts_with("tp_btf"))
         .map(|(_, name)| name.clone())
         .collect();
+    let raw_syscalls = tracer_common::abi::RAW_SYSCALL_PROGRAMS;
     let forms: BTreeSet<String> = tracer_common::EventKind::ALL
         .iter()
         .filter_map(|kind| kind.btf_form())
         .map(|form| form.program.to_owned())
+        .chain(
+            raw_syscalls
+                .iter()
+                .map(|(program, _)| (*program).to_owned()),
+        )
         .collect();
     assert_eq!(
         in_object, forms,
-        "every tp_btf program is some EventKind's btf_form, and back"
+        "every tp_btf program is some EventKind's btf_form or a raw syscall program, and back"
     );
+    for (program, tracepoint) in raw_syscalls {
+        let section = format!("tp_btf/{tracepoint}");
+        assert!(
+            symbols.contains(&(section.clone(), program.to_owned())),
+            "{program} in {section}"
+        );
+    }
     // Each is attached to its own kind's tracepoint: the section names it.
     for kind in tracer_common::EventKind::ALL {
         if let Some(form) = kind.btf_form() {

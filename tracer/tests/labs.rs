@@ -46,8 +46,20 @@ fn lab(name: &str) -> Value {
         0,
         "lab {name} left a competitor running"
     );
-    let left: Vec<u64> = program_ids().difference(&before).copied().collect();
-    assert!(left.is_empty(), "lab {name} left programs {left:?}");
+    // The kernel releases programs asynchronously once their last fd and link go (those on
+    // raw_syscalls:sys_enter/sys_exit about 0.3 s after the lab exits, here).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<u64> = program_ids().difference(&before).copied().collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lab {name} left programs {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(
         std::fs::read_to_string("/sys/class/net/lo/queues/rx-0/rps_cpus").unwrap(),
         rps,

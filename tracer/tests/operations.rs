@@ -45,8 +45,9 @@ fn a_sigkilled_tracer_leaves_no_program_behind() {
     let mut tracer = RunningTracer::start(&["live", "--json"], dir.path());
     let during = program_ids();
     let ours: HashSet<u64> = during.difference(&before).copied().collect();
+    // Journey mode: 16 tracepoint programs, and the syscalls' (2 raw ones, or 24 classic).
     assert!(
-        ours.len() >= 27,
+        ours.len() >= 18,
         "the tracer's programs are loaded: {} new",
         ours.len()
     );

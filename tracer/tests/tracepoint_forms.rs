@@ -1,6 +1,7 @@
 //! The two forms of the kernel programs emit the same events. Where the kernel has BTF,
 //! most tracepoints attach as BTF tracepoints (tp_btf), whose programs read the kernel's
-//! structs; `--classic-tracepoints` attaches the classic ones, whose programs read the
+//! structs (the syscall ones through two programs on raw_syscalls:sys_enter/sys_exit, which
+//! read the registers); `--classic-tracepoints` attaches the classic ones, whose programs read the
 //! formatted record. The same traffic, traced each way by `tracer events`, must give the
 //! same fields, and both must agree with what this test's own sockets saw.
 
@@ -18,6 +19,8 @@ use common::{RunningTracer, gettid, json_events, kernel_test, monotonic_ns};
 use serde_json::Value;
 
 const DATAGRAMS: u32 = 12;
+/// The UDP reader's buffer: the size its recvfrom calls ask for.
+const UDP_BUF: usize = 2048;
 const SEGMENTS: u32 = 8;
 const REJECTED: u32 = 5;
 const ETH_P_IP: u64 = 0x0800;
@@ -35,6 +38,8 @@ fn tcp_len(seq: u32) -> usize {
 /// What the test's own sockets saw.
 struct Truth {
     udp_tid: u32,
+    /// The UDP reader's socket.
+    udp_fd: u64,
     udp_port: u16,
     tcp_tid: u32,
     tcp_server_port: u16,
@@ -49,6 +54,7 @@ struct Truth {
 fn traffic() -> Truth {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp_port = udp.local_addr().unwrap().port();
+    let udp_fd = std::os::fd::AsRawFd::as_raw_fd(&udp) as u64;
     // Each reader says its tid once it runs under its own name: only then does traffic
     // start (a new thread's first switches still carry its parent's name).
     let (ready, tids) = std::sync::mpsc::channel();
@@ -58,7 +64,7 @@ fn traffic() -> Truth {
         .spawn(move || {
             let tid = gettid();
             ready.send(()).unwrap();
-            let mut buf = [0u8; 2048];
+            let mut buf = [0u8; UDP_BUF];
             for seq in 0..DATAGRAMS {
                 let n = udp.recv(&mut buf).unwrap();
                 assert_eq!(n, udp_len(seq), "datagram {seq} whole, in order");
@@ -115,6 +121,7 @@ fn traffic() -> Truth {
     }
     Truth {
         udp_tid: udp_reader.join().unwrap(),
+        udp_fd,
         udp_port,
         tcp_tid: tcp_reader.join().unwrap(),
         tcp_server_port,
@@ -133,6 +140,10 @@ struct Seen {
     udp_socket: BTreeSet<(u64, u64)>,
     /// The UDP reader's read sizes, in order.
     udp_reads: Vec<i64>,
+    /// The UDP reader's recvfrom calls, in order: (fd, size) at entry, then the return.
+    udp_calls: Vec<(u64, u64, i64)>,
+    /// The UDP reader's (network namespace, cgroup) at each recvfrom exit.
+    udp_reader_ns: BTreeSet<(String, String)>,
     /// (comm, prio) of the wakeups of each reader thread.
     wakeups: BTreeSet<(String, u64)>,
     /// Wakeups of the UDP reader.
@@ -212,6 +223,21 @@ fn seen(events: &[Value], truth: &Truth) -> Seen {
             .collect(),
         udp_socket,
         udp_reads: reads.iter().map(|e| e["ret"].as_i64().unwrap()).collect(),
+        udp_calls: of(events, "sys_enter_recvfrom")
+            .filter(|e| e["task_tid"] == truth.udp_tid)
+            .zip(of(events, "sys_exit_recvfrom").filter(|e| e["task_tid"] == truth.udp_tid))
+            .map(|(enter, exit)| {
+                (
+                    enter["fd"].as_u64().unwrap(),
+                    enter["size"].as_u64().unwrap(),
+                    exit["ret"].as_i64().unwrap(),
+                )
+            })
+            .collect(),
+        udp_reader_ns: of(events, "sys_exit_recvfrom")
+            .filter(|e| e["task_tid"] == truth.udp_tid)
+            .map(|e| (e["netns"].to_string(), e["cgroup"].to_string()))
+            .collect(),
         wakeups: of(events, "sched_waking")
             .filter(named)
             .filter(|e| is_reader(&e["pid"]))
@@ -279,6 +305,24 @@ fn trace(extra: &[&str]) -> (Seen, usize) {
     );
     let sizes: Vec<i64> = (0..DATAGRAMS).map(|s| udp_len(s) as i64).collect();
     assert_eq!(seen.udp_reads, sizes, "{extra:?}");
+    let calls: Vec<(u64, u64, i64)> = sizes
+        .iter()
+        .map(|&size| (truth.udp_fd, UDP_BUF as u64, size))
+        .collect();
+    assert_eq!(
+        seen.udp_calls, calls,
+        "{extra:?}: the UDP reader's recvfrom calls"
+    );
+    assert_eq!(
+        seen.udp_reader_ns.len(),
+        1,
+        "{extra:?}: {:?}",
+        seen.udp_reader_ns
+    );
+    assert!(
+        !seen.udp_reader_ns.iter().any(|(netns, _)| netns == "null"),
+        "{extra:?}: the reader's network namespace is known"
+    );
     assert_eq!(seen.udp_wakeups, DATAGRAMS as usize, "{extra:?}");
     let names = BTreeSet::from([("form-tcp".to_owned(), 120), ("form-udp".to_owned(), 120)]);
     assert_eq!(seen.wakeups, names, "{extra:?}");
@@ -322,8 +366,8 @@ fn btf_and_classic_tracepoints_emit_the_same_fields() {
         return;
     }
     assert_eq!(
-        count, 19,
-        "every tracepoint but the ten syscall ones as tp_btf"
+        count, 29,
+        "every tracepoint as tp_btf, the ten syscall ones through raw_syscalls"
     );
     assert_eq!(btf, classic);
 }

@@ -2,7 +2,7 @@
 //! `sock:sock_recv_length` (a reader took data from one).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_probe_read_kernel},
+    helpers::bpf_probe_read_kernel,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -23,6 +23,7 @@ use crate::{
     globals::{TCP_COPIED_SEQ_OFF, global_u32, journey_mode},
     maps::set_reading,
     members::read,
+    reader::current_comm,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -124,7 +125,7 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
             let rec = fields();
             // The reader's name travels with its read: a reader that never sleeps has no
             // sched event.
-            ev.name = bpf_get_current_comm().unwrap_or_default();
+            ev.name = current_comm();
             ev.addr = sk;
             ev.arg0 = rec.ret;
             ev.arg1 = rec.flags;

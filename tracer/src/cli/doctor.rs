@@ -70,7 +70,9 @@ fn attach_form(
     classic: &[(EventKind, String)],
     attached: &[EventKind],
 ) -> String {
-    if btf.contains(&kind) {
+    if btf.contains(&kind) && kind.tracepoint().0 == "syscalls" {
+        "attaches through raw_syscalls:sys_enter/sys_exit as BTF tracepoints (tp_btf)".to_owned()
+    } else if btf.contains(&kind) {
         "attaches as a BTF tracepoint (tp_btf)".to_owned()
     } else if let Some((_, why)) = classic.iter().find(|(k, _)| *k == kind) {
         format!("attaches as a classic tracepoint ({why})")

@@ -76,9 +76,9 @@ pub struct RingArgs {
     /// Ring buffer size in bytes (power of two).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES)]
     pub ring_size: u32,
-    /// Have the kernel wake the tracer for every event instead of each time another eighth
-    /// of the ring fills (and every 50 ms): lower delivery latency, much higher cost on the
-    /// traced host.
+    /// Have the kernel wake the tracer for every event instead of each time a CPU wrote
+    /// another share of the ring (its size over twice the CPUs), and every 50 ms: lower
+    /// delivery latency, much higher cost on the traced host.
     #[arg(long)]
     pub wakeup_per_event: bool,
     /// Attach every program to its classic tracepoint, even where the cheaper BTF
@@ -86,6 +86,12 @@ pub struct RingArgs {
     /// which each tracepoint uses).
     #[arg(long)]
     pub classic_tracepoints: bool,
+    /// Trace the recv-family and wait syscalls with one classic tracepoint each instead of
+    /// two BTF tracepoints on every syscall (raw_syscalls:sys_enter/sys_exit). The raw ones
+    /// make each traced call about 200 ns cheaper and every other syscall about 80 ns
+    /// dearer (BENCHMARKS.md): for hosts whose syscalls are mostly not reads.
+    #[arg(long)]
+    pub classic_syscalls: bool,
     /// Journey mode: write a NET_RX softirq run's events, and a reader's up to its syscall's
     /// exit, into the ring buffer as one record each instead of every event on its own.
     /// Fewer reservations of the one shared ring (its lock is what many CPUs would contend
@@ -135,6 +141,10 @@ impl ProbeArgs<'_> {
             classic_tracepoints: self.ring.classic_tracepoints,
             batched: self.ring.batched,
             flow: self.flow.clone(),
+            classic_syscalls: self
+                .ring
+                .classic_syscalls
+                .then(|| "--classic-syscalls".to_owned()),
         }
     }
 

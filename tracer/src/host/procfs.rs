@@ -127,9 +127,45 @@ pub fn possible_cpus() -> Option<u32> {
     Some(last + 1)
 }
 
+/// Number of online CPUs (`/sys/devices/system/cpu/online`, e.g. `0-3,6`), whatever this
+/// process's own affinity.
+pub fn online_cpus() -> Option<u32> {
+    cpus_in_list(
+        fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()?
+            .trim(),
+    )
+}
+
+/// How many CPUs a kernel CPU list (`0-3,6,8-9`) names; `None` if it does not parse.
+fn cpus_in_list(list: &str) -> Option<u32> {
+    let mut count = 0u32;
+    for part in list.split(',').filter(|part| !part.is_empty()) {
+        let (first, last) = match part.split_once('-') {
+            Some((first, last)) => (first.parse::<u32>().ok()?, last.parse::<u32>().ok()?),
+            None => {
+                let cpu = part.parse::<u32>().ok()?;
+                (cpu, cpu)
+            }
+        };
+        count = count.checked_add(last.checked_sub(first)? + 1)?;
+    }
+    (count > 0).then_some(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_cpu_lists() {
+        assert_eq!(cpus_in_list("0-1"), Some(2));
+        assert_eq!(cpus_in_list("0"), Some(1));
+        assert_eq!(cpus_in_list("0-3,6,8-9"), Some(7));
+        assert_eq!(cpus_in_list(""), None);
+        assert_eq!(cpus_in_list("3-1"), None);
+        assert_eq!(cpus_in_list("x"), None);
+    }
 
     #[test]
     fn parses_proc_interrupts() {

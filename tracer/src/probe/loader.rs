@@ -16,10 +16,10 @@ use tracer_common::{
     flow::{FlowOp, MAX_FLOW_OPS},
 };
 
-use super::{ProbeError, ProbeOptions};
+use super::{ProbeError, ProbeOptions, SyscallPlan, syscalls::member_name};
 use crate::host::{
     btf::StructOffsets,
-    procfs::{ignored_tgids, possible_cpus, tasks_in_recv, threads_of},
+    procfs::{ignored_tgids, online_cpus, possible_cpus, tasks_in_recv, threads_of},
     tracefs::{self, FormatDir, Layout},
 };
 
@@ -40,6 +40,9 @@ pub struct Probes {
     pub batching: bool,
     /// Attached kinds that have a BTF tracepoint form but are classic, with the reason.
     pub classic_why: Vec<(EventKind, String)>,
+    /// Whether the traced syscalls go through the raw syscall programs (`SyscallPlan`):
+    /// their kinds are then in `btf_attached`.
+    pub raw_syscalls: bool,
     /// Kernel struct offsets from BTF the programs were given.
     pub struct_offsets: StructOffsets,
     /// Why there are none, when there are none.
@@ -171,9 +174,19 @@ impl Probes {
         } else {
             StructOffsets::default().members
         };
+        let syscalls = if let Some(why) = &options.classic_syscalls {
+            SyscallPlan::classic(why.clone())
+        } else if kernel_btf.is_none() {
+            SyscallPlan::classic(classic_reason(options, &btf_unavailable))
+        } else {
+            SyscallPlan::raw(&struct_offsets, &layout.available, options.journey_mode)
+        };
         // Several events in one record (tracer-ebpf `batch`): journey mode without a flow
         // filter (which holds the context itself), when the ends of the stretches batched (a
         // NET_RX run's entry and exit, the traced syscalls' exits) can all be attached.
+        // CPUs that pace their own wakeups (`ProbeOptions::wakeup_bytes`): those online now.
+        let cpus = online_cpus()
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
         let batching = options.journey_mode
             && options.batched
             && options.flow.is_none()
@@ -185,7 +198,7 @@ impl Probes {
             .override_global(abi::FILTER_CPU, &filter_cpu, true)
             .override_global(abi::IGNORE_TGIDS, &ignore, true)
             .override_global(abi::JOURNEY_MODE, &u32::from(options.journey_mode), true)
-            .override_global(abi::WAKEUP_BYTES, &options.wakeup_bytes(), true)
+            .override_global(abi::WAKEUP_BYTES, &options.wakeup_bytes(cpus), true)
             .override_global(abi::BATCHING, &u32::from(batching), true)
             .override_global(abi::SOCKET_READS_ONLY, &u32::from(socket_reads_only), true)
             .override_global(abi::NET_IRQ_FILTER, &u32::from(net_irqs.is_some()), true)
@@ -201,6 +214,7 @@ impl Probes {
                 true,
             )
             .override_global(abi::MEMBERS, &members, true)
+            .override_global(abi::SYSCALL_KINDS, &syscalls.kinds, true)
             .override_global(abi::FLOW_OPS, &flow_ops, true)
             .override_global(abi::FLOW_LEN, &flow_len, true)
             .override_global(
@@ -269,16 +283,38 @@ impl Probes {
         let mut attached = Vec::new();
         let mut btf_attached = Vec::new();
         let mut classic_why = Vec::new();
+        if let (Some(btf), true) = (&kernel_btf, syscalls.is_raw()) {
+            let raw = abi::RAW_SYSCALL_PROGRAMS
+                .iter()
+                .try_for_each(|(program, tracepoint)| {
+                    attach_btf(&mut ebpf, btf, program, tracepoint)
+                });
+            if let Err(why) = raw {
+                // Start again with the classic syscall programs (one may be attached).
+                log::warn!("{why}: using the classic syscall tracepoints");
+                drop(ebpf);
+                let mut retry = options.clone();
+                retry.classic_syscalls = Some(why);
+                return Self::load(&retry);
+            }
+            attached.extend(&syscalls.taken);
+            btf_attached.extend(&syscalls.taken);
+        }
         let mut skipped: Vec<(EventKind, String)> = layout
             .unavailable
             .iter()
             .map(|(kind, why)| (*kind, why.to_string()))
             .collect();
         for kind in attach_order(&layout.available) {
-            if options.journey_mode && JOURNEY_UNUSED.contains(&kind) {
+            if options.journey_mode && JOURNEY_UNUSED.contains(&kind)
+                || syscalls.taken.contains(&kind)
+            {
                 continue;
             }
             let mut classic = None;
+            if kind.tracepoint().0 == "syscalls" {
+                classic.clone_from(&syscalls.classic_why);
+            }
             if let Some(form) = kind.btf_form() {
                 let missing = form
                     .members
@@ -337,7 +373,7 @@ impl Probes {
                 _ => None,
             })
             .collect();
-        if options.journey_mode {
+        if options.journey_mode && !syscalls.waits {
             let mut entered = false;
             for name in abi::wait_programs() {
                 let is_exit = name.starts_with("sys_exit_");
@@ -377,6 +413,7 @@ impl Probes {
             btf_attached,
             batching,
             classic_why,
+            raw_syscalls: syscalls.is_raw(),
             struct_offsets,
             btf_unavailable,
             skipped,
@@ -437,6 +474,9 @@ impl Probes {
         use std::os::fd::AsFd as _;
         let mut counters = BTreeMap::new();
         for kind in &self.attached {
+            if self.raw_syscalls && kind.tracepoint().0 == "syscalls" {
+                continue;
+            }
             let name = match kind.btf_form() {
                 Some(form) if self.btf_attached.contains(kind) => form.program,
                 _ => kind.name(),
@@ -449,6 +489,17 @@ impl Probes {
             };
             if let Ok(read) = super::stats::program_counters(fd.as_fd()) {
                 counters.insert(kind.name().to_owned(), read);
+            }
+        }
+        if self.raw_syscalls {
+            // One program each for every traced syscall's entry and exit.
+            for (program, tracepoint) in abi::RAW_SYSCALL_PROGRAMS {
+                let Some(Ok(fd)) = self.ebpf.program(program).map(|program| program.fd()) else {
+                    continue;
+                };
+                if let Ok(read) = super::stats::program_counters(fd.as_fd()) {
+                    counters.insert(tracepoint.to_owned(), read);
+                }
             }
         }
         counters
@@ -569,14 +620,6 @@ fn classic_reason(options: &ProbeOptions, btf_unavailable: &Option<String>) -> S
 }
 
 /// `struct.field` of a member's first path, for messages.
-fn member_name(member: tracer_common::Member) -> String {
-    member.spec().paths[0]
-        .iter()
-        .map(|(name, field)| format!("{name}.{field}"))
-        .collect::<Vec<_>>()
-        .join(" + ")
-}
-
 /// Loads the BTF tracepoint program `program` and attaches it to tracepoint `tracepoint`.
 fn attach_btf(
     ebpf: &mut Ebpf,

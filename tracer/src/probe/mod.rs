@@ -5,8 +5,10 @@ pub mod error;
 pub mod loader;
 pub mod options;
 pub mod stats;
+pub mod syscalls;
 
 pub use error::ProbeError;
 pub use loader::{JOURNEY_UNUSED, KernelLog, Probes};
 pub use options::{DEFAULT_RING_BYTES, ProbeOptions};
 pub use stats::ProgramCounters;
+pub use syscalls::SyscallPlan;

@@ -35,6 +35,10 @@ pub struct ProbeOptions {
     /// Trace only the packets this filter selects (evaluated in the kernel on each packet's
     /// 5-tuple; needs kernel BTF), and only what follows from them.
     pub flow: Option<crate::flow::FlowFilter>,
+    /// Attach the classic `syscalls:*` programs, for this reason, even where the raw
+    /// syscall programs would load (`SyscallPlan`): set by the loader when those failed to
+    /// attach, before it starts again.
+    pub classic_syscalls: Option<String>,
 }
 
 impl Default for ProbeOptions {
@@ -51,6 +55,7 @@ impl Default for ProbeOptions {
             batched: false,
             batch_wakeups: true,
             flow: None,
+            classic_syscalls: None,
         }
     }
 }
@@ -66,14 +71,45 @@ impl ProbeOptions {
         }
     }
 
-    /// The kernel wakes the reader each time the bytes waiting in the ring buffer cross a
-    /// multiple of this; 0 for every event. An eighth of the ring leaves room for a poll
-    /// interval of a flood.
-    pub fn wakeup_bytes(&self) -> u32 {
+    /// Each of the `cpus` CPUs wakes the reader each time the bytes it wrote into the ring
+    /// buffer cross a multiple of this; 0 for every event. The ring over twice the CPUs: at
+    /// most half the ring waits before some CPU's wakeup, which leaves room for a poll
+    /// interval of a flood (at least 128 bytes, a record or two). A power of two: the
+    /// kernel side tests a crossing with a mask.
+    pub fn wakeup_bytes(&self, cpus: u32) -> u32 {
         if self.batch_wakeups {
-            self.ring_bytes / 8
+            let share = (self.ring_bytes / cpus.max(1).saturating_mul(2)).max(128);
+            1 << share.ilog2()
         } else {
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wakeup_bytes_is_a_power_of_two_share_of_half_the_ring() {
+        let options = ProbeOptions {
+            ring_bytes: 8 << 20,
+            ..ProbeOptions::default()
+        };
+        assert_eq!(options.wakeup_bytes(2), 2 << 20);
+        assert_eq!(options.wakeup_bytes(1), 4 << 20);
+        // 3 CPUs: 8 MiB / 6 rounds down to 1 MiB, so 3 CPUs wait for 3 MiB at most.
+        assert_eq!(options.wakeup_bytes(3), 1 << 20);
+        assert_eq!(options.wakeup_bytes(0), 4 << 20);
+        let tiny = ProbeOptions {
+            ring_bytes: 4096,
+            ..ProbeOptions::default()
+        };
+        assert_eq!(tiny.wakeup_bytes(64), 128);
+        let per_event = ProbeOptions {
+            batch_wakeups: false,
+            ..ProbeOptions::default()
+        };
+        assert_eq!(per_event.wakeup_bytes(2), 0);
     }
 }

@@ -4,8 +4,9 @@
 //! record/script on the same tracepoints, report's memory on a large recording, report and
 //! exports on one capture and five), latency overhead on a UDP ping-pong
 //! (`pingpong`), throughput overhead on a TCP stream (`stream`), each eBPF program's cost
-//! (bpf_stats), the highest event rate held without loss with the CPU it costs (`rate`), and
-//! a flood of another port while a flow filter selects a quiet one (`filtered`).
+//! (bpf_stats), what one syscall costs, traced and untraced (`syscalls`), the highest event
+//! rate held without loss with the CPU it costs (`rate`), and a flood of another port while
+//! a flow filter selects a quiet one (`filtered`).
 
 mod filtered;
 mod offline;
@@ -14,6 +15,7 @@ mod pingpong;
 mod rate;
 mod replicate;
 mod stream;
+mod syscalls;
 
 use std::{fmt::Write as _, path::Path, process::Command, time::Instant};
 
@@ -46,9 +48,17 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
                     date()?
                 )
             }
-            other => {
-                anyhow::bail!("no bench section {other:?}; sections: offline, filtered, pingpong")
+            "syscalls" => {
+                ensure_bench_tools()?;
+                format!(
+                    "{}\nThis section: `{command}` on {}.\n",
+                    syscalls_section(&syscalls::measure(&tracer, &dir, quick)?)?,
+                    date()?
+                )
             }
+            other => anyhow::bail!(
+                "no bench section {other:?}; sections: offline, filtered, pingpong, syscalls"
+            ),
         };
         let _ = std::fs::remove_dir_all(&dir);
         println!("{text}");
@@ -59,6 +69,8 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
     progress("recording size and offline analysis");
     let offline = offline::measure(&tracer, &dir, quick)?;
     let pingpong = pingpong::measure(&tracer, &dir, quick)?;
+    progress("the cost of one syscall");
+    let syscall_cost = syscalls::measure(&tracer, &dir, quick)?;
     progress("TCP stream (iperf3)");
     let stream = stream::measure(&tracer, &dir, quick)?;
     progress("event rate steps");
@@ -91,6 +103,7 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
     )?;
     text.push_str(&offline.text()?);
     text.push_str(&pingpong_section(&pingpong)?);
+    text.push_str(&syscalls_section(&syscall_cost)?);
     writeln!(
         text,
         "\n## Throughput overhead on a loopback TCP stream (iperf3)\n\n\
@@ -121,7 +134,7 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
          the tracer process's own (utime, stime) over the load. Highest rate with zero lost: **{} ev/s** \
          (target: the highest this machine generates). User CPU target: <= 100 ns per event. irq_work/s: \
          the host's irq_work interrupts over the load (the ring buffer wakes the tracer with one; \
-         the kernel forces one only when the bytes waiting cross an eighth of the ring).\n\n\
+         the kernel forces one only when the bytes a CPU wrote cross a multiple of the ring's size over twice the CPUs).\n\n\
          | load | events/s | lost | tracer CPU | user ns/event | user+sys ns/event | irq_work/s |\n\
          |---|---:|---:|---:|---:|---:|---:|",
         human(best),
@@ -147,6 +160,34 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
 }
 
 /// The ping-pong latencies in both settings, then each program's cost.
+fn syscalls_section(cost: &syscalls::SyscallCost) -> anyhow::Result<String> {
+    let mut text = String::new();
+    writeln!(
+        text,
+        "\n## What one syscall costs, traced and untraced\n\n\
+         A nonblocking recvfrom of an empty UDP socket (a traced call: the recv family's entry and exit \
+         programs and sock_recv_length's run) and getppid (untraced, but it takes the kernel's traced \
+         entry path once any syscall tracepoint is on), each {} times in a loop pinned to one CPU, the \
+         fastest of 5 batches, over {} round(s) with the configurations alternated. The default attaches \
+         two programs on raw_syscalls:sys_enter/sys_exit that run for every syscall and look its number \
+         up; `--classic-syscalls` keeps one classic tracepoint per traced syscall, which formats a record \
+         per call before its program runs.\n\n\
+         | configuration | recvfrom (traced) | added | getppid (untraced) | added |\n|---|---:|---:|---:|---:|",
+        cost.calls, cost.rounds,
+    )?;
+    let (base_recv, base_ppid) = cost.costs[0];
+    for (config, (recv, ppid)) in syscalls::CONFIGS.iter().zip(&cost.costs) {
+        writeln!(
+            text,
+            "| {} | {recv:.0} ns | {:+.0} ns | {ppid:.0} ns | {:+.0} ns |",
+            config.name(),
+            recv - base_recv,
+            ppid - base_ppid
+        )?;
+    }
+    Ok(text)
+}
+
 fn pingpong_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
     let mut text = String::new();
     writeln!(

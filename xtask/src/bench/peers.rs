@@ -52,6 +52,9 @@ pub enum Config {
     TracerClassic,
     /// `tracer live --batched`: events batched per NET_RX run and per read (bpf_stats only).
     TracerBatched,
+    /// `tracer live --classic-syscalls`: the recv family's classic syscall tracepoints
+    /// instead of the raw syscall programs (the syscall costs only).
+    TracerClassicSyscalls,
     PerfRecord,
     Bpftrace,
 }
@@ -71,6 +74,7 @@ impl Config {
             Config::TracerLive => "tracer live",
             Config::TracerClassic => "tracer live --classic-tracepoints",
             Config::TracerBatched => "tracer live --batched",
+            Config::TracerClassicSyscalls => "tracer live --classic-syscalls",
             Config::PerfRecord => "perf record",
             Config::Bpftrace => "bpftrace",
         }
@@ -97,6 +101,11 @@ impl Config {
             Config::TracerBatched => (
                 tracer.display().to_string(),
                 vec!["live".into(), "--json".into(), "--batched".into()],
+                TRACER_READY,
+            ),
+            Config::TracerClassicSyscalls => (
+                tracer.display().to_string(),
+                vec!["live".into(), "--json".into(), "--classic-syscalls".into()],
                 TRACER_READY,
             ),
             Config::PerfRecord => {

@@ -1,0 +1,160 @@
+//! Which traced syscalls the raw syscall programs take over (tracer-ebpf
+//! `programs::syscalls`: `sys_enter_btf` and `sys_exit_btf` on `raw_syscalls:sys_enter` and
+//! `sys_exit`), written into the `SYSCALL_KINDS` global, or why the classic `syscalls:*`
+//! programs stay. A classic syscall tracepoint formats a record for every call before its
+//! program runs; the raw ones read the registers instead (BENCHMARKS.md has the cost of
+//! each).
+
+use tracer_common::{
+    EventKind, Member,
+    abi::{SYSCALL_SLOTS, SyscallRole, TRACED_SYSCALLS, syscall_slot},
+    members::RAW_SYSCALL_MEMBERS,
+};
+
+use crate::host::btf::StructOffsets;
+
+/// What the raw syscall programs take over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyscallPlan {
+    /// The `SYSCALL_KINDS` global: all untraced when the classic programs stay.
+    pub kinds: [u8; SYSCALL_SLOTS],
+    /// The event kinds the raw programs emit: both ends of each recv-family syscall.
+    pub taken: Vec<EventKind>,
+    /// Whether the wait syscalls are taken over too (journey mode tracks them).
+    pub waits: bool,
+    /// Why the classic programs stay, when they do.
+    pub classic_why: Option<String>,
+}
+
+impl SyscallPlan {
+    /// The classic programs, for `why`.
+    pub fn classic(why: String) -> Self {
+        Self {
+            kinds: [syscall_slot::UNTRACED; SYSCALL_SLOTS],
+            taken: Vec::new(),
+            waits: false,
+            classic_why: Some(why),
+        }
+    }
+
+    /// The raw programs take over every traced syscall of this architecture whose two
+    /// events are `available` (`--without` leaves one to its classic program), and in
+    /// journey mode the wait syscalls; `offsets` must locate the registers they read.
+    pub fn raw(offsets: &StructOffsets, available: &[EventKind], journey_mode: bool) -> Self {
+        if !cfg!(target_arch = "x86_64") {
+            return Self::classic("the raw syscall programs read x86-64 registers".to_owned());
+        }
+        if let Some(member) = RAW_SYSCALL_MEMBERS
+            .iter()
+            .find(|&&member| offsets.member(member).is_none())
+        {
+            return Self::classic(format!("kernel BTF lacks {}", member_name(*member)));
+        }
+        let mut plan = Self::classic(String::new());
+        plan.classic_why = None;
+        plan.waits = journey_mode;
+        for syscall in TRACED_SYSCALLS {
+            let Some(nr) = syscall.number() else {
+                continue;
+            };
+            let slot = &mut plan.kinds[nr as usize];
+            match syscall.role {
+                SyscallRole::Recv { enter, exit }
+                    if available.contains(&enter) && available.contains(&exit) =>
+                {
+                    *slot = enter as u8;
+                    plan.taken.extend([enter, exit]);
+                }
+                SyscallRole::Wait if journey_mode => *slot = syscall_slot::WAIT,
+                _ => {}
+            }
+        }
+        plan
+    }
+
+    /// Whether the raw programs are to be attached.
+    pub fn is_raw(&self) -> bool {
+        self.classic_why.is_none()
+    }
+}
+
+/// A member as `struct.field` along its first path.
+pub fn member_name(member: Member) -> String {
+    member.spec().paths[0]
+        .iter()
+        .map(|(name, field)| format!("{name}.{field}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets_with(members: &[Member]) -> StructOffsets {
+        let mut offsets = StructOffsets::default();
+        for member in members {
+            offsets.members[*member as usize] = 8 * (*member as u32);
+        }
+        offsets
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn takes_over_the_recv_family_and_in_journey_mode_the_waits() {
+        let offsets = offsets_with(&RAW_SYSCALL_MEMBERS);
+        let plan = SyscallPlan::raw(&offsets, &EventKind::ALL, true);
+        assert!(plan.is_raw());
+        assert_eq!(
+            plan.kinds[45],
+            EventKind::SysEnterRecvfrom as u8,
+            "recvfrom"
+        );
+        assert_eq!(plan.kinds[0], EventKind::SysEnterRead as u8, "read");
+        assert_eq!(plan.kinds[232], syscall_slot::WAIT, "epoll_wait");
+        assert_eq!(plan.kinds[1], syscall_slot::UNTRACED, "write");
+        assert_eq!(plan.taken.len(), 10);
+        assert!(plan.taken.contains(&EventKind::SysExitReadv));
+
+        let events = SyscallPlan::raw(&offsets, &EventKind::ALL, false);
+        assert_eq!(
+            events.kinds[232],
+            syscall_slot::UNTRACED,
+            "event mode tracks no waits"
+        );
+        assert!(!events.waits);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_syscall_missing_one_end_stays_classic() {
+        let offsets = offsets_with(&RAW_SYSCALL_MEMBERS);
+        let available: Vec<_> = EventKind::ALL
+            .into_iter()
+            .filter(|kind| *kind != EventKind::SysExitRead)
+            .collect();
+        let plan = SyscallPlan::raw(&offsets, &available, true);
+        assert_eq!(plan.kinds[0], syscall_slot::UNTRACED);
+        assert!(!plan.taken.contains(&EventKind::SysEnterRead));
+        assert!(plan.taken.contains(&EventKind::SysEnterRecvfrom));
+    }
+
+    #[test]
+    fn without_the_registers_in_btf_the_classic_programs_stay() {
+        let offsets = offsets_with(&[Member::RegsDi, Member::RegsDx, Member::RegsOrigAx]);
+        let plan = SyscallPlan::raw(&offsets, &EventKind::ALL, true);
+        assert!(!plan.is_raw());
+        assert!(plan.taken.is_empty());
+        assert!(
+            plan.kinds
+                .iter()
+                .all(|&slot| slot == syscall_slot::UNTRACED)
+        );
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(
+                plan.classic_why.as_deref(),
+                Some("kernel BTF lacks task_struct.thread_info + thread_info.status")
+            );
+        }
+    }
+}
