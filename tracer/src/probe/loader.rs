@@ -181,12 +181,12 @@ impl Probes {
         } else {
             SyscallPlan::raw(&struct_offsets, &layout.available, options.journey_mode)
         };
-        // Several events in one record (tracer-ebpf `batch`): journey mode without a flow
-        // filter (which holds the context itself), when the ends of the stretches batched (a
-        // NET_RX run's entry and exit, the traced syscalls' exits) can all be attached.
         // CPUs that pace their own wakeups (`ProbeOptions::wakeup_bytes`): those online now.
         let cpus = online_cpus()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        // Several events in one record (tracer-ebpf `batch`): journey mode without a flow
+        // filter (which holds the context itself), when the ends of the stretches batched (a
+        // NET_RX run's entry and exit, the traced syscalls' exits) can all be attached.
         let batching = options.journey_mode
             && options.batched
             && options.flow.is_none()
