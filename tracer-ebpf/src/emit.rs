@@ -139,9 +139,9 @@ pub(crate) const fn record_bytes(payload: u64) -> u64 {
 }
 
 /// Submit flags: a forced wakeup when this CPU's bytes written (`before` -> `after`) cross
-/// a multiple of `WAKEUP_BYTES`, else none. User space sets it to the ring's size over twice
-/// the number of CPUs (a power of two), so the bytes waiting reach half the ring at most before some CPU
-/// wakes the reader, whichever CPUs write.
+/// a multiple of `WAKEUP_BYTES`, else none. User space sets it to the ring's size over
+/// twice the number of CPUs (a power of two), so the bytes waiting reach half the ring at
+/// most before some CPU wakes the reader, whichever CPUs write.
 ///
 /// Why only at a crossing: forcing every submit once the threshold was passed made an
 /// irq_work (a self-IPI, a VM exit here) per event until the reader caught up, which under a

@@ -54,9 +54,9 @@ pub(crate) static NET_IRQS: [u64; NET_IRQ_WORDS] = [0; NET_IRQ_WORDS];
 pub(crate) static SYSCALL_KINDS: [u8; SYSCALL_SLOTS] = [syscall_slot::UNTRACED; SYSCALL_SLOTS];
 
 /// Each CPU wakes the reader each time the bytes it wrote into `EVENTS` cross a multiple of
-/// this, a power of two (`emit::wakeup_flags`); 0 wakes it for every event (the kernel's default). User
-/// space, which polls on a short timer as well, sets it: a wakeup per packet costs more
-/// than tracing the packet (an irq_work, on a VM an exit).
+/// this, a power of two (`emit::wakeup_flags`); 0 wakes it for every event (the kernel's
+/// default). User space, which polls on a short timer as well, sets it: a wakeup per packet
+/// costs more than tracing the packet (an irq_work, on a VM an exit).
 #[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: u32 = 0;
 
