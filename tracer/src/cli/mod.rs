@@ -88,7 +88,7 @@ pub struct RingArgs {
     pub classic_tracepoints: bool,
     /// Trace the recv-family and wait syscalls with one classic tracepoint each instead of
     /// two BTF tracepoints on every syscall (raw_syscalls:sys_enter/sys_exit). The raw ones
-    /// make each traced call about 200 ns cheaper and every other syscall about 80 ns
+    /// make each traced call about 240 ns cheaper and every other syscall about 60 ns
     /// dearer (BENCHMARKS.md): for hosts whose syscalls are mostly not reads.
     #[arg(long)]
     pub classic_syscalls: bool,
