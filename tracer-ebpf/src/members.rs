@@ -54,3 +54,12 @@ pub(crate) fn read_name(base: u64, m: Member, dst: &mut [u8; NAME_LEN]) {
     dst[..8].copy_from_slice(&low.to_le_bytes());
     dst[8..].copy_from_slice(&high.to_le_bytes());
 }
+
+/// A task's name (`task_struct.comm`, BTF-typed `task`): two plain loads, zeros without
+/// the member's offset.
+#[inline(always)]
+pub(crate) fn task_comm(task: u64) -> [u8; NAME_LEN] {
+    let mut comm = [0u8; NAME_LEN];
+    read_name(task, Member::TaskComm, &mut comm);
+    comm
+}

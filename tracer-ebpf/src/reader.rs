@@ -10,7 +10,7 @@ use tracer_common::{Event, Member, NAME_LEN, abi::NO_OFFSET};
 
 use crate::{
     globals::{NET_NS_INUM_OFF, NSPROXY_NET_NS_OFF, TASK_NSPROXY_OFF, global_u32, member},
-    members::read_name,
+    members::task_comm,
 };
 
 /// Writes the current task's cgroup id into `addr2` and its network namespace inode into
@@ -61,9 +61,6 @@ pub(crate) fn current_comm() -> [u8; NAME_LEN] {
     if member(Member::TaskComm) == NO_OFFSET {
         return bpf_get_current_comm().unwrap_or_default();
     }
-    let mut comm = [0u8; NAME_LEN];
     // SAFETY: a plain helper call; it returns the current task, never NULL.
-    let task = unsafe { bpf_get_current_task_btf() } as u64;
-    read_name(task, Member::TaskComm, &mut comm);
-    comm
+    task_comm(unsafe { bpf_get_current_task_btf() } as u64)
 }

@@ -3,23 +3,10 @@
 
 mod common;
 
-use std::{collections::HashSet, process::Command};
+use std::process::Command;
 
-use common::{kernel_test, tracer_bin};
+use common::{assert_programs_released, kernel_test, program_ids, tracer_bin};
 use serde_json::Value;
-
-fn program_ids() -> HashSet<u64> {
-    let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output()
-        .expect("bpftool runs");
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|prog| prog["id"].as_u64())
-        .collect()
-}
 
 fn competitors_running() -> usize {
     let out = Command::new("pgrep")
@@ -46,20 +33,9 @@ fn lab(name: &str) -> Value {
         0,
         "lab {name} left a competitor running"
     );
-    // The kernel releases programs asynchronously once their last fd and link go (those on
-    // raw_syscalls:sys_enter/sys_exit about 0.3 s after the lab exits, here).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let left: Vec<u64> = program_ids().difference(&before).copied().collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "lab {name} left programs {left:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    assert_programs_released(&format!("lab {name}"), |now| {
+        now.difference(&before).copied().collect()
+    });
     assert_eq!(
         std::fs::read_to_string("/sys/class/net/lo/queues/rx-0/rps_cpus").unwrap(),
         rps,

@@ -14,26 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{RunningTracer, kernel_test};
-
-/// IDs of the BPF programs loaded now (`bpftool prog show`).
-fn program_ids() -> HashSet<u64> {
-    let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output()
-        .expect("bpftool runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|prog| prog["id"].as_u64())
-        .collect()
-}
+use common::{RunningTracer, assert_programs_released, kernel_test, program_ids};
 
 #[test]
 fn a_sigkilled_tracer_leaves_no_program_behind() {
@@ -52,19 +33,9 @@ fn a_sigkilled_tracer_leaves_no_program_behind() {
         ours.len()
     );
     tracer.kill();
-    // The kernel releases programs when their last fd and link go, which is asynchronous.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Vec<u64> = program_ids().intersection(&ours).copied().collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "programs left after SIGKILL: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_programs_released("a SIGKILLed tracer", |now| {
+        now.intersection(&ours).copied().collect()
+    });
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::{
     flow::{self, Verdict},
     globals::journey_mode,
     maps::reading,
-    members::{read, read_name},
+    members::{read, read_name, task_comm},
 };
 
 /// `sched_waking` / `sched_wakeup` and their tp_btf twins (`(struct task_struct *p)`): kept
@@ -35,11 +35,7 @@ macro_rules! wake_program {
         #[btf_tracepoint(function = $tp)]
         pub fn $btf(ctx: BtfTracePointContext) -> u32 {
             let task: u64 = ctx.arg(0);
-            let comm = || {
-                let mut comm = [0u8; NAME_LEN];
-                read_name(task, Member::TaskComm, &mut comm);
-                comm
-            };
+            let comm = || task_comm(task);
             on_wake(EventKind::$kind, read(task, Member::TaskPid), comm, |ev| {
                 ev.arg1 = read(task, Member::TaskCpu);
                 ev.arg2 = read(task, Member::TaskPrio);

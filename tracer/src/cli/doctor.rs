@@ -78,8 +78,6 @@ fn attach_form(
         format!("attaches as a classic tracepoint ({why})")
     } else if !attached.contains(&kind) {
         "attaches; journeys do not use it (tracer events does)".to_owned()
-    } else if kind.btf_form().is_none() {
-        "attaches as a classic tracepoint (syscall tracepoints have no BTF form here)".to_owned()
     } else {
         "attaches as a classic tracepoint".to_owned()
     }

@@ -313,7 +313,11 @@ impl Probes {
             }
             let mut classic = None;
             if kind.tracepoint().0 == "syscalls" {
-                classic.clone_from(&syscalls.classic_why);
+                // Not taken over by the raw programs: why they are not attached, or (they
+                // are) because the syscall's other end is left out.
+                classic = Some(syscalls.classic_why.clone().unwrap_or_else(|| {
+                    "its syscall's other end is left out: not through raw_syscalls".to_owned()
+                }));
             }
             if let Some(form) = kind.btf_form() {
                 let missing = form
@@ -373,7 +377,7 @@ impl Probes {
                 _ => None,
             })
             .collect();
-        if options.journey_mode && !syscalls.waits {
+        if options.journey_mode && !syscalls.takes_waits() {
             let mut entered = false;
             for name in abi::wait_programs() {
                 let is_exit = name.starts_with("sys_exit_");

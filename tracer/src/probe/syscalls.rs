@@ -20,8 +20,6 @@ pub struct SyscallPlan {
     pub kinds: [u8; SYSCALL_SLOTS],
     /// The event kinds the raw programs emit: both ends of each recv-family syscall.
     pub taken: Vec<EventKind>,
-    /// Whether the wait syscalls are taken over too (journey mode tracks them).
-    pub waits: bool,
     /// Why the classic programs stay, when they do.
     pub classic_why: Option<String>,
 }
@@ -32,7 +30,6 @@ impl SyscallPlan {
         Self {
             kinds: [syscall_slot::UNTRACED; SYSCALL_SLOTS],
             taken: Vec::new(),
-            waits: false,
             classic_why: Some(why),
         }
     }
@@ -50,9 +47,11 @@ impl SyscallPlan {
         {
             return Self::classic(format!("kernel BTF lacks {}", member_name(*member)));
         }
-        let mut plan = Self::classic(String::new());
-        plan.classic_why = None;
-        plan.waits = journey_mode;
+        let mut plan = Self {
+            kinds: [syscall_slot::UNTRACED; SYSCALL_SLOTS],
+            taken: Vec::new(),
+            classic_why: None,
+        };
         for syscall in TRACED_SYSCALLS {
             let Some(nr) = syscall.number() else {
                 continue;
@@ -75,6 +74,11 @@ impl SyscallPlan {
     /// Whether the raw programs are to be attached.
     pub fn is_raw(&self) -> bool {
         self.classic_why.is_none()
+    }
+
+    /// Whether the raw programs track the wait syscalls too (journey mode).
+    pub fn takes_waits(&self) -> bool {
+        self.kinds.contains(&syscall_slot::WAIT)
     }
 }
 
@@ -104,7 +108,7 @@ mod tests {
     fn takes_over_the_recv_family_and_in_journey_mode_the_waits() {
         let offsets = offsets_with(&RAW_SYSCALL_MEMBERS);
         let plan = SyscallPlan::raw(&offsets, &EventKind::ALL, true);
-        assert!(plan.is_raw());
+        assert!(plan.is_raw() && plan.takes_waits());
         assert_eq!(
             plan.kinds[45],
             EventKind::SysEnterRecvfrom as u8,
@@ -122,7 +126,7 @@ mod tests {
             syscall_slot::UNTRACED,
             "event mode tracks no waits"
         );
-        assert!(!events.waits);
+        assert!(!events.takes_waits());
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -181,3 +181,41 @@ pub fn gettid() -> u32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() as u32 }
 }
+
+/// IDs of the BPF programs loaded now (`bpftool prog show`).
+pub fn program_ids() -> std::collections::HashSet<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|prog| prog["id"].as_u64())
+        .collect()
+}
+
+/// Waits up to 10 s for every program `left` names (given the programs loaded now) to be
+/// gone; fails naming them and `what` left them. The kernel releases programs
+/// asynchronously once their last fd and link go: those on raw_syscalls:sys_enter/sys_exit
+/// about 0.3 s after their process exits, here.
+pub fn assert_programs_released(
+    what: &str,
+    left: impl Fn(&std::collections::HashSet<u64>) -> Vec<u64>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = left(&program_ids());
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} left programs {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
