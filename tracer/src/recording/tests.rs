@@ -15,6 +15,12 @@ fn events(n: u64) -> Vec<Event> {
             tgid: 100 + (i % 4) as u32,
             tid: 100 + (i % 4) as u32,
             arg0: i as u32,
+            // Every column its own values, so that a column decoded into another's field
+            // shows.
+            arg1: (i * 3) as u32,
+            arg2: (i * 5 % 7) as u32,
+            addr2: i << 20 | 0x55,
+            flags: (i % 5) as u8,
             cpu: (i % 2) as u16,
             kind: EventKind::ALL[(i % 27) as usize] as u8,
             name: *b"lo\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
@@ -275,4 +281,27 @@ fn the_cgroup_table_is_optional_metadata() {
     let mut newer: serde_json::Value = serde_json::from_str(&json).unwrap();
     newer["from_the_future"] = serde_json::json!([1, 2]);
     assert_eq!(serde_json::from_value::<Metadata>(newer).unwrap(), meta);
+}
+
+#[test]
+fn a_chunk_decodes_block_by_block_and_checks_its_stamps() {
+    // 1000 events: blocks of DECODE_BLOCK and a shorter last one.
+    let events = events(1000);
+    let raw = format::encode_events(&events);
+    let mut out = vec![Event::ZERO; 3];
+    format::decode_events(&raw, events.len(), &mut out).unwrap();
+    assert_eq!(&out[3..], &events[..]);
+
+    // One stamp byte too many or too few: an error, and nothing appended.
+    let fixed = events.len() * format::EVENT_FIXED;
+    let stamps = raw.len() - fixed;
+    let mut longer = raw[..stamps].to_vec();
+    longer.push(0);
+    longer.extend_from_slice(&raw[stamps..]);
+    let shorter = [&raw[..stamps - 1], &raw[stamps..]].concat();
+    for bad in [longer, shorter, raw[..events.len() - 1].to_vec()] {
+        let mut out = vec![Event::ZERO; 3];
+        assert!(format::decode_events(&bad, events.len(), &mut out).is_err());
+        assert_eq!(out.len(), 3);
+    }
 }
