@@ -13,7 +13,7 @@ fn events(n: u64) -> Vec<Event> {
             ts: 1_000_000 + i * 1000 - (i % 3) * 7, // not monotonic: cross-CPU order
             addr: 0xffff_8880_0000_0000 + (i % 50) * 256,
             tgid: 100 + (i % 4) as u32,
-            tid: 100 + (i % 4) as u32,
+            tid: 200 + (i % 4) as u32,
             arg0: i as u32,
             // Every column its own values, so that a column decoded into another's field
             // shows.
@@ -24,7 +24,6 @@ fn events(n: u64) -> Vec<Event> {
             cpu: (i % 2) as u16,
             kind: EventKind::ALL[(i % 27) as usize] as u8,
             name: *b"lo\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
-            ..Event::ZERO
         })
         .collect()
 }
