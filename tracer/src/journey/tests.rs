@@ -7,7 +7,7 @@ use tracer_common::{
     NET_RX_SOFTIRQ,
 };
 
-use super::{Engine, EngineConfig, IrqDevice, Journey, Stage};
+use super::{Engine, EngineConfig, IrqDevice, Journey, Stage, engine::Ending};
 
 const NIC_IRQ: u32 = 38;
 const READER: u32 = 500;
@@ -1301,4 +1301,119 @@ fn a_segment_merged_in_the_backlog_survives_the_reuse_of_its_freed_address() {
         engine.stats()
     );
     assert!(journeys.iter().all(|j| j.complete));
+}
+
+#[test]
+fn segments_merged_into_a_dropped_retransmission_are_dropped_with_it() {
+    // Seen with iperf3 over loopback: two segments are reordered, the sender retransmits both
+    // (RACK), the originals are already queued when the copies reach the backlog, where the
+    // kernel merges the second copy into the first and then drops that skb as old data.
+    // The second copy's bytes went with it: crediting it to the read counted them twice.
+    const TCP_OLD_DATA: u32 = 60;
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .tcp_segment(0, 12, 900, 0x1000, (1000, 500, ACK))
+        .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 500)
+        .data_ready(0, 14, 900, TCP_SOCK, 6)
+        .tcp_segment(0, 15, 900, 0x2000, (1500, 500, PSH_ACK))
+        .tcp_probe(0, 16, 900, 0x2000, TCP_SOCK, 500)
+        .data_ready(0, 17, 900, TCP_SOCK, 6)
+        // The copies, while the reader holds the socket.
+        .tcp_segment(0, 18, 900, 0x3000, (1000, 500, ACK))
+        .tcp_segment(0, 19, 900, 0x4000, (1500, 500, PSH_ACK))
+        .softirq_exit(0, 20, 900)
+        .tcp_probe(1, 30, READER, 0x3000, TCP_SOCK, 1000)
+        .kfree(1, 31, 0x3000, TCP_OLD_DATA)
+        .tcp_read(1, 40, (READER, READER), TCP_SOCK, 1000, Some(2000));
+    let (journeys, engine) = s.run(EngineConfig::default());
+    let read: Vec<(u64, Option<u32>)> = journeys
+        .iter()
+        .filter(|j| j.complete)
+        .map(|j| (j.skbaddr.0, j.payload))
+        .collect();
+    assert_eq!(
+        read,
+        [(0x1000, Some(500)), (0x2000, Some(500))],
+        "{:?}",
+        engine.stats()
+    );
+    let dropped: Vec<u64> = journeys
+        .iter()
+        .filter(|j| j.drop_reason.is_some())
+        .map(|j| j.skbaddr.0)
+        .collect();
+    assert_eq!(dropped, [0x3000, 0x4000], "{:?}", engine.stats());
+    assert_eq!(engine.stats().dropped, 2);
+}
+
+#[test]
+fn a_retransmitted_copy_the_socket_already_had_is_not_credited_to_a_read() {
+    // Seen with iperf3 over loopback: segment A (1000..1500) arrives, then its copy A'
+    // (RACK retransmitted it after a reordering), then B (1500..1700), while the reader
+    // holds the socket. In the backlog the kernel merges B into A' (contiguous), then queues
+    // A and, from A'+B, only B's bytes (the rest is trimmed as old): no skb is dropped.
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .tcp_segment(0, 12, 900, 0x1000, (1000, 500, ACK))
+        .tcp_segment(0, 13, 900, 0x2000, (1000, 500, ACK))
+        .tcp_segment(0, 14, 900, 0x3000, (1500, 200, PSH_ACK))
+        .softirq_exit(0, 15, 900)
+        .tcp_probe(1, 20, READER, 0x1000, TCP_SOCK, 500)
+        .data_ready(1, 21, READER, TCP_SOCK, 6)
+        .tcp_probe(1, 22, READER, 0x2000, TCP_SOCK, 700)
+        .data_ready(1, 23, READER, TCP_SOCK, 6)
+        .tcp_read(1, 30, (READER, READER), TCP_SOCK, 700, Some(1700));
+    let (journeys, engine) = s.run(EngineConfig::default());
+    let read: Vec<(u64, Option<u32>)> = journeys
+        .iter()
+        .filter(|j| j.complete)
+        .map(|j| (j.skbaddr.0, j.payload))
+        .collect();
+    assert_eq!(
+        read,
+        [(0x1000, Some(500)), (0x3000, Some(200))],
+        "{:?}",
+        engine.stats()
+    );
+    let copy: Vec<&Journey> = journeys.iter().filter(|j| !j.complete).collect();
+    assert_eq!(copy.len(), 1, "{:?}", engine.stats());
+    assert_eq!(copy[0].skbaddr.0, 0x2000);
+    assert_eq!(
+        engine.stats().incomplete.get(Ending::Duplicate.as_str()),
+        Some(&1)
+    );
+    assert_eq!(engine.stats().reads_without_packet, 0);
+}
+
+#[test]
+fn a_copy_still_queued_when_its_socket_closes_was_not_left_unread() {
+    // A is read; its retransmitted copy A' is queued behind it (merged with nothing, trimmed
+    // by the kernel) and the socket closes before another read passes it.
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .tcp_segment(0, 12, 900, 0x1000, (1000, 500, PSH_ACK))
+        .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 500)
+        .data_ready(0, 14, 900, TCP_SOCK, 6)
+        .softirq_exit(0, 15, 900)
+        .tcp_read(1, 20, (READER, READER), TCP_SOCK, 500, Some(1500))
+        .raise(0, 30, 900)
+        .softirq_entry(0, 31, 900)
+        .tcp_segment(0, 32, 900, 0x2000, (1000, 500, PSH_ACK))
+        .tcp_probe(0, 33, 900, 0x2000, TCP_SOCK, 500)
+        .data_ready(0, 34, 900, TCP_SOCK, 6)
+        .softirq_exit(0, 35, 900)
+        .ev(1, 40, READER, EventKind::TcpDestroySock, |e| {
+            e.addr = TCP_SOCK
+        });
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 2, "{:?}", engine.stats());
+    assert!(journeys[0].complete);
+    assert_eq!(
+        engine.stats().incomplete.get(Ending::Duplicate.as_str()),
+        Some(&1)
+    );
+    assert_eq!(engine.stats().closed_unread, 0);
 }

@@ -109,6 +109,11 @@ pub struct Engine {
     /// kernel coalesced one into another in the socket backlog (then only the surviving skb
     /// passes tcp_probe, carrying both payloads).
     unlinked_tcp: Vec<u64>,
+    /// Segments the kernel merged into another skb in the socket backlog (its tcp_probe
+    /// carried their bytes), by that skb's address, with its journey: they share its fate, so
+    /// its drop (kfree_skb) drops them. Forgotten when their bytes reach the socket
+    /// (sk_data_ready), when the skb is freed, or when its address is received again.
+    backlog_merged: FxHashMap<u64, (u64, Ids)>,
     woken: FxHashMap<u32, Ids>,
     /// Packets whose last byte the current syscall of a thread returned.
     reading: FxHashMap<u32, Ids>,
@@ -237,7 +242,7 @@ impl Engine {
             K::SkbCopyDatagramIovec => {}
             K::KfreeSkb => self.on_free(event, true, out),
             K::ConsumeSkb => self.on_free(event, false, out),
-            K::SockRecvLength => self.on_recv_length(event),
+            K::SockRecvLength => self.on_recv_length(event, out),
             K::SysExitRecvfrom
             | K::SysExitRecvmsg
             | K::SysExitRecvmmsg

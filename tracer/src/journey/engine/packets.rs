@@ -26,6 +26,7 @@ pub(super) fn proto_name(number: u32) -> Cow<'static, str> {
 impl Engine {
     #[inline(never)]
     pub(super) fn on_gro_entry(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        self.forget_merged(event.addr);
         self.retire_skb(event.addr, out);
         let id = self.new_journey(event, Phase::Gro, out);
         self.skbs.insert(event.addr, id);
@@ -34,7 +35,16 @@ impl Engine {
         state.batch.push(id);
     }
 
+    /// A new skb at `skb`: what the backlog merged into an earlier skb there is no longer
+    /// named by it.
+    fn forget_merged(&mut self, skb: u64) {
+        if !self.backlog_merged.is_empty() {
+            self.backlog_merged.remove(&skb);
+        }
+    }
+
     pub(super) fn on_receive(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        self.forget_merged(event.addr);
         let cpu = event.cpu;
         let known = self.skbs.get(&event.addr).copied();
         let continued = known.filter(|id| {
@@ -231,6 +241,31 @@ impl Engine {
 
     #[inline(never)]
     pub(super) fn on_free(&mut self, event: &Event, dropped: bool, out: &mut Vec<Journey>) {
+        let merged = if self.backlog_merged.is_empty() {
+            None
+        } else {
+            self.backlog_merged.remove(&event.addr)
+        };
+        self.free_skb(event, dropped, out);
+        if dropped && let Some((_, merged)) = merged {
+            // Their bytes were in this skb (merged in the socket backlog): dropped with it.
+            for id in merged {
+                let Some(open) = self.open.get(&id) else {
+                    continue;
+                };
+                if matches!(open.phase, Phase::Stack | Phase::Queued) {
+                    let reason = self.drop_reason(event.arg0);
+                    if let Some(open) = self.open.get_mut(&id) {
+                        open.journey.drop_reason = Some(reason);
+                    }
+                    self.end(id, Some(Ending::Dropped), out);
+                }
+            }
+        }
+    }
+
+    /// The end of the skb at `event.addr` (freed: consumed, or dropped by the kernel).
+    fn free_skb(&mut self, event: &Event, dropped: bool, out: &mut Vec<Journey>) {
         let Some(&id) = self.skbs.get(&event.addr) else {
             return;
         };

@@ -5,7 +5,7 @@ use std::{borrow::Cow, collections::hash_map::Entry};
 
 use tracer_common::{COPIED_SEQ_VALID, Event, EventKind};
 
-use super::{Engine, Ids, Phase, packets::IPPROTO_TCP, sockets::Owner};
+use super::{Ending, Engine, Ids, Phase, packets::IPPROTO_TCP, sockets::Owner};
 use crate::journey::{
     Journey,
     model::{Addr, Shared},
@@ -86,7 +86,7 @@ impl Engine {
 
     /// `sock:sock_recv_length`: a read of a socket returned `ret` bytes.
     #[inline(never)]
-    pub(super) fn on_recv_length(&mut self, event: &Event) {
+    pub(super) fn on_recv_length(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let ret = event.arg0 as i32;
         if ret <= 0 || event.arg1 & MSG_PEEK != 0 {
             return;
@@ -124,6 +124,9 @@ impl Engine {
             Some(_) => {
                 let copied = (event.addr2 & COPIED_SEQ_VALID != 0).then_some(event.addr2 as u32);
                 let taken = self.take_tcp(sk, ret as u32, copied);
+                for id in taken.duplicate {
+                    self.end(id, Some(Ending::Duplicate), out);
+                }
                 (taken.done, taken.partial)
             }
             None => (self.take_by_wakeup(event, tcp_read), Ids::new()),

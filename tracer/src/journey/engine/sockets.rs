@@ -2,7 +2,10 @@
 //! a byte stream (TCP, in sequence order) or datagrams (UDP), what a TCP read takes from it,
 //! and the socket's end (tcp_destroy_sock).
 
-use std::{borrow::Cow, collections::VecDeque};
+use std::{
+    borrow::Cow,
+    collections::{VecDeque, hash_map::Entry},
+};
 
 use tracer_common::Event;
 
@@ -32,6 +35,9 @@ pub(super) struct SocketQueue {
     pub owner: Owner,
     /// A TCP socket: the queue is a byte stream.
     pub tcp: bool,
+    /// TCP with sequence numbers: the sequence number after the last byte a read was
+    /// credited with. A queued segment below it is a copy of bytes already returned.
+    pub credited: Option<u32>,
 }
 
 impl SocketQueue {
@@ -63,6 +69,9 @@ pub(super) struct Taken {
     pub done: Ids,
     /// Packets it returned only part of.
     pub partial: Ids,
+    /// Retransmitted copies of bytes a read had already been credited with (ended by the
+    /// caller as [`Ending::Duplicate`](super::Ending::Duplicate)).
+    pub duplicate: Ids,
 }
 
 impl Engine {
@@ -97,7 +106,12 @@ impl Engine {
         if own & 0xffff != data_len
             && let Some(seq) = seq
         {
-            linked.extend(self.coalesced_into(seq, own, data_len, event.arg1));
+            let merged = self.coalesced_into(seq, own, data_len, event.arg1);
+            if !merged.is_empty() {
+                self.backlog_merged
+                    .insert(skb, (id, merged.iter().copied().collect()));
+            }
+            linked.extend(merged);
         }
         for id in linked {
             let Some(open) = self.open.get_mut(&id) else {
@@ -171,6 +185,13 @@ impl Engine {
                 // and freed untraced, so its address no longer names this packet.
                 if self.skbs.get(&open.skb) == Some(&id) {
                     self.skbs.remove(&open.skb);
+                }
+                // Merged segments are on the socket with it: no drop can take them now.
+                if !self.backlog_merged.is_empty()
+                    && let Entry::Occupied(entry) = self.backlog_merged.entry(open.skb)
+                    && entry.get().0 == id
+                {
+                    entry.remove();
                 }
             }
             // The wakeup that follows is the newest segment's.
@@ -270,12 +291,32 @@ impl Engine {
                 taken.done.push(id);
                 continue;
             };
-            let remaining = payload.saturating_sub(open.taken);
+            let mut remaining = payload.saturating_sub(open.taken);
             let covered = match (copied_seq, open.seq) {
                 (Some(copied), Some(seq)) => {
-                    let next = seq.wrapping_add(open.taken);
+                    let mut next = seq.wrapping_add(open.taken);
+                    // Bytes another segment already brought (a retransmitted copy the
+                    // kernel trimmed): skipped, never credited twice.
+                    if let Some(credited) = queue.credited
+                        && after(credited, next)
+                    {
+                        let old = credited.wrapping_sub(next).min(remaining);
+                        open.taken += old;
+                        remaining -= old;
+                        next = next.wrapping_add(old);
+                        if remaining == 0 && payload > 0 {
+                            queue.ids.pop_front();
+                            taken.duplicate.push(id);
+                            continue;
+                        }
+                    }
                     if after(copied, next) {
-                        copied.wrapping_sub(next).min(remaining)
+                        let covered = copied.wrapping_sub(next).min(remaining);
+                        let end = next.wrapping_add(covered);
+                        if queue.credited.is_none_or(|credited| after(end, credited)) {
+                            queue.credited = Some(end);
+                        }
+                        covered
                     } else {
                         0
                     }
@@ -312,10 +353,22 @@ impl Engine {
         };
         let ids: Vec<u64> = queue.ids.iter().copied().collect();
         let counted = !self.config.readers.is_active() || queue.owner == Owner::Selected;
+        let credited = queue.credited;
         for id in ids {
             let Some(open) = self.open.get(&id) else {
                 continue;
             };
+            // A copy of bytes a read already returned was not left unread.
+            let end = open
+                .seq
+                .zip(open.journey.payload)
+                .map(|(seq, n)| seq.wrapping_add(n));
+            if let (Some(end), Some(credited)) = (end, credited)
+                && !after(end, credited)
+            {
+                self.end(id, Some(Ending::Duplicate), out);
+                continue;
+            }
             let reason = if open.taken > 0 {
                 Ending::ClosedPartlyRead
             } else {

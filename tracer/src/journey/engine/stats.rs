@@ -136,6 +136,10 @@ endings! {
     NoSocket => "no socket",
     /// Events were lost while it was open.
     EventsLost => "events lost",
+    /// A retransmitted TCP segment whose bytes its socket already had from another one (the
+    /// kernel trimmed them, or merged the copy into a segment it then trimmed): no read
+    /// returned them from this copy.
+    Duplicate => "a retransmitted copy of bytes the socket already had",
 }
 
 /// A count per [`Ending`], in an array: counting is an index and an add.

@@ -18,6 +18,14 @@ impl Engine {
         self.awaiting_ready.retain(|_, ids| !ids.is_empty());
         self.unlinked_tcp
             .retain(|id| open.get(id).is_some_and(|o| o.phase == Phase::Stack));
+        for (_, merged) in self.backlog_merged.values_mut() {
+            merged.retain(|id| {
+                open.get(id)
+                    .is_some_and(|o| matches!(o.phase, Phase::Stack | Phase::Queued))
+            });
+        }
+        self.backlog_merged
+            .retain(|_, (_, merged)| !merged.is_empty());
         for queue in self.sockets.values_mut() {
             queue.ids.retain(|id| open.contains_key(id));
         }
@@ -62,6 +70,11 @@ impl Engine {
         self.skbs.len()
             + self.awaiting_ready.values().map(Vec::len).sum::<usize>()
             + self.unlinked_tcp.len()
+            + self
+                .backlog_merged
+                .values()
+                .map(|(_, ids)| ids.len())
+                .sum::<usize>()
             + self.sockets.values().map(|q| q.ids.len()).sum::<usize>()
             + self.woken.values().map(|ids| ids.len()).sum::<usize>()
             + self.reading.values().map(|ids| ids.len()).sum::<usize>()
