@@ -42,6 +42,12 @@ pub struct ProgramCounters {
     pub run_count: u64,
 }
 
+/// What a recursion miss means for the journeys, said after a non-zero count.
+pub const MISSES_MEANING: &str = "a recursion miss is a run the kernel skipped because the \
+     same program was already running on that CPU (e.g. a softirq's tcp_probe interrupting \
+     the one a reader's backlog processing ran): that event is missing, so its packet has no \
+     complete journey, and with kernel BTF its bytes are credited to no other one";
+
 /// `recursion misses: N (prog=n, ...)`, naming only the programs that missed runs.
 pub fn misses_line(misses: &std::collections::BTreeMap<String, u64>) -> String {
     let total: u64 = misses.values().sum();

@@ -256,6 +256,9 @@ pub async fn follow(
         sink.summary(&tracker, Some(&lost), started.elapsed(), true);
         // Runs the kernel skipped are lost events too, outside the ring buffer's count.
         eprintln!("tracer: {}", crate::probe::stats::misses_line(&misses));
+        if misses.values().any(|&n| n > 0) {
+            eprintln!("tracer: {}", crate::probe::stats::MISSES_MEANING);
+        }
     }
     if let Some(err) = write_failure.or(finish_failure) {
         return Err(err)
