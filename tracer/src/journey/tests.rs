@@ -1417,3 +1417,46 @@ fn a_copy_still_queued_when_its_socket_closes_was_not_left_unread() {
     );
     assert_eq!(engine.stats().closed_unread, 0);
 }
+
+#[test]
+fn a_new_connection_on_a_socket_address_is_not_judged_by_the_last_ones_reads() {
+    // The first connection's reads credit up to 5000; its tcp_destroy_sock is not traced
+    // (`--without tcp:tcp_destroy_sock`) and a new connection, from another client port,
+    // gets the same socket address with sequence numbers below that point.
+    let mut s = Stream::default();
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .tcp_segment(0, 12, 900, 0x1000, (4000, 1000, PSH_ACK))
+        .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 1000)
+        .data_ready(0, 14, 900, TCP_SOCK, 6)
+        .softirq_exit(0, 15, 900)
+        .tcp_read(1, 20, (READER, READER), TCP_SOCK, 1000, Some(5000))
+        .raise(0, 30, 900)
+        .softirq_entry(0, 31, 900)
+        .ev(0, 32, 900, EventKind::NetifReceiveSkb, |e| {
+            e.addr = 0x2000;
+            e.arg0 = 52 + 300;
+            e.name = named("lo");
+            e.arg1 = HDR_VALID | 4 << 16 | u32::from(PSH_ACK) << 8 | 6;
+            e.arg2 = 300;
+            e.addr2 = 1000 | 40001 << 32 | 6379 << 48;
+        })
+        .ev(0, 33, 900, EventKind::TcpProbe, |e| {
+            e.addr = 0x2000;
+            e.addr2 = TCP_SOCK;
+            e.arg0 = 300;
+            e.arg1 = 6379 << 16 | 40001;
+            e.arg2 = 2;
+        })
+        .data_ready(0, 34, 900, TCP_SOCK, 6)
+        .softirq_exit(0, 35, 900)
+        .tcp_read(1, 40, (READER, READER), TCP_SOCK, 300, Some(1300));
+    let (journeys, engine) = s.run(EngineConfig::default());
+    let read: Vec<(u64, bool)> = journeys.iter().map(|j| (j.skbaddr.0, j.complete)).collect();
+    assert_eq!(
+        read,
+        [(0x1000, true), (0x2000, true)],
+        "{:?}",
+        engine.stats()
+    );
+}

@@ -36,8 +36,19 @@ pub(super) struct SocketQueue {
     /// A TCP socket: the queue is a byte stream.
     pub tcp: bool,
     /// TCP with sequence numbers: the sequence number after the last byte a read was
-    /// credited with. A queued segment below it is a copy of bytes already returned.
-    pub credited: Option<u32>,
+    /// credited with, and the segment's ports. A queued segment of those ports below it is a
+    /// copy of bytes already returned. The ports keep a connection that missed its
+    /// tcp_destroy_sock (and whose socket address came back) from judging the next one.
+    pub credited: Option<(u32, (u16, u16))>,
+}
+
+impl SocketQueue {
+    /// Where the bytes credited so far end, for a segment of these ports.
+    fn credited_for(&self, ports: Option<(u16, u16)>) -> Option<u32> {
+        self.credited
+            .filter(|(_, of)| Some(*of) == ports)
+            .map(|(seq, _)| seq)
+    }
 }
 
 impl SocketQueue {
@@ -297,7 +308,7 @@ impl Engine {
                     let mut next = seq.wrapping_add(open.taken);
                     // Bytes another segment already brought (a retransmitted copy the
                     // kernel trimmed): skipped, never credited twice.
-                    if let Some(credited) = queue.credited
+                    if let Some(credited) = queue.credited_for(open.ports)
                         && after(credited, next)
                     {
                         let old = credited.wrapping_sub(next).min(remaining);
@@ -313,8 +324,12 @@ impl Engine {
                     if after(copied, next) {
                         let covered = copied.wrapping_sub(next).min(remaining);
                         let end = next.wrapping_add(covered);
-                        if queue.credited.is_none_or(|credited| after(end, credited)) {
-                            queue.credited = Some(end);
+                        if let Some(ports) = open.ports
+                            && queue
+                                .credited_for(open.ports)
+                                .is_none_or(|credited| after(end, credited))
+                        {
+                            queue.credited = Some((end, ports));
                         }
                         covered
                     } else {
@@ -358,6 +373,9 @@ impl Engine {
             let Some(open) = self.open.get(&id) else {
                 continue;
             };
+            let credited = credited
+                .filter(|(_, ports)| Some(*ports) == open.ports)
+                .map(|(seq, _)| seq);
             // A copy of bytes a read already returned was not left unread.
             let end = open
                 .seq
