@@ -43,6 +43,15 @@ fn have(program: &str) -> bool {
     found
 }
 
+/// Waits up to 10 s for `ready`, failing with "`what` did not start".
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
@@ -148,14 +157,11 @@ impl Redis {
             port,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis
-            .cli(&["ping"])
-            .is_none_or(|pong| pong.trim() != "PONG")
-        {
-            assert!(Instant::now() < deadline, "redis-server did not answer");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for("redis-server", || {
+            redis
+                .cli(&["ping"])
+                .is_some_and(|pong| pong.trim() == "PONG")
+        });
         redis
     }
 
@@ -380,13 +386,9 @@ impl Nginx {
             dir,
             _temp: temp,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while nginx.workers().len() < 2
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        {
-            assert!(Instant::now() < deadline, "nginx did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for("nginx", || {
+            nginx.workers().len() >= 2 && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         nginx
     }
 
@@ -783,11 +785,9 @@ fn memcached_udp_workers_each_datagram_is_one_journey_of_its_reader() {
         .args(["-p", &tcp_port.to_string(), "-U", &udp_port.to_string()])
         .spawn()
         .expect("start memcached");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", tcp_port)).is_err() {
-        assert!(Instant::now() < deadline, "memcached did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("memcached", || {
+        std::net::TcpStream::connect(("127.0.0.1", tcp_port)).is_ok()
+    });
     let pid = u64::from(child.id());
     let threads: BTreeSet<u64> = fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -883,12 +883,10 @@ fn iperf3_run() -> Result<(), String> {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start iperf3 -s");
-    let deadline = Instant::now() + Duration::from_secs(10);
     // Listening (a probe connection would be taken for a client).
-    while !run("ss", &["-Hltn", &format!("sport = :{port}")]).contains(&port) {
-        assert!(Instant::now() < deadline, "iperf3 -s did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("iperf3 -s", || {
+        run("ss", &["-Hltn", &format!("sport = :{port}")]).contains(&port)
+    });
     let dir = tempfile::tempdir().unwrap();
     let tracer = RunningTracer::start(&["live", "--json", "--interval", "1h"], dir.path());
     // Two streams as fast as loopback goes: the load at which the sender retransmits

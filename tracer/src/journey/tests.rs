@@ -13,6 +13,8 @@ const NIC_IRQ: u32 = 38;
 const READER: u32 = 500;
 const SOCK: u64 = 0xffff_0000_5000;
 const TCP_SOCK: u64 = 0xffff_0000_6000;
+/// The client port of the TCP segments `Stream::tcp_segment` makes.
+const CLIENT_PORT: u16 = 40000;
 
 fn named(text: &str) -> [u8; NAME_LEN] {
     let mut name = [0; NAME_LEN];
@@ -155,9 +157,22 @@ impl Stream {
         self.ev(cpu, us, 0, EventKind::ConsumeSkb, |e| e.addr = skb)
     }
 
-    /// netif_receive_skb of a TCP segment whose headers the kernel side read.
+    /// netif_receive_skb of a TCP segment whose headers the kernel side read, from the
+    /// client's port 40000 to the server's 6379.
     fn tcp_segment(
         &mut self,
+        cpu: u16,
+        us: u64,
+        tid: u32,
+        skb: u64,
+        segment: (u32, u32, u8),
+    ) -> &mut Self {
+        self.tcp_segment_from(CLIENT_PORT, cpu, us, tid, skb, segment)
+    }
+    /// [`Self::tcp_segment`] from the client's port `port`.
+    fn tcp_segment_from(
+        &mut self,
+        port: u16,
         cpu: u16,
         us: u64,
         tid: u32,
@@ -170,8 +185,7 @@ impl Stream {
             e.name = named("lo");
             e.arg1 = HDR_VALID | 4 << 16 | u32::from(flags) << 8 | 6;
             e.arg2 = payload;
-            // From the client's port 40000 to the server's 6379.
-            e.addr2 = u64::from(seq) | 40000 << 32 | 6379 << 48;
+            e.addr2 = u64::from(seq) | u64::from(port) << 32 | 6379 << 48;
         })
     }
     fn tcp_probe(
@@ -183,12 +197,24 @@ impl Stream {
         sk: u64,
         data_len: u32,
     ) -> &mut Self {
+        self.tcp_probe_from(CLIENT_PORT, cpu, us, tid, (skb, sk), data_len)
+    }
+    /// tcp_probe of a segment from the client's port `port`.
+    fn tcp_probe_from(
+        &mut self,
+        port: u16,
+        cpu: u16,
+        us: u64,
+        tid: u32,
+        (skb, sk): (u64, u64),
+        data_len: u32,
+    ) -> &mut Self {
         self.ev(cpu, us, tid, EventKind::TcpProbe, |e| {
             e.addr = skb;
             e.addr2 = sk;
             e.arg0 = data_len;
-            // The socket's view: local port 6379, remote 40000.
-            e.arg1 = 6379 << 16 | 40000;
+            // The socket's view: local port 6379, remote `port`.
+            e.arg1 = 6379 << 16 | u32::from(port);
             e.arg2 = 2;
         })
     }
@@ -1327,13 +1353,8 @@ fn segments_merged_into_a_dropped_retransmission_are_dropped_with_it() {
         .kfree(1, 31, 0x3000, TCP_OLD_DATA)
         .tcp_read(1, 40, (READER, READER), TCP_SOCK, 1000, Some(2000));
     let (journeys, engine) = s.run(EngineConfig::default());
-    let read: Vec<(u64, Option<u32>)> = journeys
-        .iter()
-        .filter(|j| j.complete)
-        .map(|j| (j.skbaddr.0, j.payload))
-        .collect();
     assert_eq!(
-        read,
+        complete_payloads(&journeys),
         [(0x1000, Some(500)), (0x2000, Some(500))],
         "{:?}",
         engine.stats()
@@ -1366,13 +1387,8 @@ fn a_retransmitted_copy_the_socket_already_had_is_not_credited_to_a_read() {
         .data_ready(1, 23, READER, TCP_SOCK, 6)
         .tcp_read(1, 30, (READER, READER), TCP_SOCK, 700, Some(1700));
     let (journeys, engine) = s.run(EngineConfig::default());
-    let read: Vec<(u64, Option<u32>)> = journeys
-        .iter()
-        .filter(|j| j.complete)
-        .map(|j| (j.skbaddr.0, j.payload))
-        .collect();
     assert_eq!(
-        read,
+        complete_payloads(&journeys),
         [(0x1000, Some(500)), (0x3000, Some(200))],
         "{:?}",
         engine.stats()
@@ -1433,21 +1449,8 @@ fn a_new_connection_on_a_socket_address_is_not_judged_by_the_last_ones_reads() {
         .tcp_read(1, 20, (READER, READER), TCP_SOCK, 1000, Some(5000))
         .raise(0, 30, 900)
         .softirq_entry(0, 31, 900)
-        .ev(0, 32, 900, EventKind::NetifReceiveSkb, |e| {
-            e.addr = 0x2000;
-            e.arg0 = 52 + 300;
-            e.name = named("lo");
-            e.arg1 = HDR_VALID | 4 << 16 | u32::from(PSH_ACK) << 8 | 6;
-            e.arg2 = 300;
-            e.addr2 = 1000 | 40001 << 32 | 6379 << 48;
-        })
-        .ev(0, 33, 900, EventKind::TcpProbe, |e| {
-            e.addr = 0x2000;
-            e.addr2 = TCP_SOCK;
-            e.arg0 = 300;
-            e.arg1 = 6379 << 16 | 40001;
-            e.arg2 = 2;
-        })
+        .tcp_segment_from(CLIENT_PORT + 1, 0, 32, 900, 0x2000, (1000, 300, PSH_ACK))
+        .tcp_probe_from(CLIENT_PORT + 1, 0, 33, 900, (0x2000, TCP_SOCK), 300)
         .data_ready(0, 34, 900, TCP_SOCK, 6)
         .softirq_exit(0, 35, 900)
         .tcp_read(1, 40, (READER, READER), TCP_SOCK, 300, Some(1300));
@@ -1459,4 +1462,13 @@ fn a_new_connection_on_a_socket_address_is_not_judged_by_the_last_ones_reads() {
         "{:?}",
         engine.stats()
     );
+}
+
+/// The skb address and payload of each complete journey, in order.
+fn complete_payloads(journeys: &[Journey]) -> Vec<(u64, Option<u32>)> {
+    journeys
+        .iter()
+        .filter(|j| j.complete)
+        .map(|j| (j.skbaddr.0, j.payload))
+        .collect()
 }

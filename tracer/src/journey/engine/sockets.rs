@@ -42,13 +42,12 @@ pub(super) struct SocketQueue {
     pub credited: Option<(u32, (u16, u16))>,
 }
 
-impl SocketQueue {
-    /// Where the bytes credited so far end, for a segment of these ports.
-    fn credited_for(&self, ports: Option<(u16, u16)>) -> Option<u32> {
-        self.credited
-            .filter(|(_, of)| Some(*of) == ports)
-            .map(|(seq, _)| seq)
-    }
+/// Where the bytes `credited` (a queue's [`SocketQueue::credited`]) end, for a segment of
+/// these ports.
+fn credited_for(credited: Option<(u32, (u16, u16))>, ports: Option<(u16, u16)>) -> Option<u32> {
+    credited
+        .filter(|(_, of)| Some(*of) == ports)
+        .map(|(seq, _)| seq)
 }
 
 impl SocketQueue {
@@ -306,9 +305,10 @@ impl Engine {
             let covered = match (copied_seq, open.seq) {
                 (Some(copied), Some(seq)) => {
                     let mut next = seq.wrapping_add(open.taken);
+                    let credited = credited_for(queue.credited, open.ports);
                     // Bytes another segment already brought (a retransmitted copy the
                     // kernel trimmed): skipped, never credited twice.
-                    if let Some(credited) = queue.credited_for(open.ports)
+                    if let Some(credited) = credited
                         && after(credited, next)
                     {
                         let old = credited.wrapping_sub(next).min(remaining);
@@ -325,9 +325,7 @@ impl Engine {
                         let covered = copied.wrapping_sub(next).min(remaining);
                         let end = next.wrapping_add(covered);
                         if let Some(ports) = open.ports
-                            && queue
-                                .credited_for(open.ports)
-                                .is_none_or(|credited| after(end, credited))
+                            && credited.is_none_or(|credited| after(end, credited))
                         {
                             queue.credited = Some((end, ports));
                         }
@@ -373,9 +371,7 @@ impl Engine {
             let Some(open) = self.open.get(&id) else {
                 continue;
             };
-            let credited = credited
-                .filter(|(_, ports)| Some(*ports) == open.ports)
-                .map(|(seq, _)| seq);
+            let credited = credited_for(credited, open.ports);
             // A copy of bytes a read already returned was not left unread.
             let end = open
                 .seq
