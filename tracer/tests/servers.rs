@@ -1,6 +1,7 @@
-//! Kernel tests against real servers nobody here wrote (redis, nginx, ab from Debian's
-//! packages, installed by `cargo xtask setup`), with the servers' own counters as ground
-//! truth: every byte a server read belongs to exactly one journey of that server.
+//! Kernel tests against real servers nobody here wrote (redis, nginx, ab, memcached,
+//! iperf3 and python3's http.server, from Debian's packages, installed by `cargo xtask
+//! setup`), with the servers' own counters (or, for http.server, the test's own client) as
+//! ground truth: every byte a server read belongs to exactly one journey of that server.
 
 mod common;
 
@@ -963,4 +964,178 @@ fn iperf3_run() -> Result<(), String> {
         eprintln!("iperf3: {label}");
     }
     Ok(())
+}
+
+/// Python's `http.server` (a ThreadingHTTPServer): a new thread per connection reads the
+/// request, the response is written and the connection closed. Ground truth is this test's
+/// own client: the bytes it sent (the server reads a request through its blank line, all
+/// of it) and the bytes its reads returned.
+struct PythonHttp {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PythonHttp {
+    /// Serves a small file and a 64 KiB one.
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("small.txt"), b"hello\n").unwrap();
+        let blob: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+        fs::write(dir.path().join("blob.bin"), blob).unwrap();
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        wait_for("python3 -m http.server", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> u64 {
+        u64::from(self.child.id())
+    }
+
+    /// `connections` requests, each on its own connection and sent in two writes 2 ms
+    /// apart (the server's thread reads the first part and blocks for the rest). Returns
+    /// (bytes sent, bytes received, this thread's id).
+    fn client(&self, connections: u32) -> (u64, u64, u64) {
+        use std::io::{Read as _, Write as _};
+        let (mut sent, mut received) = (0u64, 0u64);
+        let mut buf = vec![0u8; 65536];
+        for seq in 0..connections {
+            let file = if seq % 2 == 0 {
+                "small.txt"
+            } else {
+                "blob.bin"
+            };
+            let request = format!("GET /{file} HTTP/1.0\r\nHost: test\r\nX-Seq: {seq:06}\r\n\r\n");
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (head, rest) = request.as_bytes().split_at(12);
+            stream.write_all(head).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            stream.write_all(rest).unwrap();
+            sent += request.len() as u64;
+            loop {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                received += n as u64;
+            }
+        }
+        (sent, received, u64::from(common::gettid()))
+    }
+}
+
+impl Drop for PythonHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn python_http_server_threads_journeys_carry_exactly_each_requests_bytes() {
+    let Some(_serial) =
+        kernel_test("python_http_server_threads_journeys_carry_exactly_each_requests_bytes")
+    else {
+        return;
+    };
+    if !have("python3") {
+        return;
+    }
+    let server = PythonHttp::start();
+    let python = server.pid();
+    let us = u64::from(std::process::id());
+    const CONNECTIONS: u32 = 40;
+    for with_pid in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let python_text = python.to_string();
+        let mut args = vec!["live", "--json", "--interval", "1h"];
+        if with_pid {
+            args.extend(["--pid", python_text.as_str()]);
+        }
+        let tracer = RunningTracer::start(&args, dir.path());
+        let (sent, received, client_tid) = server.client(CONNECTIONS);
+        std::thread::sleep(Duration::from_millis(300));
+        let (stdout, stderr) = tracer.stop();
+        assert_no_loss("http.server", &stderr);
+        assert_summary_clean("http.server", &stderr);
+        let journeys = json_events(&stdout);
+        let served = journeys_of(&journeys, &BTreeSet::from([python]));
+        eprintln!(
+            "http.server (--pid: {with_pid}): sent {sent} bytes, journeys {} in {}",
+            payload_sum(&served),
+            served.len()
+        );
+        assert_eq!(
+            payload_sum(&served),
+            sent,
+            "request bytes, --pid {with_pid}"
+        );
+        assert_all_complete("http.server", &served);
+        // One reading thread per connection (the client's port), never the accepting one.
+        let mut readers: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        for j in &served {
+            let tid = j["tid"].as_u64().unwrap();
+            assert_ne!(tid, python, "read by the accepting thread: {j}");
+            readers
+                .entry(j["sport"].as_u64().unwrap())
+                .or_default()
+                .insert(tid);
+        }
+        assert_eq!(
+            readers.len(),
+            CONNECTIONS as usize,
+            "connections with journeys"
+        );
+        for (port, tids) in &readers {
+            assert_eq!(
+                tids.len(),
+                1,
+                "connection from port {port} read by {tids:?}"
+            );
+        }
+        let threads: BTreeSet<&u64> = readers.values().flatten().collect();
+        assert_eq!(
+            threads.len(),
+            CONNECTIONS as usize,
+            "a thread per connection"
+        );
+        if with_pid {
+            assert!(
+                journeys.iter().all(|j| j["pid"].as_u64() == Some(python)),
+                "--pid shows other processes' journeys"
+            );
+        } else {
+            let ours = journeys_of(&journeys, &BTreeSet::from([us]));
+            assert_eq!(
+                payload_sum(&ours),
+                received,
+                "response bytes the client read"
+            );
+            assert_all_complete("http.server client", &ours);
+            for j in &ours {
+                assert_eq!(j["tid"].as_u64(), Some(client_tid), "client reader: {j}");
+            }
+        }
+    }
 }

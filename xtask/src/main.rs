@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
 /// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests; real
-/// servers and clients nobody here wrote (redis, nginx, ab, memcached, iperf3) for
+/// servers and clients nobody here wrote (redis, nginx, ab, memcached, iperf3, python3's
+/// http.server) for
 /// tests/servers.rs;
 /// tmux, the terminal tests/top.rs drives `tracer top` in; prometheus, the real server
 /// tests/prometheus.rs scrapes `tracer live --metrics` with (on its own loopback port and
@@ -34,6 +35,7 @@ const APT_PACKAGES: &[&str] = &[
     "apache2-utils",
     "memcached",
     "iperf3",
+    "python3",
     "tmux",
     "prometheus",
 ];
