@@ -114,6 +114,12 @@ event_kinds! {
     TcpProbe = 28 => ("tcp", "tcp_probe"),
     /// `tcp:tcp_destroy_sock`: `addr` = sock. The socket's lifetime ends here.
     TcpDestroySock = 29 => ("tcp", "tcp_destroy_sock"),
+    /// `tcp:tcp_rcv_space_adjust` (since Linux 4.17), emitted only outside the recv-family
+    /// and wait syscalls, whose reads `sock_recv_length` reports: TCP bytes consumed
+    /// without it (`splice()`, `sendfile()` from a socket, zero-copy receive). `addr` =
+    /// sock, `addr2` = `COPIED_SEQ_VALID | tcp_sock.copied_seq` after the consumption (0
+    /// without BTF), `name` = the consuming task's comm.
+    TcpRcvSpaceAdjust = 30 => ("tcp", "tcp_rcv_space_adjust"),
 }
 
 impl EventKind {

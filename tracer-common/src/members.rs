@@ -152,6 +152,7 @@ impl EventKind {
                 &[SkbLen, SkbData, SockFamily, InetSport, SockDport],
             ),
             EventKind::TcpDestroySock => ("tcp_destroy_sock_btf", &[]),
+            EventKind::TcpRcvSpaceAdjust => ("tcp_rcv_space_adjust_btf", &[]),
             _ => return None,
         };
         Some(BtfForm { program, members })

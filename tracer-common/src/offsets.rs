@@ -140,6 +140,7 @@ slots! {
     TcpProbeDport = ("tcp", "tcp_probe", "dport", Int(2), true),
     TcpProbeFamily = ("tcp", "tcp_probe", "family", Int(2), true),
     DestroySk = ("tcp", "tcp_destroy_sock", "skaddr", Int(8), false),
+    RcvSpaceSk = ("tcp", "tcp_rcv_space_adjust", "skaddr", Int(8), false),
 }
 
 #[cfg(test)]

@@ -202,7 +202,7 @@ fn doctor_reports_full_journeys_here_and_degraded_without_a_tracepoint() {
         .iter()
         .filter(|check| check["check"].as_str().unwrap().contains(':'))
         .collect();
-    assert_eq!(tracepoints.len(), 29);
+    assert_eq!(tracepoints.len(), 30);
     assert!(
         tracepoints.iter().all(|check| check["status"] == "ok"),
         "{report}"

@@ -1,7 +1,8 @@
 //! Kernel tests against real servers nobody here wrote (redis, nginx, ab, memcached,
-//! iperf3 and python3's http.server, from Debian's packages, installed by `cargo xtask
-//! setup`), with the servers' own counters (or, for http.server, the test's own client) as
-//! ground truth: every byte a server read belongs to exactly one journey of that server.
+//! iperf3, python3's http.server and haproxy, from Debian's packages, installed by `cargo
+//! xtask setup`), with the servers' own counters (or, for http.server, the test's own
+//! client) as ground truth: every byte a server read belongs to exactly one journey of that
+//! server.
 
 mod common;
 
@@ -1136,6 +1137,210 @@ fn python_http_server_threads_journeys_carry_exactly_each_requests_bytes() {
             for j in &ours {
                 assert_eq!(j["tid"].as_u64(), Some(client_tid), "client reader: {j}");
             }
+        }
+    }
+}
+
+/// HAProxy as a TCP proxy told to splice both directions (`option splice-request`,
+/// `splice-response`): it moves the bytes from one socket to the other through a pipe with
+/// splice(), which reads no socket through recvmsg, so no sock_recv_length. Its own
+/// counters are the truth: its frontend's `bin` (bytes it read from clients) and `bout`
+/// (bytes it sent them, all read from the server).
+struct Haproxy {
+    child: Child,
+    port: u16,
+    stats: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn start(server_port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let stats = dir.path().join("stats.sock");
+        let config = dir.path().join("haproxy.cfg");
+        fs::write(
+            &config,
+            format!(
+                "global\n  nbthread 1\n  stats socket {} mode 600 level admin\n\
+                 defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  \
+                 timeout server 30s\n  option splice-request\n  option splice-response\n\
+                 frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+                 backend be\n  server s1 127.0.0.1:{server_port}\n",
+                stats.display()
+            ),
+        )
+        .unwrap();
+        // -db: in the foreground, so the child is the proxy itself.
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let haproxy = Self {
+            child,
+            port,
+            stats,
+            _dir: dir,
+        };
+        wait_for("haproxy", || haproxy.stat("FRONTEND").is_some());
+        haproxy
+    }
+
+    fn pid(&self) -> u64 {
+        u64::from(self.child.id())
+    }
+
+    /// (`bin`, `bout`) of the row `svname` of `show stat` (the frontend's: "FRONTEND").
+    fn stat(&self, svname: &str) -> Option<(u64, u64)> {
+        use std::io::{Read as _, Write as _};
+        let mut socket = std::os::unix::net::UnixStream::connect(&self.stats).ok()?;
+        socket.write_all(b"show stat\n").ok()?;
+        let mut text = String::new();
+        socket.read_to_string(&mut text).ok()?;
+        // `# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,...`
+        text.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields.get(1) == Some(&svname))
+                .then(|| Some((fields.get(8)?.parse().ok()?, fields.get(9)?.parse().ok()?)))
+                .flatten()
+        })
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test's own backend: for each connection, reads `request` bytes, answers `response`
+/// bytes and closes. Returns (its port, the thread, which returns (bytes read, its pid's
+/// reading thread id)).
+fn backend(
+    connections: u32,
+    request: u64,
+    response: usize,
+) -> (u16, std::thread::JoinHandle<(u64, u64)>) {
+    use std::io::{Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let mut read = 0;
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..connections {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut got = 0;
+            while got < request {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the proxy closed after {got} of {request} bytes");
+                got += n as u64;
+            }
+            read += got;
+            stream.write_all(&vec![b'r'; response]).unwrap();
+        }
+        (read, u64::from(common::gettid()))
+    });
+    (port, thread)
+}
+
+#[test]
+fn haproxy_splicing_journeys_carry_exactly_the_bytes_it_moved() {
+    use std::io::{Read as _, Write as _};
+    let Some(_serial) = kernel_test("haproxy_splicing_journeys_carry_exactly_the_bytes_it_moved")
+    else {
+        return;
+    };
+    if !have("haproxy") {
+        return;
+    }
+    const CONNECTIONS: u32 = 4;
+    const CHUNKS: u64 = 30;
+    const CHUNK: usize = 10_000;
+    const RESPONSE: usize = 200_000;
+    let us = u64::from(std::process::id());
+    for with_pid in [false, true] {
+        let (backend_port, backend) = backend(CONNECTIONS, CHUNKS * CHUNK as u64, RESPONSE);
+        let haproxy = Haproxy::start(backend_port);
+        let proxy = haproxy.pid();
+        let dir = tempfile::tempdir().unwrap();
+        let proxy_text = proxy.to_string();
+        let mut args = vec!["live", "--json", "--interval", "1h"];
+        if with_pid {
+            args.extend(["--pid", proxy_text.as_str()]);
+        }
+        let before = haproxy.stat("FRONTEND").expect("haproxy stats");
+        let tracer = RunningTracer::start(&args, dir.path());
+        let mut received = 0u64;
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..CONNECTIONS {
+            let mut client = std::net::TcpStream::connect(("127.0.0.1", haproxy.port)).unwrap();
+            for _ in 0..CHUNKS {
+                client.write_all(&[b'q'; CHUNK]).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            loop {
+                let n = client.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                received += n as u64;
+            }
+        }
+        let (backend_read, backend_tid) = backend.join().expect("backend thread");
+        std::thread::sleep(Duration::from_millis(300));
+        let (stdout, stderr) = tracer.stop();
+        let after = haproxy.stat("FRONTEND").expect("haproxy stats");
+        assert_no_loss("haproxy", &stderr);
+        let (bin, bout) = (after.0 - before.0, after.1 - before.1);
+        assert_eq!(
+            (bin, bout),
+            (backend_read, received),
+            "haproxy's counters against the test's own"
+        );
+        let journeys = json_events(&stdout);
+        let proxied = journeys_of(&journeys, &BTreeSet::from([proxy]));
+        let spliced = proxied.iter().filter(|j| j["syscall"].is_null()).count();
+        eprintln!(
+            "haproxy (--pid: {with_pid}): bin {bin} + bout {bout} bytes, journeys {} in {} \
+             ({spliced} taken by splice)",
+            payload_sum(&proxied),
+            proxied.len()
+        );
+        assert_eq!(payload_sum(&proxied), bin + bout, "--pid {with_pid}");
+        assert_all_complete("haproxy", &proxied);
+        assert_summary_clean("haproxy", &stderr);
+        assert!(
+            spliced > 0,
+            "no haproxy journey ended in a splice: this test is about reads without \
+             sock_recv_length (did haproxy stop splicing?)"
+        );
+        if with_pid {
+            assert!(
+                journeys.iter().all(|j| j["pid"].as_u64() == Some(proxy)),
+                "--pid shows other processes' journeys"
+            );
+        } else {
+            // This test's own reads: the backend thread's and the client's (this thread).
+            let ours = journeys_of(&journeys, &BTreeSet::from([us]));
+            let by_tid = |tid: u64| -> u64 {
+                let of: Vec<&Value> = ours
+                    .iter()
+                    .copied()
+                    .filter(|j| j["tid"].as_u64() == Some(tid))
+                    .collect();
+                payload_sum(&of)
+            };
+            assert_eq!(by_tid(backend_tid), backend_read, "the backend's reads");
+            assert_eq!(
+                by_tid(u64::from(common::gettid())),
+                received,
+                "the client's reads"
+            );
+            assert_all_complete("haproxy's peers", &ours);
         }
     }
 }

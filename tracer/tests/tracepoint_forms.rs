@@ -35,6 +35,41 @@ fn tcp_len(seq: u32) -> usize {
     300 + seq as usize
 }
 
+/// Bytes the TCP reader takes with splice() after its reads (tcp_rcv_space_adjust).
+const SPLICED: usize = 777;
+
+/// Moves `len` bytes from socket `fd` into a pipe with splice(), and drains the pipe.
+fn splice_from(fd: i32, len: usize) {
+    let mut pipe = [0i32; 2];
+    // SAFETY: pipe() writes two descriptors into the array.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0, "pipe");
+    let mut moved = 0;
+    let mut buf = vec![0u8; len];
+    while moved < len {
+        // SAFETY: splice between descriptors this thread owns; null offsets (socket, pipe).
+        let n = unsafe {
+            libc::splice(
+                fd,
+                std::ptr::null_mut(),
+                pipe[1],
+                std::ptr::null_mut(),
+                len - moved,
+                0,
+            )
+        };
+        assert!(n > 0, "splice returned {n}");
+        // SAFETY: reads what was just spliced into the pipe into a buffer of len bytes.
+        let got = unsafe { libc::read(pipe[0], buf.as_mut_ptr().cast(), n as usize) };
+        assert_eq!(got, n, "the pipe gives back what was spliced");
+        moved += n as usize;
+    }
+    // SAFETY: closes the two descriptors pipe() made.
+    unsafe {
+        libc::close(pipe[0]);
+        libc::close(pipe[1]);
+    }
+}
+
 /// What the test's own sockets saw.
 struct Truth {
     udp_tid: u32,
@@ -84,6 +119,7 @@ fn traffic() -> Truth {
             for seq in 0..SEGMENTS {
                 stream.read_exact(&mut buf[..tcp_len(seq)]).unwrap();
             }
+            splice_from(std::os::fd::AsRawFd::as_raw_fd(&stream), SPLICED);
             tid
         })
         .unwrap();
@@ -119,6 +155,8 @@ fn traffic() -> Truth {
                 .unwrap();
         }
     }
+    thread::sleep(Duration::from_millis(15));
+    client.write_all(&[5u8; SPLICED]).unwrap();
     Truth {
         udp_tid: udp_reader.join().unwrap(),
         udp_fd,
@@ -162,6 +200,11 @@ struct Seen {
     drop_count: usize,
     /// NET_RX softirq raise/entry/exit seen.
     net_rx: bool,
+    /// The TCP reader's tcp_rcv_space_adjust events after its last read: (comm, copied_seq
+    /// past that read's).
+    spliced: Vec<(String, u64)>,
+    /// Its tcp_rcv_space_adjust events up to its last read (inside recv-family syscalls).
+    adjusted_in_reads: usize,
 }
 
 fn of<'a>(events: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
@@ -211,6 +254,33 @@ fn seen(events: &[Value], truth: &Truth) -> Seen {
     let dropped: BTreeSet<String> = drops.iter().map(|e| text(&e["skbaddr"])).collect();
     let drop_events: Vec<&Value> = of(events, "kfree_skb")
         .filter(|e| dropped.contains(&text(&e["skbaddr"])))
+        .collect();
+    let last_read = of(events, "sock_recv_length")
+        .filter(|e| e["task_tid"] == truth.tcp_tid)
+        .filter_map(|e| Some((e["ts"].as_u64()?, e["copied_seq"].as_u64()?)))
+        .last();
+    let after_reads = |e: &Value| {
+        e["ts"]
+            .as_u64()
+            .zip(last_read)
+            .is_some_and(|(ts, (read_ts, _))| ts > read_ts)
+    };
+    let adjusted: Vec<&Value> = of(events, "tcp_rcv_space_adjust")
+        .filter(|e| e["task_tid"] == truth.tcp_tid)
+        .collect();
+    let last_read = last_read.map(|(_, seq)| seq);
+    let spliced = adjusted
+        .iter()
+        .filter(|e| after_reads(e))
+        .map(|e| {
+            let advance = e["copied_seq"]
+                .as_u64()
+                .zip(last_read)
+                .map_or(0, |(seq, read)| {
+                    u64::from((seq as u32).wrapping_sub(read as u32))
+                });
+            (text(&e["comm"]), advance)
+        })
         .collect();
     let net_rx = ["softirq_raise", "softirq_entry", "softirq_exit"]
         .iter()
@@ -270,6 +340,8 @@ fn seen(events: &[Value], truth: &Truth) -> Seen {
             .collect(),
         drop_count: drop_events.len(),
         net_rx,
+        spliced,
+        adjusted_in_reads: adjusted.iter().filter(|e| !after_reads(e)).count(),
     }
 }
 
@@ -330,7 +402,10 @@ fn trace(extra: &[&str]) -> (Seen, usize) {
     assert!(seen.blocked_out, "{extra:?}: readers switched out in S");
     let mut payloads = seen.tcp_payloads.clone();
     payloads.sort_unstable();
-    let expected: Vec<u64> = (0..SEGMENTS).map(|s| tcp_len(s) as u64).collect();
+    let expected: Vec<u64> = (0..SEGMENTS)
+        .map(|s| tcp_len(s) as u64)
+        .chain([SPLICED as u64])
+        .collect();
     assert_eq!(payloads, expected, "{extra:?}: one tcp_probe per segment");
     assert_eq!(
         seen.backlog_polls,
@@ -344,6 +419,22 @@ fn trace(extra: &[&str]) -> (Seen, usize) {
         "{extra:?}"
     );
     assert!(seen.net_rx, "{extra:?}");
+    // Only the splice (none of the reads before it, which sock_recv_length reports), and it
+    // moved the socket's read point on by exactly what it took (a first pass before the
+    // bytes arrived finds nothing: 0).
+    assert_eq!(seen.adjusted_in_reads, 0, "{extra:?}");
+    assert!(
+        seen.spliced
+            .iter()
+            .all(|(comm, advance)| comm == "form-tcp" && *advance <= SPLICED as u64),
+        "{extra:?}: {:?}",
+        seen.spliced
+    );
+    assert_eq!(
+        seen.spliced.last().map(|(_, advance)| *advance),
+        Some(SPLICED as u64),
+        "{extra:?}"
+    );
     (seen, btf)
 }
 
@@ -366,7 +457,7 @@ fn btf_and_classic_tracepoints_emit_the_same_fields() {
         return;
     }
     assert_eq!(
-        count, 29,
+        count, 30,
         "every tracepoint as tp_btf, the ten syscall ones through raw_syscalls"
     );
     assert_eq!(btf, classic);

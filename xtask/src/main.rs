@@ -18,11 +18,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_MAJOR: &str = "22";
 /// Debian packages: LLVM for bpf-linker; iproute2 and bpftool for the kernel tests; real
 /// servers and clients nobody here wrote (redis, nginx, ab, memcached, iperf3, python3's
-/// http.server) for
-/// tests/servers.rs;
-/// tmux, the terminal tests/top.rs drives `tracer top` in; prometheus, the real server
-/// tests/prometheus.rs scrapes `tracer live --metrics` with (on its own loopback port and
-/// data directory; the package's own service is stopped and disabled after install).
+/// http.server, haproxy) for tests/servers.rs; tmux, the terminal tests/top.rs drives
+/// `tracer top` in; prometheus, the real server tests/prometheus.rs scrapes `tracer live
+/// --metrics` with (on its own loopback port and data directory). The prometheus and
+/// haproxy packages' own services are stopped and disabled after install.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -36,6 +35,7 @@ const APT_PACKAGES: &[&str] = &[
     "memcached",
     "iperf3",
     "python3",
+    "haproxy",
     "tmux",
     "prometheus",
 ];
@@ -358,8 +358,10 @@ fn setup() -> anyhow::Result<()> {
             apt_missing.join(" ")
         ));
         apt_install(&apt_missing)?;
-        if apt_missing.contains(&"prometheus") {
-            stop_packaged_prometheus();
+        for service in ["prometheus", "haproxy"] {
+            if apt_missing.contains(&service) {
+                stop_packaged_service(service);
+            }
         }
     }
     if !linker_ok {
@@ -428,17 +430,20 @@ fn setup() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Debian's prometheus package starts a server on :9090 where systemd runs (not where a
-/// policy-rc.d forbids it): the tests start their own, so stop and disable it. Best effort:
-/// the tests never use :9090 or its data directory either way.
-fn stop_packaged_prometheus() {
+/// Debian's prometheus and haproxy packages start their service where systemd runs (not
+/// where a policy-rc.d forbids it): prometheus on :9090, haproxy with the package's config.
+/// The tests start their own, so stop and disable it. Best effort: the tests never use the
+/// packaged ports, configs or data directories either way.
+fn stop_packaged_service(service: &str) {
     if Path::new("/run/systemd/system").is_dir() {
-        step("stopping and disabling the packaged prometheus service (tests run their own)");
+        step(&format!(
+            "stopping and disabling the packaged {service} service (tests run their own)"
+        ));
         let _ = Command::new("systemctl")
-            .args(["disable", "--now", "prometheus"])
+            .args(["disable", "--now", service])
             .status();
-    } else if Path::new("/etc/init.d/prometheus").exists() {
-        let _ = Command::new("/etc/init.d/prometheus")
+    } else if Path::new(&format!("/etc/init.d/{service}")).exists() {
+        let _ = Command::new(format!("/etc/init.d/{service}"))
             .arg("stop")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -144,7 +144,7 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
 
 /// `COPIED_SEQ_VALID | tcp_sock.copied_seq` of the socket at `sk`, or 0 without BTF.
 #[inline(always)]
-fn copied_seq(sk: u64) -> u64 {
+pub(crate) fn copied_seq(sk: u64) -> u64 {
     let off = global_u32(&TCP_COPIED_SEQ_OFF);
     if off == NO_OFFSET || sk == 0 {
         return 0;

@@ -1,7 +1,8 @@
 //! TCP programs: `tcp:tcp_probe` (a segment entering an established socket: the link from
-//! skb to socket, in softirq or from the socket backlog) and `tcp:tcp_destroy_sock` (the
-//! end of a socket's lifetime). Both keep events from every context in journey mode; with a
-//! flow filter, only those of selected skbs and sockets.
+//! skb to socket, in softirq or from the socket backlog), `tcp:tcp_destroy_sock` (the end
+//! of a socket's lifetime) and `tcp:tcp_rcv_space_adjust` (bytes consumed outside the
+//! recv-family syscalls: splice). They keep events from every context in journey mode;
+//! with a flow filter, only those of selected skbs and sockets.
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
@@ -13,10 +14,14 @@ use tracer_common::{Event, EventKind, Member, Slot};
 use crate::{
     emit::emit,
     fields::field,
-    filter::{here, packet_passes},
+    filter::{here, ignored, packet_passes},
     flow::{self, Verdict},
+    maps::reading,
     members::{probe, read},
+    reader::current_comm,
 };
+
+use super::sock::copied_seq;
 
 /// `tcp:tcp_probe`: with a flow filter, kept when its skb was selected; the verdict then
 /// also holds for the socket enqueue that follows (from the backlog, in the reader).
@@ -96,4 +101,38 @@ fn on_destroy(sk: u64) {
     if packet_passes(&here) && (!flow::active() || flow::forget_sock(sk)) {
         emit(&here, EventKind::TcpDestroySock, |ev| ev.addr = sk);
     }
+}
+
+/// `tcp:tcp_rcv_space_adjust`: a reader consumed bytes of the socket.
+#[tracepoint]
+pub fn tcp_rcv_space_adjust(ctx: TracePointContext) -> u32 {
+    on_space_adjust(field(&ctx, Slot::RcvSpaceSk));
+    0
+}
+
+/// `tcp_rcv_space_adjust(struct sock *sk)` as tp_btf.
+#[btf_tracepoint(function = "tcp_rcv_space_adjust")]
+pub fn tcp_rcv_space_adjust_btf(ctx: BtfTracePointContext) -> u32 {
+    on_space_adjust(ctx.arg(0));
+    0
+}
+
+/// Emitted only outside the recv-family and wait syscalls (`RECV_TASKS`): inside one,
+/// `sock_recv_length` reports the read. What is left is TCP's own receive path called
+/// without it: `tcp_splice_read` (splice, sendfile from a socket) and zero-copy receive.
+#[inline(always)]
+fn on_space_adjust(sk: u64) {
+    let here = here();
+    if reading(here.tid)
+        || !packet_passes(&here)
+        || ignored(here.tgid)
+        || (flow::active() && !flow::sock_selected(sk))
+    {
+        return;
+    }
+    emit(&here, EventKind::TcpRcvSpaceAdjust, |ev| {
+        ev.addr = sk;
+        ev.addr2 = copied_seq(sk);
+        ev.name = current_comm();
+    });
 }

@@ -45,6 +45,9 @@ pub fn impact(kind: EventKind) -> &'static str {
             "TCP segments processed from the socket backlog are not linked to their socket"
         }
         K::TcpDestroySock => "data left unread on a closed TCP socket stays open until the end",
+        K::TcpRcvSpaceAdjust => {
+            "TCP bytes taken by splice() or sendfile() are credited to the next read, or to none"
+        }
         K::KfreeSkb => "drops are not seen: dropped packets end as never read",
         K::ConsumeSkb => "packets consumed by the stack stay open until the skb is reused",
         K::SockRecvLength => {

@@ -245,6 +245,24 @@ impl Stream {
         })
     }
 
+    /// tcp_rcv_space_adjust outside a recv-family syscall (splice) by `tid` of `pid`:
+    /// the socket's copied_seq is now `copied` (None: a kernel without BTF).
+    fn splice(
+        &mut self,
+        cpu: u16,
+        us: u64,
+        (pid, tid): (u32, u32),
+        sk: u64,
+        copied: Option<u32>,
+    ) -> &mut Self {
+        self.ev(cpu, us, tid, EventKind::TcpRcvSpaceAdjust, |e| {
+            e.tgid = pid;
+            e.addr = sk;
+            e.addr2 = copied.map_or(0, |seq| COPIED_SEQ_VALID | u64::from(seq));
+            e.name = named("haproxy");
+        })
+    }
+
     fn run(&self, config: EngineConfig) -> (Vec<Journey>, Engine) {
         let mut engine = Engine::new(config);
         let mut out = Vec::new();
@@ -1471,4 +1489,79 @@ fn complete_payloads(journeys: &[Journey]) -> Vec<(u64, Option<u32>)> {
         .filter(|j| j.complete)
         .map(|j| (j.skbaddr.0, j.payload))
         .collect()
+}
+
+/// Three segments (1000..1500, 1500..1700, 1700..2000) queued on TCP_SOCK.
+fn three_queued_segments(s: &mut Stream) -> &mut Stream {
+    s.raise(0, 10, 900)
+        .softirq_entry(0, 11, 900)
+        .tcp_segment(0, 12, 900, 0x1000, (1000, 500, ACK))
+        .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 500)
+        .data_ready(0, 14, 900, TCP_SOCK, 6)
+        .tcp_segment(0, 15, 900, 0x2000, (1500, 200, ACK))
+        .tcp_probe(0, 16, 900, 0x2000, TCP_SOCK, 200)
+        .data_ready(0, 17, 900, TCP_SOCK, 6)
+        .tcp_segment(0, 18, 900, 0x3000, (1700, 300, PSH_ACK))
+        .tcp_probe(0, 19, 900, 0x3000, TCP_SOCK, 300)
+        .data_ready(0, 20, 900, TCP_SOCK, 6)
+        .softirq_exit(0, 21, 900)
+}
+
+#[test]
+fn bytes_taken_by_splice_end_their_journeys_there_not_as_left_unread() {
+    // haproxy splicing: tcp_splice_read consumes the bytes, no sock_recv_length, no traced
+    // syscall exit. The first splice takes 1000..1600 (A whole, B in part), the second the
+    // rest; then the socket closes.
+    let mut s = Stream::default();
+    three_queued_segments(&mut s)
+        .splice(1, 30, (77, READER), TCP_SOCK, Some(1600))
+        .splice(1, 40, (77, READER), TCP_SOCK, Some(2000))
+        .destroy(1, 50, TCP_SOCK);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(
+        complete_payloads(&journeys),
+        [
+            (0x1000, Some(500)),
+            (0x2000, Some(200)),
+            (0x3000, Some(300))
+        ],
+        "{:?}",
+        engine.stats()
+    );
+    let recv_return: Vec<Option<u64>> = journeys.iter().map(|j| j.ts.recv_return).collect();
+    assert_eq!(recv_return, [Some(30_000), Some(40_000), Some(40_000)]);
+    // B's first byte went at the first splice, its last at the second.
+    assert_eq!(journeys[1].first_read, Some(30_000));
+    for j in &journeys {
+        assert_eq!((j.pid, j.tid), (Some(77), Some(READER)));
+        assert_eq!(j.comm.as_deref(), Some("haproxy"));
+        // Neither the syscall nor what it returned is known.
+        assert_eq!((j.syscall, j.bytes), (None, None));
+    }
+    assert_eq!(engine.stats().closed_unread, 0);
+    assert_eq!(engine.stats().reads_without_packet, 0);
+}
+
+#[test]
+fn a_splice_without_the_read_point_credits_nothing() {
+    // Without BTF the event has no copied_seq: which bytes went is unknown, so none are
+    // credited, and the close still says what was never read by a known read.
+    let mut s = Stream::default();
+    three_queued_segments(&mut s)
+        .splice(1, 30, (77, READER), TCP_SOCK, None)
+        .destroy(1, 50, TCP_SOCK);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert!(complete_payloads(&journeys).is_empty());
+    assert_eq!(engine.stats().closed_unread, 3);
+}
+
+#[test]
+fn a_splice_by_another_process_is_not_the_filtered_readers() {
+    let mut s = Stream::default();
+    three_queued_segments(&mut s).splice(1, 30, (77, READER), TCP_SOCK, Some(2000));
+    let mut config = EngineConfig::default();
+    config.readers.pids = vec![78];
+    let (journeys, engine) = s.run(config);
+    assert!(journeys.is_empty(), "{journeys:?}");
+    assert_eq!(engine.stats().not_selected, 3, "{:?}", engine.stats());
 }

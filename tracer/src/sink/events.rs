@@ -82,6 +82,11 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
             ("family", json!(event.arg2)),
         ],
         K::TcpDestroySock => vec![("skaddr", addr(event.addr))],
+        K::TcpRcvSpaceAdjust => vec![
+            ("sk", addr(event.addr)),
+            ("comm", json!(name(event))),
+            ("copied_seq", copied_seq(event)),
+        ],
         K::NapiGroReceiveEntry => vec![
             ("skbaddr", addr(event.addr)),
             ("len", json!(event.arg0)),
@@ -128,14 +133,7 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
             ("protocol", json!(event.arg2 & 0xffff)),
             ("ret", json!(event.arg0 as i32)),
             ("flags", json!(format!("{:#x}", event.arg1))),
-            (
-                "copied_seq",
-                if event.addr2 & tracer_common::COPIED_SEQ_VALID != 0 {
-                    json!(event.addr2 as u32)
-                } else {
-                    Value::Null
-                },
-            ),
+            ("copied_seq", copied_seq(event)),
         ],
         K::SysEnterRecvfrom | K::SysEnterRead => {
             vec![("fd", json!(event.arg0)), ("size", json!(event.addr2))]
@@ -205,6 +203,16 @@ pub fn to_text(event: &Event, kind: EventKind, names: &Names) -> String {
         line.push_str(" [events lost before this one on this CPU]");
     }
     line
+}
+
+/// `tcp_sock.copied_seq` as sock_recv_length and tcp_rcv_space_adjust carry it, or null
+/// (no BTF, or not a TCP read).
+fn copied_seq(event: &Event) -> Value {
+    if event.addr2 & tracer_common::COPIED_SEQ_VALID != 0 {
+        json!(event.addr2 as u32)
+    } else {
+        Value::Null
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub const TRACEPOINTS: &[&str] = &[
     "syscalls:sys_exit_readv",
     "tcp:tcp_probe",
     "tcp:tcp_destroy_sock",
+    "tcp:tcp_rcv_space_adjust",
 ];
 
 /// One configuration of the side-by-side runs.

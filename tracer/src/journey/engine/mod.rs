@@ -236,6 +236,7 @@ impl Engine {
             K::TcpProbe => self.on_tcp_probe(event, out),
             K::SkDataReady => self.on_data_ready(event, out),
             K::TcpDestroySock => self.on_destroy(event, out),
+            K::TcpRcvSpaceAdjust => self.on_read_without_recv_length(event, out),
             K::SchedWaking => self.on_waking(event),
             K::SchedWakeup => self.on_wakeup(event),
             K::SchedSwitch => self.on_switch(event),

@@ -155,6 +155,66 @@ impl Engine {
         }
     }
 
+    /// `tcp:tcp_rcv_space_adjust` outside the recv-family syscalls (the kernel program
+    /// skips it inside them, where sock_recv_length reports the read): TCP bytes consumed
+    /// without sock_recv_length, by splice(), sendfile() from a socket or a zero-copy
+    /// receive. With the socket's read point (BTF) it takes every byte before it, and the
+    /// journeys it completes end here: `recv_return` is this moment, `syscall` and `bytes`
+    /// are unknown (null). Without BTF there is no read point: nothing is credited.
+    #[inline(never)]
+    pub(super) fn on_read_without_recv_length(&mut self, event: &Event, out: &mut Vec<Journey>) {
+        if event.addr2 & COPIED_SEQ_VALID == 0 {
+            return;
+        }
+        let sk = event.addr;
+        if !self.sockets.get(&sk).is_some_and(|queue| queue.tcp) {
+            return;
+        }
+        if event.name[0] != 0 {
+            self.learn_comm(event.tid, event);
+        }
+        let taken = self.take_tcp(sk, 0, Some(event.addr2 as u32));
+        for id in taken.duplicate {
+            self.end(id, Some(Ending::Duplicate), out);
+        }
+        if taken.done.is_empty() && taken.partial.is_empty() {
+            return;
+        }
+        let comm = self.comms.get(&event.tid).cloned();
+        let selected = self
+            .config
+            .readers
+            .selects(event.tgid, comm.as_deref().unwrap_or(""));
+        if let Some(queue) = self.sockets.get_mut(&sk) {
+            queue.owner = if selected {
+                Owner::Selected
+            } else {
+                Owner::Other
+            };
+        }
+        if !selected {
+            for id in taken.done {
+                self.discard(id);
+            }
+            return;
+        }
+        for id in &taken.partial {
+            if let Some(open) = self.open.get_mut(id) {
+                open.journey.first_read.get_or_insert(event.ts);
+            }
+        }
+        self.assign_reader(&taken.done, event, comm, None);
+        for id in taken.done {
+            if let Some(open) = self.open.get_mut(&id) {
+                let journey = &mut open.journey;
+                journey.ts.recv_return = Some(event.ts);
+                journey.first_read.get_or_insert(event.ts);
+                journey.cpu_task.get_or_insert(event.cpu);
+            }
+            self.end(id, None, out);
+        }
+    }
+
     /// The rest of a read that took datagram `id` off its socket's queue.
     fn read_datagram(
         &mut self,
