@@ -161,10 +161,15 @@ pub const NET_RX_SOFTIRQ: u32 = 3;
 pub mod recv_tasks {
     /// Outside any tracked syscall.
     pub const OUTSIDE: u8 = 0;
-    /// Inside one (user space also marks threads already blocked in one at start-up).
+    /// Inside a recv-family one (user space also marks threads already blocked in one at
+    /// start-up).
     pub const INSIDE: u8 = 1;
-    /// Inside one that has read a socket (`sock:sock_recv_length` fired).
+    /// Inside a recv-family one that has read a socket (`sock:sock_recv_length` fired).
     pub const READ_SOCKET: u8 = 2;
+    /// Inside a wait syscall (poll, select, epoll, io_uring_enter): a packet can wake the
+    /// thread, but no exit of it returns one. A socket read inside one (io_uring's recv, run
+    /// in io_uring_enter) returns its bytes itself (`FLAG_OUTSIDE_SYSCALL`).
+    pub const WAITING: u8 = 3;
 }
 
 /// Per-CPU value of the `LOST` map: events lost to a full ring buffer, how many of those
@@ -266,6 +271,7 @@ traced_syscalls! {
     epoll_wait: Wait, x86_64 Some(232), aarch64 None;
     epoll_pwait: Wait, x86_64 Some(281), aarch64 Some(22);
     epoll_pwait2: Wait, x86_64 Some(441), aarch64 Some(441);
+    io_uring_enter: Wait, x86_64 Some(426), aarch64 Some(426);
 }
 
 /// The programs of the wait syscalls, each `sys_enter_*` before its `sys_exit_*`.
@@ -276,12 +282,20 @@ pub fn wait_programs() -> impl Iterator<Item = &'static str> {
         .flat_map(|syscall| [syscall.enter, syscall.exit])
 }
 
-/// Whether `nr` is a traced syscall on this architecture (a thread blocked in it now may
-/// be a packet's reader).
-pub fn is_traced_syscall(nr: u64) -> bool {
+/// The traced syscall numbered `nr` on this architecture, if any (a thread blocked in it
+/// now may be a packet's reader).
+pub fn traced_syscall(nr: u64) -> Option<&'static TracedSyscall> {
     TRACED_SYSCALLS
         .iter()
-        .any(|syscall| syscall.number() == Some(nr))
+        .find(|syscall| syscall.number() == Some(nr))
+}
+
+/// The `RECV_TASKS` value of a thread blocked in traced syscall `syscall` now.
+pub fn recv_tasks_value(syscall: &TracedSyscall) -> u8 {
+    match syscall.role {
+        SyscallRole::Recv { .. } => recv_tasks::INSIDE,
+        Wait => recv_tasks::WAITING,
+    }
 }
 
 /// Every program user space attaches by name: one per [`crate::EventKind`], then the wait
@@ -345,18 +359,22 @@ mod tests {
         let mut programs = wait_programs();
         assert_eq!(programs.next(), Some("sys_enter_poll"));
         assert_eq!(programs.next(), Some("sys_exit_poll"));
-        assert_eq!(programs.last(), Some("sys_exit_epoll_pwait2"));
-        assert_eq!(wait_programs().count(), 14);
+        assert_eq!(programs.last(), Some("sys_exit_io_uring_enter"));
+        assert_eq!(wait_programs().count(), 16);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn x86_64_numbers() {
-        // recvfrom recvmsg recvmmsg read readv poll select epoll_wait ppoll pselect6
-        // epoll_pwait epoll_pwait2
-        for nr in [45, 47, 299, 0, 19, 7, 23, 232, 271, 270, 281, 441] {
-            assert!(is_traced_syscall(nr), "{nr}");
+        // recvfrom recvmsg recvmmsg read readv, then poll select epoll_wait ppoll pselect6
+        // epoll_pwait epoll_pwait2 io_uring_enter
+        let value = |nr| traced_syscall(nr).map(recv_tasks_value);
+        for nr in [45, 47, 299, 0, 19] {
+            assert_eq!(value(nr), Some(recv_tasks::INSIDE), "{nr}");
         }
-        assert!(!is_traced_syscall(1), "write");
+        for nr in [7, 23, 232, 271, 270, 281, 441, 426] {
+            assert_eq!(value(nr), Some(recv_tasks::WAITING), "{nr}");
+        }
+        assert!(traced_syscall(1).is_none(), "write");
     }
 }

@@ -210,6 +210,11 @@ pub const FLAG_ADDRS: u8 = 2;
 /// (`source::ring::split_record`), so the engine, the sinks and recordings never see it.
 pub const FLAG_RAISE: u8 = 4;
 
+/// [`Event::flags`] of a `SockRecvLength` outside any traced recv-family or wait syscall
+/// (io_uring's recv run in `io_uring_enter` or by its io-wq workers, a kernel socket user):
+/// no syscall exit will return these bytes, the read itself does.
+pub const FLAG_OUTSIDE_SYSCALL: u8 = 8;
+
 #[cfg(feature = "user")]
 // SAFETY: Event is repr(C), has no padding (asserted above) and every bit pattern is valid.
 unsafe impl aya::Pod for Event {}

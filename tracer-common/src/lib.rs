@@ -26,7 +26,8 @@ pub use abi::{
     NET_RX_SOFTIRQ,
 };
 pub use event::{
-    EVENT_SIZE, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, FLAG_RAISE, KIND_COUNT, NAME_LEN,
+    EVENT_SIZE, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, FLAG_OUTSIDE_SYSCALL, FLAG_RAISE,
+    KIND_COUNT, NAME_LEN,
 };
 pub use members::{MEMBER_COUNT, Member};
 pub use offsets::{SLOT_COUNT, Slot};

@@ -5,7 +5,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_common::{LostCounter, abi::recv_tasks::OUTSIDE};
+use tracer_common::{
+    LostCounter,
+    abi::recv_tasks::{INSIDE, OUTSIDE, READ_SOCKET},
+};
 
 use crate::{batch::CpuBatches, flow::HeldContext};
 
@@ -75,6 +78,34 @@ pub(crate) fn set_reading(tid: u32, value: u8) -> u8 {
         Some(slot) => unsafe { core::mem::replace(&mut *slot, value) },
         None => OUTSIDE,
     }
+}
+
+/// Marks a thread's recv-family syscall as one that read a socket (`READ_SOCKET`); returns
+/// the value it had. Outside one (outside every traced syscall, or in a wait syscall such
+/// as io_uring_enter) the value stays: no recv-family exit would take the mark.
+#[inline(always)]
+pub(crate) fn mark_socket_read(tid: u32) -> u8 {
+    match RECV_TASKS.get_ptr_mut(tid) {
+        Some(slot) => {
+            // SAFETY: a u8 in a map value, written only by its own thread's programs.
+            unsafe {
+                let was = *slot;
+                if was == INSIDE {
+                    *slot = READ_SOCKET;
+                }
+                was
+            }
+        }
+        None => OUTSIDE,
+    }
+}
+
+/// Whether a thread is inside a recv-family syscall now (not a wait syscall).
+#[inline(always)]
+pub(crate) fn in_recv_call(tid: u32) -> bool {
+    RECV_TASKS
+        .get(tid)
+        .is_some_and(|value| *value == INSIDE || *value == READ_SOCKET)
 }
 
 /// Sets the current thread's `RECV_TASKS` value to `OUTSIDE`; returns the value it had.

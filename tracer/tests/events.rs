@@ -272,7 +272,7 @@ fn a_missing_tracepoint_is_named_and_the_rest_attaches() {
         text.contains("not tracing napi:napi_poll: excluded with --without"),
         "{text}"
     );
-    assert!(text.contains("tracing 27 of 29 tracepoints"), "{text}");
+    assert!(text.contains("tracing 28 of 30 tracepoints"), "{text}");
     let events = json_events(&stdout);
     assert!(
         events

@@ -465,7 +465,7 @@ fn udp_over_loopback() {
     check_against_truth(&journeys, &truth, tid, 20, "lo");
     for journey in &journeys {
         assert_eq!(journey["proto"], "udp");
-        assert_eq!(journey["syscall"], "recvfrom");
+        assert_eq!(journey["syscall"], "recvfrom", "{journey}");
         // Blocked between datagrams: each one wakes the reader.
         assert!(journey["stages_ns"]["wakeup"].is_u64(), "{journey}");
         assert_runqueue_or_still_running(journey);

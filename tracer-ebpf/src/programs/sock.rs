@@ -7,10 +7,10 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    COPIED_SEQ_VALID, Event, EventKind, Member, Slot,
+    COPIED_SEQ_VALID, Event, EventKind, FLAG_OUTSIDE_SYSCALL, Member, Slot,
     abi::{
         NO_OFFSET,
-        recv_tasks::{OUTSIDE, READ_SOCKET},
+        recv_tasks::{OUTSIDE, WAITING},
     },
 };
 
@@ -21,7 +21,7 @@ use crate::{
     filter::{context_passes, here, ignored, packet_passes},
     flow::{self, Verdict},
     globals::{TCP_COPIED_SEQ_OFF, global_u32, journey_mode},
-    maps::set_reading,
+    maps::mark_socket_read,
     members::read,
     reader::current_comm,
 };
@@ -112,7 +112,7 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
         }
         flow::select_task(here.tid);
     }
-    let was = set_reading(here.tid, READ_SOCKET);
+    let was = mark_socket_read(here.tid);
     // In journey mode every process's reads go out: they drain the socket queues of packets
     // that a `--pid` process did not read (user space keeps only that process's journeys).
     let passes = if journey_mode() {
@@ -132,6 +132,10 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
             ev.arg2 = u32::from(rec.family) << 16 | u32::from(rec.protocol);
             if u32::from(rec.protocol) == IPPROTO_TCP && (rec.ret as i32) > 0 {
                 ev.addr2 = copied_seq(sk);
+            }
+            // No recv-family exit will return these bytes: the read does.
+            if was == OUTSIDE || was == WAITING {
+                ev.flags |= FLAG_OUTSIDE_SYSCALL;
             }
         };
         // Inside a traced syscall, the read waits for its exit (`batch`).

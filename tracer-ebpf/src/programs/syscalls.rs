@@ -18,7 +18,7 @@ use aya_ebpf::{
 use tracer_common::{
     Event, EventKind, Member, Slot,
     abi::{
-        recv_tasks::{INSIDE, READ_SOCKET},
+        recv_tasks::{INSIDE, READ_SOCKET, WAITING},
         syscall_slot::{UNTRACED, WAIT},
     },
 };
@@ -35,12 +35,24 @@ use crate::{
     reader::fill_reader,
 };
 
-/// Marks the current thread as inside a recv-family or wait syscall (`RECV_TASKS`). Returns
+/// Marks the current thread as inside a recv-family syscall (`RECV_TASKS`). Returns
 /// whether journey mode wants the entry event: it does not (the engine uses exits only).
 #[inline(always)]
 fn enter_recv(here: &Here) -> bool {
+    enter(here, INSIDE)
+}
+
+/// Marks the current thread as inside a wait syscall (`RECV_TASKS`).
+#[inline(always)]
+fn enter_wait(here: &Here) -> bool {
+    enter(here, WAITING)
+}
+
+/// Marks the current thread's entry into a tracked syscall with `value`.
+#[inline(always)]
+fn enter(here: &Here, value: u8) -> bool {
     if !ignored(here.tgid) {
-        let _ = set_reading(here.tid, INSIDE);
+        let _ = set_reading(here.tid, value);
         // A thread of the --pid process created after start joins the filter here.
         let want = global_u32(&FILTER_TGID);
         if want != 0 && here.tgid == want && !filtered_tid(here.tid) {
@@ -112,20 +124,22 @@ macro_rules! wait_program {
 }
 
 // syscalls:sys_enter_* / sys_exit_* of the wait syscalls in abi::TRACED_SYSCALLS.
-wait_program!(sys_enter_poll, enter_recv);
+wait_program!(sys_enter_poll, enter_wait);
 wait_program!(sys_exit_poll, exit_wait);
-wait_program!(sys_enter_ppoll, enter_recv);
+wait_program!(sys_enter_ppoll, enter_wait);
 wait_program!(sys_exit_ppoll, exit_wait);
-wait_program!(sys_enter_select, enter_recv);
+wait_program!(sys_enter_select, enter_wait);
 wait_program!(sys_exit_select, exit_wait);
-wait_program!(sys_enter_pselect6, enter_recv);
+wait_program!(sys_enter_pselect6, enter_wait);
 wait_program!(sys_exit_pselect6, exit_wait);
-wait_program!(sys_enter_epoll_wait, enter_recv);
+wait_program!(sys_enter_epoll_wait, enter_wait);
 wait_program!(sys_exit_epoll_wait, exit_wait);
-wait_program!(sys_enter_epoll_pwait, enter_recv);
+wait_program!(sys_enter_epoll_pwait, enter_wait);
 wait_program!(sys_exit_epoll_pwait, exit_wait);
-wait_program!(sys_enter_epoll_pwait2, enter_recv);
+wait_program!(sys_enter_epoll_pwait2, enter_wait);
 wait_program!(sys_exit_epoll_pwait2, exit_wait);
+wait_program!(sys_enter_io_uring_enter, enter_wait);
+wait_program!(sys_exit_io_uring_enter, exit_wait);
 
 // syscalls:sys_enter_recvfrom
 syscall_program!(
@@ -218,8 +232,12 @@ pub fn sys_enter_btf(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let here = here();
+    if slot == WAIT {
+        let _ = enter_wait(&here);
+        return 0;
+    }
     let journey_wants = enter_recv(&here);
-    let Some(kind) = EventKind::from_u8(slot).filter(|_| slot != WAIT) else {
+    let Some(kind) = EventKind::from_u8(slot) else {
         return 0;
     };
     let regs: u64 = ctx.arg(0);

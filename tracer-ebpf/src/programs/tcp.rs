@@ -16,7 +16,7 @@ use crate::{
     fields::field,
     filter::{here, ignored, packet_passes},
     flow::{self, Verdict},
-    maps::reading,
+    maps::in_recv_call,
     members::{probe, read},
     reader::current_comm,
 };
@@ -117,13 +117,14 @@ pub fn tcp_rcv_space_adjust_btf(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// Emitted only outside the recv-family and wait syscalls (`RECV_TASKS`): inside one,
-/// `sock_recv_length` reports the read. What is left is TCP's own receive path called
-/// without it: `tcp_splice_read` (splice, sendfile from a socket) and zero-copy receive.
+/// Emitted only outside the recv-family syscalls (`RECV_TASKS`): inside one,
+/// `sock_recv_length` reports the read. What is left is TCP's receive path called without
+/// one: `tcp_splice_read` (splice, sendfile from a socket), zero-copy receive, and
+/// io_uring's recv (run inside io_uring_enter, a wait syscall, or by its workers).
 #[inline(always)]
 fn on_space_adjust(sk: u64) {
     let here = here();
-    if reading(here.tid)
+    if in_recv_call(here.tid)
         || !packet_passes(&here)
         || ignored(here.tgid)
         || (flow::active() && !flow::sock_selected(sk))

@@ -89,8 +89,9 @@ fn opened_read_only(proc_dir: &Path, fd: &str) -> bool {
 }
 
 /// Threads blocked in a recv-family or wait syscall right now (`/proc/*/task/*/syscall`), so a
-/// reader that was already waiting when tracing began is followed from its first packet.
-pub fn tasks_in_recv() -> Vec<u32> {
+/// reader that was already waiting when tracing began is followed from its first packet;
+/// each with its `RECV_TASKS` value (`abi::recv_tasks_value`).
+pub fn tasks_in_recv() -> Vec<(u32, u8)> {
     let mut tids = Vec::new();
     for (_, process) in numbered_entries(Path::new("/proc")) {
         for (tid, task) in numbered_entries(&process.join("task")) {
@@ -101,8 +102,8 @@ pub fn tasks_in_recv() -> Vec<u32> {
                 .split_whitespace()
                 .next()
                 .and_then(|nr| nr.parse::<u64>().ok());
-            if number.is_some_and(tracer_common::abi::is_traced_syscall) {
-                tids.push(tid);
+            if let Some(syscall) = number.and_then(tracer_common::abi::traced_syscall) {
+                tids.push((tid, tracer_common::abi::recv_tasks_value(syscall)));
             }
         }
     }

@@ -12,7 +12,7 @@ use aya::{
 };
 use tracer_common::{
     ANY_CPU, EventKind, IGNORE_SLOTS, LostCounter, NET_IRQ_BITS, NET_IRQ_WORDS, abi,
-    abi::{SyscallRole, recv_tasks::INSIDE},
+    abi::SyscallRole,
     flow::{FlowOp, MAX_FLOW_OPS},
 };
 
@@ -265,7 +265,9 @@ impl Probes {
             }
         }
 
-        if options.journey_mode && options.pid.is_none() {
+        // Also with --pid: a read outside every tracked syscall returns its own bytes
+        // (FLAG_OUTSIDE_SYSCALL), so a reader already blocked in recv() must read as inside.
+        if options.journey_mode {
             let map = ebpf
                 .map_mut(abi::RECV_TASKS)
                 .expect("RECV_TASKS is in the object");
@@ -274,9 +276,9 @@ impl Probes {
                     name: abi::RECV_TASKS,
                     source,
                 })?;
-            for tid in tasks_in_recv() {
+            for (tid, value) in tasks_in_recv() {
                 // A tid beyond the array (pid_max raised meanwhile) is not tracked.
-                let _ = readers.set(tid, INSIDE, 0);
+                let _ = readers.set(tid, value, 0);
             }
         }
 

@@ -3,7 +3,7 @@
 
 use std::{borrow::Cow, collections::hash_map::Entry};
 
-use tracer_common::{COPIED_SEQ_VALID, Event, EventKind};
+use tracer_common::{COPIED_SEQ_VALID, Event, EventKind, FLAG_OUTSIDE_SYSCALL};
 
 use super::{Ending, Engine, Ids, Phase, packets::IPPROTO_TCP, sockets::Owner};
 use crate::journey::{
@@ -84,13 +84,16 @@ impl Engine {
         }
     }
 
-    /// `sock:sock_recv_length`: a read of a socket returned `ret` bytes.
+    /// `sock:sock_recv_length`: a read of a socket returned `ret` bytes. Inside a traced
+    /// syscall its packets wait for the exit; outside one (`FLAG_OUTSIDE_SYSCALL`: io_uring)
+    /// they return here.
     #[inline(never)]
     pub(super) fn on_recv_length(&mut self, event: &Event, out: &mut Vec<Journey>) {
         let ret = event.arg0 as i32;
         if ret <= 0 || event.arg1 & MSG_PEEK != 0 {
             return;
         }
+        let outside = event.flags & FLAG_OUTSIDE_SYSCALL != 0;
         // The read carries its task's name; remembered (allocating only when it changed).
         if event.name[0] != 0 {
             self.learn_comm(event.tid, event);
@@ -116,7 +119,7 @@ impl Engine {
                     return;
                 };
                 queue.owner = owner;
-                return self.read_datagram(front, event, comm, selected, ret);
+                return self.read_datagram(front, event, comm, selected, ret, out);
             }
             queue => queue.map(|queue| queue.tcp),
         };
@@ -132,7 +135,10 @@ impl Engine {
             None => (self.take_by_wakeup(event, tcp_read), Ids::new()),
         };
         if taken.is_empty() && partial.is_empty() {
-            self.stats.reads_without_packet += 1;
+            // Outside a syscall, tcp_rcv_space_adjust (before it) took a TCP read's bytes.
+            if !(outside && tcp_read) {
+                self.stats.reads_without_packet += 1;
+            }
             return;
         }
         if let Some(queue) = self.sockets.get_mut(&sk) {
@@ -145,6 +151,11 @@ impl Engine {
             return;
         }
         self.assign_reader(&taken, event, comm, Some(i64::from(ret)));
+        if outside {
+            self.first_read_now(&partial, event);
+            self.returned_now(taken, event, out);
+            return;
+        }
         // An empty list is as good as none (taken back with `unwrap_or_default`, swept):
         // a datagram read touches no partial packet, and then no table.
         if !taken.is_empty() {
@@ -198,13 +209,15 @@ impl Engine {
             }
             return;
         }
-        for id in &taken.partial {
-            if let Some(open) = self.open.get_mut(id) {
-                open.journey.first_read.get_or_insert(event.ts);
-            }
-        }
+        self.first_read_now(&taken.partial, event);
         self.assign_reader(&taken.done, event, comm, None);
-        for id in taken.done {
+        self.returned_now(taken.done, event, out);
+    }
+
+    /// Packets a read returned outside any traced syscall exit: they return at `event`
+    /// (`syscall` stays null) and end.
+    fn returned_now(&mut self, ids: Ids, event: &Event, out: &mut Vec<Journey>) {
+        for id in ids {
             if let Some(open) = self.open.get_mut(&id) {
                 let journey = &mut open.journey;
                 journey.ts.recv_return = Some(event.ts);
@@ -212,6 +225,16 @@ impl Engine {
                 journey.cpu_task.get_or_insert(event.cpu);
             }
             self.end(id, None, out);
+        }
+    }
+
+    /// Packets a read outside any traced syscall exit returned part of: their first byte
+    /// went now.
+    fn first_read_now(&mut self, ids: &[u64], event: &Event) {
+        for id in ids {
+            if let Some(open) = self.open.get_mut(id) {
+                open.journey.first_read.get_or_insert(event.ts);
+            }
         }
     }
 
@@ -223,6 +246,7 @@ impl Engine {
         comm: Option<Shared>,
         selected: bool,
         ret: i32,
+        out: &mut Vec<Journey>,
     ) {
         if !selected {
             self.discard(id);
@@ -235,7 +259,11 @@ impl Engine {
             let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
             open.journey.partial_read = (ret as u32) < open.journey.len.saturating_sub(headers);
         }
-        self.reading_add(event.tid, taken);
+        if event.flags & FLAG_OUTSIDE_SYSCALL != 0 {
+            self.returned_now(taken, event, out);
+        } else {
+            self.reading_add(event.tid, taken);
+        }
     }
 
     /// Adds packets to those the current syscall of `tid` returns: moved in whole when it
