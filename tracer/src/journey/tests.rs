@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use tracer_common::{
-    COPIED_SEQ_VALID, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, HDR_VALID, NAME_LEN,
-    NET_RX_SOFTIRQ,
+    COPIED_SEQ_VALID, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, FLAG_OUTSIDE_SYSCALL,
+    HDR_VALID, NAME_LEN, NET_RX_SOFTIRQ,
 };
 
 use super::{Engine, EngineConfig, IrqDevice, Journey, Stage, engine::Ending};
@@ -1564,4 +1564,58 @@ fn a_splice_by_another_process_is_not_the_filtered_readers() {
     let (journeys, engine) = s.run(config);
     assert!(journeys.is_empty(), "{journeys:?}");
     assert_eq!(engine.stats().not_selected, 3, "{:?}", engine.stats());
+}
+
+#[test]
+fn a_datagram_read_outside_every_recv_syscall_returns_at_the_read() {
+    // io_uring: the reader waits in io_uring_enter (a wait syscall), is woken and switched
+    // in, and io_uring's recv takes the datagram there. No recv-family exit follows; the
+    // io_uring_enter exit is not an event.
+    let mut s = Stream::default();
+    s.raise(0, 100, 900)
+        .softirq_entry(0, 102, 900)
+        .receive(0, 105, 900, 0x1000, "lo", 92)
+        .data_ready(0, 110, 900, SOCK, 17)
+        .waking(0, 111, 900, READER, "reader")
+        .softirq_exit(0, 116, 900)
+        .switch_in(1, 150, 0, READER, "reader")
+        .ev(1, 160, READER, EventKind::SockRecvLength, |e| {
+            e.addr = SOCK;
+            e.arg0 = 64;
+            e.arg2 = 2 << 16 | 17;
+            e.flags = FLAG_OUTSIDE_SYSCALL;
+        })
+        // A later recv-family call of the same thread that returns nothing of it.
+        .recv_exit(1, 300, EventKind::SysExitRecvfrom, -11);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 1, "{:?}", engine.stats());
+    let j = &journeys[0];
+    assert!(j.complete, "{j:?}");
+    assert_eq!((j.ts.recv_return, j.first_read), (Some(160_000), Some(160_000)));
+    assert_eq!((j.syscall, j.bytes, j.tid), (None, Some(64), Some(READER)));
+    // Woken and switched in: every stage but the hard IRQ.
+    assert_eq!(j.stages_ns.syscall, Some(10_000));
+    assert!(j.stages_ns.wakeup.is_some() && j.stages_ns.runqueue.is_some());
+    assert_eq!(engine.stats().reads_without_packet, 0);
+}
+
+#[test]
+fn a_tcp_read_outside_every_recv_syscall_is_taken_once() {
+    // io_uring's TCP recv: tcp_rcv_space_adjust (emitted outside recv-family syscalls)
+    // takes the bytes, then its sock_recv_length finds them gone: not a read without data.
+    let mut s = Stream::default();
+    three_queued_segments(&mut s)
+        .splice(1, 30, (77, READER), TCP_SOCK, Some(2000))
+        .ev(1, 31, READER, EventKind::SockRecvLength, |e| {
+            e.tgid = 77;
+            e.addr = TCP_SOCK;
+            e.arg0 = 1000;
+            e.arg2 = 2 << 16 | 6;
+            e.addr2 = COPIED_SEQ_VALID | 2000;
+            e.flags = FLAG_OUTSIDE_SYSCALL;
+        });
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(complete_payloads(&journeys).len(), 3, "{:?}", engine.stats());
+    assert!(journeys.iter().all(|j| j.ts.recv_return == Some(30_000)));
+    assert_eq!(engine.stats().reads_without_packet, 0);
 }
