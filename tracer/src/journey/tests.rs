@@ -1591,7 +1591,10 @@ fn a_datagram_read_outside_every_recv_syscall_returns_at_the_read() {
     assert_eq!(journeys.len(), 1, "{:?}", engine.stats());
     let j = &journeys[0];
     assert!(j.complete, "{j:?}");
-    assert_eq!((j.ts.recv_return, j.first_read), (Some(160_000), Some(160_000)));
+    assert_eq!(
+        (j.ts.recv_return, j.first_read),
+        (Some(160_000), Some(160_000))
+    );
     assert_eq!((j.syscall, j.bytes, j.tid), (None, Some(64), Some(READER)));
     // Woken and switched in: every stage but the hard IRQ.
     assert_eq!(j.stages_ns.syscall, Some(10_000));
@@ -1615,7 +1618,12 @@ fn a_tcp_read_outside_every_recv_syscall_is_taken_once() {
             e.flags = FLAG_OUTSIDE_SYSCALL;
         });
     let (journeys, engine) = s.run(EngineConfig::default());
-    assert_eq!(complete_payloads(&journeys).len(), 3, "{:?}", engine.stats());
+    assert_eq!(
+        complete_payloads(&journeys).len(),
+        3,
+        "{:?}",
+        engine.stats()
+    );
     assert!(journeys.iter().all(|j| j.ts.recv_return == Some(30_000)));
     assert_eq!(engine.stats().reads_without_packet, 0);
 }

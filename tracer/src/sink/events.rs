@@ -134,6 +134,11 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
             ("ret", json!(event.arg0 as i32)),
             ("flags", json!(format!("{:#x}", event.arg1))),
             ("copied_seq", copied_seq(event)),
+            // No recv-family syscall returns it: io_uring's recv, or a kernel reader.
+            (
+                "outside_syscall",
+                json!(event.flags & tracer_common::FLAG_OUTSIDE_SYSCALL != 0),
+            ),
         ],
         K::SysEnterRecvfrom | K::SysEnterRead => {
             vec![("fd", json!(event.arg0)), ("size", json!(event.addr2))]
