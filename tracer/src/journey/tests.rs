@@ -1627,3 +1627,30 @@ fn a_tcp_read_outside_every_recv_syscall_is_taken_once() {
     assert!(journeys.iter().all(|j| j.ts.recv_return == Some(30_000)));
     assert_eq!(engine.stats().reads_without_packet, 0);
 }
+
+#[test]
+fn a_consumption_inside_net_rx_is_the_kernels_not_the_interrupted_tasks() {
+    // kTLS: its parser reads the TCP records in the softirq that received them (current is
+    // whatever task ran); the application's read of the plaintext later returns them.
+    let mut s = Stream::default();
+    three_queued_segments(&mut s)
+        .raise(0, 25, 900)
+        .softirq_entry(0, 26, 900)
+        .splice(0, 27, (900, 900), TCP_SOCK, Some(2000))
+        .softirq_exit(0, 28, 900)
+        .tcp_read(1, 40, (READER, READER), TCP_SOCK, 950, Some(2000));
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(
+        complete_payloads(&journeys).len(),
+        3,
+        "{:?}",
+        engine.stats()
+    );
+    for j in &journeys {
+        assert_eq!(
+            (j.tid, j.syscall),
+            (Some(READER), Some("recvfrom")),
+            "{j:?}"
+        );
+    }
+}

@@ -169,12 +169,16 @@ impl Engine {
     /// `tcp:tcp_rcv_space_adjust` outside the recv-family syscalls (the kernel program
     /// skips it inside them, where sock_recv_length reports the read): TCP bytes consumed
     /// without sock_recv_length, by splice(), sendfile() from a socket or a zero-copy
-    /// receive. With the socket's read point (BTF) it takes every byte before it, and the
-    /// journeys it completes end here: `recv_return` is this moment, `syscall` and `bytes`
-    /// are unknown (null). Without BTF there is no read point: nothing is credited.
+    /// receive, io_uring's recv. With the socket's read point (BTF) it takes every byte
+    /// before it, and the journeys it completes end here: `recv_return` is this moment,
+    /// `syscall` and `bytes` are unknown (null). Without BTF there is no read point:
+    /// nothing is credited.
     #[inline(never)]
     pub(super) fn on_read_without_recv_length(&mut self, event: &Event, out: &mut Vec<Journey>) {
-        if event.addr2 & COPIED_SEQ_VALID == 0 {
+        // In a NET_RX run the consumer is the kernel (kTLS's or a sockmap's parser reading
+        // records), not the task it interrupted: the bytes are credited to the read that
+        // returns them (its copied_seq is past them).
+        if event.addr2 & COPIED_SEQ_VALID == 0 || self.cpu(event.cpu).softirq.is_some() {
             return;
         }
         let sk = event.addr;
