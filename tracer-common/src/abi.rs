@@ -150,6 +150,14 @@ pub const NET_IRQ_WORDS: usize = (NET_IRQ_BITS / 64) as usize;
 /// source port, bits 48-63 the destination port (TCP and UDP).
 pub const HDR_VALID: u32 = 1 << 24;
 
+/// `NetifReceiveSkb.arg1` bit, with [`HDR_VALID`]: the packet is an IP fragment (IPv4 more
+/// fragments or a fragment offset; an IPv6 fragment header right after the fixed header,
+/// whose next header is then the protocol). Its transport header is not (all) there: no
+/// ports, no sequence number, and `arg2` is the fragment's own IP payload, not the
+/// datagram's. The kernel reassembles the datagram into the skb of the fragment that
+/// completed it.
+pub const HDR_FRAGMENT: u32 = 1 << 25;
+
 /// `SockRecvLength.addr2` bit 32: bits 0-31 hold the TCP socket's `copied_seq` after the
 /// read (kernel BTF gave `tcp_sock.copied_seq`): every byte before it has been read.
 pub const COPIED_SEQ_VALID: u64 = 1 << 32;

@@ -4,12 +4,14 @@
 //! and the addresses into a record of their own (`tracer_common::FLAG_ADDRS`).
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
-use tracer_common::{HDR_VALID, abi::NO_OFFSET};
+use tracer_common::{HDR_FRAGMENT, HDR_VALID, abi::NO_OFFSET};
 
 use crate::globals::{SKB_DATA_OFF, global_u32};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+/// IPv6's fragment header (NEXTHDR_FRAGMENT).
+const NEXTHDR_FRAGMENT: u8 = 44;
 
 /// What the headers said: the fields of the packet's own record and its addresses.
 #[derive(Default)]
@@ -78,6 +80,20 @@ pub(crate) fn read_headers(data: u64, len: u32) -> Headers {
         return out;
     }
     out.version = version;
+    // More fragments, or a fragment offset: frag_off's low 14 bits (DF aside).
+    if version == 4 && u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        out.arg1 = HDR_VALID | HDR_FRAGMENT | u32::from(version) << 16 | u32::from(proto);
+        out.payload = l3_payload;
+        return out;
+    }
+    if version == 6 && proto == NEXTHDR_FRAGMENT {
+        // struct frag_hdr: its first byte is the next header, the fragment's protocol.
+        // SAFETY: a checked kernel read of one byte of the packet's buffer.
+        let next = unsafe { bpf_probe_read_kernel((data + 40) as *const u8) }.unwrap_or(0);
+        out.arg1 = HDR_VALID | HDR_FRAGMENT | u32::from(version) << 16 | u32::from(next);
+        out.payload = l3_payload.saturating_sub(8);
+        return out;
+    }
     // struct tcphdr / struct udphdr
     let Ok(l4) =
         (unsafe { bpf_probe_read_kernel((data + u64::from(header_len)) as *const [u8; 16]) })

@@ -491,3 +491,127 @@ fn journeys_name_flow_namespace_and_cgroup_across_a_veth_pair() {
         flow.check(&journeys);
     }
 }
+
+/// Runs `work` on a thread of its own inside network namespace `netns`.
+fn in_netns<T: Send + 'static>(
+    netns: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = fs::File::open(format!("/run/netns/{netns}")).expect("netns file");
+    std::thread::spawn(move || {
+        // SAFETY: setns of this thread only, with a valid namespace fd.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        work()
+    })
+}
+
+/// Datagrams larger than the veth's 1500-byte MTU leave the sender in IP fragments (IPv4
+/// and IPv6), which the reader's kernel reassembles into the skb of the fragment that
+/// completed each datagram. Only the first fragment carries the UDP header: read from a
+/// later one, its "ports" and "length" were payload bytes. Each datagram must be one
+/// complete journey of the reader carrying exactly what its read returned, and no fragment
+/// counted as a drop.
+#[test]
+fn fragmented_datagrams_are_one_journey_each_with_the_bytes_read() {
+    let test = "fragmented_datagrams_are_one_journey_each_with_the_bytes_read";
+    let Some(_serial) = kernel_test(test) else {
+        return;
+    };
+    let Some(namespaces) = Namespaces::create() else {
+        return;
+    };
+    const DATAGRAMS: usize = 10;
+    let size = |seq: usize| 4000 + seq;
+    let dir = tempfile::tempdir().unwrap();
+    let tracer = RunningTracer::start(&["live", "--json", "--interval", "1h"], dir.path());
+    let mut readers = Vec::new();
+    for v in 0..2 {
+        let bind = SocketAddr::new(Namespaces::READER[v].parse().unwrap(), 0);
+        let (ready, port) = std::sync::mpsc::channel();
+        let reader = in_netns(&namespaces.reader, move || {
+            let socket = UdpSocket::bind(bind).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            ready.send(socket.local_addr().unwrap().port()).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let reads: Vec<u64> = (0..DATAGRAMS)
+                .map(|_| socket.recv(&mut buf).expect("a datagram within 20 s") as u64)
+                .collect();
+            (common::gettid(), reads)
+        });
+        let target = SocketAddr::new(bind.ip(), port.recv().unwrap());
+        in_netns(&namespaces.sender, move || {
+            let unspecified: SocketAddr = if target.is_ipv4() {
+                "0.0.0.0:0".parse().unwrap()
+            } else {
+                "[::]:0".parse().unwrap()
+            };
+            let socket = UdpSocket::bind(unspecified).unwrap();
+            for seq in 0..DATAGRAMS {
+                std::thread::sleep(Duration::from_millis(15));
+                socket.send_to(&vec![seq as u8; size(seq)], target).unwrap();
+            }
+        })
+        .join()
+        .expect("sender thread");
+        readers.push(reader.join().expect("reader thread"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (stdout, stderr) = tracer.stop();
+    let text = stderr.join("\n");
+    assert!(
+        text.contains("lost events: 0 "),
+        "the tracer lost events:\n{text}"
+    );
+    let journeys = json_events(&stdout);
+    for (family, (tid, reads)) in ["ipv4", "ipv6"].iter().zip(&readers) {
+        assert_eq!(
+            reads,
+            &(0..DATAGRAMS)
+                .map(|seq| size(seq) as u64)
+                .collect::<Vec<_>>(),
+            "{family}: the reader got every datagram whole"
+        );
+        let mut ours: Vec<&Value> = journeys
+            .iter()
+            .filter(|j| j["tid"] == *tid && j["control"] == false)
+            .collect();
+        ours.sort_by_key(|j| j["ts"]["recv_return"].as_u64());
+        let payloads: Vec<u64> = ours
+            .iter()
+            .map(|j| {
+                assert_eq!(j["complete"], true, "{family}: {j}");
+                assert_eq!(
+                    (j["proto"].as_str(), j["family"].as_str()),
+                    (Some("udp"), Some(*family)),
+                    "{j}"
+                );
+                j["payload"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no payload: {j}"))
+            })
+            .collect();
+        assert_eq!(
+            &payloads, reads,
+            "{family}: one journey per datagram, its bytes"
+        );
+    }
+    // (Other drops happen here: IPv6 neighbour discovery and MLD to multicast groups
+    // nobody joined.)
+    let dropped_udp: Vec<&Value> = journeys
+        .iter()
+        .filter(|j| !j["drop_reason"].is_null() && j["proto"] == "udp")
+        .collect();
+    assert!(
+        dropped_udp.is_empty(),
+        "a fragment counted as a drop: {dropped_udp:?}"
+    );
+    assert!(
+        text.contains("an IP fragment: its bytes went on in the datagram"),
+        "the other fragments are said to be reassembled:\n{text}"
+    );
+}

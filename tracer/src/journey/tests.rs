@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use tracer_common::{
     COPIED_SEQ_VALID, Event, EventKind, FLAG_ADDRS, FLAG_LOST_BEFORE, FLAG_OUTSIDE_SYSCALL,
-    HDR_VALID, NAME_LEN, NET_RX_SOFTIRQ,
+    HDR_FRAGMENT, HDR_VALID, NAME_LEN, NET_RX_SOFTIRQ,
 };
 
 use super::{Engine, EngineConfig, IrqDevice, Journey, Stage, engine::Ending};
@@ -1653,4 +1653,45 @@ fn a_consumption_inside_net_rx_is_the_kernels_not_the_interrupted_tasks() {
             "{j:?}"
         );
     }
+}
+
+#[test]
+fn a_fragmented_datagram_is_the_journey_of_its_completing_fragment() {
+    // Three IPv4 fragments of one 4000-byte datagram on a veth: the first two wait in the
+    // reassembly queue and are consumed when the third completes the datagram, in the third's
+    // skb. No fragment but the first has a UDP header: none says ports or the datagram size.
+    let fragment = |s: &mut Stream, us: u64, skb: u64, len: u32| {
+        s.ev(0, us, 900, EventKind::NetifReceiveSkb, |e| {
+            e.addr = skb;
+            e.arg0 = len;
+            e.name = named("veth1");
+            e.arg1 = HDR_VALID | HDR_FRAGMENT | 4 << 16 | 17;
+            e.arg2 = len - 20;
+            // What a later fragment's first bytes would have been taken for: payload.
+            e.addr2 = 0x7979_7979_7979_7979;
+        });
+    };
+    let mut s = Stream::default();
+    s.raise(0, 10, 900).softirq_entry(0, 11, 900);
+    fragment(&mut s, 12, 0x1000, 1500);
+    fragment(&mut s, 13, 0x2000, 1500);
+    fragment(&mut s, 14, 0x3000, 1068);
+    s.consume(0, 15, 0x1000)
+        .consume(0, 16, 0x2000)
+        .data_ready(0, 17, 900, SOCK, 17)
+        .softirq_exit(0, 18, 900)
+        .recv_length(1, 30, SOCK, 4000, 0)
+        .recv_exit(1, 31, EventKind::SysExitRecvfrom, 4000);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert_eq!(journeys.len(), 1, "{:?}", engine.stats());
+    let j = &journeys[0];
+    assert!(j.complete, "{j:?}");
+    assert_eq!((j.skbaddr.0, j.proto.as_ref()), (0x3000, "udp"));
+    assert_eq!((j.payload, j.bytes, j.partial_read), (Some(4000), Some(4000), false));
+    assert_eq!((j.sport, j.dport), (None, None));
+    assert_eq!(
+        engine.stats().unsocketed.get(Ending::Reassembled.as_str()),
+        Some(&2)
+    );
+    assert_eq!(engine.stats().dropped, 0);
 }

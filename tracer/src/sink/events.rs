@@ -56,7 +56,10 @@ pub fn fields(event: &Event, kind: EventKind, names: &Names) -> Vec<(&'static st
                 ("len", json!(event.arg0)),
                 ("dev", json!(name(event))),
             ];
-            if event.arg1 & tracer_common::HDR_VALID != 0 {
+            if event.arg1 & tracer_common::HDR_FRAGMENT != 0 {
+                fields.push(("ip_proto", json!(event.arg1 & 0xff)));
+                fields.push(("ip_fragment_bytes", json!(event.arg2)));
+            } else if event.arg1 & tracer_common::HDR_VALID != 0 {
                 fields.push(("ip_proto", json!(event.arg1 & 0xff)));
                 fields.push(("payload", json!(event.arg2)));
                 if event.arg1 & 0xff == 6 {

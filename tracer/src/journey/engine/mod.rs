@@ -93,6 +93,9 @@ struct Open {
     probed: bool,
     /// Its wakeup woke another thread than its reader.
     woke_other: bool,
+    /// An IP fragment (the one that completed its datagram, if it reaches a socket): its
+    /// own length says nothing of the datagram's payload, which its read gives.
+    fragment: bool,
 }
 
 /// Rebuilds journeys from a time-ordered event stream.
@@ -164,6 +167,7 @@ impl Open {
             taken: 0,
             probed: false,
             woke_other: false,
+            fragment: false,
         }
     }
 }

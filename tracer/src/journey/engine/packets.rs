@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use tracer_common::{Event, HDR_VALID};
+use tracer_common::{Event, HDR_FRAGMENT, HDR_VALID};
 
 use super::{Ending, Engine, MAX_COMMS, Phase};
 use crate::journey::{
@@ -92,7 +92,12 @@ impl Engine {
                 open.journey.saddr = Some(saddr);
                 open.journey.daddr = Some(daddr);
             }
-            if event.arg1 & HDR_VALID != 0 {
+            if event.arg1 & HDR_FRAGMENT != 0 {
+                // An IP fragment: the protocol is known; its ports and the datagram's
+                // payload are not (they stay null).
+                open.journey.proto = proto_name(event.arg1 & 0xff);
+                open.fragment = true;
+            } else if event.arg1 & HDR_VALID != 0 {
                 let proto = event.arg1 & 0xff;
                 open.journey.proto = proto_name(proto);
                 open.journey.payload = Some(event.arg2);
@@ -286,7 +291,12 @@ impl Engine {
             }
             (Phase::Gro | Phase::Stack, false) => {
                 self.skbs.remove(&event.addr);
-                self.end(id, Some(Ending::Consumed), out);
+                let ending = if open.fragment {
+                    Ending::Reassembled
+                } else {
+                    Ending::Consumed
+                };
+                self.end(id, Some(ending), out);
             }
         }
     }

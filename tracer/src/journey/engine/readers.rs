@@ -260,8 +260,14 @@ impl Engine {
         self.assign_reader(&taken, event, comm, Some(i64::from(ret)));
         if let Some(open) = self.open.get_mut(&id) {
             open.journey.reads = 1;
-            let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
-            open.journey.partial_read = (ret as u32) < open.journey.len.saturating_sub(headers);
+            if open.fragment {
+                // Reassembled from fragments: the read says what the datagram carried (all
+                // of it unless the buffer was short, which nothing here shows).
+                open.journey.payload.get_or_insert(ret as u32);
+            } else {
+                let headers = if event.arg2 >> 16 == AF_INET { 28 } else { 48 };
+                open.journey.partial_read = (ret as u32) < open.journey.len.saturating_sub(headers);
+            }
         }
         if event.flags & FLAG_OUTSIDE_SYSCALL != 0 {
             self.returned_now(taken, event, out);

@@ -232,7 +232,7 @@ impl Engine {
                 self.end_control(id, out);
                 return;
             }
-            if event.arg1 == IPPROTO_UDP {
+            if event.arg1 == IPPROTO_UDP && !open.fragment {
                 let headers = if event.arg0 == AF_INET { 28 } else { 48 };
                 open.journey.payload = Some(open.journey.len.saturating_sub(headers));
             }

@@ -140,6 +140,9 @@ endings! {
     /// kernel trimmed them, or merged the copy into a segment it then trimmed): no read
     /// returned them from this copy.
     Duplicate => "a retransmitted copy of bytes the socket already had",
+    /// An IP fragment the stack consumed into its datagram's reassembly: its bytes go on in
+    /// the journey of the fragment that completed the datagram.
+    Reassembled => "an IP fragment: its bytes went on in the datagram its last fragment completed",
 }
 
 /// A count per [`Ending`], in an array: counting is an index and an add.
