@@ -115,8 +115,9 @@ event_kinds! {
     /// `tcp:tcp_destroy_sock`: `addr` = sock. The socket's lifetime ends here.
     TcpDestroySock = 29 => ("tcp", "tcp_destroy_sock"),
     /// `tcp:tcp_rcv_space_adjust` (since Linux 4.17), emitted only outside the recv-family
-    /// and wait syscalls, whose reads `sock_recv_length` reports: TCP bytes consumed
-    /// without it (`splice()`, `sendfile()` from a socket, zero-copy receive). `addr` =
+    /// syscalls, whose reads `sock_recv_length` reports: TCP bytes consumed by `splice()`,
+    /// `sendfile()` from a socket, a zero-copy receive, or io_uring's recv (which runs
+    /// inside io_uring_enter, a wait syscall). `addr` =
     /// sock, `addr2` = `COPIED_SEQ_VALID | tcp_sock.copied_seq` after the consumption (0
     /// without BTF), `name` = the consuming task's comm.
     TcpRcvSpaceAdjust = 30 => ("tcp", "tcp_rcv_space_adjust"),
@@ -210,9 +211,9 @@ pub const FLAG_ADDRS: u8 = 2;
 /// (`source::ring::split_record`), so the engine, the sinks and recordings never see it.
 pub const FLAG_RAISE: u8 = 4;
 
-/// [`Event::flags`] of a `SockRecvLength` outside any traced recv-family or wait syscall
-/// (io_uring's recv run in `io_uring_enter` or by its io-wq workers, a kernel socket user):
-/// no syscall exit will return these bytes, the read itself does.
+/// [`Event::flags`] of a `SockRecvLength` outside every recv-family syscall: in none (a
+/// kernel socket user, io_uring's io-wq workers) or in a wait syscall (io_uring's recv, run
+/// inside `io_uring_enter`). No recv-family exit will return these bytes: the read does.
 pub const FLAG_OUTSIDE_SYSCALL: u8 = 8;
 
 #[cfg(feature = "user")]

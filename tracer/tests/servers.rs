@@ -122,6 +122,17 @@ fn assert_no_loss(label: &str, stderr: &[String]) {
     );
 }
 
+/// Under `--pid`, every journey shown is that process's.
+fn assert_only_pid(journeys: &[Value], pid: u64) {
+    for j in journeys {
+        assert_eq!(
+            j["pid"].as_u64(),
+            Some(pid),
+            "--pid {pid} shows another's journey: {j}"
+        );
+    }
+}
+
 /// The tracer's closing summary must not claim losses that did not happen.
 fn assert_summary_clean(label: &str, stderr: &[String]) {
     let text = stderr.join("\n");
@@ -518,12 +529,7 @@ fn nginx_workers_journeys_carry_exactly_their_request_bytes() {
         }
         assert_summary_clean("nginx", &stderr);
         if with_pid {
-            assert!(
-                journeys
-                    .iter()
-                    .all(|j| j["pid"].as_u64() == traced_workers.first().copied()),
-                "--pid shows other processes' journeys"
-            );
+            assert_only_pid(&journeys, traced_workers[0]);
         } else {
             // The client: every byte ab received of the 1 MB downloads.
             let ab: BTreeSet<u64> = journeys
@@ -1122,10 +1128,7 @@ fn python_http_server_threads_journeys_carry_exactly_each_requests_bytes() {
             "a thread per connection"
         );
         if with_pid {
-            assert!(
-                journeys.iter().all(|j| j["pid"].as_u64() == Some(python)),
-                "--pid shows other processes' journeys"
-            );
+            assert_only_pid(&journeys, python);
         } else {
             let ours = journeys_of(&journeys, &BTreeSet::from([us]));
             assert_eq!(
@@ -1319,10 +1322,7 @@ fn haproxy_splicing_journeys_carry_exactly_the_bytes_it_moved() {
              sock_recv_length (did haproxy stop splicing?)"
         );
         if with_pid {
-            assert!(
-                journeys.iter().all(|j| j["pid"].as_u64() == Some(proxy)),
-                "--pid shows other processes' journeys"
-            );
+            assert_only_pid(&journeys, proxy);
         } else {
             // This test's own reads: the backend thread's and the client's (this thread).
             let ours = journeys_of(&journeys, &BTreeSet::from([us]));

@@ -1687,7 +1687,10 @@ fn a_fragmented_datagram_is_the_journey_of_its_completing_fragment() {
     let j = &journeys[0];
     assert!(j.complete, "{j:?}");
     assert_eq!((j.skbaddr.0, j.proto.as_ref()), (0x3000, "udp"));
-    assert_eq!((j.payload, j.bytes, j.partial_read), (Some(4000), Some(4000), false));
+    assert_eq!(
+        (j.payload, j.bytes, j.partial_read),
+        (Some(4000), Some(4000), false)
+    );
     assert_eq!((j.sport, j.dport), (None, None));
     assert_eq!(
         engine.stats().unsocketed.get(Ending::Reassembled.as_str()),

@@ -100,16 +100,7 @@ impl Engine {
         }
         let sk = event.addr;
         let tcp_read = event.arg2 & 0xffff == IPPROTO_TCP;
-        let comm = self.comms.get(&event.tid).cloned();
-        let selected = self
-            .config
-            .readers
-            .selects(event.tgid, comm.as_deref().unwrap_or(""));
-        let owner = if selected {
-            Owner::Selected
-        } else {
-            Owner::Other
-        };
+        let (comm, selected, owner) = self.reader_of(event);
         // A datagram socket's queue is looked up once: its oldest datagram taken and its
         // owner set in one go (a read of each datagram, under a flood).
         let tcp_queue = match self.sockets.get_mut(&sk) {
@@ -195,17 +186,9 @@ impl Engine {
         if taken.done.is_empty() && taken.partial.is_empty() {
             return;
         }
-        let comm = self.comms.get(&event.tid).cloned();
-        let selected = self
-            .config
-            .readers
-            .selects(event.tgid, comm.as_deref().unwrap_or(""));
+        let (comm, selected, owner) = self.reader_of(event);
         if let Some(queue) = self.sockets.get_mut(&sk) {
-            queue.owner = if selected {
-                Owner::Selected
-            } else {
-                Owner::Other
-            };
+            queue.owner = owner;
         }
         if !selected {
             for id in taken.done {
@@ -216,6 +199,22 @@ impl Engine {
         self.first_read_now(&taken.partial, event);
         self.assign_reader(&taken.done, event, comm, None);
         self.returned_now(taken.done, event, out);
+    }
+
+    /// The reading task of `event`: its name, whether the reader filter selects it, and
+    /// what that makes the socket's owner.
+    fn reader_of(&self, event: &Event) -> (Option<Shared>, bool, Owner) {
+        let comm = self.comms.get(&event.tid).cloned();
+        let selected = self
+            .config
+            .readers
+            .selects(event.tgid, comm.as_deref().unwrap_or(""));
+        let owner = if selected {
+            Owner::Selected
+        } else {
+            Owner::Other
+        };
+        (comm, selected, owner)
     }
 
     /// Packets a read returned outside any traced syscall exit: they return at `event`
