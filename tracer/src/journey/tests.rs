@@ -1211,12 +1211,14 @@ fn a_reader_filter_keeps_only_its_readers_journeys() {
     s.softirq_exit(0, 30, 900)
         .tcp_read(1, 40, (READER, READER), TCP_SOCK, 100, Some(1100))
         .tcp_read(1, 50, (600, 601), OTHER_SOCK, 100, Some(1100));
-    // A later segment on the other reader's socket is dropped at once under the filter.
+    // A later segment on the other reader's socket is dropped at once under the filter, so
+    // that reader's read of it finds nothing: not a read without a packet to report.
     s.raise(0, 60, 900)
         .softirq_entry(0, 61, 900)
         .tcp_segment(0, 62, 900, 0x9000, (1200, 100, PSH_ACK))
         .tcp_probe(0, 63, 900, 0x9000, OTHER_SOCK, 100)
-        .softirq_exit(0, 64, 900);
+        .softirq_exit(0, 64, 900)
+        .tcp_read(1, 70, (600, 601), OTHER_SOCK, 100, Some(1200));
     let mut config = EngineConfig::default();
     config.readers.pids = vec![READER];
     let (journeys, engine) = s.run(config);
@@ -1226,6 +1228,7 @@ fn a_reader_filter_keeps_only_its_readers_journeys() {
     // The other reader's two segments, its later one, and the never-read one on a socket
     // no selected reader used.
     assert_eq!(stats.not_selected, 4, "{stats:?}");
+    assert_eq!(stats.reads_without_packet, 0, "{stats:?}");
     assert_eq!((stats.journeys_emitted, stats.complete), (1, 1));
     assert!(stats.incomplete.is_empty());
 }

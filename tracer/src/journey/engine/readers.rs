@@ -106,7 +106,7 @@ impl Engine {
         let tcp_queue = match self.sockets.get_mut(&sk) {
             Some(queue) if !queue.tcp => {
                 let Some(front) = queue.ids.pop_front() else {
-                    self.stats.reads_without_packet += 1;
+                    self.count_read_without_packet(selected);
                     return;
                 };
                 queue.owner = owner;
@@ -128,7 +128,7 @@ impl Engine {
         if taken.is_empty() && partial.is_empty() {
             // Outside a syscall, tcp_rcv_space_adjust (before it) took a TCP read's bytes.
             if !(outside && tcp_read) {
-                self.stats.reads_without_packet += 1;
+                self.count_read_without_packet(selected);
             }
             return;
         }
@@ -199,6 +199,15 @@ impl Engine {
         self.first_read_now(&taken.partial, event);
         self.assign_reader(&taken.done, event, comm, None);
         self.returned_now(taken.done, event, out);
+    }
+
+    /// A read that found no packet of its socket: counted for the readers the filter selects
+    /// (another process's packets are dropped as they come once its socket is known to be
+    /// its, so its reads find none).
+    fn count_read_without_packet(&mut self, selected: bool) {
+        if selected {
+            self.stats.reads_without_packet += 1;
+        }
     }
 
     /// The reading task of `event`: its name, whether the reader filter selects it, and
