@@ -27,6 +27,8 @@ use crate::{
 };
 
 const IPPROTO_TCP: u32 = 6;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
 
 /// `sock:sk_data_ready`: a packet queued on a socket. With a flow filter, kept when this
 /// CPU's packet in progress was selected; the socket is then remembered (its reads kept).
@@ -106,6 +108,12 @@ struct RecvLength {
 #[inline(always)]
 fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
     let here = here();
+    let rec = fields();
+    // Journeys are of IP packets: a read of a unix, netlink or packet socket is no
+    // packet's (and its syscall exit is then not wanted either).
+    if journey_mode() && rec.family != AF_INET && rec.family != AF_INET6 {
+        return;
+    }
     if flow::active() {
         if !flow::sock_selected(sk) {
             return;
@@ -122,7 +130,6 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
     };
     if passes {
         let fill = |ev: &mut Event| {
-            let rec = fields();
             // The reader's name travels with its read: a reader that never sleeps has no
             // sched event.
             ev.name = current_comm();

@@ -1701,3 +1701,19 @@ fn a_fragmented_datagram_is_the_journey_of_its_completing_fragment() {
     );
     assert_eq!(engine.stats().dropped, 0);
 }
+
+#[test]
+fn a_read_of_a_netlink_socket_is_no_read_without_its_packet() {
+    // getaddrinfo's netlink reads (recorded before the kernel side skipped non-IP sockets).
+    let mut s = Stream::default();
+    s.ev(1, 10, READER, EventKind::SockRecvLength, |e| {
+        e.addr = SOCK;
+        e.arg0 = 396;
+        e.arg2 = 16 << 16; // AF_NETLINK
+    })
+    .recv_length(1, 20, SOCK, 64, 0);
+    let (journeys, engine) = s.run(EngineConfig::default());
+    assert!(journeys.is_empty());
+    // Only the IP read counts.
+    assert_eq!(engine.stats().reads_without_packet, 1);
+}

@@ -14,6 +14,7 @@ use crate::journey::{
 /// MSG_PEEK: a read that leaves the data queued.
 const MSG_PEEK: u32 = 2;
 const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
 
 impl Engine {
     #[inline(never)]
@@ -106,7 +107,7 @@ impl Engine {
         let tcp_queue = match self.sockets.get_mut(&sk) {
             Some(queue) if !queue.tcp => {
                 let Some(front) = queue.ids.pop_front() else {
-                    self.count_read_without_packet(selected);
+                    self.count_read_without_packet(event, selected);
                     return;
                 };
                 queue.owner = owner;
@@ -128,7 +129,7 @@ impl Engine {
         if taken.is_empty() && partial.is_empty() {
             // Outside a syscall, tcp_rcv_space_adjust (before it) took a TCP read's bytes.
             if !(outside && tcp_read) {
-                self.count_read_without_packet(selected);
+                self.count_read_without_packet(event, selected);
             }
             return;
         }
@@ -201,11 +202,13 @@ impl Engine {
         self.returned_now(taken.done, event, out);
     }
 
-    /// A read that found no packet of its socket: counted for the readers the filter selects
-    /// (another process's packets are dropped as they come once its socket is known to be
-    /// its, so its reads find none).
-    fn count_read_without_packet(&mut self, selected: bool) {
-        if selected {
+    /// A read that found no packet of its socket: counted for IP sockets (a netlink or unix
+    /// socket's read is no packet's; recordings from before the kernel side skipped them
+    /// hold such reads) and for the readers the filter selects (another process's packets
+    /// are dropped as they come once its socket is known to be its, so its reads find none).
+    fn count_read_without_packet(&mut self, event: &Event, selected: bool) {
+        let family = event.arg2 >> 16;
+        if selected && (family == AF_INET || family == AF_INET6) {
             self.stats.reads_without_packet += 1;
         }
     }
