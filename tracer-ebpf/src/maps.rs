@@ -70,14 +70,24 @@ pub(crate) fn filtered_tid(tid: u32) -> bool {
     unsafe { FILTER_TIDS.get(&tid).is_some() }
 }
 
+/// Replaces a thread's `RECV_TASKS` value by `next(value)`; returns the value it had.
+#[inline(always)]
+fn update_reading(tid: u32, next: impl FnOnce(u8) -> u8) -> u8 {
+    match RECV_TASKS.get_ptr_mut(tid) {
+        // SAFETY: a u8 in a map value, written only by its own thread's programs.
+        Some(slot) => unsafe {
+            let was = *slot;
+            *slot = next(was);
+            was
+        },
+        None => OUTSIDE,
+    }
+}
+
 /// Sets a thread's `RECV_TASKS` value; returns the value it had.
 #[inline(always)]
 pub(crate) fn set_reading(tid: u32, value: u8) -> u8 {
-    match RECV_TASKS.get_ptr_mut(tid) {
-        // SAFETY: a u8 in a map value, written only by its own thread's programs.
-        Some(slot) => unsafe { core::mem::replace(&mut *slot, value) },
-        None => OUTSIDE,
-    }
+    update_reading(tid, |_| value)
 }
 
 /// Marks a thread's recv-family syscall as one that read a socket (`READ_SOCKET`); returns
@@ -85,19 +95,7 @@ pub(crate) fn set_reading(tid: u32, value: u8) -> u8 {
 /// as io_uring_enter) the value stays: no recv-family exit would take the mark.
 #[inline(always)]
 pub(crate) fn mark_socket_read(tid: u32) -> u8 {
-    match RECV_TASKS.get_ptr_mut(tid) {
-        Some(slot) => {
-            // SAFETY: a u8 in a map value, written only by its own thread's programs.
-            unsafe {
-                let was = *slot;
-                if was == INSIDE {
-                    *slot = READ_SOCKET;
-                }
-                was
-            }
-        }
-        None => OUTSIDE,
-    }
+    update_reading(tid, |was| if was == INSIDE { READ_SOCKET } else { was })
 }
 
 /// Whether a thread is inside a recv-family syscall now (not a wait syscall).
@@ -111,17 +109,7 @@ pub(crate) fn in_recv_call(tid: u32) -> bool {
 /// Sets the current thread's `RECV_TASKS` value to `OUTSIDE`; returns the value it had.
 #[inline(always)]
 pub(crate) fn take_reading(tid: u32) -> u8 {
-    match RECV_TASKS.get_ptr_mut(tid) {
-        Some(slot) => {
-            // SAFETY: a u8 in a map value, written only by its own thread's programs.
-            unsafe {
-                let was = *slot;
-                *slot = OUTSIDE;
-                was
-            }
-        }
-        None => OUTSIDE,
-    }
+    set_reading(tid, OUTSIDE)
 }
 
 /// Whether a thread is inside a recv-family or wait syscall now.

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use common::{RunningTracer, gettid, json_events, kernel_test, monotonic_ns};
+use common::{RunningTracer, assert_no_loss, gettid, json_events, kernel_test, monotonic_ns};
 use io_uring::{IoUring, opcode, types};
 use serde_json::Value;
 
@@ -145,10 +145,7 @@ fn io_uring_reads_end_their_journeys_with_every_stage() {
     let (stdout, stderr) = tracer.stop();
     let journeys = json_events(&stdout);
     let text = stderr.join("\n");
-    assert!(
-        text.contains("lost events: 0 ") && text.contains("late events: 0;"),
-        "the tracer lost events (an overloaded machine?):\n{text}"
-    );
+    assert_no_loss("io_uring", &stderr);
 
     // UDP: each datagram one journey of the reader, in order, between its send and the
     // reader's own stamp after the completion.

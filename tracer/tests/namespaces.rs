@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{RunningTracer, json_events, kernel_test};
+use common::{RunningTracer, assert_no_loss, json_events, kernel_test};
 use serde_json::Value;
 
 const PEER_DIR: &str = "TRACER_TEST_NS_DIR";
@@ -297,27 +297,12 @@ impl Drop for Reader {
 /// Sends the messages from a thread inside network namespace `netns` (TCP_NODELAY, a gap
 /// between messages so each is a segment of its own as a rule, not a requirement).
 fn send(role: &str, target: SocketAddr, netns: &str) {
-    let (role, netns) = (role.to_owned(), netns.to_owned());
-    std::thread::spawn(move || {
-        let ns = fs::File::open(format!("/run/netns/{netns}")).expect("netns file");
-        // SAFETY: setns of this thread only, with a valid namespace fd.
-        assert_eq!(
-            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        let message = |seq: usize| vec![seq as u8; message_len(seq)];
+    let role = role.to_owned();
+    in_netns(netns, move || {
         if role == "udp" {
-            let unspecified: SocketAddr = if target.is_ipv4() {
-                "0.0.0.0:0".parse().unwrap()
-            } else {
-                "[::]:0".parse().unwrap()
-            };
-            let socket = UdpSocket::bind(unspecified).unwrap();
-            for seq in 0..MESSAGES {
-                std::thread::sleep(Duration::from_millis(15));
-                socket.send_to(&message(seq), target).unwrap();
-            }
+            send_datagrams(target, MESSAGES, message_len);
         } else {
+            let message = |seq: usize| vec![seq as u8; message_len(seq)];
             let mut stream = TcpStream::connect(target).unwrap();
             stream.set_nodelay(true).unwrap();
             for seq in 0..MESSAGES {
@@ -330,6 +315,21 @@ fn send(role: &str, target: SocketAddr, netns: &str) {
     })
     .join()
     .expect("sender thread");
+}
+
+/// Sends `count` datagrams to `target` from this thread, `size(seq)` bytes each (all of
+/// value `seq`), 15 ms apart.
+fn send_datagrams(target: SocketAddr, count: usize, size: impl Fn(usize) -> usize) {
+    let unspecified: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let socket = UdpSocket::bind(unspecified).unwrap();
+    for seq in 0..count {
+        std::thread::sleep(Duration::from_millis(15));
+        socket.send_to(&vec![seq as u8; size(seq)], target).unwrap();
+    }
 }
 
 /// The reader's namespace and cgroup as /proc says: (netns inode, cgroup id, cgroup path).
@@ -545,16 +545,7 @@ fn fragmented_datagrams_are_one_journey_each_with_the_bytes_read() {
         });
         let target = SocketAddr::new(bind.ip(), port.recv().unwrap());
         in_netns(&namespaces.sender, move || {
-            let unspecified: SocketAddr = if target.is_ipv4() {
-                "0.0.0.0:0".parse().unwrap()
-            } else {
-                "[::]:0".parse().unwrap()
-            };
-            let socket = UdpSocket::bind(unspecified).unwrap();
-            for seq in 0..DATAGRAMS {
-                std::thread::sleep(Duration::from_millis(15));
-                socket.send_to(&vec![seq as u8; size(seq)], target).unwrap();
-            }
+            send_datagrams(target, DATAGRAMS, size)
         })
         .join()
         .expect("sender thread");
@@ -563,10 +554,7 @@ fn fragmented_datagrams_are_one_journey_each_with_the_bytes_read() {
     std::thread::sleep(Duration::from_millis(300));
     let (stdout, stderr) = tracer.stop();
     let text = stderr.join("\n");
-    assert!(
-        text.contains("lost events: 0 "),
-        "the tracer lost events:\n{text}"
-    );
+    assert_no_loss("fragments", &stderr);
     let journeys = json_events(&stdout);
     for (family, (tid, reads)) in ["ipv4", "ipv6"].iter().zip(&readers) {
         assert_eq!(

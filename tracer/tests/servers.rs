@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{RunningTracer, json_events, kernel_test};
+use common::{RunningTracer, assert_no_loss, json_events, kernel_test, number_after};
 use serde_json::Value;
 
 /// A port nobody listens on right now.
@@ -96,30 +96,6 @@ fn assert_all_complete(label: &str, journeys: &[&Value]) {
             "{label}: incomplete journey {j}"
         );
     }
-}
-
-/// The number the tracer's stderr gives after `marker`, if any.
-fn number_after(stderr: &[String], marker: &str) -> Option<u64> {
-    let text = stderr.join("\n");
-    let rest = text.split(marker).nth(1)?;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// The tracer must not have lost events (then no byte count could be exact: say so first).
-fn assert_no_loss(label: &str, stderr: &[String]) {
-    let text = stderr.join("\n");
-    assert_eq!(
-        (
-            number_after(stderr, "lost events: "),
-            number_after(stderr, "late events: ")
-        ),
-        (Some(0), Some(0)),
-        "{label}: the tracer lost events, or got them later than its reorder window \
-         (an overloaded machine?):\n{text}"
-    );
 }
 
 /// Under `--pid`, every journey shown is that process's.

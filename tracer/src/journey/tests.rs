@@ -218,6 +218,21 @@ impl Stream {
             e.arg2 = 2;
         })
     }
+    /// A TCP segment received, linked to socket `sk` by tcp_probe and enqueued
+    /// (sk_data_ready), at `us`, `us + 1` and `us + 2`.
+    fn queued_segment(
+        &mut self,
+        cpu: u16,
+        us: u64,
+        tid: u32,
+        skb: u64,
+        segment: (u32, u32, u8),
+        sk: u64,
+    ) -> &mut Self {
+        self.tcp_segment(cpu, us, tid, skb, segment)
+            .tcp_probe(cpu, us + 1, tid, skb, sk, segment.1)
+            .data_ready(cpu, us + 2, tid, sk, 6)
+    }
     fn destroy(&mut self, cpu: u16, us: u64, sk: u64) -> &mut Self {
         self.ev(cpu, us, 0, EventKind::TcpDestroySock, |e| e.addr = sk)
     }
@@ -1076,9 +1091,7 @@ fn control_segments_are_not_data_journeys_nor_drops() {
         .tcp_segment(0, 14, 900, 0x2000, (2, 0, ACK))
         .data_ready(0, 15, 900, 0xdead_0000, 6)
         .waking(0, 16, 900, READER, "server")
-        .tcp_segment(0, 17, 900, 0x3000, (2, 0, FIN_ACK))
-        .tcp_probe(0, 18, 900, 0x3000, TCP_SOCK, 0)
-        .data_ready(0, 19, 900, TCP_SOCK, 6)
+        .queued_segment(0, 17, 900, 0x3000, (2, 0, FIN_ACK), TCP_SOCK)
         .softirq_exit(0, 20, 900)
         // The FIN's skb purged at close: not a drop of data.
         .kfree(1, 30, 0x3000, 6)
@@ -1304,9 +1317,7 @@ fn the_addresses_record_names_the_flow_of_the_packet_that_follows() {
         e.arg1 = u32::from_le_bytes(daddr[12..].try_into().unwrap());
         e.arg2 = 6;
     })
-    .tcp_segment(0, 12, 900, 0x1000, (1000, 100, PSH_ACK))
-    .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 100)
-    .data_ready(0, 14, 900, TCP_SOCK, 6)
+    .queued_segment(0, 12, 900, 0x1000, (1000, 100, PSH_ACK), TCP_SOCK)
     .softirq_exit(0, 15, 900)
     .tcp_read(1, 20, (READER, READER), TCP_SOCK, 100, Some(1100));
     let (journeys, engine) = s.run(EngineConfig::default());
@@ -1360,12 +1371,8 @@ fn segments_merged_into_a_dropped_retransmission_are_dropped_with_it() {
     let mut s = Stream::default();
     s.raise(0, 10, 900)
         .softirq_entry(0, 11, 900)
-        .tcp_segment(0, 12, 900, 0x1000, (1000, 500, ACK))
-        .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 500)
-        .data_ready(0, 14, 900, TCP_SOCK, 6)
-        .tcp_segment(0, 15, 900, 0x2000, (1500, 500, PSH_ACK))
-        .tcp_probe(0, 16, 900, 0x2000, TCP_SOCK, 500)
-        .data_ready(0, 17, 900, TCP_SOCK, 6)
+        .queued_segment(0, 12, 900, 0x1000, (1000, 500, ACK), TCP_SOCK)
+        .queued_segment(0, 15, 900, 0x2000, (1500, 500, PSH_ACK), TCP_SOCK)
         // The copies, while the reader holds the socket.
         .tcp_segment(0, 18, 900, 0x3000, (1000, 500, ACK))
         .tcp_segment(0, 19, 900, 0x4000, (1500, 500, PSH_ACK))
@@ -1431,16 +1438,12 @@ fn a_copy_still_queued_when_its_socket_closes_was_not_left_unread() {
     let mut s = Stream::default();
     s.raise(0, 10, 900)
         .softirq_entry(0, 11, 900)
-        .tcp_segment(0, 12, 900, 0x1000, (1000, 500, PSH_ACK))
-        .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 500)
-        .data_ready(0, 14, 900, TCP_SOCK, 6)
+        .queued_segment(0, 12, 900, 0x1000, (1000, 500, PSH_ACK), TCP_SOCK)
         .softirq_exit(0, 15, 900)
         .tcp_read(1, 20, (READER, READER), TCP_SOCK, 500, Some(1500))
         .raise(0, 30, 900)
         .softirq_entry(0, 31, 900)
-        .tcp_segment(0, 32, 900, 0x2000, (1000, 500, PSH_ACK))
-        .tcp_probe(0, 33, 900, 0x2000, TCP_SOCK, 500)
-        .data_ready(0, 34, 900, TCP_SOCK, 6)
+        .queued_segment(0, 32, 900, 0x2000, (1000, 500, PSH_ACK), TCP_SOCK)
         .softirq_exit(0, 35, 900)
         .ev(1, 40, READER, EventKind::TcpDestroySock, |e| {
             e.addr = TCP_SOCK
@@ -1463,9 +1466,7 @@ fn a_new_connection_on_a_socket_address_is_not_judged_by_the_last_ones_reads() {
     let mut s = Stream::default();
     s.raise(0, 10, 900)
         .softirq_entry(0, 11, 900)
-        .tcp_segment(0, 12, 900, 0x1000, (4000, 1000, PSH_ACK))
-        .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 1000)
-        .data_ready(0, 14, 900, TCP_SOCK, 6)
+        .queued_segment(0, 12, 900, 0x1000, (4000, 1000, PSH_ACK), TCP_SOCK)
         .softirq_exit(0, 15, 900)
         .tcp_read(1, 20, (READER, READER), TCP_SOCK, 1000, Some(5000))
         .raise(0, 30, 900)
@@ -1498,15 +1499,9 @@ fn complete_payloads(journeys: &[Journey]) -> Vec<(u64, Option<u32>)> {
 fn three_queued_segments(s: &mut Stream) -> &mut Stream {
     s.raise(0, 10, 900)
         .softirq_entry(0, 11, 900)
-        .tcp_segment(0, 12, 900, 0x1000, (1000, 500, ACK))
-        .tcp_probe(0, 13, 900, 0x1000, TCP_SOCK, 500)
-        .data_ready(0, 14, 900, TCP_SOCK, 6)
-        .tcp_segment(0, 15, 900, 0x2000, (1500, 200, ACK))
-        .tcp_probe(0, 16, 900, 0x2000, TCP_SOCK, 200)
-        .data_ready(0, 17, 900, TCP_SOCK, 6)
-        .tcp_segment(0, 18, 900, 0x3000, (1700, 300, PSH_ACK))
-        .tcp_probe(0, 19, 900, 0x3000, TCP_SOCK, 300)
-        .data_ready(0, 20, 900, TCP_SOCK, 6)
+        .queued_segment(0, 12, 900, 0x1000, (1000, 500, ACK), TCP_SOCK)
+        .queued_segment(0, 15, 900, 0x2000, (1500, 200, ACK), TCP_SOCK)
+        .queued_segment(0, 18, 900, 0x3000, (1700, 300, PSH_ACK), TCP_SOCK)
         .softirq_exit(0, 21, 900)
 }
 

@@ -152,6 +152,30 @@ pub fn json_events(stdout: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The number the tracer's stderr gives after `marker`, if any.
+pub fn number_after(stderr: &[String], marker: &str) -> Option<u64> {
+    let text = stderr.join("\n");
+    let rest = text.split(marker).nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The tracer must not have lost events (then no byte count could be exact: say so first).
+pub fn assert_no_loss(label: &str, stderr: &[String]) {
+    let text = stderr.join("\n");
+    assert_eq!(
+        (
+            number_after(stderr, "lost events: "),
+            number_after(stderr, "late events: ")
+        ),
+        (Some(0), Some(0)),
+        "{label}: the tracer lost events, or got them later than its reorder window \
+         (an overloaded machine?):\n{text}"
+    );
+}
+
 /// Total lost events from the tracer's closing stderr line `... lost N (cpu0=..)`.
 pub fn lost_total(stderr: &[String]) -> u64 {
     let line = stderr
