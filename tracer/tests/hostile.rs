@@ -195,13 +195,27 @@ fn chunk_counts_beyond_any_file_are_rejected_before_allocating() {
     rejected(&path, "16384 events cannot be encoded in 4294967295 bytes");
 }
 
+/// The magic and metadata chunk of a version 2 recording (zstd), as older tracers wrote.
+fn recording_head_v2() -> Vec<u8> {
+    let meta = serde_json::to_vec(&tracer::recording::Metadata::default()).unwrap();
+    let mut bytes = b"TRACERv2".to_vec();
+    bytes.extend(chunk(
+        b'M',
+        0,
+        meta.len() as u32,
+        &zstd::bulk::compress(&meta, 3).unwrap(),
+    ));
+    bytes
+}
+
 #[test]
 fn zstd_bombs_decompress_no_further_than_declared() {
     let dir = tempfile::tempdir().unwrap();
-    // 256 MiB of zeros in a few kilobytes, 64 times, declared as full event chunks.
+    // 256 MiB of zeros in a few kilobytes, 64 times, declared as full event chunks of a
+    // version 2 recording (zstd).
     let bomb = zstd::bulk::compress(&vec![0u8; 256 << 20], 19).unwrap();
     assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
-    let mut bytes = recording_head(dir.path());
+    let mut bytes = recording_head_v2();
     for _ in 0..64 {
         bytes.extend(chunk(b'E', 16384, 16384 * 59, &bomb));
     }
@@ -211,6 +225,27 @@ fn zstd_bombs_decompress_no_further_than_declared() {
     // The same as a metadata chunk declared at most 16 MiB, and one declared 256 MiB.
     for declared in [16u32 << 20, 256 << 20] {
         let mut bytes = b"TRACERv2".to_vec();
+        bytes.extend(chunk(b'M', 0, declared, &bomb));
+        let path = dir.path().join("meta-bomb.trc");
+        std::fs::write(&path, &bytes).unwrap();
+        rejected(&path, "chunk at byte 8 is corrupt");
+    }
+}
+
+#[test]
+fn lz4_bombs_decompress_no_further_than_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 MiB of zeros in a quarter MiB (LZ4 gains at most about 255 times), declared as
+    // full event chunks and as metadata.
+    let bomb = lz4_flex::block::compress(&vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 300 << 10, "{} bytes", bomb.len());
+    let mut bytes = recording_head(dir.path());
+    bytes.extend(chunk(b'E', 16384, 16384 * 40, &bomb));
+    let path = dir.path().join("bomb.trc");
+    std::fs::write(&path, &bytes).unwrap();
+    rejected(&path, "lz4");
+    for declared in [16u32 << 20, 256 << 20] {
+        let mut bytes = b"TRACERv3".to_vec();
         bytes.extend(chunk(b'M', 0, declared, &bomb));
         let path = dir.path().join("meta-bomb.trc");
         std::fs::write(&path, &bytes).unwrap();
@@ -232,7 +267,7 @@ fn endless_and_huge_files_that_are_no_recording_are_refused_at_once() {
     rejected(&huge, "not a tracer recording");
     // A right magic then 1 GiB of zeros: the first chunk header is wrong, nothing more is read.
     let file = std::fs::OpenOptions::new().write(true).open(&huge).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&file, b"TRACERv2", 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"TRACERv3", 0).unwrap();
     drop(file);
     rejected(
         &huge,
@@ -240,7 +275,7 @@ fn endless_and_huge_files_that_are_no_recording_are_refused_at_once() {
     );
 }
 
-/// The NIC fixture's events `copies` times over, captures concatenated: a version 2
+/// The NIC fixture's events `copies` times over, captures concatenated: a version 3
 /// recording whose one event chunk is repeated (a few bytes per event on disk, as long to
 /// replay as the events are many).
 fn concatenated_captures(path: &std::path::Path, copies: usize) {

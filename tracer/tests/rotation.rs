@@ -14,11 +14,11 @@ use std::{
 
 use common::{RunningTracer, kernel_test, tracer_bin};
 
-/// The chunks of a version 2 recording (docs/FORMAT.md): (offset, kind, stored length,
+/// The chunks of a version 3 recording (docs/FORMAT.md): (offset, kind, stored length,
 /// event count).
 fn chunks(path: &Path) -> Vec<(usize, u8, usize, u32)> {
     let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"TRACERv2", "{}", path.display());
+    assert_eq!(&bytes[..8], b"TRACERv3", "{}", path.display());
     let mut offset = 8;
     let mut found = Vec::new();
     while offset < bytes.len() {

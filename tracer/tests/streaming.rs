@@ -27,8 +27,8 @@ fn recorded_v2() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/loopback/udp-tcp-2s.trc")
 }
 
-/// Writes `events` as a version 2 recording, a chunk every `chunk` events (with a trailer).
-fn write_v2(path: &Path, recording: &Recording, events: impl Iterator<Item = Event>, chunk: usize) {
+/// Writes `events` as a recording in the format written (version 3), a chunk every `chunk` events (with a trailer).
+fn write_v3(path: &Path, recording: &Recording, events: impl Iterator<Item = Event>, chunk: usize) {
     let mut writer = Writer::create(path, &recording.meta).unwrap();
     for (index, event) in events.enumerate() {
         writer.push(&event).unwrap();
@@ -98,10 +98,10 @@ fn streamed_outputs_equal_the_whole_file_ones() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = fixture();
     let original = Recording::read(&v1).unwrap();
-    let v2 = dir.path().join("fixture-v2.trc");
-    write_v2(&v2, &original, original.events.iter().copied(), 700);
-    assert_eq!(Recording::read(&v2).unwrap().events, original.events);
-    for input in [v1, v2, recorded_v2()] {
+    let v3 = dir.path().join("fixture-v3.trc");
+    write_v3(&v3, &original, original.events.iter().copied(), 700);
+    assert_eq!(Recording::read(&v3).unwrap().events, original.events);
+    for input in [v1, v3, recorded_v2()] {
         let recording = Recording::read(&input).unwrap();
         let (journeys, tracker) = whole_file(&recording);
         assert!(journeys.len() > 20, "{}", journeys.len());
@@ -224,7 +224,7 @@ fn large_recordings_stream_within_a_memory_bound() {
     let period = last - first + 1_000_000;
     const COPIES: u64 = 400;
     let long = dir.path().join("long.trc");
-    write_v2(
+    write_v3(
         &long,
         &original,
         (0..COPIES).flat_map(|copy| {
@@ -236,7 +236,7 @@ fn large_recordings_stream_within_a_memory_bound() {
         tracer::recording::CHUNK_EVENTS,
     );
     let stuck = dir.path().join("stuck.trc");
-    write_v2(
+    write_v3(
         &stuck,
         &original,
         (0..COPIES / 2).flat_map(|_| {

@@ -8,13 +8,16 @@ pub mod format;
 pub mod outline;
 pub mod paths;
 pub mod reader;
+mod sparse;
 pub mod writer;
 
 #[cfg(test)]
 mod tests;
 
 pub use batches::EventBatches;
-pub use format::{CHUNK_EVENTS, MAGIC_V1, MAGIC_V2, Metadata, RecordError, RecordedIrq, Trailer};
+pub use format::{
+    CHUNK_EVENTS, MAGIC_V1, MAGIC_V2, MAGIC_V3, Metadata, RecordError, RecordedIrq, Trailer,
+};
 pub use outline::Outline;
 pub use reader::{Recording, RecordingReader};
 pub use writer::Writer;

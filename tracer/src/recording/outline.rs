@@ -9,7 +9,7 @@ use tracer_common::EVENT_SIZE;
 
 use super::{
     format::{CHUNK_EVENTS_KIND, CHUNK_HEADER, CHUNK_META, CHUNK_TRAILER, RecordError, Trailer},
-    reader::{ChunkHeader, decompress},
+    reader::{ChunkHeader, Codec},
 };
 
 /// What the chunk headers of a recording say.
@@ -47,8 +47,7 @@ impl Outline {
             reason,
         };
         let mut outline = Self::default();
-        let mut decompressor =
-            zstd::bulk::Decompressor::new().map_err(|err| corrupt(8, format!("zstd: {err}")))?;
+        let mut codec = Codec::of_version(version).map_err(|reason| corrupt(8, reason))?;
         let (mut body, mut raw) = (Vec::new(), Vec::new());
         let mut at = 8;
         while at < size {
@@ -61,7 +60,9 @@ impl Outline {
             let mut bytes = [0u8; CHUNK_HEADER];
             file.read_exact_at(&mut bytes, at as u64).map_err(io)?;
             let header = ChunkHeader::parse(&bytes);
-            header.check().map_err(|reason| corrupt(at, reason))?;
+            header
+                .check(version)
+                .map_err(|reason| corrupt(at, reason))?;
             let body_start = at + CHUNK_HEADER;
             if size - body_start < header.len {
                 outline.truncated = Some(format!(
@@ -77,7 +78,8 @@ impl Outline {
                     body.resize(header.len, 0);
                     file.read_exact_at(&mut body, body_start as u64)
                         .map_err(io)?;
-                    decompress(&mut decompressor, &header, &body, &mut raw)
+                    codec
+                        .decompress(&header, &body, &mut raw)
                         .map_err(|reason| corrupt(at, reason))?;
                     outline.trailer = Some(
                         serde_json::from_slice(&raw[..header.raw_len])

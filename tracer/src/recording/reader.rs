@@ -1,4 +1,4 @@
-//! Reading a recording back (versions 1 and 2) chunk by chunk, keeping every whole chunk of
+//! Reading a recording back (versions 1 to 3) chunk by chunk, keeping every whole chunk of
 //! one cut short: [`RecordingReader`] streams events a chunk at a time, [`Recording`] holds a
 //! whole (small) file.
 
@@ -13,16 +13,17 @@ use tracer_common::{EVENT_SIZE, Event};
 use super::{
     Outline,
     format::{
-        CHUNK_EVENTS, CHUNK_EVENTS_KIND, CHUNK_HEADER, CHUNK_META, CHUNK_TRAILER, EVENT_MAX,
-        EVENT_MIN, MAGIC_V1, MAGIC_V2, MAX_RAW, Metadata, RecordError, Trailer, decode_events,
+        self, CHUNK_EVENTS, CHUNK_EVENTS_KIND, CHUNK_HEADER, CHUNK_META, CHUNK_TRAILER, EVENT_MAX,
+        EVENT_MIN, MAGIC_V1, MAGIC_V2, MAGIC_V3, MAX_RAW, Metadata, RecordError, Trailer,
     },
+    sparse,
 };
 
 /// A recording read back whole: for tests and small files (`report` and `export` stream
 /// with [`RecordingReader`] instead).
 #[derive(Debug)]
 pub struct Recording {
-    /// Format version (1 or 2).
+    /// Format version (1 to 3).
     pub version: u8,
     /// What the recording says about its host.
     pub meta: Metadata,
@@ -82,12 +83,17 @@ impl ChunkHeader {
         }
     }
 
-    /// Whether the sizes are possible, checked before anything is allocated or
-    /// decompressed: an event chunk holds at most [`CHUNK_EVENTS`] events, each encoded in
-    /// [`EVENT_MIN`] to [`EVENT_MAX`] bytes; any other chunk decompresses to at most
-    /// [`MAX_RAW`]; the compressed body is no larger than zstd makes it.
-    pub fn check(&self) -> Result<(), String> {
+    /// Whether the sizes are possible in format `version` (2 or 3), checked before anything
+    /// is allocated or decompressed: an event chunk holds at most [`CHUNK_EVENTS`] events,
+    /// encoded in as few and as many bytes as the version's columns allow; any other chunk
+    /// decompresses to at most [`MAX_RAW`]; the compressed body is no larger than the
+    /// version's compression makes it.
+    pub fn check(&self, version: u8) -> Result<(), String> {
         let (kind, count, raw_len) = (self.kind, self.count, self.raw_len);
+        let (fewest, most) = match version {
+            2 => (count * EVENT_MIN, count * EVENT_MAX),
+            _ => (sparse::min_len(count), sparse::max_len(count)),
+        };
         if ![CHUNK_META, CHUNK_EVENTS_KIND, CHUNK_TRAILER].contains(&kind) {
             return Err(format!("unexpected chunk type {:?}", kind as char));
         }
@@ -99,13 +105,17 @@ impl ChunkHeader {
             return Err(format!(
                 "{count} events announced, a chunk holds at most {CHUNK_EVENTS}"
             ));
-        } else if raw_len < count * EVENT_MIN || raw_len > count * EVENT_MAX {
+        } else if raw_len < fewest || raw_len > most {
             return Err(format!(
-                "{count} events cannot be encoded in {raw_len} bytes ({EVENT_MIN} to {EVENT_MAX} each)"
+                "{count} events cannot be encoded in {raw_len} bytes ({fewest} to {most})"
             ));
         }
-        // Above ZSTD_COMPRESSBOUND: the most a frame of `raw_len` bytes takes.
-        if self.len > raw_len + raw_len / 128 + 1024 {
+        // Above ZSTD_COMPRESSBOUND and LZ4's bound: the most `raw_len` bytes take.
+        let bound = match version {
+            2 => raw_len + raw_len / 128 + 1024,
+            _ => lz4_flex::block::get_maximum_output_size(raw_len),
+        };
+        if self.len > bound {
             return Err(format!(
                 "{} compressed bytes for {raw_len}: implausible",
                 self.len
@@ -115,30 +125,54 @@ impl ChunkHeader {
     }
 }
 
-/// Decompresses a checked chunk body into `raw` (grown to `raw_len`, never beyond: zstd
-/// stops at the end of the buffer, whatever the frame says).
-pub(super) fn decompress(
-    decompressor: &mut zstd::bulk::Decompressor<'static>,
-    header: &ChunkHeader,
-    body: &[u8],
-    raw: &mut Vec<u8>,
-) -> Result<(), String> {
-    if crc32fast::hash(body) != header.crc {
-        return Err("checksum mismatch".to_owned());
+/// How chunk bodies are compressed: zstd frames (version 2) or LZ4 blocks (version 3).
+pub(super) enum Codec {
+    Zstd(Box<zstd::bulk::Decompressor<'static>>),
+    Lz4,
+}
+
+impl Codec {
+    /// The codec of format `version` (2 or 3).
+    pub fn of_version(version: u8) -> Result<Self, String> {
+        Ok(match version {
+            2 => Self::Zstd(Box::new(
+                zstd::bulk::Decompressor::new().map_err(|err| format!("zstd: {err}"))?,
+            )),
+            _ => Self::Lz4,
+        })
     }
-    if raw.len() < header.raw_len {
-        raw.resize(header.raw_len, 0);
+
+    /// Decompresses a checked chunk body into `raw` (grown to `raw_len`, never beyond:
+    /// both codecs stop at the end of the buffer, whatever the body says).
+    pub fn decompress(
+        &mut self,
+        header: &ChunkHeader,
+        body: &[u8],
+        raw: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        if crc32fast::hash(body) != header.crc {
+            return Err("checksum mismatch".to_owned());
+        }
+        if raw.len() < header.raw_len {
+            raw.resize(header.raw_len, 0);
+        }
+        let out = &mut raw[..header.raw_len];
+        let got = match self {
+            Self::Zstd(decompressor) => decompressor
+                .decompress_to_buffer(body, out)
+                .map_err(|err| format!("zstd: {err}"))?,
+            Self::Lz4 => {
+                lz4_flex::block::decompress_into(body, out).map_err(|err| format!("lz4: {err}"))?
+            }
+        };
+        if got != header.raw_len {
+            return Err(format!(
+                "{got} bytes decompressed, header says {}",
+                header.raw_len
+            ));
+        }
+        Ok(())
     }
-    let got = decompressor
-        .decompress_to_buffer(body, &mut raw[..header.raw_len])
-        .map_err(|err| format!("zstd: {err}"))?;
-    if got != header.raw_len {
-        return Err(format!(
-            "{got} bytes decompressed, header says {}",
-            header.raw_len
-        ));
-    }
-    Ok(())
 }
 
 /// A recording read chunk by chunk: the magic is checked before anything else is read (a
@@ -155,7 +189,7 @@ pub struct RecordingReader<R> {
     truncated: Option<String>,
     ended: bool,
     events: u64,
-    decompressor: zstd::bulk::Decompressor<'static>,
+    codec: Codec,
     header: ChunkHeader,
     body: Vec<u8>,
     raw: Vec<u8>,
@@ -207,23 +241,23 @@ impl<R: Read> RecordingReader<R> {
             truncated: None,
             ended: false,
             events: 0,
-            decompressor: zstd::bulk::Decompressor::new().map_err(|err| RecordError::Chunk {
+            codec: Codec::of_version(version).map_err(|reason| RecordError::Chunk {
                 path: path.to_owned(),
                 offset: 8,
-                reason: format!("zstd: {err}"),
+                reason,
             })?,
             header: ChunkHeader::parse(&[0; CHUNK_HEADER]),
             body: Vec::new(),
             raw: Vec::new(),
         };
         match version {
-            2 => reader.read_meta_v2()?,
-            _ => reader.read_meta_v1()?,
+            1 => reader.read_meta_v1()?,
+            _ => reader.read_meta_v2()?,
         }
         Ok(reader)
     }
 
-    /// Format version (1 or 2).
+    /// Format version (1 to 3).
     pub fn version(&self) -> u8 {
         self.version
     }
@@ -269,8 +303,8 @@ impl<R: Read> RecordingReader<R> {
             return Ok(false);
         }
         let more = match self.version {
-            2 => self.next_events_v2(out)?,
-            _ => self.next_events_v1(out)?,
+            1 => self.next_events_v1(out)?,
+            _ => self.next_events_v2(out)?,
         };
         self.ended |= !more;
         Ok(more)
@@ -304,7 +338,9 @@ impl<R: Read> RecordingReader<R> {
         bytes.copy_from_slice(&self.body);
         let header = ChunkHeader::parse(&bytes);
         // Every size is checked before its bytes are read, allocated or decompressed.
-        header.check().map_err(|reason| self.corrupt(at, reason))?;
+        header
+            .check(self.version)
+            .map_err(|reason| self.corrupt(at, reason))?;
         let body_start = at + CHUNK_HEADER;
         self.body.clear();
         let got = read_up_to(&mut self.input, header.len, &mut self.body, &self.path)?;
@@ -316,7 +352,8 @@ impl<R: Read> RecordingReader<R> {
             self.at = body_start + got;
             return Ok(None);
         }
-        decompress(&mut self.decompressor, &header, &self.body, &mut self.raw)
+        self.codec
+            .decompress(&header, &self.body, &mut self.raw)
             .map_err(|reason| self.corrupt(at, reason))?;
         self.header = header;
         self.at = body_start + header.len;
@@ -339,14 +376,18 @@ impl<R: Read> RecordingReader<R> {
         Ok(())
     }
 
+    /// Versions 2 and 3: the next event chunk (the trailer is kept on the way).
     fn next_events_v2(&mut self, out: &mut Vec<Event>) -> Result<bool, RecordError> {
         while let Some(at) = self.next_chunk()? {
             let header = self.header;
             let raw = &self.raw[..header.raw_len];
             match header.kind {
                 CHUNK_EVENTS_KIND => {
-                    decode_events(raw, header.count, out)
-                        .map_err(|reason| self.corrupt(at, reason))?;
+                    let decoded = match self.version {
+                        2 => format::decode_events(raw, header.count, out),
+                        _ => sparse::decode_events(raw, header.count, out),
+                    };
+                    decoded.map_err(|reason| self.corrupt(at, reason))?;
                     self.events += header.count as u64;
                     return Ok(true);
                 }
@@ -439,6 +480,7 @@ fn read_up_to(
 /// The format version the first 8 bytes announce, or why they are no recording's.
 pub(super) fn check_magic(bytes: &[u8], path: &Path) -> Result<u8, RecordError> {
     match bytes.get(..8) {
+        Some(magic) if magic == MAGIC_V3 => Ok(3),
         Some(magic) if magic == MAGIC_V2 => Ok(2),
         Some(magic) if magic == MAGIC_V1 => Ok(1),
         Some(magic) if magic.starts_with(b"TRACERv") => Err(RecordError::Version {

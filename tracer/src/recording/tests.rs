@@ -55,7 +55,7 @@ fn round_trips_with_trailer() {
     let events = events(5000);
     write(&path, &events, true);
     let recording = Recording::read(&path).unwrap();
-    assert_eq!(recording.version, 2);
+    assert_eq!(recording.version, 3);
     assert_eq!(recording.events, events);
     assert_eq!(recording.meta.kernel, "6.18");
     let trailer = recording.trailer.unwrap();
@@ -143,17 +143,19 @@ fn unknown_versions_and_foreign_files_are_named() {
         .to_string();
     assert_eq!(
         err,
-        "x.trc: recording format version 7 is not supported (this tracer reads versions 1 and 2)"
+        "x.trc: recording format version 7 is not supported (this tracer reads versions 1 to 3)"
     );
     let err = Recording::parse(b"\x7fELF....", path)
         .unwrap_err()
         .to_string();
     assert_eq!(err, "x.trc: not a tracer recording (bad magic at byte 0)");
-    let err = Recording::parse(b"TRACERv2", path).unwrap_err().to_string();
-    assert_eq!(
-        err,
-        "x.trc: the recording has no metadata (it ends at byte 8)"
-    );
+    for magic in [b"TRACERv2", b"TRACERv3"] {
+        let err = Recording::parse(magic, path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "x.trc: the recording has no metadata (it ends at byte 8)"
+        );
+    }
 }
 
 #[test]
@@ -203,13 +205,13 @@ fn the_outline_says_what_the_stream_finds_at_its_end() {
         let Ok(reader) = RecordingReader::open(&cut_path) else {
             continue; // cut inside the metadata
         };
-        let outline = Outline::read(reader.file(), 2, &cut_path)
+        let outline = Outline::read(reader.file(), 3, &cut_path)
             .unwrap()
             .expect("a regular file");
         let (_, ended) = batches(reader, 1);
         assert_eq!(Ok(outline), ended, "cut at {cut}");
     }
-    let whole = Outline::read(&std::fs::File::open(&path).unwrap(), 2, &path)
+    let whole = Outline::read(&std::fs::File::open(&path).unwrap(), 3, &path)
         .unwrap()
         .unwrap();
     assert_eq!(whole.events, 2500);
@@ -218,7 +220,7 @@ fn the_outline_says_what_the_stream_finds_at_its_end() {
     // A pipe has no outline.
     let fifo = std::fs::File::open("/proc/self/fd/0").ok();
     if let Some(file) = fifo.filter(|file| file.metadata().is_ok_and(|m| !m.is_file())) {
-        assert_eq!(Outline::read(&file, 2, &path).unwrap(), None);
+        assert_eq!(Outline::read(&file, 3, &path).unwrap(), None);
     }
 }
 
@@ -303,4 +305,159 @@ fn a_chunk_decodes_block_by_block_and_checks_its_stamps() {
         assert!(format::decode_events(&bad, events.len(), &mut out).is_err());
         assert_eq!(out.len(), 3);
     }
+}
+
+/// A version 2 recording (zstd, fixed columns), as older tracers wrote it: magic, metadata,
+/// event chunks of 1000, trailer.
+fn v2_bytes(events: &[Event]) -> Vec<u8> {
+    let mut bytes = format::MAGIC_V2.to_vec();
+    let mut chunk = |kind: u8, count: usize, raw: &[u8]| {
+        let body = zstd::bulk::compress(raw, 3).unwrap();
+        bytes.push(kind);
+        bytes.extend_from_slice(&(count as u32).to_le_bytes());
+        bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+    };
+    let meta = Metadata {
+        kernel: "6.12".into(),
+        ..Metadata::default()
+    };
+    chunk(b'M', 0, &serde_json::to_vec(&meta).unwrap());
+    for events in events.chunks(1000) {
+        chunk(b'E', events.len(), &format::encode_events(events));
+    }
+    let trailer = Trailer {
+        duration_ns: 7,
+        ..Trailer::default()
+    };
+    chunk(b'C', 0, &serde_json::to_vec(&trailer).unwrap());
+    bytes
+}
+
+#[test]
+fn version_2_recordings_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.trc");
+    let events = events(2500);
+    std::fs::write(&path, v2_bytes(&events)).unwrap();
+    let recording = Recording::read(&path).unwrap();
+    assert_eq!(recording.version, 2);
+    assert_eq!(recording.meta.kernel, "6.12");
+    assert_eq!(recording.events, events);
+    assert_eq!(recording.trailer.unwrap().duration_ns, 7);
+    let outline = Outline::read(&std::fs::File::open(&path).unwrap(), 2, &path)
+        .unwrap()
+        .unwrap();
+    assert_eq!(outline.events, 2500);
+}
+
+/// Events that exercise every sparse column: zero and not, a thread apart from its process
+/// and not, CPUs past 255, names on some events only; chunk lengths across blocks and not a
+/// multiple of 8.
+fn sparse_events(n: u64) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let pick = |every: u64, value: u64| if i % every == 0 { 0 } else { value };
+            let tgid = pick(5, 4000 + i % 3) as u32;
+            Event {
+                ts: 5_000_000_000 + i * 700 - (i % 4) * 900,
+                addr: pick(3, 0xffff_8881_0000_0000 + i * 64),
+                addr2: pick(2, i << 33 | 1),
+                tgid,
+                tid: if i % 7 == 0 {
+                    tgid
+                } else {
+                    tgid + 1 + (i % 2) as u32
+                },
+                arg0: pick(4, i) as u32,
+                arg1: pick(6, u64::from(u32::MAX) - i) as u32,
+                arg2: pick(9, 7) as u32,
+                flags: (i % 3) as u8,
+                cpu: pick(2, 1 + (i % 300)) as u16,
+                kind: EventKind::ALL[(i % EventKind::ALL.len() as u64) as usize] as u8,
+                name: if i % 5 < 2 {
+                    *b"nginx: worker\0\0\0"
+                } else {
+                    [0; tracer_common::NAME_LEN]
+                },
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn sparse_columns_round_trip_every_field() {
+    for n in [0, 1, 7, 8, 9, 255, 256, 257, 1000, CHUNK_EVENTS as u64] {
+        let events = sparse_events(n);
+        let raw = sparse::encode_events(&events);
+        assert!(raw.len() >= sparse::min_len(events.len()), "{n}");
+        assert!(raw.len() <= sparse::max_len(events.len()), "{n}");
+        let mut out = vec![Event::ZERO; 2];
+        sparse::decode_events(&raw, events.len(), &mut out).unwrap();
+        assert_eq!(&out[2..], &events[..], "{n} events");
+    }
+    // Zeros cost a bit each: a chunk of bare events is a fraction of version 2's columns.
+    let bare: Vec<Event> = (0..1000)
+        .map(|i| Event {
+            ts: i * 10,
+            kind: EventKind::SoftirqEntry as u8,
+            ..Event::ZERO
+        })
+        .collect();
+    let raw = sparse::encode_events(&bare);
+    assert!(raw.len() < 1000 * 5, "{} bytes", raw.len());
+}
+
+#[test]
+fn sparse_columns_that_do_not_add_up_are_errors() {
+    let events = sparse_events(100);
+    let raw = sparse::encode_events(&events);
+    let decode = |raw: &[u8], count: usize| {
+        let mut out = vec![Event::ZERO; 1];
+        let result = sparse::decode_events(raw, count, &mut out);
+        assert_eq!(
+            out.len(),
+            if result.is_ok() { 1 + count } else { 1 },
+            "{result:?}"
+        );
+        result
+    };
+    decode(&raw, 100).unwrap();
+    // A byte more or less, anywhere in the columns; a count that is not the chunk's.
+    let mut longer = raw.clone();
+    longer.push(0);
+    assert!(
+        decode(&longer, 100)
+            .unwrap_err()
+            .contains("left after the columns")
+    );
+    assert!(decode(&raw[..raw.len() - 1], 100).is_err());
+    assert!(decode(&raw, 99).is_err());
+    assert!(decode(&raw, 101).is_err());
+    // The stamps' length one off: the stamps do not end where it says.
+    let stamps = u32::from_le_bytes(raw[..4].try_into().unwrap());
+    for wrong in [stamps - 1, stamps + 1] {
+        let mut bad = raw.clone();
+        bad[..4].copy_from_slice(&wrong.to_le_bytes());
+        assert!(decode(&bad, 100).is_err(), "stamps length {wrong}");
+    }
+    // A bit set past the last event (100 events: the last bitmap byte holds 4).
+    let cpu_bitmap = 4 + stamps as usize + 2 * 100;
+    let mut bad = raw.clone();
+    bad[cpu_bitmap + 12] |= 0x80;
+    assert!(
+        decode(&bad, 100)
+            .unwrap_err()
+            .contains("cpu: bits set past the last event")
+    );
+    // An unknown kind.
+    let mut bad = raw.clone();
+    bad[4 + stamps as usize + 3] = 250;
+    assert!(
+        decode(&bad, 100)
+            .unwrap_err()
+            .contains("unknown event kind 250")
+    );
 }

@@ -1,4 +1,4 @@
-//! Writing a version 2 recording: metadata, then event chunks as they come, then the trailer.
+//! Writing a version 3 recording: metadata, then event chunks as they come, then the trailer.
 
 use std::{
     collections::BTreeMap,
@@ -9,12 +9,15 @@ use std::{
 
 use tracer_common::{Event, EventKind};
 
-use super::format::{
-    CHUNK_EVENTS, CHUNK_EVENTS_KIND, CHUNK_HEADER, CHUNK_META, CHUNK_TRAILER, MAGIC_V2, Metadata,
-    Trailer, ZSTD_LEVEL, encode_events,
+use super::{
+    format::{
+        CHUNK_EVENTS, CHUNK_EVENTS_KIND, CHUNK_HEADER, CHUNK_META, CHUNK_TRAILER, MAGIC_V3,
+        Metadata, Trailer,
+    },
+    sparse::encode_events,
 };
 
-/// Writes a version 2 recording chunk by chunk.
+/// Writes a version 3 recording chunk by chunk.
 pub struct Writer {
     out: BufWriter<File>,
     pending: Vec<Event>,
@@ -50,8 +53,8 @@ impl Writer {
             per_kind: BTreeMap::new(),
             recursion_misses: BTreeMap::new(),
         };
-        writer.out.write_all(MAGIC_V2)?;
-        writer.bytes += MAGIC_V2.len() as u64;
+        writer.out.write_all(MAGIC_V3)?;
+        writer.bytes += MAGIC_V3.len() as u64;
         let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
         writer.write_chunk(CHUNK_META, 0, &json)?;
         // A new file is a readable (empty) recording at once, not an empty file.
@@ -121,7 +124,7 @@ impl Writer {
     }
 
     fn write_chunk(&mut self, kind: u8, count: u32, raw: &[u8]) -> io::Result<()> {
-        let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL)?;
+        let compressed = lz4_flex::block::compress(raw);
         let mut header = [0u8; CHUNK_HEADER];
         header[0] = kind;
         header[1..5].copy_from_slice(&count.to_le_bytes());

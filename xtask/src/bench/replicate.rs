@@ -1,4 +1,4 @@
-//! Large recordings made from a real one (docs/FORMAT.md, version 2): its event chunks
+//! Large recordings made from a real one (docs/FORMAT.md, version 3): its event chunks
 //! written again and again after one metadata chunk, with the trailer last. Copies are
 //! either concatenated as they are (every copy starts where the first did: a whole capture
 //! out of order, the hard case of the reorder window) or shifted in time one after the
@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-const MAGIC: &[u8; 8] = b"TRACERv2";
+const MAGIC: &[u8; 8] = b"TRACERv3";
 const HEADER: usize = 17;
 
 /// One chunk of the file: header fields and compressed body.
@@ -25,7 +25,7 @@ struct Chunk<'a> {
 
 fn chunks(bytes: &[u8]) -> anyhow::Result<Vec<Chunk<'_>>> {
     if bytes.get(..8) != Some(MAGIC) {
-        bail!("not a version 2 recording");
+        bail!("not a version 3 recording");
     }
     let mut out = Vec::new();
     let mut at = 8;
@@ -74,9 +74,9 @@ fn zigzag(value: i64) -> u64 {
     ((value << 1) ^ (value >> 63)) as u64
 }
 
-/// The stamps of a chunk's events: first and last.
+/// The stamps of a chunk's events: first and last (after the stamps' u32 length).
 fn span(raw: &[u8], count: u32) -> anyhow::Result<(u64, u64)> {
-    let (mut at, mut ts) = (0, 0u64);
+    let (mut at, mut ts) = (4, 0u64);
     let (mut first, mut last) = (u64::MAX, 0);
     for _ in 0..count {
         let (value, used) = varint(&raw[at..])?;
@@ -106,7 +106,7 @@ pub fn replicate(input: &Path, output: &Path, copies: usize, shifted: bool) -> a
     let mut raws = Vec::new();
     let (mut first, mut last) = (u64::MAX, 0);
     for chunk in chunks.iter().filter(|chunk| chunk.kind == b'E') {
-        let raw = zstd::bulk::decompress(chunk.body, chunk.raw_len as usize)?;
+        let raw = lz4_flex::block::decompress(chunk.body, chunk.raw_len as usize)?;
         let (a, b) = span(&raw, chunk.count)?;
         (first, last) = (first.min(a), last.max(b));
         raws.push(raw);
@@ -127,13 +127,18 @@ pub fn replicate(input: &Path, output: &Path, copies: usize, shifted: bool) -> a
                 write_chunk(&mut out, chunk, chunk.body)?;
                 continue;
             }
-            // The first stamp of a chunk is its difference to 0: move it, and the rest follow.
-            let (value, used) = varint(raw)?;
+            // The first stamp of a chunk is its difference to 0: move it, and the rest follow;
+            // the stamps' length before them changes with its varint's.
+            let stamps = u32::from_le_bytes(raw[..4].try_into()?) as usize;
+            let (value, used) = varint(&raw[4..])?;
             let ts = (unzigzag(value) as u64).wrapping_add(copy * period);
+            let mut first = Vec::new();
+            put_varint(&mut first, zigzag(ts as i64));
             let mut moved = Vec::with_capacity(raw.len() + 2);
-            put_varint(&mut moved, zigzag(ts as i64));
-            moved.extend_from_slice(&raw[used..]);
-            let body = zstd::bulk::compress(&moved, 3)?;
+            moved.extend_from_slice(&((stamps - used + first.len()) as u32).to_le_bytes());
+            moved.extend_from_slice(&first);
+            moved.extend_from_slice(&raw[4 + used..]);
+            let body = lz4_flex::block::compress(&moved);
             let header = Chunk {
                 raw_len: moved.len() as u32,
                 ..**chunk
