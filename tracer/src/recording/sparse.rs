@@ -1,77 +1,56 @@
 //! Version 3's event columns (docs/FORMAT.md): the stamps, kinds and flags of every event,
-//! then each wider field as a bitmap of the events whose value is not zero followed by
-//! those values only. Most kinds leave most fields zero (a softirq entry has no skb, most
-//! events no task name), so a chunk is about 31 bytes per event before compression where
-//! version 2's fixed columns took 58; the LZ4 that follows then has half the bytes to
-//! write out, which is most of what decoding a recording costs.
+//! then each wider field in the form that suits its values in that chunk: absent when all
+//! are zero, sparse (a bitmap of the events whose value is not zero, then those values
+//! only) when fewer than three in four are set, else dense. Most kinds leave most fields
+//! zero (a softirq entry has no skb, most events no task name), so a chunk is about 32
+//! bytes per event before compression where version 2's fixed columns took 58; the LZ4 that
+//! follows then has half the bytes to write out, which is most of what decoding a recording
+//! costs. Dense columns are kept where few values are zero: copying them is several times
+//! cheaper than following a bitmap, for a bit per event saved.
 
 use tracer_common::{Event, EventKind, NAME_LEN};
 
-/// Bytes of the sparse columns' values per event at most: cpu, tgid, tid, arg0..arg2,
+/// Bytes of those columns' values per event at most: cpu, tgid, tid, arg0..arg2,
 /// addr, addr2, name.
-const SPARSE_MAX: usize = 2 + 5 * 4 + 2 * 8 + NAME_LEN;
-/// Sparse columns, each with its bitmap.
-const SPARSE_COLUMNS: usize = 9;
+const VALUES_MAX: usize = 2 + 5 * 4 + 2 * 8 + NAME_LEN;
+/// Columns after the kinds and flags, each in one of three forms.
+const COLUMNS: usize = 9;
 
-/// Bitmap bytes of one sparse column of `count` events.
+/// Bitmap bytes of a sparse column of `count` events.
 fn bitmap_len(count: usize) -> usize {
     count.div_ceil(8)
 }
 
+/// A column's form, the byte before it.
+const ZEROS: u8 = 0;
+const DENSE: u8 = 1;
+const SPARSE: u8 = 2;
+
 /// The fewest bytes `count` events encode to: the stamps' length, one byte of stamp, kind
-/// and flags each, every bitmap.
+/// and flags each, every column all zeros.
 pub(super) fn min_len(count: usize) -> usize {
-    4 + 3 * count + SPARSE_COLUMNS * bitmap_len(count)
+    4 + 3 * count + COLUMNS
 }
 
-/// The most bytes `count` events encode to: ten bytes of stamp and every value present.
+/// The most bytes `count` events encode to: ten bytes of stamp, every column sparse with
+/// every value present.
 pub(super) fn max_len(count: usize) -> usize {
-    4 + count * (10 + 2 + SPARSE_MAX) + SPARSE_COLUMNS * bitmap_len(count)
+    4 + count * (10 + 2 + VALUES_MAX) + COLUMNS * (1 + bitmap_len(count))
 }
 
-/// One field of [`Event`] as a sparse column of `N` bytes.
-struct Field<const N: usize> {
-    get: fn(&Event) -> [u8; N],
-    set: fn(&mut Event, [u8; N]),
-}
+/// A field of [`Event`] as the `N` bytes a column stores.
+type Field<const N: usize> = fn(&Event) -> [u8; N];
 
-const CPU: Field<2> = Field {
-    get: |e| e.cpu.to_le_bytes(),
-    set: |e, b| e.cpu = u16::from_le_bytes(b),
-};
-const TGID: Field<4> = Field {
-    get: |e| e.tgid.to_le_bytes(),
-    set: |e, b| e.tgid = u32::from_le_bytes(b),
-};
+const CPU: Field<2> = |e| e.cpu.to_le_bytes();
+const TGID: Field<4> = |e| e.tgid.to_le_bytes();
 // Stored as tid ^ tgid: zero for a process's main thread; decoding sets tid = tgid first.
-const TID: Field<4> = Field {
-    get: |e| (e.tid ^ e.tgid).to_le_bytes(),
-    set: |e, b| e.tid ^= u32::from_le_bytes(b),
-};
-const ARG0: Field<4> = Field {
-    get: |e| e.arg0.to_le_bytes(),
-    set: |e, b| e.arg0 = u32::from_le_bytes(b),
-};
-const ARG1: Field<4> = Field {
-    get: |e| e.arg1.to_le_bytes(),
-    set: |e, b| e.arg1 = u32::from_le_bytes(b),
-};
-const ARG2: Field<4> = Field {
-    get: |e| e.arg2.to_le_bytes(),
-    set: |e, b| e.arg2 = u32::from_le_bytes(b),
-};
-const ADDR: Field<8> = Field {
-    get: |e| e.addr.to_le_bytes(),
-    set: |e, b| e.addr = u64::from_le_bytes(b),
-};
-const ADDR2: Field<8> = Field {
-    get: |e| e.addr2.to_le_bytes(),
-    set: |e, b| e.addr2 = u64::from_le_bytes(b),
-};
-const NAME: Field<NAME_LEN> = Field {
-    get: |e| e.name,
-    set: |e, b| e.name = b,
-};
+const TID: Field<4> = |e| (e.tid ^ e.tgid).to_le_bytes();
+const ARG0: Field<4> = |e| e.arg0.to_le_bytes();
+const ARG1: Field<4> = |e| e.arg1.to_le_bytes();
+const ARG2: Field<4> = |e| e.arg2.to_le_bytes();
+const ADDR: Field<8> = |e| e.addr.to_le_bytes();
+const ADDR2: Field<8> = |e| e.addr2.to_le_bytes();
+const NAME: Field<NAME_LEN> = |e| e.name;
 
 /// Encodes a chunk's events (docs/FORMAT.md, version 3).
 pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
@@ -87,15 +66,15 @@ pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
     out[..4].copy_from_slice(&stamps.to_le_bytes());
     out.extend(events.iter().map(|event| event.kind));
     out.extend(events.iter().map(|event| event.flags));
-    put_sparse(&mut out, events, &CPU);
-    put_sparse(&mut out, events, &TGID);
-    put_sparse(&mut out, events, &TID);
-    put_sparse(&mut out, events, &ARG0);
-    put_sparse(&mut out, events, &ARG1);
-    put_sparse(&mut out, events, &ARG2);
-    put_sparse(&mut out, events, &ADDR);
-    put_sparse(&mut out, events, &ADDR2);
-    put_sparse(&mut out, events, &NAME);
+    put_sparse(&mut out, events, CPU);
+    put_sparse(&mut out, events, TGID);
+    put_sparse(&mut out, events, TID);
+    put_sparse(&mut out, events, ARG0);
+    put_sparse(&mut out, events, ARG1);
+    put_sparse(&mut out, events, ARG2);
+    put_sparse(&mut out, events, ADDR);
+    put_sparse(&mut out, events, ADDR2);
+    put_sparse(&mut out, events, NAME);
     out
 }
 
@@ -107,23 +86,38 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn put_sparse<const N: usize>(out: &mut Vec<u8>, events: &[Event], field: &Field<N>) {
-    let present = |event: &Event| (field.get)(event) != [0; N];
+fn put_sparse<const N: usize>(out: &mut Vec<u8>, events: &[Event], field: Field<N>) {
+    let present = |event: &Event| field(event) != [0; N];
+    let set = events.iter().filter(|event| present(event)).count();
+    if set == 0 {
+        out.push(ZEROS);
+        return;
+    }
+    if set * 4 >= events.len() * 3 {
+        out.push(DENSE);
+        for event in events {
+            out.extend_from_slice(&field(event));
+        }
+        return;
+    }
+    out.push(SPARSE);
     out.extend(events.chunks(8).map(|eight| {
         eight.iter().enumerate().fold(0u8, |bits, (i, event)| {
             bits | (u8::from(present(event)) << i)
         })
     }));
     for event in events {
-        let value = (field.get)(event);
+        let value = field(event);
         if value != [0; N] {
             out.extend_from_slice(&value);
         }
     }
 }
 
-/// A sparse column being decoded: its bitmap, its values and the next value's offset.
-struct Sparse<'a> {
+/// A column being decoded: its bitmap (empty when dense or all zeros), its values and the
+/// next value's offset.
+struct Column<'a> {
+    form: u8,
     bitmap: &'a [u8],
     values: &'a [u8],
     at: usize,
@@ -163,15 +157,28 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
     let stamps = take(stamps_len, "the stamps")?;
     let kinds = take(count, "the kinds")?;
     let flags = take(count, "the flags")?;
-    let mut sparse = |width: usize, what: &str| -> Result<Sparse<'_>, String> {
-        let bitmap = take(bitmap_len(count), what)?;
-        // Bits past the last event must be clear: they would count values of no event.
-        if !count.is_multiple_of(8) && bitmap.last().is_some_and(|&last| last >> (count % 8) != 0) {
-            return Err(format!("{what}: bits set past the last event"));
-        }
-        let present: usize = bitmap.iter().map(|byte| byte.count_ones() as usize).sum();
+    let mut sparse = |width: usize, what: &str| -> Result<Column<'_>, String> {
+        let form = take(1, what)?[0];
+        let (bitmap, present) = match form {
+            ZEROS => (&[][..], 0),
+            DENSE => (&[][..], count),
+            SPARSE => {
+                let bitmap = take(bitmap_len(count), what)?;
+                // Bits past the last event must be clear: they would count values of no
+                // event.
+                if !count.is_multiple_of(8)
+                    && bitmap.last().is_some_and(|&last| last >> (count % 8) != 0)
+                {
+                    return Err(format!("{what}: bits set past the last event"));
+                }
+                let present = bitmap.iter().map(|byte| byte.count_ones() as usize).sum();
+                (bitmap, present)
+            }
+            other => return Err(format!("{what}: unknown column form {other}")),
+        };
         let values = take(present * width, what)?;
-        Ok(Sparse {
+        Ok(Column {
+            form,
             bitmap,
             values,
             at: 0,
@@ -236,19 +243,19 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
             event.flags = flags;
         }
         let [cpu, tgid, tid, arg0, arg1, arg2, addr, addr2, name] = &mut columns;
-        fill(events, first, cpu, &CPU);
+        fill(events, first, cpu, |e, b| e.cpu = u16::from_le_bytes(b));
         // tgid before tid: tid is stored as tid ^ tgid.
-        fill(events, first, tgid, &TGID);
+        fill(events, first, tgid, |e, b| e.tgid = u32::from_le_bytes(b));
         for event in events.iter_mut() {
             event.tid = event.tgid;
         }
-        fill(events, first, tid, &TID);
-        fill(events, first, arg0, &ARG0);
-        fill(events, first, arg1, &ARG1);
-        fill(events, first, arg2, &ARG2);
-        fill(events, first, addr, &ADDR);
-        fill(events, first, addr2, &ADDR2);
-        fill(events, first, name, &NAME);
+        fill(events, first, tid, |e, b| e.tid ^= u32::from_le_bytes(b));
+        fill(events, first, arg0, |e, b| e.arg0 = u32::from_le_bytes(b));
+        fill(events, first, arg1, |e, b| e.arg1 = u32::from_le_bytes(b));
+        fill(events, first, arg2, |e, b| e.arg2 = u32::from_le_bytes(b));
+        fill(events, first, addr, |e, b| e.addr = u64::from_le_bytes(b));
+        fill(events, first, addr2, |e, b| e.addr2 = u64::from_le_bytes(b));
+        fill(events, first, name, |e, b| e.name = b);
         first += n;
     }
     if at != stamps.len() {
@@ -260,27 +267,47 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
     Ok(())
 }
 
-/// Sets `field` of `events` (event `first` of the chunk and on, `first` a multiple of 8)
-/// where the event's bit is set, from the column's values in order (their number was
-/// checked against the bits); the others keep their zero. A bitmap byte at a time: most
-/// bytes of a sparse column are all clear or have a few bits set.
+/// Sets a field of `events` (event `first` of the chunk and on, `first` a multiple of 8)
+/// from the column: every event's value when dense; when sparse, where the event's bit is
+/// set, from the column's values in order (their number was checked against the bits), a
+/// bitmap byte at a time (most bytes of a sparse column are all clear or have a few bits
+/// set); the others keep their zero.
 #[inline(always)]
-fn fill<const N: usize>(events: &mut [Event], first: usize, column: &mut Sparse, field: &Field<N>) {
-    let bitmap = &column.bitmap[first / 8..];
-    for (eight, &byte) in events.chunks_mut(8).zip(bitmap) {
-        let mut bits = byte;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            if let (Some(event), Some(bytes)) = (
-                eight.get_mut(i),
-                column.values.get(column.at..column.at + N),
-            ) {
-                let mut value = [0u8; N];
-                value.copy_from_slice(bytes);
-                (field.set)(event, value);
+fn fill<const N: usize>(
+    events: &mut [Event],
+    first: usize,
+    column: &mut Column,
+    set: impl Fn(&mut Event, [u8; N]),
+) {
+    match column.form {
+        DENSE => {
+            if let Some(values) = column.values.get(first * N..(first + events.len()) * N) {
+                for (event, bytes) in events.iter_mut().zip(values.chunks_exact(N)) {
+                    let mut value = [0u8; N];
+                    value.copy_from_slice(bytes);
+                    set(event, value);
+                }
             }
-            column.at += N;
         }
+        SPARSE => {
+            let bitmap = &column.bitmap[first / 8..];
+            for (eight, &byte) in events.chunks_mut(8).zip(bitmap) {
+                let mut bits = byte;
+                while bits != 0 {
+                    let i = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if let (Some(event), Some(bytes)) = (
+                        eight.get_mut(i),
+                        column.values.get(column.at..column.at + N),
+                    ) {
+                        let mut value = [0u8; N];
+                        value.copy_from_slice(bytes);
+                        set(event, value);
+                    }
+                    column.at += N;
+                }
+            }
+        }
+        _ => {}
     }
 }

@@ -398,7 +398,7 @@ fn sparse_columns_round_trip_every_field() {
         sparse::decode_events(&raw, events.len(), &mut out).unwrap();
         assert_eq!(&out[2..], &events[..], "{n} events");
     }
-    // Zeros cost a bit each: a chunk of bare events is a fraction of version 2's columns.
+    // Zeros cost nothing but a column's form: bare events are their stamp, kind and flags.
     let bare: Vec<Event> = (0..1000)
         .map(|i| Event {
             ts: i * 10,
@@ -407,7 +407,22 @@ fn sparse_columns_round_trip_every_field() {
         })
         .collect();
     let raw = sparse::encode_events(&bare);
-    assert!(raw.len() < 1000 * 5, "{} bytes", raw.len());
+    assert_eq!(raw.len(), 4 + 1000 * 3 + 9);
+    // Each form: all zero, dense (three in four set or more), sparse; decoded alike.
+    for every in [1, 2, 4, 5, 100] {
+        let events: Vec<Event> = (0..1000u64)
+            .map(|i| Event {
+                ts: i,
+                kind: EventKind::NapiPoll as u8,
+                arg1: if i % every == 0 { 0 } else { 7 + i as u32 },
+                ..Event::ZERO
+            })
+            .collect();
+        let raw = sparse::encode_events(&events);
+        let mut out = Vec::new();
+        sparse::decode_events(&raw, events.len(), &mut out).unwrap();
+        assert_eq!(out, events, "a zero every {every}");
+    }
 }
 
 #[test]
@@ -443,14 +458,23 @@ fn sparse_columns_that_do_not_add_up_are_errors() {
         bad[..4].copy_from_slice(&wrong.to_le_bytes());
         assert!(decode(&bad, 100).is_err(), "stamps length {wrong}");
     }
-    // A bit set past the last event (100 events: the last bitmap byte holds 4).
-    let cpu_bitmap = 4 + stamps as usize + 2 * 100;
+    // The cpu column (every other event on CPU 0) is sparse: a bit set past the last event
+    // (100 events: the last bitmap byte holds 4), an unknown form.
+    let cpu_form = 4 + stamps as usize + 2 * 100;
+    assert_eq!(raw[cpu_form], 2, "sparse");
     let mut bad = raw.clone();
-    bad[cpu_bitmap + 12] |= 0x80;
+    bad[cpu_form + 1 + 12] |= 0x80;
     assert!(
         decode(&bad, 100)
             .unwrap_err()
             .contains("cpu: bits set past the last event")
+    );
+    let mut bad = raw.clone();
+    bad[cpu_form] = 3;
+    assert!(
+        decode(&bad, 100)
+            .unwrap_err()
+            .contains("cpu: unknown column form 3")
     );
     // An unknown kind.
     let mut bad = raw.clone();
