@@ -38,20 +38,6 @@ pub(super) fn max_len(count: usize) -> usize {
     4 + count * (10 + 2 + VALUES_MAX) + COLUMNS * (1 + bitmap_len(count))
 }
 
-/// A field of [`Event`] as the `N` bytes a column stores.
-type Field<const N: usize> = fn(&Event) -> [u8; N];
-
-const CPU: Field<2> = |e| e.cpu.to_le_bytes();
-const TGID: Field<4> = |e| e.tgid.to_le_bytes();
-// Stored as tid ^ tgid: zero for a process's main thread; decoding sets tid = tgid first.
-const TID: Field<4> = |e| (e.tid ^ e.tgid).to_le_bytes();
-const ARG0: Field<4> = |e| e.arg0.to_le_bytes();
-const ARG1: Field<4> = |e| e.arg1.to_le_bytes();
-const ARG2: Field<4> = |e| e.arg2.to_le_bytes();
-const ADDR: Field<8> = |e| e.addr.to_le_bytes();
-const ADDR2: Field<8> = |e| e.addr2.to_le_bytes();
-const NAME: Field<NAME_LEN> = |e| e.name;
-
 /// Encodes a chunk's events (docs/FORMAT.md, version 3).
 pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
     let mut out = Vec::with_capacity(events.len() * 40);
@@ -66,15 +52,17 @@ pub(super) fn encode_events(events: &[Event]) -> Vec<u8> {
     out[..4].copy_from_slice(&stamps.to_le_bytes());
     out.extend(events.iter().map(|event| event.kind));
     out.extend(events.iter().map(|event| event.flags));
-    put_sparse(&mut out, events, CPU);
-    put_sparse(&mut out, events, TGID);
-    put_sparse(&mut out, events, TID);
-    put_sparse(&mut out, events, ARG0);
-    put_sparse(&mut out, events, ARG1);
-    put_sparse(&mut out, events, ARG2);
-    put_sparse(&mut out, events, ADDR);
-    put_sparse(&mut out, events, ADDR2);
-    put_sparse(&mut out, events, NAME);
+    put_column(&mut out, events, |e| e.cpu.to_le_bytes());
+    put_column(&mut out, events, |e| e.tgid.to_le_bytes());
+    // Stored as tid ^ tgid: zero for a process's main thread (decoding sets tid = tgid
+    // first).
+    put_column(&mut out, events, |e| (e.tid ^ e.tgid).to_le_bytes());
+    put_column(&mut out, events, |e| e.arg0.to_le_bytes());
+    put_column(&mut out, events, |e| e.arg1.to_le_bytes());
+    put_column(&mut out, events, |e| e.arg2.to_le_bytes());
+    put_column(&mut out, events, |e| e.addr.to_le_bytes());
+    put_column(&mut out, events, |e| e.addr2.to_le_bytes());
+    put_column(&mut out, events, |e| e.name);
     out
 }
 
@@ -86,8 +74,15 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn put_sparse<const N: usize>(out: &mut Vec<u8>, events: &[Event], field: Field<N>) {
-    let present = |event: &Event| field(event) != [0; N];
+/// One column in the form that suits its values (a generic `field`, so that each column's
+/// accessor is inlined into its loops).
+fn put_column<const N: usize>(
+    out: &mut Vec<u8>,
+    events: &[Event],
+    field: impl Fn(&Event) -> [u8; N],
+) {
+    // Not `!= [0; N]`: that compares through memcmp.
+    let present = |event: &Event| field(event).iter().fold(0, |any, byte| any | byte) != 0;
     let set = events.iter().filter(|event| present(event)).count();
     if set == 0 {
         out.push(ZEROS);
@@ -106,11 +101,8 @@ fn put_sparse<const N: usize>(out: &mut Vec<u8>, events: &[Event], field: Field<
             bits | (u8::from(present(event)) << i)
         })
     }));
-    for event in events {
-        let value = field(event);
-        if value != [0; N] {
-            out.extend_from_slice(&value);
-        }
+    for event in events.iter().filter(|event| present(event)) {
+        out.extend_from_slice(&field(event));
     }
 }
 

@@ -23,7 +23,9 @@ pub struct Writer {
     pending: Vec<Event>,
     events: u64,
     bytes: u64,
-    per_kind: BTreeMap<String, u64>,
+    /// Events written, by kind byte (named only in the trailer: a name per event was an
+    /// allocation per event).
+    per_kind: [u64; 256],
     recursion_misses: BTreeMap<String, u64>,
 }
 
@@ -50,7 +52,7 @@ impl Writer {
             pending: Vec::with_capacity(CHUNK_EVENTS),
             events: 0,
             bytes: 0,
-            per_kind: BTreeMap::new(),
+            per_kind: [0; 256],
             recursion_misses: BTreeMap::new(),
         };
         writer.out.write_all(MAGIC_V3)?;
@@ -77,8 +79,7 @@ impl Writer {
     pub fn flush_chunk(&mut self) -> io::Result<()> {
         if !self.pending.is_empty() {
             for event in &self.pending {
-                let name = EventKind::from_u8(event.kind).map_or("unknown", EventKind::name);
-                *self.per_kind.entry(name.to_owned()).or_default() += 1;
+                self.per_kind[usize::from(event.kind)] += 1;
             }
             let raw = encode_events(&self.pending);
             let count = self.pending.len() as u32;
@@ -92,7 +93,7 @@ impl Writer {
     pub fn finish(mut self, lost_per_cpu: Vec<u64>, duration_ns: u64) -> io::Result<u64> {
         self.flush_chunk()?;
         let trailer = Trailer {
-            events_per_kind: std::mem::take(&mut self.per_kind),
+            events_per_kind: self.per_kind_names(),
             lost_per_cpu,
             duration_ns,
             recursion_misses: std::mem::take(&mut self.recursion_misses),
@@ -101,6 +102,18 @@ impl Writer {
         self.write_chunk(CHUNK_TRAILER, 0, &json)?;
         self.out.flush()?;
         Ok(self.bytes)
+    }
+
+    /// The counts by kind name, as the trailer records them.
+    fn per_kind_names(&self) -> BTreeMap<String, u64> {
+        let mut named = BTreeMap::new();
+        for (kind, &count) in self.per_kind.iter().enumerate() {
+            if count > 0 {
+                let name = EventKind::from_u8(kind as u8).map_or("unknown", EventKind::name);
+                *named.entry(name.to_owned()).or_default() += count;
+            }
+        }
+        named
     }
 
     /// Sets the programs' recursion misses the trailer records.
