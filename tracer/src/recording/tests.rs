@@ -64,6 +64,13 @@ fn round_trips_with_trailer() {
         (vec![0, 3], 42)
     );
     assert_eq!(trailer.events_per_kind.values().sum::<u64>(), 5000);
+    // Counted by kind as written, named by the kind's name.
+    let mut expected = std::collections::BTreeMap::new();
+    for event in &events {
+        let name = EventKind::from_u8(event.kind).unwrap().name().to_owned();
+        *expected.entry(name).or_insert(0u64) += 1;
+    }
+    assert_eq!(trailer.events_per_kind, expected);
     assert!(recording.truncated.is_none());
 }
 
