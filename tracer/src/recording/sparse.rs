@@ -106,8 +106,8 @@ fn put_column<const N: usize>(
     }
 }
 
-/// A column being decoded: its bitmap (empty when dense or all zeros), its values and the
-/// next value's offset.
+/// A column being decoded: its form, its bitmap (empty unless sparse), its values and the
+/// next value's byte offset in them (sparse only).
 struct Column<'a> {
     form: u8,
     bitmap: &'a [u8],
@@ -149,7 +149,7 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
     let stamps = take(stamps_len, "the stamps")?;
     let kinds = take(count, "the kinds")?;
     let flags = take(count, "the flags")?;
-    let mut sparse = |width: usize, what: &str| -> Result<Column<'_>, String> {
+    let mut column = |width: usize, what: &str| -> Result<Column<'_>, String> {
         let form = take(1, what)?[0];
         let (bitmap, present) = match form {
             ZEROS => (&[][..], 0),
@@ -176,15 +176,15 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
             at: 0,
         })
     };
-    let cpu = sparse(2, "cpu")?;
-    let tgid = sparse(4, "tgid")?;
-    let tid = sparse(4, "tid")?;
-    let arg0 = sparse(4, "arg0")?;
-    let arg1 = sparse(4, "arg1")?;
-    let arg2 = sparse(4, "arg2")?;
-    let addr = sparse(8, "addr")?;
-    let addr2 = sparse(8, "addr2")?;
-    let name = sparse(NAME_LEN, "name")?;
+    let cpu = column(2, "cpu")?;
+    let tgid = column(4, "tgid")?;
+    let tid = column(4, "tid")?;
+    let arg0 = column(4, "arg0")?;
+    let arg1 = column(4, "arg1")?;
+    let arg2 = column(4, "arg2")?;
+    let addr = column(8, "addr")?;
+    let addr2 = column(8, "addr2")?;
+    let name = column(NAME_LEN, "name")?;
     if !rest.is_empty() {
         return Err(format!(
             "{} bytes left after the columns of {count} events",
