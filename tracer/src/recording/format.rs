@@ -234,25 +234,7 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
         let block = out.len();
         out.resize(block + n, Event::ZERO);
         let events = &mut out[block..];
-        for event in events.iter_mut() {
-            let mut value = 0u64;
-            let mut shift = 0;
-            loop {
-                let byte = *stamps.get(at).ok_or("timestamps end early")?;
-                at += 1;
-                if shift >= 64 {
-                    return Err("timestamp varint too long".to_owned());
-                }
-                value |= u64::from(byte & 0x7f) << shift;
-                shift += 7;
-                if byte & 0x80 == 0 {
-                    break;
-                }
-            }
-            let delta = (value >> 1) as i64 ^ -((value & 1) as i64);
-            previous = previous.wrapping_add(delta as u64);
-            event.ts = previous;
-        }
+        read_stamps(stamps, &mut at, &mut previous, events)?;
         // A column at a time: each a short loop of its own, without bounds checks.
         let range = |width: usize| first * width..(first + n) * width;
         fill(events, &kinds[range(1)], |event, [kind]| event.kind = kind);
@@ -293,6 +275,38 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
             "{} bytes of columns for {count} events, expected {fixed}",
             raw.len() - at
         ));
+    }
+    Ok(())
+}
+
+/// Sets each event's `ts` from the next zigzag varint of `stamps` (from byte `at` on), a
+/// difference to the one before (`previous`, the chunk's first to 0); both formats store
+/// stamps so. Moves `at` and `previous` past them.
+#[inline(always)]
+pub(super) fn read_stamps(
+    stamps: &[u8],
+    at: &mut usize,
+    previous: &mut u64,
+    events: &mut [Event],
+) -> Result<(), String> {
+    for event in events {
+        let mut value = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = *stamps.get(*at).ok_or("the stamps end early")?;
+            *at += 1;
+            if shift >= 64 {
+                return Err("timestamp varint too long".to_owned());
+            }
+            value |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let delta = (value >> 1) as i64 ^ -((value & 1) as i64);
+        *previous = previous.wrapping_add(delta as u64);
+        event.ts = *previous;
     }
     Ok(())
 }

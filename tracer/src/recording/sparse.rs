@@ -10,6 +10,8 @@
 
 use tracer_common::{Event, EventKind, NAME_LEN};
 
+use super::format::read_stamps;
+
 /// Bytes of those columns' values per event at most: cpu, tgid, tid, arg0..arg2,
 /// addr, addr2, name.
 const VALUES_MAX: usize = 2 + 5 * 4 + 2 * 8 + NAME_LEN;
@@ -207,25 +209,7 @@ fn decode_into(raw: &[u8], count: usize, out: &mut Vec<Event>) -> Result<(), Str
         let block = out.len();
         out.resize(block + n, Event::ZERO);
         let events = &mut out[block..];
-        for event in events.iter_mut() {
-            let mut value = 0u64;
-            let mut shift = 0;
-            loop {
-                let byte = *stamps.get(at).ok_or("the stamps end early")?;
-                at += 1;
-                if shift >= 64 {
-                    return Err("timestamp varint too long".to_owned());
-                }
-                value |= u64::from(byte & 0x7f) << shift;
-                shift += 7;
-                if byte & 0x80 == 0 {
-                    break;
-                }
-            }
-            let delta = (value >> 1) as i64 ^ -((value & 1) as i64);
-            previous = previous.wrapping_add(delta as u64);
-            event.ts = previous;
-        }
+        read_stamps(stamps, &mut at, &mut previous, events)?;
         let range = first..first + n;
         for (event, (&kind, &flags)) in events
             .iter_mut()
