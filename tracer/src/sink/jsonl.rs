@@ -3,7 +3,8 @@
 //! `Serialize` (a unit test holds them equal), at a fraction of the cost. The table's macro
 //! list unrolls here into straight-line code: each key a constant copied whole, each value
 //! written by its kind, known at compile time; numbers by a digit-pair table, names copied
-//! whole when a word-at-a-time scan finds nothing to escape; all into one reused buffer.
+//! whole when a word-at-a-time scan finds nothing to escape; all into one reused buffer,
+//! through a cursor that keeps the write position in a register ([`Cursor`]).
 //! `tracer live --json` writes one of these per packet.
 
 use std::{borrow::Cow, io, net::IpAddr};
@@ -32,6 +33,8 @@ fn read<'a>(journey: &'a Journey, value: impl FnOnce(&'a Journey) -> Value<'a>) 
 macro_rules! write_fields {
     ($first:literal => $first_value:expr, $($name:literal => $value:expr,)*) => {
         fn fields(journey: &Journey, out: &mut Vec<u8>) {
+            let mut cursor = Cursor::new(out, RESERVE);
+            let out = &mut cursor;
             out.extend_from_slice(concat!("{\"", $first, "\":").as_bytes());
             value(read(journey, $first_value), out);
             $(
@@ -43,6 +46,7 @@ macro_rules! write_fields {
                 );
             )*
             out.push(b'}');
+            cursor.finish();
         }
     };
 }
@@ -50,7 +54,6 @@ journey_fields!(write_fields);
 
 /// Appends `journey` as a JSON object (no newline) to `out`.
 pub fn write(journey: &Journey, out: &mut Vec<u8>) {
-    out.reserve(RESERVE);
     fields(journey, out);
 }
 
@@ -79,9 +82,96 @@ pub fn write_with(journey: &Journey, extra: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Where the record is being written: the end of a `Vec<u8>`, past its length, in its spare
+/// capacity, with the buffer's address, capacity and write position held apart from the
+/// Vec (the Vec's length is set once, when the cursor is dropped).
+///
+/// Why not the Vec itself: its length and address live in memory, and a byte written
+/// through its buffer may, for all the compiler knows, be that length: each of a record's
+/// hundred-odd writes then reloaded them and stored the length back, one chain through
+/// memory from the first byte to the last. A cursor's fields stay in registers.
+struct Cursor<'a> {
+    vec: &'a mut Vec<u8>,
+    ptr: *mut u8,
+    cap: usize,
+    /// Bytes written: `vec.len() <= pos <= cap`, and every byte below `pos` is written.
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the end of `vec`, with room for `reserve` bytes before it first grows.
+    fn new(vec: &'a mut Vec<u8>, reserve: usize) -> Self {
+        vec.reserve(reserve);
+        Self {
+            ptr: vec.as_mut_ptr(),
+            cap: vec.capacity(),
+            pos: vec.len(),
+            vec,
+        }
+    }
+
+    #[inline(always)]
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if self.cap - self.pos < bytes.len() {
+            (self.ptr, self.cap) = grow(self.vec, self.pos, bytes.len());
+        }
+        // SAFETY: `pos + bytes.len() <= cap` (checked, or grown to it), so the copy lands
+        // in the Vec's allocation; `bytes` cannot overlap it (the Vec is borrowed here).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(self.pos), bytes.len());
+        }
+        self.pos += bytes.len();
+    }
+
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        self.extend_from_slice(&[byte]);
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.pos
+    }
+
+    /// Cuts what was written back to `len` bytes (as `Vec::truncate`).
+    #[inline(always)]
+    fn truncate(&mut self, len: usize) {
+        self.pos = self.pos.min(len);
+    }
+
+    /// Sets the Vec's length to what was written (until then it keeps its old length).
+    #[inline(always)]
+    fn finish(self) {
+        // SAFETY: as in `with_vec`.
+        unsafe { self.vec.set_len(self.pos) };
+    }
+
+    /// Writes through the Vec itself (escapes, IPv6, the `missing` list: rare or long).
+    #[inline(always)]
+    fn with_vec(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        // SAFETY: the cursor's invariant (every byte below `pos` written, `pos <= cap`).
+        unsafe { self.vec.set_len(self.pos) };
+        write(self.vec);
+        self.ptr = self.vec.as_mut_ptr();
+        self.cap = self.vec.capacity();
+        self.pos = self.vec.len();
+    }
+}
+
+/// Room for `more` bytes past `pos` in `vec` (a cursor's, `pos` bytes written): the new
+/// address and capacity. Apart from the cursor so that the cursor stays in registers.
+#[cold]
+#[inline(never)]
+fn grow(vec: &mut Vec<u8>, pos: usize, more: usize) -> (*mut u8, usize) {
+    // SAFETY: the cursor's invariant; the length first, so that the reserve keeps the bytes.
+    unsafe { vec.set_len(pos) };
+    vec.reserve(more);
+    (vec.as_mut_ptr(), vec.capacity())
+}
+
 /// A key and its value; `null_key` (the key with `null`) alone when the value is absent.
 #[inline(always)]
-fn keyed(key: &[u8], null_key: &[u8], value: Value<'_>, out: &mut Vec<u8>) {
+fn keyed(key: &[u8], null_key: &[u8], value: Value<'_>, out: &mut Cursor<'_>) {
     let absent = match value {
         Value::Unsigned(value) => value.is_none(),
         Value::Signed(value) => value.is_none(),
@@ -101,24 +191,24 @@ fn keyed(key: &[u8], null_key: &[u8], value: Value<'_>, out: &mut Vec<u8>) {
 /// One value of the table, by its kind: inlined into each field's line, where the kind is a
 /// constant and the other arms vanish.
 #[inline(always)]
-fn value(value: Value<'_>, out: &mut Vec<u8>) {
+fn value(value: Value<'_>, out: &mut Cursor<'_>) {
     match value {
         Value::Unsigned(value) => number(value, out),
         Value::Signed(value) => number(value, out),
-        Value::Text(Some(text)) => escaped(text, out),
+        Value::Text(Some(text)) => self::text(text, out),
         Value::Text(None) => out.extend_from_slice(b"null"),
         Value::Bool(value) => out.extend_from_slice(if value { b"true" } else { b"false" }),
         Value::Addr(value) => addr(value, out),
         Value::Ip(value) => ip(value, out),
         Value::Stamps(ts) => stamps(ts, out),
         Value::Stages(ns) => stage_durations(ns, out),
-        Value::Missing(list) => missing(list, out),
+        Value::Missing(list) => out.with_vec(|out| missing(list, out)),
     }
 }
 
 /// A number (or `null`) as serde writes it.
 #[inline(always)]
-fn number<N: Decimal>(value: Option<N>, out: &mut Vec<u8>) {
+fn number<N: Decimal>(value: Option<N>, out: &mut Cursor<'_>) {
     match value {
         Some(value) => value.write(out),
         None => out.extend_from_slice(b"null"),
@@ -127,19 +217,19 @@ fn number<N: Decimal>(value: Option<N>, out: &mut Vec<u8>) {
 
 /// The integers of the record, written in decimal.
 trait Decimal {
-    fn write(self, out: &mut Vec<u8>);
+    fn write(self, out: &mut Cursor<'_>);
 }
 
 impl Decimal for u64 {
     #[inline(always)]
-    fn write(self, out: &mut Vec<u8>) {
+    fn write(self, out: &mut Cursor<'_>) {
         decimal(self, out);
     }
 }
 
 impl Decimal for i64 {
     #[inline(always)]
-    fn write(self, out: &mut Vec<u8>) {
+    fn write(self, out: &mut Cursor<'_>) {
         if self < 0 {
             out.push(b'-');
         }
@@ -181,56 +271,79 @@ fn eight_digits(value: u32) -> u64 {
     }
 }
 
-/// `value` in decimal digits, as serde writes it: below 100 from a table; below 10^16 as
-/// one or two words of eight digits ([`eight_digits`]) in a block, then the leading zeros
-/// skipped; beyond, two digits at a time. The block is copied whole (a copy of constant
-/// size, inlined: no call per number) and the copy cut to its digits.
+/// Powers of ten, `POWERS[n]` = 10^n, for [`digit_count`].
+const POWERS: [u64; 20] = {
+    let mut table = [1u64; 20];
+    let mut n = 1;
+    while n < 20 {
+        table[n] = table[n - 1] * 10;
+        n += 1;
+    }
+    table
+};
+
+/// How many decimal digits `value` has (1 for 0): from its bit length (log10 2 is about
+/// 1233 / 4096, which never overshoots below 2^64), one more when it reaches the next
+/// power of ten (`value | 1` there: 0 has a digit too, and no power of ten above 1 is odd
+/// or one past an even number). A few instructions that do not wait for the digits.
 #[inline(always)]
-fn decimal(value: u64, out: &mut Vec<u8>) {
-    const TEXT: u64 = u64::from_ne_bytes([b'0'; 8]);
-    const EIGHT: u64 = 100_000_000;
-    if value < 10 {
-        out.push(b'0' + value as u8);
-    } else if value < 100 {
-        let pair = value as usize * 2;
-        out.extend_from_slice(&PAIRS[pair..pair + 2]);
-    } else if value < EIGHT * EIGHT {
-        // Leading zeros: the first digits in memory that are 0, at most all but one.
-        let zeros = |digits: u64| {
-            let first = if cfg!(target_endian = "little") {
-                digits.trailing_zeros()
-            } else {
-                digits.leading_zeros()
-            };
-            (first / 8) as usize
-        };
-        let mut block = [0u8; 24];
-        let start = if value < EIGHT {
-            let digits = eight_digits(value as u32);
-            block[8..16].copy_from_slice(&(digits + TEXT).to_ne_bytes());
-            8 + zeros(digits)
-        } else {
-            let high = eight_digits((value / EIGHT) as u32);
-            let low = eight_digits((value % EIGHT) as u32);
-            block[..8].copy_from_slice(&(high + TEXT).to_ne_bytes());
-            block[8..16].copy_from_slice(&(low + TEXT).to_ne_bytes());
-            zeros(high)
-        };
-        let len = out.len();
-        out.extend_from_slice(&block[start..start + 8]);
-        if start < 8 {
-            out.extend_from_slice(&block[start + 8..start + 16]);
-        }
-        out.truncate(len + 16 - start);
+fn digit_count(value: u64) -> usize {
+    let value = value | 1;
+    let bits = 64 - value.leading_zeros() as usize;
+    let guess = (bits * 1233) >> 12;
+    guess + usize::from(value >= POWERS[guess])
+}
+
+/// A word of digits ([`eight_digits`] as text) moved so that its first `skip` bytes in
+/// memory (leading zeros) are gone and the digits start at its first byte.
+#[inline(always)]
+fn skip_leading(word: u64, skip: usize) -> u64 {
+    if cfg!(target_endian = "little") {
+        word >> (8 * skip)
     } else {
-        pairs(value, out);
+        word << (8 * skip)
     }
 }
 
+/// `value` in decimal digits, as serde writes it: below 10^16 as one or two words of eight
+/// digits ([`eight_digits`]), beyond, two digits at a time.
+///
+/// Why the digit count is worked out on its own ([`digit_count`]) rather than from the
+/// digits' leading zeros: where the next value goes hangs on it, and the digits take a
+/// chain of multiplies. Counted apart, the writes of a journey's forty-odd numbers no longer
+/// wait one for another; the digits follow as each word is ready. A word is copied whole
+/// (a copy of constant size, no call per number) and the copy cut to its digits.
+#[inline(always)]
+fn decimal(value: u64, out: &mut Cursor<'_>) {
+    const TEXT: u64 = u64::from_ne_bytes([b'0'; 8]);
+    const EIGHT: u64 = 100_000_000;
+    let digits = digit_count(value);
+    let len = out.len();
+    if value < EIGHT {
+        let word = skip_leading(eight_digits(value as u32) + TEXT, 8 - digits);
+        out.extend_from_slice(&word.to_ne_bytes());
+    } else if value < EIGHT * EIGHT {
+        let high = skip_leading(eight_digits((value / EIGHT) as u32) + TEXT, 16 - digits);
+        let low = eight_digits((value % EIGHT) as u32) + TEXT;
+        // The high word's digits, cut, then the low word's eight.
+        out.extend_from_slice(&high.to_ne_bytes());
+        out.truncate(len + digits - 8);
+        out.extend_from_slice(&low.to_ne_bytes());
+        return;
+    } else {
+        let (block, start) = pairs(value);
+        out.extend_from_slice(&block[start..start + DIGITS]);
+    }
+    out.truncate(len + digits);
+}
+
+/// Digits in u64::MAX.
+const DIGITS: usize = 20;
+
 /// `value` in decimal digits, two at a time from a table, written backwards to the end of
-/// the first half of a block, the 20 bytes from the first digit copied whole and cut.
-fn pairs(value: u64, out: &mut Vec<u8>) {
-    const DIGITS: usize = 20; // u64::MAX has 20 digits
+/// the first half of a block; the block and where its digits start (the caller copies the
+/// `DIGITS` bytes from there and cuts them).
+fn pairs(value: u64) -> ([u8; 2 * DIGITS], usize) {
     let mut block = [0u8; 2 * DIGITS];
     let mut start = DIGITS;
     let mut rest = value;
@@ -248,9 +361,7 @@ fn pairs(value: u64, out: &mut Vec<u8>) {
         start -= 1;
         block[start] = b'0' + rest as u8;
     }
-    let len = out.len();
-    out.extend_from_slice(&block[start..start + DIGITS]);
-    out.truncate(len + DIGITS - start);
+    (block, start)
 }
 
 /// Writes `{"a":..,"b":..}` of the `Option<u64>` fields named, each absent one as its key
@@ -258,17 +369,17 @@ fn pairs(value: u64, out: &mut Vec<u8>) {
 macro_rules! unsigned_object {
     ($out:ident, $src:ident; $first:ident, $($name:ident,)*) => {
         $out.push(b'{');
-        keyed(
+        keyed_unsigned(
             concat!("\"", stringify!($first), "\":").as_bytes(),
             concat!("\"", stringify!($first), "\":null").as_bytes(),
-            Value::Unsigned($src.$first),
+            $src.$first,
             $out,
         );
         $(
-            keyed(
+            keyed_unsigned(
                 concat!(",\"", stringify!($name), "\":").as_bytes(),
                 concat!(",\"", stringify!($name), "\":null").as_bytes(),
-                Value::Unsigned($src.$name),
+                $src.$name,
                 $out,
             );
         )*
@@ -276,7 +387,21 @@ macro_rules! unsigned_object {
     };
 }
 
-fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
+/// [`keyed`] for a number: apart from it so that the objects of numbers, which are values
+/// themselves, do not make [`value`] call itself (it would then not be inlined).
+#[inline(always)]
+fn keyed_unsigned(key: &[u8], null_key: &[u8], value: Option<u64>, out: &mut Cursor<'_>) {
+    match value {
+        Some(value) => {
+            out.extend_from_slice(key);
+            decimal(value, out);
+        }
+        None => out.extend_from_slice(null_key),
+    }
+}
+
+#[inline(always)]
+fn stamps(ts: &Stamps, out: &mut Cursor<'_>) {
     macro_rules! write_stamps {
         ($($name:ident,)*) => {
             unsigned_object!(out, ts; $($name,)*)
@@ -285,7 +410,8 @@ fn stamps(ts: &Stamps, out: &mut Vec<u8>) {
     stamp_fields!(write_stamps);
 }
 
-fn stage_durations(ns: &StageDurations, out: &mut Vec<u8>) {
+#[inline(always)]
+fn stage_durations(ns: &StageDurations, out: &mut Cursor<'_>) {
     // The stages in `Stage::ALL` order, the order of `StageDurations`'s fields (the test
     // `same_bytes_as_serde_json` holds it).
     unsigned_object!(
@@ -407,7 +533,8 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 /// An address as the string `"0x..."` (lower-case hex, no leading zeros): its digits
 /// counted from its leading zero bits, written backwards a byte (two digits) at a time into
 /// a block that is copied whole and then cut.
-fn addr(value: Option<Addr>, out: &mut Vec<u8>) {
+#[inline(always)]
+fn addr(value: Option<Addr>, out: &mut Cursor<'_>) {
     let Some(Addr(value)) = value else {
         out.extend_from_slice(b"null");
         return;
@@ -457,7 +584,8 @@ const OCTETS: [[u8; 4]; 256] = {
 /// An IP address as serde writes it: its text in quotes (never needs escaping). IPv4 by
 /// hand (`a.b.c.d`, what `Ipv4Addr`'s `Display` writes), IPv6 through `Display` (its
 /// shortening rules are the standard library's).
-fn ip(value: Option<IpAddr>, out: &mut Vec<u8>) {
+#[inline(always)]
+fn ip(value: Option<IpAddr>, out: &mut Cursor<'_>) {
     match value {
         Some(IpAddr::V4(ip)) => {
             // `"255.255.255.255"` at most: built in a fixed block from each octet's digits
@@ -479,11 +607,11 @@ fn ip(value: Option<IpAddr>, out: &mut Vec<u8>) {
             out.extend_from_slice(&block);
             out.truncate(len + end + 1);
         }
-        Some(ip @ IpAddr::V6(_)) => {
+        Some(ip @ IpAddr::V6(_)) => out.with_vec(|out| {
             use io::Write as _;
             // Writing into a Vec cannot fail.
             let _ = write!(out, "\"{ip}\"");
-        }
+        }),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -574,6 +702,20 @@ fn needs_escape(bytes: &[u8]) -> bool {
     }
 }
 
+/// A JSON string ([`escaped`]) at the cursor: copied whole when nothing in it needs an
+/// escape (nearly always), else escaped through the buffer itself.
+#[inline(always)]
+fn text(value: &str, out: &mut Cursor<'_>) {
+    let bytes = value.as_bytes();
+    if needs_escape(bytes) {
+        out.with_vec(|out| escaped(value, out));
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+    }
+}
+
 /// A JSON string as serde_json writes it: `"` and `\` escaped, control characters as the
 /// short escapes or `\u00XX`, everything else (UTF-8 included) as is.
 fn escaped(value: &str, out: &mut Vec<u8>) {
@@ -616,6 +758,13 @@ fn escaped(value: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::journey::Stage;
+
+    /// Writes at the end of `out` through a cursor, as the record's fields are written.
+    fn written(out: &mut Vec<u8>, write: impl FnOnce(&mut Cursor<'_>)) {
+        let mut cursor = Cursor::new(out, 0);
+        write(&mut cursor);
+        cursor.finish();
+    }
 
     fn line(journey: &Journey) -> String {
         let mut out = Vec::new();
@@ -734,7 +883,7 @@ mod tests {
                 std::net::Ipv4Addr::new(255, octet, octet, 7),
             ] {
                 let mut ours = Vec::new();
-                super::ip(Some(IpAddr::V4(ip)), &mut ours);
+                written(&mut ours, |out| super::ip(Some(IpAddr::V4(ip)), out));
                 assert_eq!(ours, serde_json::to_string(&ip).unwrap().into_bytes());
             }
         }
@@ -751,7 +900,7 @@ mod tests {
                 0xabcd << (shift % 48),
             ] {
                 let mut ours = Vec::new();
-                addr(Some(Addr(value)), &mut ours);
+                written(&mut ours, |out| addr(Some(Addr(value)), out));
                 assert_eq!(ours, format!("\"{}\"", Addr(value)).into_bytes());
             }
         }
@@ -779,15 +928,15 @@ mod tests {
         }
         for value in values {
             let mut ours = Vec::new();
-            decimal(value, &mut ours);
+            written(&mut ours, |out| decimal(value, out));
             assert_eq!(ours, value.to_string().into_bytes());
             let signed = value as i64;
             let mut ours = b"x".to_vec();
-            number(Some(signed), &mut ours);
+            written(&mut ours, |out| number(Some(signed), out));
             assert_eq!(ours, format!("x{signed}").into_bytes());
         }
         let mut ours = Vec::new();
-        number(Some(i64::MIN), &mut ours);
+        written(&mut ours, |out| number(Some(i64::MIN), out));
         assert_eq!(ours, i64::MIN.to_string().into_bytes());
     }
 
@@ -834,6 +983,36 @@ mod tests {
                 let mut ours = Vec::new();
                 escaped(&name, &mut ours);
                 assert_eq!(ours, serde_json::to_string(&name).unwrap().into_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn records_longer_than_the_reserve_grow_mid_line() {
+        // Plain names (copied at the cursor) and escaped ones (through the Vec), long
+        // enough that the buffer grows in the middle of the record, after bytes that the
+        // cursor wrote but the Vec did not yet count.
+        for (comm, path) in [
+            ("a".repeat(3000), "/".repeat(5000)),
+            ("\n".repeat(1500), "p".repeat(RESERVE)),
+            ("r".repeat(RESERVE - 40), "\"".repeat(700)),
+        ] {
+            let journey = Journey {
+                id: 7,
+                comm: Some(comm.into()),
+                cgroup_path: Some(path.into()),
+                stages_ns: StageDurations {
+                    total: Some(123_456_789_012),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            for start in [&b""[..], b"{\"before\":1}\n"] {
+                let mut ours = start.to_vec();
+                write(&journey, &mut ours);
+                let mut expected = start.to_vec();
+                expected.extend_from_slice(line(&journey).as_bytes());
+                assert_eq!(ours, expected);
             }
         }
     }
