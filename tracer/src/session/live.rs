@@ -210,7 +210,8 @@ pub async fn follow(
         if output.collect {
             collected.extend(journeys.iter().cloned());
         }
-        sink.show(journeys.drain(..));
+        sink.show(&*journeys);
+        journeys.clear();
         if sink.closed()
             || output.count.is_some_and(|count| sink.shown() >= count)
             || write_failure.borrow().is_some()
@@ -284,5 +285,6 @@ fn hand_over<W: std::io::Write>(
     if output.collect {
         collected.extend(journeys.iter().cloned());
     }
-    sink.show(journeys.drain(..));
+    sink.show(&*journeys);
+    journeys.clear();
 }

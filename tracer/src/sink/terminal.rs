@@ -74,27 +74,29 @@ impl<W: io::Write> JourneySink<W> {
         self.closed
     }
 
-    pub fn show(&mut self, journeys: impl Iterator<Item = Journey>) {
+    /// Shows these journeys (read in place: a journey is hundreds of bytes, and moving each
+    /// out of its list cost a copy).
+    pub fn show<'j>(&mut self, journeys: impl IntoIterator<Item = &'j Journey>) {
         for journey in journeys {
-            if !self.output.filter.keeps(&journey) {
+            if !self.output.filter.keeps(journey) {
                 continue;
             }
             if self.output.count.is_some_and(|count| self.shown >= count) {
                 break;
             }
-            self.summary.add(&journey);
+            self.summary.add(journey);
             self.shown += 1;
             if self.output.quiet {
                 continue;
             }
             if self.output.json {
-                jsonl::write_with(&journey, &self.output.json_extra, &mut self.json_lines);
+                jsonl::write_with(journey, &self.output.json_extra, &mut self.json_lines);
                 self.json_lines.push(b'\n');
                 if self.json_lines.len() >= JSON_BATCH {
                     self.write_json_lines();
                 }
             } else {
-                self.write_line(&text::line(&journey));
+                self.write_line(&text::line(journey));
             }
         }
         self.write_json_lines();

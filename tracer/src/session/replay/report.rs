@@ -165,10 +165,10 @@ fn replay(
                 data.journey(journey);
             }
         }
-        match &mut sink {
-            Some(sink) => sink.show(journeys.drain(..)),
-            None => journeys.clear(),
+        if let Some(sink) = &mut sink {
+            sink.show(&*journeys);
         }
+        journeys.clear();
         if progress && events > 0 {
             eprint!("\rtracer: {read}{of_total} events");
         }
