@@ -257,6 +257,13 @@ fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
          tracepoint also formats its record before the program runs, which no column includes. All \
          programs together: **{:.0} ns** per ping-pong packet by default, {:.0} ns batched, {:.0} ns \
          classic (target: <= 1200 ns).\n\n\
+         The floor on this machine, as bpf_stats counts it (bpftrace on the classic \
+         `irq:softirq_exit` and `sched:sched_switch` during the same ping-pong, 2 runs each, \
+         alternated): an empty program **{:.0} ns** per run (the kernel's dispatch and the accounting's \
+         own cost), one that reads the clock once (`bpf_ktime_get_ns`, as every tracer event is \
+         stamped) {:.0} ns: **{:.0} ns per clock read**. The default ran {:.1} programs and \
+         emitted {:.1} events per packet: at least **{:.0} ns** per packet before any program \
+         does its work.\n\n\
          Recursion misses (runs the kernel skipped because another tracing program was running on \
          that CPU; counted as lost events): default {}; batched {}; classic {}.\n\n\
          | program | runs | ns per run | ns per packet | batched: ns per run | batched: ns per packet | classic: ns per run | classic: ns per packet |\n\
@@ -265,6 +272,13 @@ fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
         btf.ns_per_packet(),
         batched.ns_per_packet(),
         classic.ns_per_packet(),
+        pingpong.floor.empty_ns,
+        pingpong.floor.clock_ns,
+        pingpong.floor.clock_read_ns(),
+        btf.runs_per_packet(),
+        btf.events_per_packet(),
+        btf.runs_per_packet() * pingpong.floor.empty_ns
+            + btf.events_per_packet() * pingpong.floor.clock_read_ns(),
         btf.recursion_misses,
         batched.recursion_misses,
         classic.recursion_misses,

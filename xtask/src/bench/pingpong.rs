@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::peers::{Config, Measured, TracerTotals, WarmCpus, alternate};
+use super::peers::{Config, Measured, Running, TracerExit, TracerTotals, WarmCpus, alternate};
 
 pub struct PingPong {
     pub seconds: u64,
@@ -25,6 +25,24 @@ pub struct PingPong {
     pub lost: u64,
     /// The bpf_stats runs: the default (BTF tracepoints), batched, classic.
     pub costs: Vec<Costs>,
+    /// What bpf_stats counts for programs that do (next to) nothing, on this kernel.
+    pub floor: Floor,
+}
+
+/// The least a program run costs as bpf_stats counts it, measured with bpftrace on the
+/// classic `irq:softirq_exit` and `sched:sched_switch` during a ping-pong: an empty program,
+/// and one that reads the clock once (`nsecs`, bpf_ktime_get_ns: every tracer event is
+/// stamped so). ns per run, over both tracepoints.
+pub struct Floor {
+    pub empty_ns: f64,
+    pub clock_ns: f64,
+}
+
+impl Floor {
+    /// What one clock read adds to a run.
+    pub fn clock_read_ns(&self) -> f64 {
+        self.clock_ns - self.empty_ns
+    }
 }
 
 /// One bpf_stats run of a tracer configuration.
@@ -35,6 +53,8 @@ pub struct Costs {
     pub packets: u64,
     /// The tracer's exit line on recursion misses (runs the kernel skipped).
     pub recursion_misses: String,
+    /// Events the tracer read in the run (each one stamped by a clock read).
+    pub events: u64,
 }
 
 impl Costs {
@@ -46,6 +66,17 @@ impl Costs {
             .map(|(_, runs, ns)| *runs as f64 * ns)
             .sum();
         total / self.packets.max(1) as f64
+    }
+
+    /// Program runs per packet, all programs together.
+    pub fn runs_per_packet(&self) -> f64 {
+        let runs: u64 = self.programs.iter().map(|(_, runs, _)| runs).sum();
+        runs as f64 / self.packets.max(1) as f64
+    }
+
+    /// Events per packet.
+    pub fn events_per_packet(&self) -> f64 {
+        self.events as f64 / self.packets.max(1) as f64
     }
 
     /// ns per packet of the program named `name`, if it ran.
@@ -163,8 +194,10 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
     .into_iter()
     .map(|config| program_costs(tracer, dir, seconds, config))
     .collect();
+    let floor = floor(dir, seconds);
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=0"])?;
     let costs = stats?;
+    let floor = floor?;
     Ok(PingPong {
         seconds,
         rounds,
@@ -174,7 +207,58 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
         packets: totals.workload,
         lost: totals.lost,
         costs,
+        floor,
     })
+}
+
+/// [`Floor`]: two bpftrace runs around a ping-pong each (bpf_stats on), alternated twice.
+fn floor(dir: &Path, seconds: u64) -> anyhow::Result<Floor> {
+    const PROBES: [&str; 2] = ["irq:softirq_exit", "sched:sched_switch"];
+    let script = |body: &str| -> String {
+        PROBES
+            .iter()
+            .map(|probe| format!("tracepoint:{probe} {{ {body} }}\n"))
+            .collect()
+    };
+    let empty = script("");
+    // A test the verifier cannot drop: the clock is never 0.
+    let clock = script("$t = nsecs; if ($t == 0) { printf(\"0\"); }");
+    let (mut empty_ns, mut clock_ns) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        empty_ns.push(script_ns_per_run(&empty, dir, seconds)?);
+        clock_ns.push(script_ns_per_run(&clock, dir, seconds)?);
+    }
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    Ok(Floor {
+        empty_ns: mean(&empty_ns),
+        clock_ns: mean(&clock_ns),
+    })
+}
+
+/// ns per run over the programs of a bpftrace script during a ping-pong (bpf_stats on).
+fn script_ns_per_run(script: &str, dir: &Path, seconds: u64) -> anyhow::Result<f64> {
+    // bpftrace runs BEGIN once every probe is attached: well within 2 s for two.
+    let running = Running::start("bpftrace", &["-e".into(), script.into()], dir, 2000)?;
+    let own = program_ids(running.pid());
+    let before = program_stats();
+    let run = ping_pong(seconds);
+    let after = program_stats();
+    running.stop()?;
+    let (own, before, after) = (own?, before?, after?);
+    run?;
+    let (mut time, mut runs) = (0u64, 0u64);
+    for (id, _, run_time, count) in after {
+        if own.contains(&id) {
+            let (time0, runs0) = before
+                .iter()
+                .find(|(other, ..)| *other == id)
+                .map_or((0, 0), |(_, _, time, runs)| (*time, *runs));
+            time += run_time - time0;
+            runs += count - runs0;
+        }
+    }
+    anyhow::ensure!(runs > 0, "bpftrace's programs never ran");
+    Ok(time as f64 / runs as f64)
 }
 
 fn program_costs(tracer: &Path, dir: &Path, seconds: u64, config: Config) -> anyhow::Result<Costs> {
@@ -201,6 +285,7 @@ fn program_costs(tracer: &Path, dir: &Path, seconds: u64, config: Config) -> any
         .find_map(|line| line.split("recursion misses: ").nth(1))
         .unwrap_or("not reported")
         .to_owned();
+    let events = TracerExit::parse(&stderr)?.events;
     let mut programs: Vec<(String, u64, f64)> = programs
         .into_iter()
         .filter(|(_, (_, runs))| *runs > 0)
@@ -212,6 +297,7 @@ fn program_costs(tracer: &Path, dir: &Path, seconds: u64, config: Config) -> any
         programs,
         packets: run?.packets,
         recursion_misses,
+        events,
     })
 }
 
