@@ -313,7 +313,11 @@ fn seen(events: &[Value], truth: &Truth) -> Seen {
             .filter(|e| is_reader(&e["pid"]))
             .map(|e| (text(&e["comm"]), e["prio"].as_u64().unwrap()))
             .collect(),
+        // From the moment both readers were running (`named`): a new thread can wait at its
+        // start (glibc's start-up lock, the first fault of its stack) and be woken then,
+        // before any datagram.
         udp_wakeups: of(events, "sched_waking")
+            .filter(named)
             .filter(|e| e["pid"] == truth.udp_tid)
             .count(),
         switched_in: of(events, "sched_switch")
