@@ -239,47 +239,56 @@ fn floor(dir: &Path, seconds: u64) -> anyhow::Result<Floor> {
 fn script_ns_per_run(script: &str, dir: &Path, seconds: u64) -> anyhow::Result<f64> {
     // bpftrace runs BEGIN once every probe is attached: well within 2 s for two.
     let running = Running::start("bpftrace", &["-e".into(), script.into()], dir, 2000)?;
-    let own = program_ids(running.pid());
-    let before = program_stats();
-    let run = ping_pong(seconds);
-    let after = program_stats();
+    let measured = own_programs_over(running.pid(), || ping_pong(seconds));
     running.stop()?;
-    let (own, before, after) = (own?, before?, after?);
+    let (programs, run) = measured?;
     run?;
-    let (mut time, mut runs) = (0u64, 0u64);
-    for (id, _, run_time, count) in after {
-        if own.contains(&id) {
-            let (time0, runs0) = before
-                .iter()
-                .find(|(other, ..)| *other == id)
-                .map_or((0, 0), |(_, _, time, runs)| (*time, *runs));
-            time += run_time - time0;
-            runs += count - runs0;
-        }
-    }
+    let (time, runs) = programs
+        .iter()
+        .fold((0, 0), |(time, runs), (_, t, r)| (time + t, runs + r));
     anyhow::ensure!(runs > 0, "bpftrace's programs never ran");
     Ok(time as f64 / runs as f64)
 }
 
-fn program_costs(tracer: &Path, dir: &Path, seconds: u64, config: Config) -> anyhow::Result<Costs> {
-    let running = config.start(tracer, dir)?.expect("a tracer");
-    // This tracer's own programs only: another tracer on the host sees the same packets.
-    let own = program_ids(running.pid())?;
+/// One program over a measurement: (name, run_time ns, runs).
+type ProgramDelta = (String, u64, u64);
+
+/// What each eBPF program process `pid` holds cost over `work` (bpf_stats on): (name,
+/// run_time ns, runs) per program, and what `work` returned. Another tracer on the host sees
+/// the same packets: its programs are not counted.
+fn own_programs_over<T>(
+    pid: u32,
+    work: impl FnOnce() -> T,
+) -> anyhow::Result<(Vec<ProgramDelta>, T)> {
+    let own = program_ids(pid)?;
     let zero: BTreeMap<u64, (u64, u64)> = program_stats()?
         .into_iter()
         .map(|(id, _, time, runs)| (id, (time, runs)))
         .collect();
-    let run = ping_pong(seconds);
-    let mut programs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (id, name, run_time, runs) in program_stats()? {
-        if own.contains(&id) {
+    let result = work();
+    let programs = program_stats()?
+        .into_iter()
+        .filter(|(id, ..)| own.contains(id))
+        .map(|(id, name, run_time, runs)| {
             let (time0, runs0) = zero.get(&id).copied().unwrap_or_default();
-            let entry = programs.entry(name).or_default();
-            entry.0 += run_time - time0;
-            entry.1 += runs - runs0;
-        }
-    }
+            (name, run_time - time0, runs - runs0)
+        })
+        .collect();
+    Ok((programs, result))
+}
+
+fn program_costs(tracer: &Path, dir: &Path, seconds: u64, config: Config) -> anyhow::Result<Costs> {
+    let running = config.start(tracer, dir)?.expect("a tracer");
+    let measured = own_programs_over(running.pid(), || ping_pong(seconds));
     let stderr = running.stop()?;
+    let (measured, run) = measured?;
+    // Programs of one name (a tracepoint's program attached twice) counted together.
+    let mut programs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (name, run_time, runs) in measured {
+        let entry = programs.entry(name).or_default();
+        entry.0 += run_time;
+        entry.1 += runs;
+    }
     let recursion_misses = stderr
         .lines()
         .find_map(|line| line.split("recursion misses: ").nth(1))
