@@ -19,6 +19,9 @@ pub struct PingPong {
     /// The same with SCHED_IDLE spinners keeping every CPU out of halt, with the fastest and
     /// slowest run.
     pub warm: Vec<Measured>,
+    /// CPUs kept busy as in `warm`, client and server pinned: each placement this machine
+    /// has CPUs for.
+    pub pinned: Vec<(Placement, Vec<Measured>)>,
     /// Over the tracer's latency runs: complete journeys and sockperf's packets (both ways).
     pub journeys: u64,
     pub packets: u64,
@@ -88,6 +91,72 @@ impl Costs {
     }
 }
 
+/// Where the ping-pong's client and server run.
+///
+/// Why pinned placements: left to the scheduler on two CPUs, the two ends share a CPU in
+/// some runs (a round trip with no cross-CPU wakeup: about 9 us here) and not in others
+/// (about 22 us), so a run's latency says mostly where its ends landed, and anything else
+/// running (a tracer's own thread) moves that mixture. Pinned, the runs agree within a few
+/// percent and a tracer's cost is not hidden by a placement it happened to cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Where the scheduler puts them.
+    Free,
+    /// Both on the last CPU: every wakeup is local.
+    OneCpu,
+    /// The server on CPU 0, the client on CPU 1: every wakeup crosses CPUs (an IPI).
+    TwoCpus,
+}
+
+impl Placement {
+    /// The placements a machine of `cpus` CPUs can pin.
+    pub fn pinned(cpus: usize) -> Vec<Self> {
+        match cpus {
+            0 | 1 => vec![Self::OneCpu],
+            _ => vec![Self::OneCpu, Self::TwoCpus],
+        }
+    }
+
+    /// The table's words for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Free => "placed by the scheduler",
+            Self::OneCpu => "client and server on one CPU",
+            Self::TwoCpus => "client and server on two CPUs",
+        }
+    }
+
+    /// (server, client) CPU lists for taskset, on a machine of `cpus` CPUs.
+    fn cpus(self, cpus: usize) -> (String, String) {
+        let all = format!("0-{}", cpus.max(1) - 1);
+        let last = (cpus.max(1) - 1).to_string();
+        match self {
+            Self::Free => (all.clone(), all),
+            Self::OneCpu => (last.clone(), last),
+            Self::TwoCpus => ("0".into(), "1".into()),
+        }
+    }
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Moves every thread of the running sockperf server to its CPUs for `placement`.
+fn place_server(server: u32, placement: Placement) -> anyhow::Result<()> {
+    let (cpus, _) = placement.cpus(cpu_count());
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpus, &server.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset")?;
+    anyhow::ensure!(
+        status.success(),
+        "taskset -a -p -c {cpus} {server} failed ({status})"
+    );
+    Ok(())
+}
+
 struct Sockperf {
     avg_us: f64,
     /// Messages sent and received by the client.
@@ -96,9 +165,13 @@ struct Sockperf {
 
 const PORT: &str = "11911";
 
-fn ping_pong(seconds: u64) -> anyhow::Result<Sockperf> {
-    let out = Command::new("sockperf")
+fn ping_pong(seconds: u64, placement: Placement) -> anyhow::Result<Sockperf> {
+    let (_, client) = placement.cpus(cpu_count());
+    let out = Command::new("taskset")
         .args([
+            "-c",
+            &client,
+            "sockperf",
             "ping-pong",
             "-i",
             "127.0.0.1",
@@ -151,7 +224,7 @@ pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<PingPon
         .spawn()
         .context("starting sockperf server")?;
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let result = rounds_of(tracer, dir, seconds, rounds);
+    let result = rounds_of(tracer, dir, seconds, rounds, server.id());
     let _ = server.kill();
     let _ = server.wait();
     result
@@ -164,23 +237,42 @@ fn latencies(
     seconds: u64,
     rounds: usize,
     totals: &mut TracerTotals,
+    placement: Placement,
 ) -> anyhow::Result<Vec<Measured>> {
     alternate(tracer, dir, rounds, totals, || {
-        ping_pong(seconds).map(|run| (run.avg_us, run.packets))
+        ping_pong(seconds, placement).map(|run| (run.avg_us, run.packets))
     })
 }
 
-fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::Result<PingPong> {
+fn rounds_of(
+    tracer: &Path,
+    dir: &Path,
+    seconds: u64,
+    rounds: usize,
+    server: u32,
+) -> anyhow::Result<PingPong> {
     let mut totals = TracerTotals::default();
     super::progress("UDP ping-pong (sockperf), CPUs halting when idle");
-    let latency = latencies(tracer, dir, seconds, rounds, &mut totals)?
+    let latency = latencies(tracer, dir, seconds, rounds, &mut totals, Placement::Free)?
         .into_iter()
         .map(|measured| (measured.config, measured.median))
         .collect();
-    super::progress("UDP ping-pong (sockperf), CPUs kept busy");
-    let warm = {
+    let (warm, pinned) = {
         let _spinners = WarmCpus::start()?;
-        latencies(tracer, dir, seconds, rounds, &mut totals)?
+        super::progress("UDP ping-pong (sockperf), CPUs kept busy");
+        let warm = latencies(tracer, dir, seconds, rounds, &mut totals, Placement::Free)?;
+        let mut pinned = Vec::new();
+        for placement in Placement::pinned(cpu_count()) {
+            super::progress(&format!(
+                "UDP ping-pong (sockperf), CPUs kept busy, {}",
+                placement.name()
+            ));
+            place_server(server, placement)?;
+            let measured = latencies(tracer, dir, seconds, rounds, &mut totals, placement);
+            place_server(server, Placement::Free)?;
+            pinned.push((placement, measured?));
+        }
+        (warm, pinned)
     };
     super::progress("eBPF program costs (bpf_stats)");
 
@@ -203,6 +295,7 @@ fn rounds_of(tracer: &Path, dir: &Path, seconds: u64, rounds: usize) -> anyhow::
         rounds,
         latency,
         warm,
+        pinned,
         journeys: totals.journeys,
         packets: totals.workload,
         lost: totals.lost,
@@ -239,7 +332,7 @@ fn floor(dir: &Path, seconds: u64) -> anyhow::Result<Floor> {
 fn script_ns_per_run(script: &str, dir: &Path, seconds: u64) -> anyhow::Result<f64> {
     // bpftrace runs BEGIN once every probe is attached: well within 2 s for two.
     let running = Running::start("bpftrace", &["-e".into(), script.into()], dir, 2000)?;
-    let measured = own_programs_over(running.pid(), || ping_pong(seconds));
+    let measured = own_programs_over(running.pid(), || ping_pong(seconds, Placement::Free));
     running.stop()?;
     let (programs, run) = measured?;
     run?;
@@ -279,7 +372,7 @@ fn own_programs_over<T>(
 
 fn program_costs(tracer: &Path, dir: &Path, seconds: u64, config: Config) -> anyhow::Result<Costs> {
     let running = config.start(tracer, dir)?.expect("a tracer");
-    let measured = own_programs_over(running.pid(), || ping_pong(seconds));
+    let measured = own_programs_over(running.pid(), || ping_pong(seconds, Placement::Free));
     let stderr = running.stop()?;
     let (measured, run) = measured?;
     // Programs of one name (a tracepoint's program attached twice) counted together.
