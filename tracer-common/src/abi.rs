@@ -57,6 +57,21 @@ pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 /// exit attached).
 pub const BATCHING: &str = "BATCHING";
 
+/// `u32`: what every BTF tracepoint program does before anything else, for the bench's
+/// measure of the least a program costs on this host (`tracer live --bench-floor`):
+/// [`bench_floor::OFF`] normally (then the test is one load from `.rodata` and a branch).
+pub const BENCH_FLOOR: &str = "BENCH_FLOOR";
+
+/// Values of `BENCH_FLOOR`.
+pub mod bench_floor {
+    /// The programs run as they are.
+    pub const OFF: u32 = 0;
+    /// Every BTF tracepoint program returns at once: the cost of being attached.
+    pub const EMPTY: u32 = 1;
+    /// Every BTF tracepoint program reads the clock (as each event's stamp does) and returns.
+    pub const CLOCK: u32 = 2;
+}
+
 /// `u32`: offset of `struct sk_buff.data` from kernel BTF ([`NO_OFFSET`]: unknown); the
 /// netif_receive_skb program then reads the packet's IP and transport headers.
 pub const SKB_DATA_OFF: &str = "SKB_DATA_OFF";
@@ -109,8 +124,9 @@ pub const MEMBERS: &str = "MEMBERS";
 pub const NO_OFFSET: u32 = u32::MAX;
 
 /// Every global user space sets.
-pub const GLOBAL_NAMES: [&str; 19] = [
+pub const GLOBAL_NAMES: [&str; 20] = [
     OFFSETS,
+    BENCH_FLOOR,
     FILTER_TGID,
     IGNORE_TGIDS,
     JOURNEY_MODE,

@@ -3,7 +3,7 @@
 
 use tracer_common::{
     ANY_CPU, IGNORE_SLOTS, MEMBER_COUNT, Member, NET_IRQ_WORDS, SLOT_COUNT, Slot,
-    abi::{NO_OFFSET, SYSCALL_SLOTS, syscall_slot},
+    abi::{NO_OFFSET, SYSCALL_SLOTS, bench_floor, syscall_slot},
     flow::{FlowOp, FlowOps, MAX_FLOW_OPS},
     offsets::ABSENT,
 };
@@ -66,6 +66,27 @@ pub(crate) static WAKEUP_BYTES: u32 = 0;
 /// each (`batch`).
 #[unsafe(no_mangle)]
 pub(crate) static BATCHING: u32 = 0;
+
+/// `tracer_common::abi::bench_floor`: what every BTF tracepoint program does first (the
+/// bench's floor runs); `OFF` but there.
+#[unsafe(no_mangle)]
+pub(crate) static BENCH_FLOOR: u32 = bench_floor::OFF;
+
+/// Whether this run is a bench floor run (`BENCH_FLOOR`), after reading the clock when it
+/// asks for that: the program then returns at once. With `OFF` it costs one load from
+/// `.rodata` (a line the other globals' reads bring in) and a branch.
+#[inline(always)]
+pub(crate) fn bench_floor() -> bool {
+    match global_u32(&BENCH_FLOOR) {
+        bench_floor::OFF => false,
+        bench_floor::CLOCK => {
+            // SAFETY: a plain helper call.
+            let _ = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+            true
+        }
+        _ => true,
+    }
+}
 
 /// Offset of `struct sk_buff.data` (kernel BTF), or `NO_OFFSET`: netif_receive_skb then
 /// reads the packet's headers.

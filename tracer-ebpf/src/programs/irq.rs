@@ -36,6 +36,9 @@ pub fn irq_handler_entry(ctx: TracePointContext) -> u32 {
 /// `irq_handler_entry(int irq, struct irqaction *action)` as tp_btf.
 #[btf_tracepoint(function = "irq_handler_entry")]
 pub fn irq_handler_entry_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_irq_entry(ctx.arg::<u64>(0) as u32);
     0
 }
@@ -64,6 +67,9 @@ pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
 /// `irq_handler_exit(int irq, struct irqaction *action, int ret)` as tp_btf.
 #[btf_tracepoint(function = "irq_handler_exit")]
 pub fn irq_handler_exit_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_irq_exit(ctx.arg::<u64>(0) as u32, || ctx.arg::<u64>(2) as u32);
     0
 }
@@ -105,6 +111,9 @@ macro_rules! softirq_program {
         #[doc = concat!("`", stringify!($name), "(unsigned int vec_nr)` as tp_btf.")]
         #[btf_tracepoint(function = $tp)]
         pub fn $btf(ctx: BtfTracePointContext) -> u32 {
+            if crate::globals::bench_floor() {
+                return 0;
+            }
             $on(ctx.arg::<u64>(0) as u32);
             0
         }

@@ -33,6 +33,9 @@ pub fn napi_poll(ctx: TracePointContext) -> u32 {
 /// `napi_poll(struct napi_struct *napi, int work, int budget)` as tp_btf.
 #[btf_tracepoint(function = "napi_poll")]
 pub fn napi_poll_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_napi_poll(|ev| {
         let napi: u64 = ctx.arg(0);
         ev.addr = napi;
@@ -74,6 +77,9 @@ pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
 /// `netif_receive_skb(struct sk_buff *skb)` as tp_btf.
 #[btf_tracepoint(function = "netif_receive_skb")]
 pub fn netif_receive_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let skb: u64 = ctx.arg(0);
     on_receive(
         skb,
@@ -150,6 +156,9 @@ pub fn netif_rx(ctx: TracePointContext) -> u32 {
 /// `netif_rx(struct sk_buff *skb)` as tp_btf.
 #[btf_tracepoint(function = "netif_rx")]
 pub fn netif_rx_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let skb: u64 = ctx.arg(0);
     on_netif_rx(
         skb,
@@ -194,6 +203,9 @@ pub fn napi_gro_receive_entry(ctx: TracePointContext) -> u32 {
 /// `napi_gro_receive_entry(const struct sk_buff *skb)` as tp_btf.
 #[btf_tracepoint(function = "napi_gro_receive_entry")]
 pub fn napi_gro_receive_entry_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let skb: u64 = ctx.arg(0);
     on_gro_receive(
         skb,
@@ -255,6 +267,9 @@ pub fn skb_copy_datagram_iovec(ctx: TracePointContext) -> u32 {
 /// `skb_copy_datagram_iovec(const struct sk_buff *skb, int len)` as tp_btf.
 #[btf_tracepoint(function = "skb_copy_datagram_iovec")]
 pub fn skb_copy_datagram_iovec_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_copy(ctx.arg(0), || ctx.arg::<u64>(1) as u32);
     0
 }
@@ -285,6 +300,9 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
 /// struct sock *rx_sk)` as tp_btf.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let skb: u64 = ctx.arg(0);
     on_free(EventKind::KfreeSkb, skb, |ev| {
         ev.addr2 = ctx.arg(1);
@@ -322,6 +340,9 @@ pub fn consume_skb(ctx: TracePointContext) -> u32 {
 /// `consume_skb(struct sk_buff *skb, void *location)` as tp_btf.
 #[btf_tracepoint(function = "consume_skb")]
 pub fn consume_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_free(EventKind::ConsumeSkb, ctx.arg(0), |ev| {
         ev.addr2 = ctx.arg(1)
     });

@@ -34,6 +34,9 @@ macro_rules! wake_program {
 
         #[btf_tracepoint(function = $tp)]
         pub fn $btf(ctx: BtfTracePointContext) -> u32 {
+            if crate::globals::bench_floor() {
+                return 0;
+            }
             let task: u64 = ctx.arg(0);
             let comm = || task_comm(task);
             on_wake(EventKind::$kind, read(task, Member::TaskPid), comm, |ev| {
@@ -134,6 +137,9 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
 /// unsigned int prev_state)` as tp_btf: the same event as the classic tracepoint.
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let prev: u64 = ctx.arg(1);
     let next: u64 = ctx.arg(2);
     on_switch(read(next, Member::TaskPid), |ev| {

@@ -44,6 +44,9 @@ pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
 /// `sk_data_ready(const struct sock *sk)` as tp_btf.
 #[btf_tracepoint(function = "sk_data_ready")]
 pub fn sk_data_ready_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let sk: u64 = ctx.arg(0);
     on_data_ready(sk, |ev| {
         ev.arg0 = read::<u16>(sk, Member::SockFamily) as u32;
@@ -87,6 +90,9 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
 /// `sock_recv_length(struct sock *sk, int ret, int flags)` as tp_btf.
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn sock_recv_length_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let sk: u64 = ctx.arg(0);
     on_recv_length(sk, || RecvLength {
         ret: ctx.arg::<u64>(1) as u32,

@@ -227,6 +227,9 @@ fn compat_syscall() -> bool {
 /// `sys_enter_*` program runs; the rest return after one table lookup.
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let slot = syscall_kind(ctx.arg(1));
     if slot == UNTRACED || compat_syscall() {
         return 0;
@@ -256,6 +259,9 @@ pub fn sys_enter_btf(ctx: BtfTracePointContext) -> u32 {
 /// their classic `sys_exit_*` program runs.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let regs: u64 = ctx.arg(0);
     let slot = syscall_kind(read(regs, Member::RegsOrigAx));
     if slot == UNTRACED || compat_syscall() {

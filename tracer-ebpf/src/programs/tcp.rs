@@ -41,6 +41,9 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
 /// `data_len` is the skb's length less the TCP header at `skb->data`.
 #[btf_tracepoint(function = "tcp_probe")]
 pub fn tcp_probe_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let sk: u64 = ctx.arg(0);
     let skb: u64 = ctx.arg(1);
     on_probe(skb, |ev| {
@@ -91,6 +94,9 @@ pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
 /// `tcp_destroy_sock(struct sock *sk)` as tp_btf.
 #[btf_tracepoint(function = "tcp_destroy_sock")]
 pub fn tcp_destroy_sock_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_destroy(ctx.arg(0));
     0
 }
@@ -113,6 +119,9 @@ pub fn tcp_rcv_space_adjust(ctx: TracePointContext) -> u32 {
 /// `tcp_rcv_space_adjust(struct sock *sk)` as tp_btf.
 #[btf_tracepoint(function = "tcp_rcv_space_adjust")]
 pub fn tcp_rcv_space_adjust_btf(ctx: BtfTracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_space_adjust(ctx.arg(0));
     0
 }

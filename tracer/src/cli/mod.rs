@@ -20,6 +20,7 @@ use tracer::{
     journey::JourneyFilter,
     probe::{DEFAULT_RING_BYTES, ProbeError, ProbeOptions},
 };
+use tracer_common::abi::bench_floor;
 
 /// Which packets to trace: a filter expression (tcpdump's syntax) and `--port`.
 #[derive(Clone, Debug, Default, Args)]
@@ -98,6 +99,20 @@ pub struct RingArgs {
     /// on); on 2 CPUs it measured no cheaper (BENCHMARKS.md). The journeys are the same.
     #[arg(long)]
     pub batched: bool,
+    /// For `cargo xtask bench` only: every BTF tracepoint program returns at once
+    /// (`empty`) or after one clock read (`clock`), so no event is made; what the
+    /// programs' attachment alone costs the traced host.
+    #[arg(long, value_enum, hide = true)]
+    pub bench_floor: Option<BenchFloor>,
+}
+
+/// `--bench-floor`: what every program does before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchFloor {
+    /// Nothing.
+    Empty,
+    /// One clock read.
+    Clock,
 }
 
 impl FilterArgs {
@@ -145,6 +160,11 @@ impl ProbeArgs<'_> {
                 .ring
                 .classic_syscalls
                 .then(|| "--classic-syscalls".to_owned()),
+            bench_floor: match self.ring.bench_floor {
+                None => bench_floor::OFF,
+                Some(BenchFloor::Empty) => bench_floor::EMPTY,
+                Some(BenchFloor::Clock) => bench_floor::CLOCK,
+            },
         }
     }
 

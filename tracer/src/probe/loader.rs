@@ -200,6 +200,7 @@ impl Probes {
             .override_global(abi::JOURNEY_MODE, &u32::from(options.journey_mode), true)
             .override_global(abi::WAKEUP_BYTES, &options.wakeup_bytes(cpus), true)
             .override_global(abi::BATCHING, &u32::from(batching), true)
+            .override_global(abi::BENCH_FLOOR, &options.bench_floor, true)
             .override_global(abi::SOCKET_READS_ONLY, &u32::from(socket_reads_only), true)
             .override_global(abi::NET_IRQ_FILTER, &u32::from(net_irqs.is_some()), true)
             .override_global(abi::NET_IRQS, &net_irqs.unwrap_or([0; NET_IRQ_WORDS]), true)

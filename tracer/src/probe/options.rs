@@ -39,6 +39,9 @@ pub struct ProbeOptions {
     /// syscall programs would load (`SyscallPlan`): set by the loader when those failed to
     /// attach, before it starts again.
     pub classic_syscalls: Option<String>,
+    /// `tracer_common::abi::bench_floor`: every BTF tracepoint program returns at once (or
+    /// after one clock read), for the bench's measure of what attaching alone costs.
+    pub bench_floor: u32,
 }
 
 impl Default for ProbeOptions {
@@ -56,6 +59,7 @@ impl Default for ProbeOptions {
             batch_wakeups: true,
             flow: None,
             classic_syscalls: None,
+            bench_floor: tracer_common::abi::bench_floor::OFF,
         }
     }
 }

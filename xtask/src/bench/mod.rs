@@ -273,8 +273,42 @@ fn pingpong_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
         }
         writeln!(text, "{line}")?;
     }
+    attach_floor_table(pingpong, &mut text)?;
     text.push_str(&costs_section(pingpong)?);
     Ok(text)
+}
+
+/// What being attached costs, before any program does its work: the latency each packet
+/// gains with the tracer's programs attached but returning at once, then reading the clock.
+fn attach_floor_table(pingpong: &pingpong::PingPong, text: &mut String) -> anyhow::Result<()> {
+    let Some(base) = pingpong.attach_floor.first() else {
+        return Ok(());
+    };
+    writeln!(
+        text,
+        "\nWhat being attached costs (CPUs busy, client and server on one CPU, the same \
+         alternation): `tracer live --bench-floor empty` attaches every program the default \
+         does, each returning at once (the kernel's dispatch, and the raw syscall tracepoints' \
+         slow path on every syscall); `--bench-floor clock`, each reading the clock first \
+         (`bpf_ktime_get_ns`, as every event's stamp does) and returning. Half a round trip \
+         is one packet's path, so the latency added is the time each packet gains.\n"
+    )?;
+    writeln!(
+        text,
+        "| configuration | avg latency (fastest..slowest run) | added per packet | ratio |"
+    )?;
+    writeln!(text, "|---|---:|---:|---:|")?;
+    for measured in &pingpong.attach_floor {
+        writeln!(
+            text,
+            "| {} | {} | {:+.2} us | {:.3} |",
+            measured.config.name(),
+            spread(measured),
+            measured.median - base.median,
+            measured.median / base.median
+        )?;
+    }
+    Ok(())
 }
 
 /// A configuration's median latency and its fastest and slowest run.

@@ -58,6 +58,11 @@ pub enum Config {
     TracerClassicSyscalls,
     PerfRecord,
     Bpftrace,
+    /// `tracer live --bench-floor empty`: every program attached, each returning at once.
+    TracerFloorEmpty,
+    /// `tracer live --bench-floor clock`: every program attached, each reading the clock
+    /// and returning.
+    TracerFloorClock,
 }
 
 impl Config {
@@ -78,6 +83,8 @@ impl Config {
             Config::TracerClassicSyscalls => "tracer live --classic-syscalls",
             Config::PerfRecord => "perf record",
             Config::Bpftrace => "bpftrace",
+            Config::TracerFloorEmpty => "tracer's programs attached, each returning at once",
+            Config::TracerFloorClock => "tracer's programs attached, each reading the clock",
         }
     }
 
@@ -107,6 +114,21 @@ impl Config {
             Config::TracerClassicSyscalls => (
                 tracer.display().to_string(),
                 vec!["live".into(), "--json".into(), "--classic-syscalls".into()],
+                TRACER_READY,
+            ),
+            Config::TracerFloorEmpty | Config::TracerFloorClock => (
+                tracer.display().to_string(),
+                vec![
+                    "live".into(),
+                    "--json".into(),
+                    "--bench-floor".into(),
+                    if self == Config::TracerFloorEmpty {
+                        "empty"
+                    } else {
+                        "clock"
+                    }
+                    .into(),
+                ],
                 TRACER_READY,
             ),
             Config::PerfRecord => {
@@ -321,11 +343,23 @@ pub fn alternate(
     dir: &Path,
     rounds: usize,
     totals: &mut TracerTotals,
+    measure: impl FnMut() -> anyhow::Result<(f64, u64)>,
+) -> anyhow::Result<Vec<Measured>> {
+    alternate_among(&Config::ALL, tracer, dir, rounds, totals, measure)
+}
+
+/// [`alternate`] over `configs`.
+pub fn alternate_among(
+    configs: &[Config],
+    tracer: &Path,
+    dir: &Path,
+    rounds: usize,
+    totals: &mut TracerTotals,
     mut measure: impl FnMut() -> anyhow::Result<(f64, u64)>,
 ) -> anyhow::Result<Vec<Measured>> {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Config::ALL.len()];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for _ in 0..rounds {
-        for (index, config) in Config::ALL.iter().enumerate() {
+        for (index, config) in configs.iter().enumerate() {
             let running = config.start(tracer, dir)?;
             let run = measure();
             if let Some(running) = running {
@@ -340,7 +374,7 @@ pub fn alternate(
             samples[index].push(run?.0);
         }
     }
-    Ok(Config::ALL
+    Ok(configs
         .iter()
         .zip(samples)
         .map(|(config, mut values)| Measured {

@@ -9,7 +9,17 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::peers::{Config, Measured, Running, TracerExit, TracerTotals, WarmCpus, alternate};
+use super::peers::{
+    Config, Measured, Running, TracerExit, TracerTotals, WarmCpus, alternate, alternate_among,
+};
+
+/// The configurations of [`PingPong::attach_floor`], in its order.
+pub const ATTACH_FLOOR: [Config; 4] = [
+    Config::NoTracer,
+    Config::TracerFloorEmpty,
+    Config::TracerFloorClock,
+    Config::TracerLive,
+];
 
 pub struct PingPong {
     pub seconds: u64,
@@ -22,6 +32,10 @@ pub struct PingPong {
     /// CPUs kept busy as in `warm`, client and server pinned: each placement this machine
     /// has CPUs for.
     pub pinned: Vec<(Placement, Vec<Measured>)>,
+    /// CPUs busy, both ends on one CPU: no tracer, the tracer's programs attached but each
+    /// returning at once, each reading the clock and returning, and the tracer as it is
+    /// ([`ATTACH_FLOOR`]).
+    pub attach_floor: Vec<Measured>,
     /// Over the tracer's latency runs: complete journeys and sockperf's packets (both ways).
     pub journeys: u64,
     pub packets: u64,
@@ -257,7 +271,7 @@ fn rounds_of(
         .into_iter()
         .map(|measured| (measured.config, measured.median))
         .collect();
-    let (warm, pinned) = {
+    let (warm, pinned, attach_floor) = {
         let _spinners = WarmCpus::start()?;
         super::progress("UDP ping-pong (sockperf), CPUs kept busy");
         let warm = latencies(tracer, dir, seconds, rounds, &mut totals, Placement::Free)?;
@@ -272,7 +286,13 @@ fn rounds_of(
             place_server(server, Placement::Free)?;
             pinned.push((placement, measured?));
         }
-        (warm, pinned)
+        super::progress("UDP ping-pong (sockperf), one CPU: the cost of being attached");
+        place_server(server, Placement::OneCpu)?;
+        let floor = alternate_among(&ATTACH_FLOOR, tracer, dir, rounds, &mut totals, || {
+            ping_pong(seconds, Placement::OneCpu).map(|run| (run.avg_us, run.packets))
+        });
+        place_server(server, Placement::Free)?;
+        (warm, pinned, floor?)
     };
     super::progress("eBPF program costs (bpf_stats)");
 
@@ -296,6 +316,7 @@ fn rounds_of(
         latency,
         warm,
         pinned,
+        attach_floor,
         journeys: totals.journeys,
         packets: totals.workload,
         lost: totals.lost,
