@@ -1,5 +1,5 @@
 //! Kernel tests of running on real hosts: nothing left behind after SIGKILL, memory that
-//! stays flat under load, a clean stop on SIGTERM.
+//! stays flat under load, a clean stop on SIGTERM, the bench's `--bench-floor` runs.
 
 mod common;
 
@@ -232,4 +232,53 @@ fn doctor_reports_full_journeys_here_and_degraded_without_a_tracepoint() {
 
     let (code, report) = run(&["--json", "--without", "net:netif_receive_skb"]);
     assert_eq!(code, Some(2), "no packets, no journeys: {report}");
+}
+
+/// `--bench-floor` (the bench's measure of what being attached costs): every program still
+/// attached, none making an event, against the same datagrams traced as usual.
+#[test]
+fn bench_floor_programs_attach_and_make_no_event() {
+    let Some(_serial) = kernel_test("bench_floor_programs_attach_and_make_no_event") else {
+        return;
+    };
+    let reader = UdpSocket::bind("127.0.0.1:0").unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = reader.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    for floor in [None, Some("empty"), Some("clock")] {
+        let mut args = vec!["live", "--json"];
+        args.extend(floor.iter().flat_map(|floor| ["--bench-floor", floor]));
+        let before = program_ids();
+        let tracer = RunningTracer::start(&args, dir.path());
+        let attached = program_ids().difference(&before).count();
+        for seq in 0u32..20 {
+            sender.send_to(&seq.to_le_bytes(), to).unwrap();
+            let mut buf = [0u8; 4];
+            let (n, _) = reader.recv_from(&mut buf).unwrap();
+            assert_eq!(buf[..n], seq.to_le_bytes(), "datagram {seq} read back");
+        }
+        let (stdout, stderr) = tracer.stop();
+        let read = common::number_after(&stderr, "events read: ").expect("an events read count");
+        events.push((floor, attached, read, stdout.lines().count()));
+    }
+    let (_, attached, read, lines) = events[0];
+    assert!(
+        attached > 0 && read > 0 && lines >= 20,
+        "traced as usual, the datagrams make events and journeys: {events:?}"
+    );
+    for &(floor, floor_attached, read, lines) in &events[1..] {
+        assert_eq!(
+            floor_attached, attached,
+            "--bench-floor {floor:?} attaches what the default does: {events:?}"
+        );
+        assert_eq!(
+            (read, lines),
+            (0, 0),
+            "--bench-floor {floor:?}: no event, no journey: {events:?}"
+        );
+    }
 }
