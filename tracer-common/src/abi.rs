@@ -57,7 +57,7 @@ pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 /// exit attached).
 pub const BATCHING: &str = "BATCHING";
 
-/// `u32`: what every BTF tracepoint program does before anything else, for the bench's
+/// `u32`: what every program does before anything else, for the bench's
 /// measure of the least a program costs on this host (`tracer live --bench-floor`):
 /// [`bench_floor::OFF`] normally (then the test is one load from `.rodata` and a branch).
 pub const BENCH_FLOOR: &str = "BENCH_FLOOR";
@@ -66,9 +66,9 @@ pub const BENCH_FLOOR: &str = "BENCH_FLOOR";
 pub mod bench_floor {
     /// The programs run as they are.
     pub const OFF: u32 = 0;
-    /// Every BTF tracepoint program returns at once: the cost of being attached.
+    /// Every program returns at once: the cost of being attached.
     pub const EMPTY: u32 = 1;
-    /// Every BTF tracepoint program reads the clock (as each event's stamp does) and returns.
+    /// Every program reads the clock (as each event's stamp does) and returns.
     pub const CLOCK: u32 = 2;
 }
 

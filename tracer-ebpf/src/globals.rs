@@ -67,7 +67,7 @@ pub(crate) static WAKEUP_BYTES: u32 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static BATCHING: u32 = 0;
 
-/// `tracer_common::abi::bench_floor`: what every BTF tracepoint program does first (the
+/// `tracer_common::abi::bench_floor`: what every program does first (the
 /// bench's floor runs); `OFF` but there.
 #[unsafe(no_mangle)]
 pub(crate) static BENCH_FLOOR: u32 = bench_floor::OFF;

@@ -29,6 +29,9 @@ fn irq_passes(here: &Here, irq: u32) -> bool {
 /// `irq:irq_handler_entry`: `arg0` = irq.
 #[tracepoint]
 pub fn irq_handler_entry(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_irq_entry(field(&ctx, Slot::IrqEntryIrq));
     0
 }
@@ -58,6 +61,9 @@ fn on_irq_entry(irq: u32) {
 /// `irq:irq_handler_exit`: `arg0` = irq, `arg1` = handler return.
 #[tracepoint]
 pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_irq_exit(field(&ctx, Slot::IrqExitIrq), || {
         field(&ctx, Slot::IrqExitRet)
     });
@@ -104,6 +110,9 @@ macro_rules! softirq_program {
         #[doc = concat!("`irq:", stringify!($name), "`: `arg0` = vector.")]
         #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
+            if crate::globals::bench_floor() {
+                return 0;
+            }
             $on(field(&ctx, Slot::$slot));
             0
         }

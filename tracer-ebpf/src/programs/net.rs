@@ -21,6 +21,9 @@ use crate::{
 /// `napi:napi_poll`: with a flow filter, only after a selected packet.
 #[tracepoint]
 pub fn napi_poll(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_napi_poll(|ev| {
         ev.addr = field(&ctx, Slot::NapiPollNapi);
         ev.arg0 = field(&ctx, Slot::NapiPollWork);
@@ -65,6 +68,9 @@ fn on_napi_poll(fill: impl FnOnce(&mut Event)) {
 /// packet here.
 #[tracepoint]
 pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let skb: u64 = field(&ctx, Slot::RecvSkbAddr);
     on_receive(
         skb,
@@ -145,6 +151,9 @@ fn early_packet_passes(skb: u64, len: u32) -> bool {
 /// `net:netif_rx`: `addr` = skb, `arg0` = len, `name` = device.
 #[tracepoint]
 pub fn netif_rx(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_netif_rx(
         field(&ctx, Slot::NetifRxAddr),
         || field(&ctx, Slot::NetifRxLen),
@@ -188,6 +197,9 @@ fn on_netif_rx(skb: u64, len: impl FnOnce() -> u32, dev: impl FnOnce(&mut [u8; N
 /// `arg2` = queue_mapping, `name` = device.
 #[tracepoint]
 pub fn napi_gro_receive_entry(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_gro_receive(
         field(&ctx, Slot::GroSkbAddr),
         || field(&ctx, Slot::GroLen),
@@ -258,6 +270,9 @@ fn skb_passes(skb: u64, freed: bool) -> bool {
 /// `skb:skb_copy_datagram_iovec`: `addr` = skb, `arg0` = len.
 #[tracepoint]
 pub fn skb_copy_datagram_iovec(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_copy(field(&ctx, Slot::CopySkbAddr), || {
         field(&ctx, Slot::CopyLen)
     });
@@ -288,6 +303,9 @@ fn on_copy(skb: u64, len: impl FnOnce() -> u32) {
 /// `skb:kfree_skb`: `addr` = skb, `addr2` = location, `arg0` = reason, `arg1` = protocol.
 #[tracepoint]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_free(EventKind::KfreeSkb, field(&ctx, Slot::KfreeSkbAddr), |ev| {
         ev.addr2 = field(&ctx, Slot::KfreeLocation);
         ev.arg0 = field(&ctx, Slot::KfreeReason);
@@ -327,6 +345,9 @@ fn on_free(kind: EventKind, skb: u64, fill: impl FnOnce(&mut Event)) {
 /// `skb:consume_skb`: `addr` = skb, `addr2` = location.
 #[tracepoint]
 pub fn consume_skb(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_free(
         EventKind::ConsumeSkb,
         field(&ctx, Slot::ConsumeSkbAddr),

@@ -24,6 +24,9 @@ macro_rules! wake_program {
     ($name:ident, $tp:literal, $btf:ident, $kind:ident, $comm:ident, $pid:ident, $prio:ident, $cpu:ident) => {
         #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
+            if crate::globals::bench_floor() {
+                return 0;
+            }
             let comm = || field::<[u8; NAME_LEN]>(&ctx, Slot::$comm);
             on_wake(EventKind::$kind, field(&ctx, Slot::$pid), comm, |ev| {
                 ev.arg1 = field(&ctx, Slot::$cpu);
@@ -123,6 +126,9 @@ wake_program!(
 /// `sched:sched_switch`: kept as `sched_passes` says for the tasks switched in and out.
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     let next: u32 = field(&ctx, Slot::SwitchNextPid);
     on_switch(next, |ev| {
         ev.addr = field(&ctx, Slot::SwitchPrevState);

@@ -34,6 +34,9 @@ const AF_INET6: u16 = 10;
 /// CPU's packet in progress was selected; the socket is then remembered (its reads kept).
 #[tracepoint]
 pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_data_ready(field(&ctx, Slot::DataReadySk), |ev| {
         ev.arg0 = field::<u16>(&ctx, Slot::DataReadyFamily) as u32;
         ev.arg1 = field::<u16>(&ctx, Slot::DataReadyProtocol) as u32;
@@ -78,6 +81,9 @@ fn on_data_ready(sk: u64, fill: impl FnOnce(&mut Event)) {
 /// reads of sockets a selected packet was queued on count.
 #[tracepoint]
 pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_recv_length(field(&ctx, Slot::RecvLenSk), || RecvLength {
         ret: field(&ctx, Slot::RecvLenRet),
         flags: field(&ctx, Slot::RecvLenFlags),

@@ -101,6 +101,9 @@ macro_rules! syscall_program {
     ($name:ident, $kind:ident, $track:ident, |$ctx:ident, $ev:ident| $fill:block) => {
         #[tracepoint]
         pub fn $name($ctx: TracePointContext) -> u32 {
+            if crate::globals::bench_floor() {
+                return 0;
+            }
             let here = here();
             let journey_wants = $track(&here);
             on_recv_call(&here, journey_wants, EventKind::$kind, |$ev: &mut Event| {
@@ -117,6 +120,9 @@ macro_rules! wait_program {
     ($name:ident, $track:ident) => {
         #[tracepoint]
         pub fn $name(_ctx: TracePointContext) -> u32 {
+            if crate::globals::bench_floor() {
+                return 0;
+            }
             let _ = $track(&here());
             0
         }

@@ -27,6 +27,9 @@ use super::sock::copied_seq;
 /// also holds for the socket enqueue that follows (from the backlog, in the reader).
 #[tracepoint]
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_probe(field(&ctx, Slot::TcpProbeSkb), |ev| {
         ev.addr2 = field(&ctx, Slot::TcpProbeSk);
         ev.arg0 = field::<u16>(&ctx, Slot::TcpProbeDataLen) as u32;
@@ -87,6 +90,9 @@ fn on_probe(skb: u64, fill: impl FnOnce(&mut Event)) {
 /// `tcp:tcp_destroy_sock`: with a flow filter, kept for selected sockets (then forgotten).
 #[tracepoint]
 pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_destroy(field(&ctx, Slot::DestroySk));
     0
 }
@@ -112,6 +118,9 @@ fn on_destroy(sk: u64) {
 /// `tcp:tcp_rcv_space_adjust`: a reader consumed bytes of the socket.
 #[tracepoint]
 pub fn tcp_rcv_space_adjust(ctx: TracePointContext) -> u32 {
+    if crate::globals::bench_floor() {
+        return 0;
+    }
     on_space_adjust(field(&ctx, Slot::RcvSpaceSk));
     0
 }

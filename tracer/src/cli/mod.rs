@@ -99,9 +99,9 @@ pub struct RingArgs {
     /// on); on 2 CPUs it measured no cheaper (BENCHMARKS.md). The journeys are the same.
     #[arg(long)]
     pub batched: bool,
-    /// For `cargo xtask bench` only: every BTF tracepoint program returns at once
-    /// (`empty`) or after one clock read (`clock`), so no event is made; what the
-    /// programs' attachment alone costs the traced host.
+    /// For `cargo xtask bench` only: every program (BTF or, with --classic-tracepoints,
+    /// classic) returns at once (`empty`) or after one clock read (`clock`), so no event is
+    /// made; what the programs' attachment alone costs the traced host.
     #[arg(long, value_enum, hide = true)]
     pub bench_floor: Option<BenchFloor>,
 }

@@ -39,7 +39,7 @@ pub struct ProbeOptions {
     /// syscall programs would load (`SyscallPlan`): set by the loader when those failed to
     /// attach, before it starts again.
     pub classic_syscalls: Option<String>,
-    /// `tracer_common::abi::bench_floor`: every BTF tracepoint program returns at once (or
+    /// `tracer_common::abi::bench_floor`: every program returns at once (or
     /// after one clock read), for the bench's measure of what attaching alone costs.
     pub bench_floor: u32,
 }
