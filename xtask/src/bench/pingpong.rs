@@ -156,6 +156,19 @@ fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Runs `work` with the sockperf server on `placement`'s CPUs, and lets it run anywhere
+/// again after.
+fn with_server_at<T>(
+    server: u32,
+    placement: Placement,
+    work: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    place_server(server, placement)?;
+    let result = work();
+    place_server(server, Placement::Free)?;
+    result
+}
+
 /// Moves every thread of the running sockperf server to its CPUs for `placement`.
 fn place_server(server: u32, placement: Placement) -> anyhow::Result<()> {
     let (cpus, _) = placement.cpus(cpu_count());
@@ -281,18 +294,18 @@ fn rounds_of(
                 "UDP ping-pong (sockperf), CPUs kept busy, {}",
                 placement.name()
             ));
-            place_server(server, placement)?;
-            let measured = latencies(tracer, dir, seconds, rounds, &mut totals, placement);
-            place_server(server, Placement::Free)?;
-            pinned.push((placement, measured?));
+            let measured = with_server_at(server, placement, || {
+                latencies(tracer, dir, seconds, rounds, &mut totals, placement)
+            })?;
+            pinned.push((placement, measured));
         }
         super::progress("UDP ping-pong (sockperf), one CPU: the cost of being attached");
-        place_server(server, Placement::OneCpu)?;
-        let floor = alternate_among(&ATTACH_FLOOR, tracer, dir, rounds, &mut totals, || {
-            ping_pong(seconds, Placement::OneCpu).map(|run| (run.avg_us, run.packets))
-        });
-        place_server(server, Placement::Free)?;
-        (warm, pinned, floor?)
+        let floor = with_server_at(server, Placement::OneCpu, || {
+            alternate_among(&ATTACH_FLOOR, tracer, dir, rounds, &mut totals, || {
+                ping_pong(seconds, Placement::OneCpu).map(|run| (run.avg_us, run.packets))
+            })
+        })?;
+        (warm, pinned, floor)
     };
     super::progress("eBPF program costs (bpf_stats)");
 
