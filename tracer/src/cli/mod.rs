@@ -189,7 +189,8 @@ pub struct SelectArgs {
     /// Journeys of packets received on this network device.
     #[arg(long, value_name = "DEV")]
     pub dev: Option<String>,
-    /// Journeys that touched this CPU (IRQ, softirq or reader).
+    /// Journeys that touched this CPU (IRQ, softirq or reader). Chosen once a journey ends
+    /// (a packet crosses CPUs): every CPU is still traced, at the same cost.
     #[arg(short, long, value_name = "N")]
     pub cpu: Option<u32>,
 }
