@@ -57,6 +57,13 @@ pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 /// exit attached).
 pub const BATCHING: &str = "BATCHING";
 
+/// `u32`: 1 in journey mode on the raw syscall programs when the entry frame's members are
+/// known ([`crate::members::ENTRY_FRAME_MEMBERS`]): whether a task is inside a traced
+/// syscall is read from its saved registers where it is asked (its wakeup, its switch onto
+/// a CPU, its socket reads), and `raw_syscalls:sys_enter` is not attached. 0: the entry
+/// programs mark each entry in `RECV_TASKS`.
+pub const SYSCALL_FROM_REGS: &str = "SYSCALL_FROM_REGS";
+
 /// `u32`: what every program does before anything else, for the bench's
 /// measure of the least a program costs on this host (`tracer live --bench-floor`):
 /// [`bench_floor::OFF`] normally (then the test is one load from `.rodata` and a branch).
@@ -124,9 +131,10 @@ pub const MEMBERS: &str = "MEMBERS";
 pub const NO_OFFSET: u32 = u32::MAX;
 
 /// Every global user space sets.
-pub const GLOBAL_NAMES: [&str; 20] = [
+pub const GLOBAL_NAMES: [&str; 21] = [
     OFFSETS,
     BENCH_FLOOR,
+    SYSCALL_FROM_REGS,
     FILTER_TGID,
     IGNORE_TGIDS,
     JOURNEY_MODE,

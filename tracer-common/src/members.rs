@@ -68,6 +68,9 @@ members! {
     NapiDev = (8, [&[("napi_struct", "dev")]]),
     /// `task_struct.pid`: the thread id.
     TaskPid = (4, [&[("task_struct", "pid")]]),
+    /// `task_struct.tgid`: the thread's process, for the `--pid` filter on a sched event's
+    /// subject and prev.
+    TaskTgid = (4, [&[("task_struct", "tgid")]]),
     /// `task_struct.prio`: the priority sched tracepoints report.
     TaskPrio = (4, [&[("task_struct", "prio")]]),
     /// `task_struct.comm`: TASK_COMM_LEN bytes.
@@ -92,6 +95,8 @@ members! {
     RegsDx = (8, [&[("pt_regs", "dx")]]),
     /// `pt_regs.orig_ax` (x86-64): the syscall's number, read at its exit.
     RegsOrigAx = (8, [&[("pt_regs", "orig_ax")]]),
+    /// `pt_regs.ax` (x86-64): -ENOSYS in a syscall's entry frame until the call returns.
+    RegsAx = (8, [&[("pt_regs", "ax")]]),
     /// `thread_info.status` inside the task (x86-64): `TS_COMPAT` marks a 32-bit syscall,
     /// whose numbers are not the 64-bit ones (classic syscall tracepoints skip those).
     TaskStatus = (4, [&[("task_struct", "thread_info"), ("thread_info", "status")]]),
@@ -105,6 +110,12 @@ pub const RAW_SYSCALL_MEMBERS: [Member; 4] = [
     Member::RegsOrigAx,
     Member::TaskStatus,
 ];
+
+/// What reading a task's standing in the traced syscalls from its entry frame needs
+/// (`tracer_common::abi::SYSCALL_FROM_REGS`): the frame's syscall number and `ax`, the
+/// task's compat status; all must be known, else the entry program marks each entry.
+pub const ENTRY_FRAME_MEMBERS: [Member; 3] =
+    [Member::RegsOrigAx, Member::RegsAx, Member::TaskStatus];
 
 /// The BTF tracepoint (tp_btf) form of a kind's program: its name in the object and the
 /// members it reads. Classic-only kinds (the syscall tracepoints) have none.
@@ -120,7 +131,7 @@ impl EventKind {
     /// The BTF tracepoint form of this kind's program, if it has one.
     pub const fn btf_form(self) -> Option<BtfForm> {
         use Member::*;
-        const WAKE: &[Member] = &[TaskPid, TaskPrio, TaskComm, TaskCpu];
+        const WAKE: &[Member] = &[TaskPid, TaskTgid, TaskPrio, TaskComm, TaskCpu];
         const SKB_DEV: &[Member] = &[SkbLen, SkbDev, NetDevName];
         const SOCK: &[Member] = &[SockFamily, SockProtocol];
         let (program, members): (&str, &[Member]) = match self {
@@ -142,7 +153,9 @@ impl EventKind {
             EventKind::SkDataReady => ("sk_data_ready_btf", SOCK),
             EventKind::SchedWaking => ("sched_waking_btf", WAKE),
             EventKind::SchedWakeup => ("sched_wakeup_btf", WAKE),
-            EventKind::SchedSwitch => ("sched_switch_btf", &[TaskPid, TaskPrio, TaskComm]),
+            EventKind::SchedSwitch => {
+                ("sched_switch_btf", &[TaskPid, TaskTgid, TaskPrio, TaskComm])
+            }
             EventKind::SkbCopyDatagramIovec => ("skb_copy_datagram_iovec_btf", &[]),
             EventKind::KfreeSkb => ("kfree_skb_btf", &[SkbProtocol]),
             EventKind::ConsumeSkb => ("consume_skb_btf", &[]),

@@ -9,7 +9,7 @@ use crate::{
         FILTER_CPU, FILTER_TGID, IGNORE_TGIDS, NET_IRQ_FILTER, global_u32, journey_mode,
         net_irq_word,
     },
-    maps::{filtered_tid, reading},
+    stands::Task,
 };
 
 /// The context a tracepoint fired in, captured once per event.
@@ -71,30 +71,30 @@ pub(crate) fn packet_passes(here: &Here) -> bool {
 /// For sched events about `subject` (the woken task, the task switched in); `prev` is the
 /// task switched out, if any (the current task).
 #[inline(always)]
-pub(crate) fn sched_passes(here: &Here, subject: u32, prev: Option<u32>) -> bool {
-    sched_passes_reading(here, subject, prev, || reading(subject))
+pub(crate) fn sched_passes(here: &Here, subject: Task, prev: Option<Task>) -> bool {
+    sched_passes_reading(here, subject, prev, || subject.reading())
 }
 
 /// [`sched_passes`], with `subject_reading` saying whether the subject is inside a traced
-/// syscall (`RECV_TASKS`) when a caller has looked it up already.
+/// syscall (`stands`) when a caller has looked it up already.
 #[inline(always)]
 pub(crate) fn sched_passes_reading(
     here: &Here,
-    subject: u32,
-    prev: Option<u32>,
+    subject: Task,
+    prev: Option<Task>,
     subject_reading: impl FnOnce() -> bool,
 ) -> bool {
-    if !cpu_passes(here) || ignored(subject) {
+    if !cpu_passes(here) || ignored(subject.process()) {
         return false;
     }
     let want = global_u32(&FILTER_TGID);
     if journey_mode() {
         if want != 0 {
-            return filtered_tid(subject) || prev.is_some_and(filtered_tid);
+            return subject.filtered() || prev.is_some_and(Task::filtered);
         }
-        return subject_reading() || prev.is_some_and(reading);
+        return subject_reading() || prev.is_some_and(Task::reading);
     }
-    !ignored(here.tgid) && (want == 0 || here.tgid == want || filtered_tid(subject))
+    !ignored(here.tgid) && (want == 0 || here.tgid == want || subject.filtered())
 }
 
 /// Whether an IRQ belongs to a network device (`NET_IRQS`); every IRQ passes when user

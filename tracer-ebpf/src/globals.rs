@@ -67,6 +67,18 @@ pub(crate) static WAKEUP_BYTES: u32 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static BATCHING: u32 = 0;
 
+/// 1: whether a task is inside a traced syscall is read from its entry frame (`stands`),
+/// and `raw_syscalls:sys_enter` is not attached; 0: from the entry programs' `RECV_TASKS`
+/// marks.
+#[unsafe(no_mangle)]
+pub(crate) static SYSCALL_FROM_REGS: u32 = 0;
+
+/// Whether `SYSCALL_FROM_REGS` is on.
+#[inline(always)]
+pub(crate) fn syscall_from_regs() -> bool {
+    global_u32(&SYSCALL_FROM_REGS) != 0
+}
+
 /// `tracer_common::abi::bench_floor`: what every program does first (the
 /// bench's floor runs); `OFF` but there.
 #[unsafe(no_mangle)]

@@ -15,8 +15,9 @@
 //! Modules: [`globals`] (set by user space before load), [`maps`], [`filter`] (which events
 //! to keep), [`flow`] (the flow filter and the context it holds back), [`fields`]
 //! (reading the tracepoint record), [`members`] (reading kernel structs in tp_btf programs),
-//! [`emit`] (the ring buffer), [`batch`] (several events in one record), [`headers`] and [`reader`] (kernel structs read through BTF
-//! offsets), and [`programs`], one file per domain.
+//! [`emit`] (the ring buffer), [`batch`] (several events in one record), [`headers`] and
+//! [`reader`] (kernel structs read through BTF offsets), [`stands`] (whether a task is
+//! inside a traced syscall), and [`programs`], one file per domain.
 //!
 //! Adding a program for tracepoint `cat:name`:
 //! 1. `tracer-common/src/event.rs`: append a row to the `event_kinds!` table with the next
@@ -47,6 +48,7 @@ mod maps;
 mod members;
 mod programs;
 mod reader;
+mod stands;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -5,10 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_common::{
-    LostCounter,
-    abi::recv_tasks::{INSIDE, OUTSIDE, READ_SOCKET},
-};
+use tracer_common::{LostCounter, abi::recv_tasks::OUTSIDE};
 
 use crate::{batch::CpuBatches, flow::HeldContext};
 
@@ -21,8 +18,9 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 pub(crate) static LOST: PerCpuArray<LostCounter> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per thread id (an array sized to kernel.pid_max by user space): `INSIDE` while the thread
-/// is inside a recv-family or wait syscall, `OUTSIDE` outside (`READ_SOCKET` once the call
-/// read a socket): the tasks a packet can wake. Journey mode keeps sched events only for
+/// is inside a recv-family syscall, `WAITING` in a wait syscall, `OUTSIDE` outside
+/// (`READ_SOCKET` once the call read a socket): the tasks a packet can wake. With
+/// `SYSCALL_FROM_REGS` no entry is marked, only `READ_SOCKET` (`stands`). Journey mode keeps sched events only for
 /// those inside. An array, not a hash: its lookup is inlined by the verifier, and several
 /// run per packet.
 #[map]
@@ -70,51 +68,22 @@ pub(crate) fn filtered_tid(tid: u32) -> bool {
     unsafe { FILTER_TIDS.get(&tid).is_some() }
 }
 
-/// Replaces a thread's `RECV_TASKS` value by `next(value)`; returns the value it had.
+/// Sets a thread's `RECV_TASKS` value; returns the value it had.
 #[inline(always)]
-fn update_reading(tid: u32, next: impl FnOnce(u8) -> u8) -> u8 {
+pub(crate) fn set_reading(tid: u32, value: u8) -> u8 {
     match RECV_TASKS.get_ptr_mut(tid) {
         // SAFETY: a u8 in a map value, written only by its own thread's programs.
         Some(slot) => unsafe {
             let was = *slot;
-            *slot = next(was);
+            *slot = value;
             was
         },
         None => OUTSIDE,
     }
 }
 
-/// Sets a thread's `RECV_TASKS` value; returns the value it had.
-#[inline(always)]
-pub(crate) fn set_reading(tid: u32, value: u8) -> u8 {
-    update_reading(tid, |_| value)
-}
-
-/// Marks a thread's recv-family syscall as one that read a socket (`READ_SOCKET`); returns
-/// the value it had. Outside one (outside every traced syscall, or in a wait syscall such
-/// as io_uring_enter) the value stays: no recv-family exit would take the mark.
-#[inline(always)]
-pub(crate) fn mark_socket_read(tid: u32) -> u8 {
-    update_reading(tid, |was| if was == INSIDE { READ_SOCKET } else { was })
-}
-
-/// Whether a thread is inside a recv-family syscall now (not a wait syscall).
-#[inline(always)]
-pub(crate) fn in_recv_call(tid: u32) -> bool {
-    RECV_TASKS
-        .get(tid)
-        .is_some_and(|value| *value == INSIDE || *value == READ_SOCKET)
-}
-
 /// Sets the current thread's `RECV_TASKS` value to `OUTSIDE`; returns the value it had.
 #[inline(always)]
 pub(crate) fn take_reading(tid: u32) -> u8 {
     set_reading(tid, OUTSIDE)
-}
-
-/// Whether a thread is inside a recv-family or wait syscall now.
-#[inline(always)]
-pub(crate) fn reading(tid: u32) -> bool {
-    // SAFETY: a read-only lookup of a plain u8 value.
-    RECV_TASKS.get(tid).is_some_and(|value| *value != OUTSIDE)
 }

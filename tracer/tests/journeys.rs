@@ -517,6 +517,59 @@ fn batched_events_rebuild_the_same_journeys() {
     udp_and_tcp_over_loopback_with(&["--batched"]);
 }
 
+/// The default reads whether a task is inside a traced syscall from its saved registers and
+/// attaches no program at syscall entry; `--syscall-entry-marks` marks each entry at
+/// raw_syscalls:sys_enter instead. Both rebuild the same journeys, the first read of a
+/// reader blocked in recv() before the tracer started included (the exchange's reader is).
+#[test]
+fn syscall_entry_marks_rebuild_the_same_journeys() {
+    let Some(_serial) = kernel_test("syscall_entry_marks_rebuild_the_same_journeys") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, entry_program) in [(&[][..], false), (&["--syscall-entry-marks"][..], true)] {
+        let mut args = vec!["live", "--json"];
+        args.extend(extra);
+        let before = common::programs();
+        let tracer = RunningTracer::start(&args, dir.path());
+        let names: Vec<String> = common::programs()
+            .into_iter()
+            .filter(|(id, _)| !before.contains_key(id))
+            .map(|(_, name)| name)
+            .collect();
+        tracer.stop();
+        assert!(
+            names.iter().any(|name| name == "sys_exit_btf"),
+            "{extra:?}: the raw exit program is attached: {names:?}"
+        );
+        assert_eq!(
+            names.iter().any(|name| name == "sys_enter_btf"),
+            entry_program,
+            "{extra:?}: the raw entry program is attached only to mark entries: {names:?}"
+        );
+        for role in ["udp", "tcp"] {
+            let exchange = Exchange {
+                extra,
+                role,
+                count: 15,
+                netns: None,
+                reader_cpu: None,
+                sender_cpu: None,
+                reader_batch: false,
+            };
+            let (journeys, truth, _, tid) = exchange.run();
+            check_against_truth(&journeys, &truth, tid, 15, "lo");
+            for journey in journeys.iter().filter(|_| role == "udp") {
+                // Blocked between datagrams: each one wakes the reader, the first too.
+                assert!(
+                    journey["stages_ns"]["wakeup"].is_u64(),
+                    "{extra:?}: {journey}"
+                );
+            }
+        }
+    }
+}
+
 /// 15 UDP datagrams, then 15 TCP segments, over loopback with these options: every journey
 /// checked against the reader's own stamps and bytes.
 fn udp_and_tcp_over_loopback_with(extra: &[&str]) {

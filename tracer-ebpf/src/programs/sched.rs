@@ -14,8 +14,8 @@ use crate::{
     filter::{Here, here, sched_passes, sched_passes_reading},
     flow::{self, Verdict},
     globals::journey_mode,
-    maps::reading,
     members::{read, read_name, task_comm},
+    stands::Task,
 };
 
 /// `sched_waking` / `sched_wakeup` and their tp_btf twins (`(struct task_struct *p)`): kept
@@ -28,7 +28,11 @@ macro_rules! wake_program {
                 return 0;
             }
             let comm = || field::<[u8; NAME_LEN]>(&ctx, Slot::$comm);
-            on_wake(EventKind::$kind, field(&ctx, Slot::$pid), comm, |ev| {
+            let woken = Task {
+                tid: field(&ctx, Slot::$pid),
+                ptr: 0,
+            };
+            on_wake(EventKind::$kind, woken, comm, |ev| {
                 ev.arg1 = field(&ctx, Slot::$cpu);
                 ev.arg2 = field(&ctx, Slot::$prio);
             });
@@ -42,7 +46,11 @@ macro_rules! wake_program {
             }
             let task: u64 = ctx.arg(0);
             let comm = || task_comm(task);
-            on_wake(EventKind::$kind, read(task, Member::TaskPid), comm, |ev| {
+            let woken = Task {
+                tid: read(task, Member::TaskPid),
+                ptr: task,
+            };
+            on_wake(EventKind::$kind, woken, comm, |ev| {
                 ev.arg1 = read(task, Member::TaskCpu);
                 ev.arg2 = read(task, Member::TaskPrio);
             });
@@ -56,7 +64,7 @@ macro_rules! wake_program {
 #[inline(always)]
 fn on_wake(
     kind: EventKind,
-    woken: u32,
+    woken: Task,
     comm: impl Fn() -> [u8; NAME_LEN],
     fill: impl FnOnce(&mut Event),
 ) {
@@ -69,7 +77,7 @@ fn on_wake(
     };
     if keep {
         emit(&here, kind, |ev| {
-            ev.arg0 = woken;
+            ev.arg0 = woken.tid;
             ev.name = comm();
             fill(ev);
         });
@@ -80,17 +88,17 @@ fn on_wake(
 /// task is then remembered), never when a rejected one did, and otherwise when its task was
 /// woken by, or read, a selected packet before.
 #[inline(always)]
-fn flow_wake_passes(here: &Here, woken: u32) -> bool {
+fn flow_wake_passes(here: &Here, woken: Task) -> bool {
     match flow::verdict() {
         Verdict::Reject => false,
         Verdict::Pass => {
             let keep = sched_passes(here, woken, None);
             if keep {
-                flow::select_task(woken);
+                flow::select_task(woken.tid);
             }
             keep
         }
-        Verdict::Unknown => flow::task_selected(woken) && sched_passes(here, woken, None),
+        Verdict::Unknown => flow::task_selected(woken.tid) && sched_passes(here, woken, None),
     }
 }
 
@@ -129,8 +137,11 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     if crate::globals::bench_floor() {
         return 0;
     }
-    let next: u32 = field(&ctx, Slot::SwitchNextPid);
-    on_switch(next, |ev| {
+    let next = Task {
+        tid: field(&ctx, Slot::SwitchNextPid),
+        ptr: 0,
+    };
+    on_switch(next, 0, |ev| {
         ev.addr = field(&ctx, Slot::SwitchPrevState);
         ev.arg0 = field(&ctx, Slot::SwitchPrevPid);
         ev.arg2 = field(&ctx, Slot::SwitchNextPrio);
@@ -148,7 +159,11 @@ pub fn sched_switch_btf(ctx: BtfTracePointContext) -> u32 {
     }
     let prev: u64 = ctx.arg(1);
     let next: u64 = ctx.arg(2);
-    on_switch(read(next, Member::TaskPid), |ev| {
+    let next_task = Task {
+        tid: read(next, Member::TaskPid),
+        ptr: next,
+    };
+    on_switch(next_task, prev, |ev| {
         let preempt: u64 = ctx.arg(0);
         let state: u64 = ctx.arg(3);
         ev.addr = report_state(preempt & 0xff != 0, state as u32);
@@ -182,24 +197,29 @@ fn report_state(preempt: bool, state: u32) -> u64 {
     }
 }
 
-/// A switch to `next`: emitted when kept, `fill` writing what the tracepoint says.
+/// A switch from the current task (`prev_ptr` its `task_struct` in a BTF program, else 0)
+/// to `next`: emitted when kept, `fill` writing what the tracepoint says.
 #[inline(always)]
-fn on_switch(next: u32, fill: impl FnOnce(&mut Event)) {
+fn on_switch(next: Task, prev_ptr: u64, fill: impl FnOnce(&mut Event)) {
     let here = here();
+    let prev = Task {
+        tid: here.tid,
+        ptr: prev_ptr,
+    };
     // The previous task's stint ends: what waited for it goes out.
     batch::close();
     // Looked up once: for the filter, and whether the switch can wait for next's exit.
-    let next_reading = journey_mode() && reading(next);
+    let next_reading = journey_mode() && next.reading();
     let keep = if flow::active() {
         // A switch ends the packet context on this CPU.
         flow::set_verdict(Verdict::Unknown);
-        flow::task_selected(next) && sched_passes(&here, next, Some(here.tid))
+        flow::task_selected(next.tid) && sched_passes(&here, next, Some(prev))
     } else {
-        sched_passes_reading(&here, next, Some(here.tid), || next_reading)
+        sched_passes_reading(&here, next, Some(prev), || next_reading)
     };
     if keep {
         let fill = |ev: &mut Event| {
-            ev.arg1 = next;
+            ev.arg1 = next.tid;
             fill(ev);
         };
         // A task inside a traced syscall switched in: the switch waits for its exit.

@@ -20,10 +20,10 @@ use crate::{
     fields::field,
     filter::{context_passes, here, ignored, packet_passes},
     flow::{self, Verdict},
-    globals::{TCP_COPIED_SEQ_OFF, global_u32, journey_mode},
-    maps::mark_socket_read,
+    globals::{TCP_COPIED_SEQ_OFF, global_u32, journey_mode, syscall_from_regs},
     members::read,
     reader::current_comm,
+    stands::mark_socket_read,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -84,7 +84,7 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
     if crate::globals::bench_floor() {
         return 0;
     }
-    on_recv_length(field(&ctx, Slot::RecvLenSk), || RecvLength {
+    on_recv_length(field(&ctx, Slot::RecvLenSk), false, || RecvLength {
         ret: field(&ctx, Slot::RecvLenRet),
         flags: field(&ctx, Slot::RecvLenFlags),
         family: field(&ctx, Slot::RecvLenFamily),
@@ -100,7 +100,7 @@ pub fn sock_recv_length_btf(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let sk: u64 = ctx.arg(0);
-    on_recv_length(sk, || RecvLength {
+    on_recv_length(sk, syscall_from_regs(), || RecvLength {
         ret: ctx.arg::<u64>(1) as u32,
         flags: ctx.arg::<u64>(2) as u32,
         family: read(sk, Member::SockFamily),
@@ -117,8 +117,10 @@ struct RecvLength {
     protocol: u16,
 }
 
+/// A read of the socket at `sk`; `frame`: where the reader stands comes from its entry
+/// frame (`stands`; BTF programs only).
 #[inline(always)]
-fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
+fn on_recv_length(sk: u64, frame: bool, fields: impl FnOnce() -> RecvLength) {
     let here = here();
     let rec = fields();
     // Journeys are of IP packets: a read of a unix, netlink or packet socket is no
@@ -132,7 +134,7 @@ fn on_recv_length(sk: u64, fields: impl FnOnce() -> RecvLength) {
         }
         flow::select_task(here.tid);
     }
-    let was = mark_socket_read(here.tid);
+    let was = mark_socket_read(here.tid, frame);
     // In journey mode every process's reads go out: they drain the socket queues of packets
     // that a `--pid` process did not read (user space keeps only that process's journeys).
     let passes = if journey_mode() {

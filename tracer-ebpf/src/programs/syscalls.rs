@@ -11,7 +11,6 @@
 //! with the classic programs (`cargo xtask bench --only syscalls`).
 
 use aya_ebpf::{
-    helpers::generated::bpf_get_current_task_btf,
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -33,6 +32,7 @@ use crate::{
     maps::{FILTER_TIDS, filtered_tid, set_reading, take_reading},
     members::read,
     reader::fill_reader,
+    stands,
 };
 
 /// Marks the current thread as inside a recv-family syscall (`RECV_TASKS`). Returns
@@ -216,16 +216,11 @@ syscall_program!(sys_exit_readv, SysExitReadv, exit_recv, |ctx, ev| {
     fill_reader(ev);
 });
 
-/// `TS_COMPAT` in `thread_info.status` (x86-64): the current syscall is a 32-bit one.
-const TS_COMPAT: u32 = 0x0002;
-
-/// Whether the current syscall is a 32-bit one, numbered apart from the 64-bit table that
-/// `SYSCALL_KINDS` follows (classic syscall tracepoints skip those too).
+/// Whether the current syscall is a 32-bit one, numbered apart from the 64-bit table
+/// that `SYSCALL_KINDS` follows.
 #[inline(always)]
 fn compat_syscall() -> bool {
-    // SAFETY: a plain helper call; it returns the current task, never NULL.
-    let task = unsafe { bpf_get_current_task_btf() } as u64;
-    read::<u32>(task, Member::TaskStatus) & TS_COMPAT != 0
+    stands::compat(stands::current_task())
 }
 
 /// `raw_syscalls:sys_enter(struct pt_regs *regs, long id)` as tp_btf (x86-64): every

@@ -16,9 +16,10 @@ use crate::{
     fields::field,
     filter::{here, ignored, packet_passes},
     flow::{self, Verdict},
-    maps::in_recv_call,
+    globals::syscall_from_regs,
     members::{probe, read},
     reader::current_comm,
+    stands::in_recv_call,
 };
 
 use super::sock::copied_seq;
@@ -121,7 +122,7 @@ pub fn tcp_rcv_space_adjust(ctx: TracePointContext) -> u32 {
     if crate::globals::bench_floor() {
         return 0;
     }
-    on_space_adjust(field(&ctx, Slot::RcvSpaceSk));
+    on_space_adjust(field(&ctx, Slot::RcvSpaceSk), false);
     0
 }
 
@@ -131,18 +132,19 @@ pub fn tcp_rcv_space_adjust_btf(ctx: BtfTracePointContext) -> u32 {
     if crate::globals::bench_floor() {
         return 0;
     }
-    on_space_adjust(ctx.arg(0));
+    on_space_adjust(ctx.arg(0), syscall_from_regs());
     0
 }
 
-/// Emitted only outside the recv-family syscalls (`RECV_TASKS`): inside one,
+/// Emitted only outside the recv-family syscalls (`stands`; `frame` as in
+/// `sock_recv_length`): inside one,
 /// `sock_recv_length` reports the read. What is left is TCP's receive path called without
 /// one: `tcp_splice_read` (splice, sendfile from a socket), zero-copy receive, and
 /// io_uring's recv (run inside io_uring_enter, a wait syscall, or by its workers).
 #[inline(always)]
-fn on_space_adjust(sk: u64) {
+fn on_space_adjust(sk: u64, frame: bool) {
     let here = here();
-    if in_recv_call(here.tid)
+    if in_recv_call(here.tid, frame)
         || !packet_passes(&here)
         || ignored(here.tgid)
         || (flow::active() && !flow::sock_selected(sk))

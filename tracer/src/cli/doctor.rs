@@ -66,14 +66,21 @@ pub fn impact(kind: EventKind) -> &'static str {
     }
 }
 
-/// How a tracepoint that did not fail attaches: as a BTF tracepoint, or classic and why.
+/// How a tracepoint that did not fail attaches: as a BTF tracepoint, or classic and why;
+/// `from_regs`: journeys read syscall entries from the task's registers.
 fn attach_form(
     kind: EventKind,
     btf: &[EventKind],
     classic: &[(EventKind, String)],
     attached: &[EventKind],
+    from_regs: bool,
 ) -> String {
-    if btf.contains(&kind) && kind.tracepoint().0 == "syscalls" {
+    if btf.contains(&kind) && kind.tracepoint().0 == "syscalls" && from_regs {
+        "attaches through raw_syscalls:sys_exit as a BTF tracepoint (tp_btf); journeys read \
+         the entry from the task's saved registers (raw_syscalls:sys_enter only for tracer \
+         events or --syscall-entry-marks)"
+            .to_owned()
+    } else if btf.contains(&kind) && kind.tracepoint().0 == "syscalls" {
         "attaches through raw_syscalls:sys_enter/sys_exit as BTF tracepoints (tp_btf)".to_owned()
     } else if btf.contains(&kind) {
         "attaches as a BTF tracepoint (tp_btf)".to_owned()
@@ -257,6 +264,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
                         std::mem::take(&mut probes.btf_attached),
                         std::mem::take(&mut probes.classic_why),
                         std::mem::take(&mut probes.attached),
+                        probes.syscall_from_regs,
                     ))
                 }
                 Err(err) => {
@@ -287,7 +295,9 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<u8> {
             };
             let detail = match (&why, &attached) {
                 (Some(why), _) => format!("{why}; {}", impact(kind)),
-                (None, Some((_, btf, classic, all))) => attach_form(kind, btf, classic, all),
+                (None, Some((_, btf, classic, all, from_regs))) => {
+                    attach_form(kind, btf, classic, all, *from_regs)
+                }
                 (None, None) => "attaches".to_owned(),
             };
             tracepoints.push(json!({"tracepoint": format!("{category}:{name}"), "ok": why.is_none(), "detail": detail}));

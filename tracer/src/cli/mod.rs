@@ -99,6 +99,13 @@ pub struct RingArgs {
     /// on); on 2 CPUs it measured no cheaper (BENCHMARKS.md). The journeys are the same.
     #[arg(long)]
     pub batched: bool,
+    /// Journey mode: mark each recv-family or wait syscall's entry with a program on
+    /// raw_syscalls:sys_enter, which runs at every syscall of every task, instead of
+    /// reading a task's saved syscall registers where a journey asks whether it is inside
+    /// one (its wakeup, its switch onto a CPU, its socket reads). The journeys are the same;
+    /// the registers spare that program (BENCHMARKS.md).
+    #[arg(long)]
+    pub syscall_entry_marks: bool,
     /// For `cargo xtask bench` only: every program (BTF or, with --classic-tracepoints,
     /// classic) returns at once (`empty`) or after one clock read (`clock`), so no event is
     /// made; what the programs' attachment alone costs the traced host.
@@ -160,6 +167,7 @@ impl ProbeArgs<'_> {
                 .ring
                 .classic_syscalls
                 .then(|| "--classic-syscalls".to_owned()),
+            syscall_entry_marks: self.ring.syscall_entry_marks,
             bench_floor: match self.ring.bench_floor {
                 None => bench_floor::OFF,
                 Some(BenchFloor::Empty) => bench_floor::EMPTY,

@@ -43,6 +43,9 @@ pub struct Probes {
     /// Whether the traced syscalls go through the raw syscall programs (`SyscallPlan`):
     /// their kinds are then in `btf_attached`.
     pub raw_syscalls: bool,
+    /// Whether the programs read a task's standing in the traced syscalls from its entry
+    /// frame (`SyscallPlan::from_regs`), with no program at syscall entry.
+    pub syscall_from_regs: bool,
     /// Kernel struct offsets from BTF the programs were given.
     pub struct_offsets: StructOffsets,
     /// Why there are none, when there are none.
@@ -179,7 +182,12 @@ impl Probes {
         } else if kernel_btf.is_none() {
             SyscallPlan::classic(classic_reason(options, &btf_unavailable))
         } else {
-            SyscallPlan::raw(&struct_offsets, &layout.available, options.journey_mode)
+            SyscallPlan::raw(
+                &struct_offsets,
+                &layout.available,
+                options.journey_mode,
+                options.syscall_entry_marks,
+            )
         };
         // CPUs that pace their own wakeups (`ProbeOptions::wakeup_bytes`): those online now.
         let cpus = online_cpus()
@@ -216,6 +224,7 @@ impl Probes {
             )
             .override_global(abi::MEMBERS, &members, true)
             .override_global(abi::SYSCALL_KINDS, &syscalls.kinds, true)
+            .override_global(abi::SYSCALL_FROM_REGS, &u32::from(syscalls.from_regs), true)
             .override_global(abi::FLOW_OPS, &flow_ops, true)
             .override_global(abi::FLOW_LEN, &flow_len, true)
             .override_global(
@@ -268,7 +277,8 @@ impl Probes {
 
         // Also with --pid: a read outside every tracked syscall returns its own bytes
         // (FLAG_OUTSIDE_SYSCALL), so a reader already blocked in recv() must read as inside.
-        if options.journey_mode {
+        // Its entry frame says so when the programs read that.
+        if options.journey_mode && !syscalls.from_regs {
             let map = ebpf
                 .map_mut(abi::RECV_TASKS)
                 .expect("RECV_TASKS is in the object");
@@ -287,8 +297,8 @@ impl Probes {
         let mut btf_attached = Vec::new();
         let mut classic_why = Vec::new();
         if let (Some(btf), true) = (&kernel_btf, syscalls.is_raw()) {
-            let raw = abi::RAW_SYSCALL_PROGRAMS
-                .iter()
+            let raw = syscalls
+                .raw_programs()
                 .try_for_each(|(program, tracepoint)| {
                     attach_btf(&mut ebpf, btf, program, tracepoint)
                 });
@@ -360,6 +370,20 @@ impl Probes {
         if attached.is_empty() {
             return Err(ProbeError::NothingAttached);
         }
+        // The programs that ask where a task stands read its entry frame only in their BTF
+        // form (a classic one has no task_struct): one left classic needs the entry marks.
+        if let Some(kind) = FRAME_READERS
+            .iter()
+            .find(|kind| attached.contains(kind) && !btf_attached.contains(kind))
+            .filter(|_| syscalls.from_regs)
+        {
+            let (category, name) = kind.tracepoint();
+            log::info!("{category}:{name} is classic: syscall entries are marked at sys_enter");
+            drop(ebpf);
+            let mut retry = options.clone();
+            retry.syscall_entry_marks = true;
+            return Self::load(&retry);
+        }
         if socket_reads_only && !attached.contains(&EventKind::SockRecvLength) {
             // Loaded expecting it; start again as a kernel without it.
             drop(ebpf);
@@ -421,6 +445,7 @@ impl Probes {
             batching,
             classic_why,
             raw_syscalls: syscalls.is_raw(),
+            syscall_from_regs: syscalls.from_regs,
             struct_offsets,
             btf_unavailable,
             skipped,
@@ -553,6 +578,15 @@ pub const JOURNEY_UNUSED: [EventKind; 3] = [
     EventKind::NetifRx,
     EventKind::SkbCopyDatagramIovec,
     EventKind::SchedWakeup,
+];
+
+/// The programs that ask where a task stands in the traced syscalls (tracer-ebpf `stands`):
+/// with `abi::SYSCALL_FROM_REGS` each must be attached in its BTF form.
+const FRAME_READERS: [EventKind; 4] = [
+    EventKind::SchedSwitch,
+    EventKind::SchedWaking,
+    EventKind::SockRecvLength,
+    EventKind::TcpRcvSpaceAdjust,
 ];
 
 /// Entries of `RECV_TASKS`: one per possible thread id (kernel.pid_max, read now).

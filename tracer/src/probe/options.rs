@@ -39,6 +39,12 @@ pub struct ProbeOptions {
     /// syscall programs would load (`SyscallPlan`): set by the loader when those failed to
     /// attach, before it starts again.
     pub classic_syscalls: Option<String>,
+    /// Journey mode on the raw syscall programs: mark each traced syscall's entry at
+    /// `raw_syscalls:sys_enter` (a program run at every syscall's entry) instead of reading
+    /// a task's entry frame where its standing is asked (`abi::SYSCALL_FROM_REGS`); for
+    /// comparisons, and set by the loader when a program that asks could not attach in its
+    /// BTF form.
+    pub syscall_entry_marks: bool,
     /// `tracer_common::abi::bench_floor`: every program returns at once (or
     /// after one clock read), for the bench's measure of what attaching alone costs.
     pub bench_floor: u32,
@@ -59,6 +65,7 @@ impl Default for ProbeOptions {
             batch_wakeups: true,
             flow: None,
             classic_syscalls: None,
+            syscall_entry_marks: false,
             bench_floor: tracer_common::abi::bench_floor::OFF,
         }
     }

@@ -8,7 +8,7 @@
 use tracer_common::{
     EventKind, Member,
     abi::{SYSCALL_SLOTS, SyscallRole, TRACED_SYSCALLS, syscall_slot},
-    members::RAW_SYSCALL_MEMBERS,
+    members::{ENTRY_FRAME_MEMBERS, RAW_SYSCALL_MEMBERS},
 };
 
 use crate::host::btf::StructOffsets;
@@ -22,6 +22,10 @@ pub struct SyscallPlan {
     pub taken: Vec<EventKind>,
     /// Why the classic programs stay, when they do.
     pub classic_why: Option<String>,
+    /// Whether a task's standing in the traced syscalls is read from its entry frame
+    /// (`abi::SYSCALL_FROM_REGS`): journey mode on the raw programs, which then leave
+    /// `raw_syscalls:sys_enter` out (journeys use no entry event).
+    pub from_regs: bool,
 }
 
 impl SyscallPlan {
@@ -31,13 +35,21 @@ impl SyscallPlan {
             kinds: [syscall_slot::UNTRACED; SYSCALL_SLOTS],
             taken: Vec::new(),
             classic_why: Some(why),
+            from_regs: false,
         }
     }
 
     /// The raw programs take over every traced syscall of this architecture whose two
     /// events are `available` (`--without` leaves one to its classic program), and in
-    /// journey mode the wait syscalls; `offsets` must locate the registers they read.
-    pub fn raw(offsets: &StructOffsets, available: &[EventKind], journey_mode: bool) -> Self {
+    /// journey mode the wait syscalls; `offsets` must locate the registers they read. In
+    /// journey mode, unless `entry_marks`, the entries are read from the entry frame where
+    /// `offsets` locate it.
+    pub fn raw(
+        offsets: &StructOffsets,
+        available: &[EventKind],
+        journey_mode: bool,
+        entry_marks: bool,
+    ) -> Self {
         if !cfg!(target_arch = "x86_64") {
             return Self::classic("the raw syscall programs read x86-64 registers".to_owned());
         }
@@ -51,6 +63,11 @@ impl SyscallPlan {
             kinds: [syscall_slot::UNTRACED; SYSCALL_SLOTS],
             taken: Vec::new(),
             classic_why: None,
+            from_regs: journey_mode
+                && !entry_marks
+                && ENTRY_FRAME_MEMBERS
+                    .iter()
+                    .all(|&member| offsets.member(member).is_some()),
         };
         for syscall in TRACED_SYSCALLS {
             let Some(nr) = syscall.number() else {
@@ -80,6 +97,15 @@ impl SyscallPlan {
     pub fn takes_waits(&self) -> bool {
         self.kinds.contains(&syscall_slot::WAIT)
     }
+
+    /// The raw programs to attach, `(program, raw tracepoint)`: both, or the exit's alone
+    /// when entries are read from the entry frame.
+    pub fn raw_programs(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        let from_regs = self.from_regs;
+        tracer_common::abi::RAW_SYSCALL_PROGRAMS
+            .into_iter()
+            .filter(move |(program, _)| !(from_regs && *program == "sys_enter_btf"))
+    }
 }
 
 /// A member as `struct.field` along its first path.
@@ -107,7 +133,7 @@ mod tests {
     #[test]
     fn takes_over_the_recv_family_and_in_journey_mode_the_waits() {
         let offsets = offsets_with(&RAW_SYSCALL_MEMBERS);
-        let plan = SyscallPlan::raw(&offsets, &EventKind::ALL, true);
+        let plan = SyscallPlan::raw(&offsets, &EventKind::ALL, true, false);
         assert!(plan.is_raw() && plan.takes_waits());
         assert_eq!(
             plan.kinds[45],
@@ -120,7 +146,7 @@ mod tests {
         assert_eq!(plan.taken.len(), 10);
         assert!(plan.taken.contains(&EventKind::SysExitReadv));
 
-        let events = SyscallPlan::raw(&offsets, &EventKind::ALL, false);
+        let events = SyscallPlan::raw(&offsets, &EventKind::ALL, false, false);
         assert_eq!(
             events.kinds[232],
             syscall_slot::UNTRACED,
@@ -137,7 +163,7 @@ mod tests {
             .into_iter()
             .filter(|kind| *kind != EventKind::SysExitRead)
             .collect();
-        let plan = SyscallPlan::raw(&offsets, &available, true);
+        let plan = SyscallPlan::raw(&offsets, &available, true, false);
         assert_eq!(plan.kinds[0], syscall_slot::UNTRACED);
         assert!(!plan.taken.contains(&EventKind::SysEnterRead));
         assert!(plan.taken.contains(&EventKind::SysEnterRecvfrom));
@@ -146,7 +172,7 @@ mod tests {
     #[test]
     fn without_the_registers_in_btf_the_classic_programs_stay() {
         let offsets = offsets_with(&[Member::RegsDi, Member::RegsDx, Member::RegsOrigAx]);
-        let plan = SyscallPlan::raw(&offsets, &EventKind::ALL, true);
+        let plan = SyscallPlan::raw(&offsets, &EventKind::ALL, true, false);
         assert!(!plan.is_raw());
         assert!(plan.taken.is_empty());
         assert!(
@@ -160,5 +186,30 @@ mod tests {
                 Some("kernel BTF lacks task_struct.thread_info + thread_info.status")
             );
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn journey_mode_reads_entries_from_the_frame_and_leaves_sys_enter_out() {
+        let mut members = RAW_SYSCALL_MEMBERS.to_vec();
+        members.extend(ENTRY_FRAME_MEMBERS);
+        let offsets = offsets_with(&members);
+        let programs = |plan: &SyscallPlan| plan.raw_programs().map(|(p, _)| p).collect::<Vec<_>>();
+
+        let journeys = SyscallPlan::raw(&offsets, &EventKind::ALL, true, false);
+        assert!(journeys.from_regs);
+        assert_eq!(programs(&journeys), ["sys_exit_btf"]);
+
+        let marked = SyscallPlan::raw(&offsets, &EventKind::ALL, true, true);
+        assert!(!marked.from_regs, "entry marks asked for");
+        let events = SyscallPlan::raw(&offsets, &EventKind::ALL, false, false);
+        assert!(!events.from_regs, "event mode shows each entry");
+        assert_eq!(programs(&events), ["sys_enter_btf", "sys_exit_btf"]);
+
+        let no_ax = offsets_with(&RAW_SYSCALL_MEMBERS);
+        let plan = SyscallPlan::raw(&no_ax, &EventKind::ALL, true, false);
+        assert!(plan.is_raw() && !plan.from_regs, "BTF without pt_regs.ax");
+        assert_eq!(programs(&plan), ["sys_enter_btf", "sys_exit_btf"]);
+        assert!(!SyscallPlan::classic("x".to_owned()).from_regs);
     }
 }

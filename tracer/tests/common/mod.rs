@@ -208,6 +208,12 @@ pub fn gettid() -> u32 {
 
 /// IDs of the BPF programs loaded now (`bpftool prog show`).
 pub fn program_ids() -> std::collections::HashSet<u64> {
+    programs().into_keys().collect()
+}
+
+/// The BPF programs loaded now by id, with their names (`bpftool prog show`; the kernel
+/// keeps 15 bytes of a name).
+pub fn programs() -> std::collections::HashMap<u64, String> {
     let out = Command::new("bpftool")
         .args(["-j", "prog", "show"])
         .output()
@@ -221,7 +227,10 @@ pub fn program_ids() -> std::collections::HashSet<u64> {
     list.as_array()
         .unwrap()
         .iter()
-        .filter_map(|prog| prog["id"].as_u64())
+        .filter_map(|prog| {
+            let name = prog["name"].as_str().unwrap_or_default().to_owned();
+            prog["id"].as_u64().map(|id| (id, name))
+        })
         .collect()
 }
 

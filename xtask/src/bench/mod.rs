@@ -80,7 +80,7 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
     progress("done");
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cpu_count();
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -169,8 +169,10 @@ fn syscalls_section(cost: &syscalls::SyscallCost) -> anyhow::Result<String> {
          programs and sock_recv_length's run) and getppid (untraced, but it takes the kernel's traced \
          entry path once any syscall tracepoint is on), each {} times in a loop pinned to one CPU, the \
          fastest of 5 batches, over {} round(s) with the configurations alternated. The default attaches \
-         two programs on raw_syscalls:sys_enter/sys_exit that run for every syscall and look its number \
-         up; `--classic-syscalls` keeps one classic tracepoint per traced syscall, which formats a record \
+         one program on raw_syscalls:sys_exit that runs for every syscall and looks its number up (a \
+         task's entry into a traced syscall is read from its saved registers where a journey asks); \
+         `--syscall-entry-marks` adds the raw sys_enter program that marks each entry instead; \
+         `--classic-syscalls` keeps one classic tracepoint per traced syscall, which formats a record \
          per call before its program runs.\n\n\
          | configuration | recvfrom (traced) | added | getppid (untraced) | added |\n|---|---:|---:|---:|---:|",
         cost.calls, cost.rounds,
@@ -288,9 +290,11 @@ fn attach_floor_table(pingpong: &pingpong::PingPong, text: &mut String) -> anyho
         text,
         "\nWhat being attached costs (CPUs busy, client and server on one CPU, the same \
          alternation): `tracer live --bench-floor empty` attaches every program the default \
-         does, each returning at once (the kernel's dispatch, and the raw syscall tracepoints' \
+         does, each returning at once (the kernel's dispatch, and the raw syscall tracepoint's \
          slow path on every syscall); `--bench-floor clock`, each reading the clock first \
-         (`bpf_ktime_get_ns`, as every event's stamp does) and returning. Half a round trip \
+         (`bpf_ktime_get_ns`, as every event's stamp does) and returning; `--syscall-entry-marks`, \
+         the tracer with the raw sys_enter program marking each syscall entry (before: the default) \
+         instead of reading a task's saved registers where a journey asks. Half a round trip \
          is one packet's path, so the latency added is the time each packet gains.\n"
     )?;
     writeln!(
@@ -322,20 +326,22 @@ fn spread(measured: &peers::Measured) -> String {
 /// Each program's bpf_stats cost, BTF tracepoints beside classic ones.
 fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
     let mut text = String::new();
-    let [btf, batched, classic] = &pingpong.costs[..] else {
-        anyhow::bail!("expected the default, batched and classic bpf_stats runs");
+    let [btf, batched, classic, marks] = &pingpong.costs[..] else {
+        anyhow::bail!("expected the default, batched, classic and entry-marks bpf_stats runs");
     };
     writeln!(
         text,
         "\n## Cost of each eBPF program (kernel bpf_stats)\n\n\
-         Three more {} s tracer ping-pong runs with `kernel.bpf_stats_enabled=1` (not latency runs: \
+         Four more {} s tracer ping-pong runs with `kernel.bpf_stats_enabled=1` (not latency runs: \
          the accounting costs time of its own): `tracer live` (the default: BTF tracepoints where the \
          kernel has BTF, every event its own ring reservation), `tracer live --batched` (events \
          batched per NET_RX run and per read, docs/DESIGN.md \"Batches\") and `tracer live \
-         --classic-tracepoints`. bpf_stats counts a program's own run time only: a classic \
+         --classic-tracepoints`, and `tracer live --syscall-entry-marks` (the raw sys_enter program marks \
+         each syscall entry; its total only). bpf_stats counts a program's own run time only: a classic \
          tracepoint also formats its record before the program runs, which no column includes. All \
          programs together: **{:.0} ns** per ping-pong packet by default, {:.0} ns batched, {:.0} ns \
-         classic (target: <= 1200 ns).\n\n\
+         classic, {:.0} ns with entry marks ({:.1} programs per packet against {:.1}) (target: <= \
+         1200 ns).\n\n\
          The floor on this machine, as bpf_stats counts it (bpftrace on the classic \
          `irq:softirq_exit` and `sched:sched_switch` during the same ping-pong, 2 runs each, \
          alternated): an empty program **{:.0} ns** per run (the kernel's dispatch and the accounting's \
@@ -351,6 +357,9 @@ fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
         btf.ns_per_packet(),
         batched.ns_per_packet(),
         classic.ns_per_packet(),
+        marks.ns_per_packet(),
+        marks.runs_per_packet(),
+        btf.runs_per_packet(),
         pingpong.floor.empty_ns,
         pingpong.floor.clock_ns,
         pingpong.floor.clock_read_ns(),
@@ -472,4 +481,9 @@ fn human(value: f64) -> String {
     } else {
         format!("{value:.1}")
     }
+}
+
+/// The CPUs this machine offers the bench (1 when it cannot tell).
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -58,6 +58,9 @@ pub enum Config {
     TracerClassicSyscalls,
     PerfRecord,
     Bpftrace,
+    /// `tracer live --syscall-entry-marks`: the raw `sys_enter` program marks each traced
+    /// syscall's entry, instead of the programs reading a task's entry frame.
+    TracerEntryMarks,
     /// `tracer live --bench-floor empty`: every program attached, each returning at once.
     TracerFloorEmpty,
     /// `tracer live --bench-floor clock`: every program attached, each reading the clock
@@ -81,6 +84,7 @@ impl Config {
             Config::TracerClassic => "tracer live --classic-tracepoints",
             Config::TracerBatched => "tracer live --batched",
             Config::TracerClassicSyscalls => "tracer live --classic-syscalls",
+            Config::TracerEntryMarks => "tracer live --syscall-entry-marks",
             Config::PerfRecord => "perf record",
             Config::Bpftrace => "bpftrace",
             Config::TracerFloorEmpty => "tracer's programs attached, each returning at once",
@@ -114,6 +118,15 @@ impl Config {
             Config::TracerClassicSyscalls => (
                 tracer.display().to_string(),
                 vec!["live".into(), "--json".into(), "--classic-syscalls".into()],
+                TRACER_READY,
+            ),
+            Config::TracerEntryMarks => (
+                tracer.display().to_string(),
+                vec![
+                    "live".into(),
+                    "--json".into(),
+                    "--syscall-entry-marks".into(),
+                ],
                 TRACER_READY,
             ),
             Config::TracerFloorEmpty | Config::TracerFloorClock => (
@@ -292,7 +305,7 @@ pub struct WarmCpus(Vec<Child>);
 
 impl WarmCpus {
     pub fn start() -> anyhow::Result<Self> {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = super::cpu_count();
         let mut spinners = Vec::new();
         for cpu in 0..cpus {
             spinners.push(

@@ -14,10 +14,11 @@ use super::peers::{
 };
 
 /// The configurations of [`PingPong::attach_floor`], in its order.
-pub const ATTACH_FLOOR: [Config; 4] = [
+pub const ATTACH_FLOOR: [Config; 5] = [
     Config::NoTracer,
     Config::TracerFloorEmpty,
     Config::TracerFloorClock,
+    Config::TracerEntryMarks,
     Config::TracerLive,
 ];
 
@@ -152,10 +153,6 @@ impl Placement {
     }
 }
 
-fn cpu_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Runs `work` with the sockperf server on `placement`'s CPUs, and lets it run anywhere
 /// again after.
 fn with_server_at<T>(
@@ -171,7 +168,7 @@ fn with_server_at<T>(
 
 /// Moves every thread of the running sockperf server to its CPUs for `placement`.
 fn place_server(server: u32, placement: Placement) -> anyhow::Result<()> {
-    let (cpus, _) = placement.cpus(cpu_count());
+    let (cpus, _) = placement.cpus(super::cpu_count());
     let status = Command::new("taskset")
         .args(["-a", "-p", "-c", &cpus, &server.to_string()])
         .stdout(Stdio::null())
@@ -193,7 +190,7 @@ struct Sockperf {
 const PORT: &str = "11911";
 
 fn ping_pong(seconds: u64, placement: Placement) -> anyhow::Result<Sockperf> {
-    let (_, client) = placement.cpus(cpu_count());
+    let (_, client) = placement.cpus(super::cpu_count());
     let out = Command::new("taskset")
         .args([
             "-c",
@@ -289,7 +286,7 @@ fn rounds_of(
         super::progress("UDP ping-pong (sockperf), CPUs kept busy");
         let warm = latencies(tracer, dir, seconds, rounds, &mut totals, Placement::Free)?;
         let mut pinned = Vec::new();
-        for placement in Placement::pinned(cpu_count()) {
+        for placement in Placement::pinned(super::cpu_count()) {
             super::progress(&format!(
                 "UDP ping-pong (sockperf), CPUs kept busy, {}",
                 placement.name()
@@ -315,6 +312,7 @@ fn rounds_of(
         Config::TracerLive,
         Config::TracerBatched,
         Config::TracerClassic,
+        Config::TracerEntryMarks,
     ]
     .into_iter()
     .map(|config| program_costs(tracer, dir, seconds, config))

@@ -13,9 +13,10 @@ use anyhow::Context as _;
 use super::peers::Config;
 
 /// The configurations compared, in order.
-pub const CONFIGS: [Config; 6] = [
+pub const CONFIGS: [Config; 7] = [
     Config::NoTracer,
     Config::TracerLive,
+    Config::TracerEntryMarks,
     Config::TracerClassicSyscalls,
     Config::TracerClassic,
     Config::PerfRecord,
@@ -56,11 +57,7 @@ pub fn measure(tracer: &Path, dir: &Path, quick: bool) -> anyhow::Result<Syscall
 /// On CPU 1 (0 on one CPU): ns per recvfrom of an empty nonblocking socket and per getppid,
 /// each the fastest of five batches of `calls`.
 fn loop_costs(calls: u32) -> anyhow::Result<(f64, f64)> {
-    let cpu = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-        1
-    } else {
-        0
-    };
+    let cpu = if super::cpu_count() > 1 { 1 } else { 0 };
     let mask: u64 = 1 << cpu;
     // SAFETY: this thread's own affinity, from a mask of the size given.
     if unsafe { sched_setaffinity(0, std::mem::size_of::<u64>(), &mask) } != 0 {
