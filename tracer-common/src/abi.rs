@@ -193,8 +193,8 @@ pub const NET_RX_SOFTIRQ: u32 = 3;
 pub mod recv_tasks {
     /// Outside any tracked syscall.
     pub const OUTSIDE: u8 = 0;
-    /// Inside a recv-family one (user space also marks threads already blocked in one at
-    /// start-up).
+    /// Inside a recv-family one (with entry marks, user space also marks threads already
+    /// blocked in one at start-up).
     pub const INSIDE: u8 = 1;
     /// Inside a recv-family one that has read a socket (`sock:sock_recv_length` fired).
     pub const READ_SOCKET: u8 = 2;

@@ -72,8 +72,9 @@ enum Task {
         quick: bool,
         /// Run one section only and print it (BENCHMARKS.md is left alone): `offline`
         /// (recording size, report speed and memory, linearity of report and exports),
-        /// `filtered` (a flood while filtering for a quiet port) or `pingpong` (latency
-        /// overhead and each eBPF program's cost, BTF and classic tracepoints).
+        /// `filtered` (a flood while filtering for a quiet port), `pingpong` (latency
+        /// overhead and each eBPF program's cost, BTF and classic tracepoints) or
+        /// `syscalls` (what one syscall costs, traced and untraced).
         #[arg(long, value_name = "SECTION")]
         only: Option<String>,
     },

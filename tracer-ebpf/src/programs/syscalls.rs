@@ -7,8 +7,11 @@
 //! the syscall up in `SYSCALL_KINDS` and run the same bodies. Why: a classic syscall
 //! tracepoint formats a record for each call before its program runs: an EAGAIN recvfrom
 //! took about 400 ns longer with two empty classic programs on it (bpftrace, here). The
-//! price: the raw programs run for every syscall, about 60 ns more per untraced one than
-//! with the classic programs (`cargo xtask bench --only syscalls`).
+//! price: the raw programs run for every syscall. In journey mode `sys_enter_btf` is not
+//! attached where a task's entry frame tells the programs that ask whether it is inside a
+//! traced syscall (`stands`, `SYSCALL_FROM_REGS`): no entry is then marked, and an untraced
+//! syscall costs what it does under the classic programs (`cargo xtask bench --only
+//! syscalls`).
 
 use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},

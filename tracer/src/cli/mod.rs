@@ -88,9 +88,10 @@ pub struct RingArgs {
     #[arg(long)]
     pub classic_tracepoints: bool,
     /// Trace the recv-family and wait syscalls with one classic tracepoint each instead of
-    /// two BTF tracepoints on every syscall (raw_syscalls:sys_enter/sys_exit). The raw ones
-    /// make each traced call about 240 ns cheaper and every other syscall about 60 ns
-    /// dearer (BENCHMARKS.md): for hosts whose syscalls are mostly not reads.
+    /// BTF tracepoints on every syscall (raw_syscalls:sys_exit, and sys_enter outside
+    /// journeys or with --syscall-entry-marks). The raw ones make each traced call about
+    /// 250 ns cheaper; with sys_enter they make every other syscall about 80 ns dearer,
+    /// without it no dearer (BENCHMARKS.md).
     #[arg(long)]
     pub classic_syscalls: bool,
     /// Journey mode: write a NET_RX softirq run's events, and a reader's up to its syscall's

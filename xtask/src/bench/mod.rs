@@ -332,8 +332,9 @@ fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
     writeln!(
         text,
         "\n## Cost of each eBPF program (kernel bpf_stats)\n\n\
-         Four more {} s tracer ping-pong runs with `kernel.bpf_stats_enabled=1` (not latency runs: \
-         the accounting costs time of its own): `tracer live` (the default: BTF tracepoints where the \
+         Tracer ping-pong runs of {} s with `kernel.bpf_stats_enabled=1` (not latency runs: \
+         the accounting costs time of its own), {} alternated round(s) of four configurations, each's \
+         counts added up: `tracer live` (the default: BTF tracepoints where the \
          kernel has BTF, every event its own ring reservation), `tracer live --batched` (events \
          batched per NET_RX run and per read, docs/DESIGN.md \"Batches\") and `tracer live \
          --classic-tracepoints`, and `tracer live --syscall-entry-marks` (the raw sys_enter program marks \
@@ -354,6 +355,7 @@ fn costs_section(pingpong: &pingpong::PingPong) -> anyhow::Result<String> {
          | program | runs | ns per run | ns per packet | batched: ns per run | batched: ns per packet | classic: ns per run | classic: ns per packet |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|",
         pingpong.seconds,
+        pingpong.cost_rounds,
         btf.ns_per_packet(),
         batched.ns_per_packet(),
         classic.ns_per_packet(),

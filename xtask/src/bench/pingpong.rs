@@ -43,6 +43,8 @@ pub struct PingPong {
     pub lost: u64,
     /// The bpf_stats runs: the default (BTF tracepoints), batched, classic.
     pub costs: Vec<Costs>,
+    /// Alternated rounds the bpf_stats runs of [`Self::costs`] add up.
+    pub cost_rounds: usize,
     /// What bpf_stats counts for programs that do (next to) nothing, on this kernel.
     pub floor: Floor,
 }
@@ -97,6 +99,29 @@ impl Costs {
         self.events as f64 / self.packets.max(1) as f64
     }
 
+    /// This run's counts and another's of the same configuration together.
+    pub fn merge(mut self, other: Costs) -> Costs {
+        for (name, runs, ns) in other.programs {
+            match self.programs.iter_mut().find(|(mine, ..)| *mine == name) {
+                Some((_, my_runs, my_ns)) => {
+                    let total = *my_runs as f64 * *my_ns + runs as f64 * ns;
+                    *my_runs += runs;
+                    *my_ns = total / (*my_runs).max(1) as f64;
+                }
+                None => self.programs.push((name, runs, ns)),
+            }
+        }
+        self.programs
+            .sort_by(|a, b| (b.1 as f64 * b.2).total_cmp(&(a.1 as f64 * a.2)));
+        self.packets += other.packets;
+        self.events += other.events;
+        if other.recursion_misses != self.recursion_misses {
+            self.recursion_misses =
+                format!("{}; then {}", self.recursion_misses, other.recursion_misses);
+        }
+        self
+    }
+
     /// ns per packet of the program named `name`, if it ran.
     pub fn program_ns_per_packet(&self, name: &str) -> Option<f64> {
         self.programs
@@ -104,6 +129,20 @@ impl Costs {
             .find(|(program, ..)| program == name)
             .map(|(_, runs, ns)| *runs as f64 * ns / self.packets.max(1) as f64)
     }
+}
+
+/// The configurations of [`PingPong::costs`], in its order.
+pub const COST_CONFIGS: [Config; 4] = [
+    Config::TracerLive,
+    Config::TracerBatched,
+    Config::TracerClassic,
+    Config::TracerEntryMarks,
+];
+
+/// Alternated bpf_stats runs of each of [`COST_CONFIGS`] for `rounds` latency rounds: 2
+/// for the full bench's 5, 1 for --quick's 3.
+pub fn cost_rounds(rounds: usize) -> usize {
+    rounds.div_ceil(3)
 }
 
 /// Where the ping-pong's client and server run.
@@ -306,17 +345,22 @@ fn rounds_of(
     };
     super::progress("eBPF program costs (bpf_stats)");
 
-    // bpf_stats on for one more tracer run only: the kernel's accounting has a cost of its own.
+    // bpf_stats on for these tracer runs only: the kernel's accounting has a cost of its own.
+    // Alternated, as the latency runs are: the VM's speed drifts over minutes.
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
-    let stats: anyhow::Result<Vec<Costs>> = [
-        Config::TracerLive,
-        Config::TracerBatched,
-        Config::TracerClassic,
-        Config::TracerEntryMarks,
-    ]
-    .into_iter()
-    .map(|config| program_costs(tracer, dir, seconds, config))
-    .collect();
+    let stats = (|| {
+        let mut merged: Vec<Option<Costs>> = COST_CONFIGS.iter().map(|_| None).collect();
+        for _ in 0..cost_rounds(rounds) {
+            for (config, total) in COST_CONFIGS.iter().zip(&mut merged) {
+                let run = program_costs(tracer, dir, seconds, *config)?;
+                *total = Some(match total.take() {
+                    Some(before) => before.merge(run),
+                    None => run,
+                });
+            }
+        }
+        anyhow::Ok(merged.into_iter().flatten().collect::<Vec<_>>())
+    })();
     let floor = floor(dir, seconds);
     crate::sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=0"])?;
     let costs = stats?;
@@ -332,6 +376,7 @@ fn rounds_of(
         packets: totals.workload,
         lost: totals.lost,
         costs,
+        cost_rounds: cost_rounds(rounds),
         floor,
     })
 }
