@@ -69,15 +69,36 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    /// Whether it is inside a recv-family or wait syscall now.
+    /// Whether it is inside a recv-family or wait syscall now, as `RECV_TASKS` says. With
+    /// the entry frame that is so from its wakeup in the call ([`Self::woken_reading`]) to
+    /// the call's exit: a task switched in without one (preempted) reads as outside, which
+    /// no journey needs (the engine keeps a switch only for a task a packet woke).
     #[inline(always)]
     pub(crate) fn reading(self) -> bool {
-        if self.ptr != 0 && syscall_from_regs() {
-            from_frame(self.ptr) != OUTSIDE
-        } else {
-            RECV_TASKS
-                .get(self.tid)
-                .is_some_and(|value| *value != OUTSIDE)
+        RECV_TASKS
+            .get(self.tid)
+            .is_some_and(|value| *value != OUTSIDE)
+    }
+
+    /// [`Self::reading`] for a task being woken. With the entry frame (a BTF program with
+    /// `SYSCALL_FROM_REGS`) and no mark yet, the frame is read once here and kept as the
+    /// task's mark until its syscall's exit takes it: its switch onto a CPU and its socket
+    /// reads then look the mark up instead of a cold line of its kernel stack.
+    #[inline(always)]
+    pub(crate) fn woken_reading(self) -> bool {
+        if self.ptr == 0 || !syscall_from_regs() {
+            return self.reading();
+        }
+        match RECV_TASKS.get_ptr_mut(self.tid) {
+            // SAFETY: a u8 in a map value; the task sleeps, so its own programs are not
+            // running, and the exit that clears it comes after this wakeup.
+            Some(slot) => unsafe {
+                if *slot == OUTSIDE {
+                    *slot = from_frame(self.ptr);
+                }
+                *slot != OUTSIDE
+            },
+            None => false,
         }
     }
 
@@ -104,14 +125,16 @@ impl Task {
     }
 }
 
-/// Where the current thread (`tid`) stands; `frame`: from its entry frame (a BTF program
-/// with `SYSCALL_FROM_REGS`), else from `RECV_TASKS`.
+/// Where the current thread (`tid`) stands: its `RECV_TASKS` mark, and with `frame` (a
+/// BTF program with `SYSCALL_FROM_REGS`) its entry frame when it has none (a read that
+/// found its data without sleeping).
 #[inline(always)]
 fn current(tid: u32, frame: bool) -> u8 {
-    if frame {
+    let marked = RECV_TASKS.get(tid).copied().unwrap_or(OUTSIDE);
+    if frame && marked == OUTSIDE {
         from_frame(current_task())
     } else {
-        RECV_TASKS.get(tid).copied().unwrap_or(OUTSIDE)
+        marked
     }
 }
 

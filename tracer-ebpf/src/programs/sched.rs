@@ -69,11 +69,15 @@ fn on_wake(
     fill: impl FnOnce(&mut Event),
 ) {
     let here = here();
+    // Looked up (with the entry frame: read and marked) before any filter, so that the
+    // task's switch and reads find the mark whatever this wakeup's fate.
+    let reading = journey_mode() && woken.woken_reading();
     // ksoftirqd wakeups are kept too: NET_RX work moving to a thread.
     let keep = if flow::active() {
-        flow_wake_passes(&here, woken)
+        flow_wake_passes(&here, woken, reading)
     } else {
-        sched_passes(&here, woken, None) || (journey_mode() && is_ksoftirqd(&comm()))
+        sched_passes_reading(&here, woken, None, || reading)
+            || (journey_mode() && is_ksoftirqd(&comm()))
     };
     if keep {
         emit(&here, kind, |ev| {
@@ -88,17 +92,19 @@ fn on_wake(
 /// task is then remembered), never when a rejected one did, and otherwise when its task was
 /// woken by, or read, a selected packet before.
 #[inline(always)]
-fn flow_wake_passes(here: &Here, woken: Task) -> bool {
+fn flow_wake_passes(here: &Here, woken: Task, reading: bool) -> bool {
     match flow::verdict() {
         Verdict::Reject => false,
         Verdict::Pass => {
-            let keep = sched_passes(here, woken, None);
+            let keep = sched_passes_reading(here, woken, None, || reading);
             if keep {
                 flow::select_task(woken.tid);
             }
             keep
         }
-        Verdict::Unknown => flow::task_selected(woken.tid) && sched_passes(here, woken, None),
+        Verdict::Unknown => {
+            flow::task_selected(woken.tid) && sched_passes_reading(here, woken, None, || reading)
+        }
     }
 }
 
