@@ -59,9 +59,9 @@ pub const BATCHING: &str = "BATCHING";
 
 /// `u32`: 1 in journey mode on the raw syscall programs when the entry frame's members are
 /// known ([`crate::members::ENTRY_FRAME_MEMBERS`]): whether a task is inside a traced
-/// syscall is read from its saved registers where it is asked (its wakeup, its switch onto
-/// a CPU, its socket reads), and `raw_syscalls:sys_enter` is not attached. 0: the entry
-/// programs mark each entry in `RECV_TASKS`.
+/// syscall is read from its saved registers at its wakeup (kept in `RECV_TASKS` until the
+/// syscall's exit) or at a socket read that did not sleep, and `raw_syscalls:sys_enter` is
+/// not attached. 0: the entry programs mark each entry in `RECV_TASKS`.
 pub const SYSCALL_FROM_REGS: &str = "SYSCALL_FROM_REGS";
 
 /// `u32`: what every program does before anything else, for the bench's

@@ -1,7 +1,9 @@
 //! Where a task stands in the traced syscalls (`tracer_common::abi::recv_tasks`): outside
 //! them, inside a recv-family one, or inside a wait one (a packet can wake it then). Two
 //! sources: the `RECV_TASKS` marks the entry programs make, or, with `SYSCALL_FROM_REGS`,
-//! the task's own entry frame, so that no program runs at every syscall's entry.
+//! the task's own entry frame, so that no program runs at every syscall's entry: read at
+//! the task's wakeup and kept as its mark until the syscall's exit, or by a read that
+//! found its data without sleeping.
 //!
 //! The entry frame (x86-64, arch/x86/entry/entry_64.S): a task that entered the kernel by a
 //! syscall keeps its user registers at the top of its kernel stack (`task_pt_regs`) until it

@@ -580,8 +580,9 @@ pub const JOURNEY_UNUSED: [EventKind; 3] = [
     EventKind::SchedWakeup,
 ];
 
-/// The programs that ask where a task stands in the traced syscalls (tracer-ebpf `stands`):
-/// with `abi::SYSCALL_FROM_REGS` each must be attached in its BTF form.
+/// The programs that read a task's entry frame or `task_struct` (tracer-ebpf `stands`):
+/// with `abi::SYSCALL_FROM_REGS` each must be attached in its BTF form (sched_switch for
+/// the `--pid` filter's tgid: no entry program joins new threads to `FILTER_TIDS` then).
 const FRAME_READERS: [EventKind; 4] = [
     EventKind::SchedSwitch,
     EventKind::SchedWaking,
