@@ -91,7 +91,7 @@ pub struct RingArgs {
     /// BTF tracepoints on every syscall (raw_syscalls:sys_exit, and sys_enter outside
     /// journeys or with --syscall-entry-marks). The raw ones make each traced call about
     /// 250 ns cheaper; with sys_enter they make every other syscall about 80 ns dearer,
-    /// without it no dearer (BENCHMARKS.md).
+    /// without it about 20 (BENCHMARKS.md).
     #[arg(long)]
     pub classic_syscalls: bool,
     /// Journey mode: write a NET_RX softirq run's events, and a reader's up to its syscall's
@@ -102,9 +102,9 @@ pub struct RingArgs {
     pub batched: bool,
     /// Journey mode: mark each recv-family or wait syscall's entry with a program on
     /// raw_syscalls:sys_enter, which runs at every syscall of every task, instead of
-    /// reading a task's saved syscall registers where a journey asks whether it is inside
-    /// one (its wakeup, its switch onto a CPU, its socket reads). The journeys are the same;
-    /// the registers spare that program (BENCHMARKS.md).
+    /// reading a task's saved syscall registers when it is woken (or reads without
+    /// sleeping). The journeys are the same; the registers spare that program and cost
+    /// less per packet (BENCHMARKS.md).
     #[arg(long)]
     pub syscall_entry_marks: bool,
     /// For `cargo xtask bench` only: every program (BTF or, with --classic-tracepoints,
