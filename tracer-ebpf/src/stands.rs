@@ -120,7 +120,7 @@ impl Task {
     #[inline(always)]
     pub(crate) fn filtered(self) -> bool {
         if self.ptr != 0 {
-            read::<u32>(self.ptr, Member::TaskTgid) == global_u32(&FILTER_TGID)
+            self.process() == global_u32(&FILTER_TGID)
         } else {
             filtered_tid(self.tid)
         }

@@ -547,33 +547,21 @@ fn syscall_entry_marks_rebuild_the_same_journeys() {
             entry_program,
             "{extra:?}: the raw entry program is attached only to mark entries: {names:?}"
         );
-        for role in ["udp", "tcp"] {
-            let exchange = Exchange {
-                extra,
-                role,
-                count: 15,
-                netns: None,
-                reader_cpu: None,
-                sender_cpu: None,
-                reader_batch: false,
-            };
-            let (journeys, truth, _, tid) = exchange.run();
-            check_against_truth(&journeys, &truth, tid, 15, "lo");
-            for journey in journeys.iter().filter(|_| role == "udp") {
-                // Blocked between datagrams: each one wakes the reader, the first too.
-                assert!(
-                    journey["stages_ns"]["wakeup"].is_u64(),
-                    "{extra:?}: {journey}"
-                );
-            }
+        let [udp, _] = udp_and_tcp_over_loopback_with(extra);
+        for journey in &udp {
+            // Blocked between datagrams: each one wakes the reader, the first too.
+            assert!(
+                journey["stages_ns"]["wakeup"].is_u64(),
+                "{extra:?}: {journey}"
+            );
         }
     }
 }
 
 /// 15 UDP datagrams, then 15 TCP segments, over loopback with these options: every journey
-/// checked against the reader's own stamps and bytes.
-fn udp_and_tcp_over_loopback_with(extra: &[&str]) {
-    for role in ["udp", "tcp"] {
+/// checked against the reader's own stamps and bytes. Returns the UDP and the TCP journeys.
+fn udp_and_tcp_over_loopback_with(extra: &[&str]) -> [Vec<Value>; 2] {
+    ["udp", "tcp"].map(|role| {
         let exchange = Exchange {
             extra,
             role,
@@ -586,7 +574,8 @@ fn udp_and_tcp_over_loopback_with(extra: &[&str]) {
         let (journeys, truth, _, tid) = exchange.run();
         check_against_truth(&journeys, &truth, tid, 15, "lo");
         assert!(journeys.iter().all(|journey| journey["proto"] == role));
-    }
+        journeys
+    })
 }
 
 #[test]
