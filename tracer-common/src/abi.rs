@@ -104,10 +104,17 @@ pub const NET_NS_INUM_OFF: &str = "NET_NS_INUM_OFF";
 /// ([`syscall_slot`] values). All zero when the classic `syscalls:*` programs are attached.
 pub const SYSCALL_KINDS: &str = "SYSCALL_KINDS";
 
+/// The raw syscall entry program, `(program, raw tracepoint)`: it marks a task's entry
+/// into a traced syscall in `RECV_TASKS`. Left out where a task's entry frame is read
+/// instead (`SYSCALL_FROM_REGS`).
+pub const RAW_SYS_ENTER: (&str, &str) = ("sys_enter_btf", "sys_enter");
+
+/// The raw syscall exit program, `(program, raw tracepoint)`.
+pub const RAW_SYS_EXIT: (&str, &str) = ("sys_exit_btf", "sys_exit");
+
 /// The raw syscall programs, `(program, raw tracepoint)`: they take the traced syscalls
 /// over from the classic `syscalls:*` programs where they can (`SYSCALL_KINDS`).
-pub const RAW_SYSCALL_PROGRAMS: [(&str, &str); 2] =
-    [("sys_enter_btf", "sys_enter"), ("sys_exit_btf", "sys_exit")];
+pub const RAW_SYSCALL_PROGRAMS: [(&str, &str); 2] = [RAW_SYS_ENTER, RAW_SYS_EXIT];
 
 /// Entries of `SYSCALL_KINDS`: every traced syscall's number is below it (441 is the
 /// largest, epoll_pwait2).

@@ -104,7 +104,7 @@ impl SyscallPlan {
         let from_regs = self.from_regs;
         tracer_common::abi::RAW_SYSCALL_PROGRAMS
             .into_iter()
-            .filter(move |(program, _)| !(from_regs && *program == "sys_enter_btf"))
+            .filter(move |program| !(from_regs && *program == tracer_common::abi::RAW_SYS_ENTER))
     }
 }
 
