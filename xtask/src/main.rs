@@ -73,8 +73,9 @@ enum Task {
         /// Run one section only and print it (BENCHMARKS.md is left alone): `offline`
         /// (recording size, report speed and memory, linearity of report and exports),
         /// `filtered` (a flood while filtering for a quiet port), `pingpong` (latency
-        /// overhead and each eBPF program's cost, BTF and classic tracepoints) or
-        /// `syscalls` (what one syscall costs, traced and untraced).
+        /// overhead and each eBPF program's cost, BTF and classic tracepoints), `syscalls`
+        /// (what one syscall costs, traced and untraced), `stream` (iperf3 throughput) or
+        /// `rate` (the event rate held without loss, and the tracer's CPU per event).
         #[arg(long, value_name = "SECTION")]
         only: Option<String>,
     },
