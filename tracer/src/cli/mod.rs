@@ -90,8 +90,8 @@ pub struct RingArgs {
     /// Trace the recv-family and wait syscalls with one classic tracepoint each instead of
     /// BTF tracepoints on every syscall (raw_syscalls:sys_exit, and sys_enter outside
     /// journeys or with --syscall-entry-marks). The raw ones make each traced call about
-    /// 250 ns cheaper; with sys_enter they make every other syscall about 80 ns dearer,
-    /// without it about 20 (BENCHMARKS.md).
+    /// 200 ns cheaper; with sys_enter they make every other syscall about 80 ns dearer,
+    /// without it 10-20 ns (BENCHMARKS.md).
     #[arg(long)]
     pub classic_syscalls: bool,
     /// Journey mode: write a NET_RX softirq run's events, and a reader's up to its syscall's
