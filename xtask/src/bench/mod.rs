@@ -21,9 +21,21 @@ use std::{fmt::Write as _, path::Path, process::Command, time::Instant};
 
 use peers::TRACEPOINTS;
 
+/// What `--only` takes.
+const SECTIONS: [&str; 6] = [
+    "offline", "filtered", "pingpong", "syscalls", "stream", "rate",
+];
+
 /// Runs the benchmark and writes BENCHMARKS.md; `only`: one section, printed (BENCHMARKS.md
 /// is left alone).
 pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
+    if let Some(section) = only {
+        anyhow::ensure!(
+            SECTIONS.contains(&section),
+            "no bench section {section:?}; sections: {}",
+            SECTIONS.join(", ")
+        );
+    }
     let tracer = root.join("target/release/tracer");
     let dir = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -33,6 +45,7 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
         only.map_or(String::new(), |section| format!(" --only {section}"))
     );
     if let Some(section) = only {
+        ensure_bench_tools()?;
         let text = match section {
             "offline" => format!(
                 "{}\nThis section: `{command}` on {}.\n",
@@ -40,30 +53,21 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
                 date()?
             ),
             "filtered" => filtered_section(&filtered::measure(&tracer, &dir, quick)?)?,
-            "pingpong" => {
-                ensure_bench_tools()?;
-                format!(
-                    "{}\nThis section: `{command}` on {}.\n",
-                    pingpong_section(&pingpong::measure(&tracer, &dir, quick)?)?,
-                    date()?
-                )
-            }
-            "syscalls" => {
-                ensure_bench_tools()?;
-                format!(
-                    "{}\nThis section: `{command}` on {}.\n",
-                    syscalls_section(&syscalls::measure(&tracer, &dir, quick)?)?,
-                    date()?
-                )
-            }
-            "stream" => {
-                ensure_bench_tools()?;
-                format!(
-                    "{}\nThis section: `{command}` on {}.\n",
-                    stream_section(&stream::measure(&tracer, &dir, quick)?)?,
-                    date()?
-                )
-            }
+            "pingpong" => format!(
+                "{}\nThis section: `{command}` on {}.\n",
+                pingpong_section(&pingpong::measure(&tracer, &dir, quick)?)?,
+                date()?
+            ),
+            "syscalls" => format!(
+                "{}\nThis section: `{command}` on {}.\n",
+                syscalls_section(&syscalls::measure(&tracer, &dir, quick)?)?,
+                date()?
+            ),
+            "stream" => format!(
+                "{}\nThis section: `{command}` on {}.\n",
+                stream_section(&stream::measure(&tracer, &dir, quick)?)?,
+                date()?
+            ),
             "rate" => {
                 let (seconds, steps) = rate::measure(&tracer, &dir, quick)?;
                 format!(
@@ -72,15 +76,13 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
                     date()?
                 )
             }
-            other => anyhow::bail!(
-                "no bench section {other:?}; sections: offline, filtered, pingpong, syscalls, stream, rate"
-            ),
+            other => anyhow::bail!("no bench section {other:?}"),
         };
         let _ = std::fs::remove_dir_all(&dir);
         println!("{text}");
         return Ok(());
     }
-    progress("checking sockperf, bpftrace, iperf3");
+    progress("checking sockperf, bpftrace, iperf3, perf");
     ensure_bench_tools()?;
     progress("recording size and offline analysis");
     let offline = offline::measure(&tracer, &dir, quick)?;
@@ -484,7 +486,7 @@ fn filtered_section(filtered: &filtered::Filtered) -> anyhow::Result<String> {
 
 /// Installs the peers the benchmark compares against (only the benchmark needs them).
 fn ensure_bench_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> = ["sockperf", "bpftrace", "iperf3"]
+    let missing: Vec<&str> = ["sockperf", "bpftrace", "iperf3", "linux-perf"]
         .into_iter()
         .filter(|p| !crate::dpkg_installed(p))
         .collect();
