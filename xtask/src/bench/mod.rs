@@ -46,38 +46,19 @@ pub fn run(root: &Path, quick: bool, only: Option<&str>) -> anyhow::Result<()> {
     );
     if let Some(section) = only {
         ensure_bench_tools()?;
-        let text = match section {
-            "offline" => format!(
-                "{}\nThis section: `{command}` on {}.\n",
-                offline::measure(&tracer, &dir, quick)?.text()?,
-                date()?
-            ),
+        let body = match section {
+            "offline" => offline::measure(&tracer, &dir, quick)?.text()?,
             "filtered" => filtered_section(&filtered::measure(&tracer, &dir, quick)?)?,
-            "pingpong" => format!(
-                "{}\nThis section: `{command}` on {}.\n",
-                pingpong_section(&pingpong::measure(&tracer, &dir, quick)?)?,
-                date()?
-            ),
-            "syscalls" => format!(
-                "{}\nThis section: `{command}` on {}.\n",
-                syscalls_section(&syscalls::measure(&tracer, &dir, quick)?)?,
-                date()?
-            ),
-            "stream" => format!(
-                "{}\nThis section: `{command}` on {}.\n",
-                stream_section(&stream::measure(&tracer, &dir, quick)?)?,
-                date()?
-            ),
+            "pingpong" => pingpong_section(&pingpong::measure(&tracer, &dir, quick)?)?,
+            "syscalls" => syscalls_section(&syscalls::measure(&tracer, &dir, quick)?)?,
+            "stream" => stream_section(&stream::measure(&tracer, &dir, quick)?)?,
             "rate" => {
                 let (seconds, steps) = rate::measure(&tracer, &dir, quick)?;
-                format!(
-                    "{}\nThis section: `{command}` on {}.\n",
-                    rate_section(seconds, &steps)?,
-                    date()?
-                )
+                rate_section(seconds, &steps)?
             }
             other => anyhow::bail!("no bench section {other:?}"),
         };
+        let text = format!("{body}\nThis section: `{command}` on {}.\n", date()?);
         let _ = std::fs::remove_dir_all(&dir);
         println!("{text}");
         return Ok(());
